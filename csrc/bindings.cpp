@@ -1,0 +1,64 @@
+// The op table: schemas, per-device implementations, and the small pybind11 module.
+// Kernels live in cpu/ and cuda/; fake (meta) kernels and Python wrappers in fastrl/ops/.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <pybind11/pybind11.h>
+
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "ops/returns.h"
+
+TORCH_LIBRARY(fastrl, m) {
+  // Time-major [T, N] views with any strides; flags and mask are bool.
+  m.def("gae(Tensor rewards, Tensor values, Tensor next_values, Tensor terminated, Tensor done, "
+        "Tensor? mask, float gamma, float lam) -> (Tensor advantages, Tensor returns)");
+  m.def("discounted_returns(Tensor rewards, Tensor done, Tensor bootstrap, Tensor? mask, "
+        "float gamma) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  m.impl("gae", &fastrl::cpu::gae);
+  m.impl("discounted_returns", &fastrl::cpu::discounted_returns);
+}
+
+#ifdef FASTRL_WITH_CUDA
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  m.impl("gae", &fastrl::cuda::gae);
+  m.impl("discounted_returns", &fastrl::cuda::discounted_returns);
+}
+#endif
+
+namespace {
+
+// How many distinct threads at::parallel_for really used: 1 means the build lost OpenMP.
+int parallel_threads_used() {
+  std::mutex lock;
+  std::set<std::thread::id> ids;
+  at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) {
+    volatile double sink = 0;
+    for (int i = 0; i < 200000; ++i) sink = sink + i;
+    std::lock_guard<std::mutex> guard(lock);
+    ids.insert(std::this_thread::get_id());
+  });
+  return static_cast<int>(ids.size());
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastrl native kernels; the ops are registered as torch.ops.fastrl.*";
+  m.def("build_info", [] {
+    pybind11::dict info;
+#ifdef FASTRL_WITH_CUDA
+    info["cuda"] = true;
+#else
+    info["cuda"] = false;
+#endif
+    info["torch_version"] = FASTRL_TORCH_VERSION;  // the torch it was compiled against
+    info["openmp"] = bool(AT_PARALLEL_OPENMP);
+    return info;
+  });
+  m.def("parallel_threads_used", &parallel_threads_used);
+}

@@ -1,0 +1,110 @@
+// Backward recurrences of GAE and discounted returns, written once for CPU and CUDA.
+//
+// Both are first-order linear recurrences run backwards in time over each column j of a
+// time-major [T, N] problem:
+//     carry_t = d_t + c_t * carry_{t+1}
+//   GAE:                d_t = r_t + gamma * (terminated_t ? 0 : next_value_t) - value_t
+//                       c_t = done_t ? 0 : gamma * lam          (carry = advantage)
+//   discounted returns: d_t = r_t,  c_t = done_t ? 0 : gamma     (carry = return)
+// A masked (padding) step leaves the carry unchanged and writes a zero advantage/return, so the
+// last valid token of a sequence links to the next valid one.
+//
+// Because x -> d + c*x maps compose associatively, a long column can also be split into chunks:
+// aggregate() folds a chunk into one map, an exclusive scan over chunks gives each chunk its
+// incoming carry, and sweep() then replays the chunk. Kernels choose between a sequential sweep
+// per column (many columns) and this chunked scan (few, long columns).
+//
+// Operation order mirrors fastrl/ops/returns.py (the PyTorch reference) term by term; with
+// FP contraction disabled the sequential sweep is bit-identical to it.
+#pragma once
+
+#include "core/common.h"
+
+namespace fastrl::core {
+
+// The map x -> d + c * x.
+template <typename T>
+struct Affine {
+  T c;
+  T d;
+};
+
+// `earlier` applied after `later`: the map from the carry entering `later` (from the future)
+// to the carry leaving `earlier`.
+template <typename T>
+FASTRL_HD Affine<T> compose(Affine<T> earlier, Affine<T> later) {
+  return {earlier.c * later.c, earlier.d + earlier.c * later.d};
+}
+
+template <typename T>
+struct GaeProblem {
+  using scalar_t = T;
+  View2D<const T> rewards, values, next_values;     // [T, N]
+  View2D<const bool> terminated, done, mask;        // [T, N]; mask.data == nullptr: no mask
+  View2D<T> advantages, returns;                    // [T, N] outputs
+  T gamma;
+  T gamma_lam;  // gamma * lam, rounded once from double like the reference
+
+  FASTRL_HD T initial_carry(int64_t) const { return T(0); }
+  FASTRL_HD bool valid(int64_t t, int64_t j) const { return mask.data == nullptr || mask(t, j); }
+  FASTRL_HD Affine<T> affine(int64_t t, int64_t j) const {
+    const T bootstrap = terminated(t, j) ? T(0) : next_values(t, j);
+    const T delta = rewards(t, j) + gamma * bootstrap - values(t, j);
+    return {done(t, j) ? T(0) : gamma_lam, delta};
+  }
+  FASTRL_HD void write(int64_t t, int64_t j, T advantage) const {
+    advantages(t, j) = advantage;
+    returns(t, j) = advantage + values(t, j);
+  }
+  FASTRL_HD void write_masked(int64_t t, int64_t j) const { write(t, j, T(0)); }
+};
+
+template <typename T>
+struct DiscountedReturnsProblem {
+  using scalar_t = T;
+  View2D<const T> rewards;                // [T, N]
+  View2D<const bool> done, mask;          // [T, N]; mask.data == nullptr: no mask
+  const T* bootstrap = nullptr;           // [N] value after the last step (contiguous)
+  View2D<T> returns;                      // [T, N] output
+  T gamma;
+
+  FASTRL_HD T initial_carry(int64_t j) const { return bootstrap[j]; }
+  FASTRL_HD bool valid(int64_t t, int64_t j) const { return mask.data == nullptr || mask(t, j); }
+  FASTRL_HD Affine<T> affine(int64_t t, int64_t j) const {
+    return {done(t, j) ? T(0) : gamma, rewards(t, j)};
+  }
+  FASTRL_HD void write(int64_t t, int64_t j, T ret) const { returns(t, j) = ret; }
+  FASTRL_HD void write_masked(int64_t t, int64_t j) const { returns(t, j) = T(0); }
+};
+
+// One step of the recurrence at (t, j): writes the outputs and returns the new carry.
+template <typename Problem, typename T>
+FASTRL_HD T step(const Problem& p, int64_t t, int64_t j, T carry) {
+  if (!p.valid(t, j)) {
+    p.write_masked(t, j);
+    return carry;
+  }
+  const Affine<T> f = p.affine(t, j);
+  const T out = f.d + f.c * carry;
+  p.write(t, j, out);
+  return out;
+}
+
+// Steps t = end-1 down to begin of column j starting from `carry`; returns the carry at `begin`.
+template <typename Problem, typename T>
+FASTRL_HD T sweep(const Problem& p, int64_t j, int64_t begin, int64_t end, T carry) {
+  for (int64_t t = end - 1; t >= begin; --t) carry = step(p, t, j, carry);
+  return carry;
+}
+
+// The steps [begin, end) of column j folded into one map (masked steps are the identity).
+template <typename Problem, typename T = typename Problem::scalar_t>
+FASTRL_HD Affine<T> aggregate(const Problem& p, int64_t j, int64_t begin, int64_t end) {
+  Affine<T> acc{T(1), T(0)};
+  for (int64_t t = end - 1; t >= begin; --t) {
+    if (p.valid(t, j)) acc = compose(p.affine(t, j), acc);
+  }
+  return acc;
+}
+
+}  // namespace fastrl::core

@@ -1,0 +1,99 @@
+// CUDA kernels for GAE and discounted returns (math in core/returns.h).
+//
+// Many columns: one thread per column sweeps backwards through time; in time-major layout a
+// warp reads 32 neighbouring columns of one step, so loads coalesce.
+// Few, long columns (e.g. 8 sequences x 8192 tokens): one block per column, each thread owns a
+// chunk of time steps. Threads fold their chunk into one affine map, the block scans those maps
+// in shared memory (Hillis-Steele, from the last chunk backwards), and each thread replays its
+// chunk from the carry entering it. Tuning notes live in bench/README.md.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "ops/returns.h"
+
+namespace fastrl::cuda {
+namespace {
+
+constexpr int kColumnThreads = 128;
+constexpr int kScanThreads = 256;
+constexpr int64_t kScanMinT = 512;       // shorter columns: a plain sweep is as fast
+constexpr int64_t kScanMaxColumns = 2048;  // more columns already fill the GPU with sweeps
+
+template <typename Problem>
+__global__ void sweep_columns_kernel(Problem p, int64_t T, int64_t N) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j < N) core::sweep(p, j, 0, T, p.initial_carry(j));
+}
+
+template <typename Problem>
+__global__ void chunked_scan_kernel(Problem p, int64_t T) {
+  using scalar_t = typename Problem::scalar_t;
+  __shared__ scalar_t cs[kScanThreads];
+  __shared__ scalar_t ds[kScanThreads];
+  const int64_t j = blockIdx.x;
+  const int k = threadIdx.x;
+  const int64_t chunk = (T + kScanThreads - 1) / kScanThreads;
+  const int64_t lo = min(T, k * chunk), hi = min(T, lo + chunk);
+
+  core::Affine<scalar_t> f = core::aggregate(p, j, lo, hi);
+  // Inclusive suffix scan: after it, thread k holds the map of chunks k..last.
+  for (int offset = 1; offset < kScanThreads; offset <<= 1) {
+    cs[k] = f.c;
+    ds[k] = f.d;
+    __syncthreads();
+    if (k + offset < kScanThreads) f = core::compose(f, core::Affine<scalar_t>{cs[k + offset], ds[k + offset]});
+    __syncthreads();
+  }
+  cs[k] = f.c;
+  ds[k] = f.d;
+  __syncthreads();
+  const scalar_t init = p.initial_carry(j);
+  const scalar_t carry = (k + 1 < kScanThreads) ? ds[k + 1] + cs[k + 1] * init : init;
+  core::sweep(p, j, lo, hi, carry);
+}
+
+template <typename Problem>
+void launch(const Problem& p, int64_t T, int64_t N) {
+  if (T == 0 || N == 0) return;
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  if (N <= kScanMaxColumns && T >= kScanMinT) {
+    chunked_scan_kernel<<<static_cast<unsigned>(N), kScanThreads, 0, stream>>>(p, T);
+  } else {
+    const auto blocks = static_cast<unsigned>((N + kColumnThreads - 1) / kColumnThreads);
+    sweep_columns_kernel<<<blocks, kColumnThreads, 0, stream>>>(p, T, N);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
+                                       const at::Tensor& next_values, const at::Tensor& terminated,
+                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
+                                       double gamma, double lam) {
+  const c10::cuda::CUDAGuard guard(rewards.device());
+  auto [advantages, returns] =
+      check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
+  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
+    launch(make_gae_problem<scalar_t>(rewards, values, next_values, terminated, done, mask, gamma,
+                                      lam, advantages, returns),
+           rewards.size(0), rewards.size(1));
+  });
+  return {advantages, returns};
+}
+
+at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
+                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
+                              double gamma) {
+  const c10::cuda::CUDAGuard guard(rewards.device());
+  at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
+  const at::Tensor boot = bootstrap.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
+    launch(make_discounted_returns_problem<scalar_t>(rewards, done, boot, mask, gamma, returns),
+           rewards.size(0), rewards.size(1));
+  });
+  return returns;
+}
+
+}  // namespace fastrl::cuda

@@ -1,0 +1,126 @@
+// Tensor-level glue for the returns ops, shared by the CPU and CUDA kernels: argument checks
+// (for callers of torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the
+// translation of tensors into the torch-free problems of core/returns.h.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <optional>
+#include <tuple>
+
+#include "core/returns.h"
+
+namespace fastrl {
+
+template <typename T>
+core::View2D<T> view2d(const at::Tensor& t) {
+  return {t.data_ptr<std::remove_const_t<T>>(), t.stride(0), t.stride(1)};
+}
+
+inline void check_like(const at::Tensor& ref, const at::Tensor& t, const char* name,
+                       std::optional<at::ScalarType> dtype) {
+  TORCH_CHECK(t.sizes() == ref.sizes(), "fastrl: ", name, " must have shape ", ref.sizes(),
+              " like rewards, got ", t.sizes());
+  TORCH_CHECK(t.device() == ref.device(), "fastrl: ", name, " is on ", t.device(),
+              " but rewards is on ", ref.device());
+  if (dtype) {
+    TORCH_CHECK(t.scalar_type() == *dtype, "fastrl: ", name, " must be ", *dtype, ", got ",
+                t.scalar_type());
+  }
+}
+
+inline void check_rewards(const at::Tensor& rewards) {
+  TORCH_CHECK(rewards.dim() == 2, "fastrl: rewards must be [T, N], got ", rewards.dim(), " dims");
+  TORCH_CHECK(rewards.scalar_type() == at::kFloat || rewards.scalar_type() == at::kDouble,
+              "fastrl: rewards must be float32 or float64, got ", rewards.scalar_type());
+}
+
+inline void check_discount(double x, const char* name) {
+  TORCH_CHECK(x >= 0.0 && x <= 1.0, "fastrl: ", name, " must be in [0, 1], got ", x);
+}
+
+// Outputs take the strides of `rewards` (empty_like preserves a dense layout), so batch-first
+// inputs give batch-first outputs; the fake kernels in fastrl/ops/returns.py do the same.
+inline std::tuple<at::Tensor, at::Tensor> check_gae(
+    const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& next_values,
+    const at::Tensor& terminated, const at::Tensor& done, const std::optional<at::Tensor>& mask,
+    double gamma, double lam) {
+  check_rewards(rewards);
+  check_like(rewards, values, "values", rewards.scalar_type());
+  check_like(rewards, next_values, "next_values", rewards.scalar_type());
+  check_like(rewards, terminated, "terminated", at::kBool);
+  check_like(rewards, done, "done", at::kBool);
+  if (mask) check_like(rewards, *mask, "mask", at::kBool);
+  check_discount(gamma, "gamma");
+  check_discount(lam, "lam");
+  return {at::empty_like(rewards), at::empty_like(rewards)};
+}
+
+inline at::Tensor check_discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
+                                           const at::Tensor& bootstrap,
+                                           const std::optional<at::Tensor>& mask, double gamma) {
+  check_rewards(rewards);
+  check_like(rewards, done, "done", at::kBool);
+  if (mask) check_like(rewards, *mask, "mask", at::kBool);
+  TORCH_CHECK(bootstrap.dim() == 1 && bootstrap.size(0) == rewards.size(1),
+              "fastrl: bootstrap must be [N] = [", rewards.size(1), "], got ", bootstrap.sizes());
+  TORCH_CHECK(bootstrap.scalar_type() == rewards.scalar_type() && bootstrap.device() == rewards.device(),
+              "fastrl: bootstrap must match rewards' dtype and device");
+  check_discount(gamma, "gamma");
+  return at::empty_like(rewards);
+}
+
+template <typename T>
+core::GaeProblem<T> make_gae_problem(const at::Tensor& rewards, const at::Tensor& values,
+                                     const at::Tensor& next_values, const at::Tensor& terminated,
+                                     const at::Tensor& done, const std::optional<at::Tensor>& mask,
+                                     double gamma, double lam, const at::Tensor& advantages,
+                                     const at::Tensor& returns) {
+  core::GaeProblem<T> p;
+  p.rewards = view2d<const T>(rewards);
+  p.values = view2d<const T>(values);
+  p.next_values = view2d<const T>(next_values);
+  p.terminated = view2d<const bool>(terminated);
+  p.done = view2d<const bool>(done);
+  if (mask) p.mask = view2d<const bool>(*mask);
+  p.advantages = view2d<T>(advantages);
+  p.returns = view2d<T>(returns);
+  p.gamma = static_cast<T>(gamma);
+  p.gamma_lam = static_cast<T>(gamma * lam);
+  return p;
+}
+
+template <typename T>
+core::DiscountedReturnsProblem<T> make_discounted_returns_problem(
+    const at::Tensor& rewards, const at::Tensor& done, const at::Tensor& bootstrap,
+    const std::optional<at::Tensor>& mask, double gamma, const at::Tensor& returns) {
+  core::DiscountedReturnsProblem<T> p;
+  p.rewards = view2d<const T>(rewards);
+  p.done = view2d<const bool>(done);
+  if (mask) p.mask = view2d<const bool>(*mask);
+  p.bootstrap = bootstrap.data_ptr<T>();
+  p.returns = view2d<T>(returns);
+  p.gamma = static_cast<T>(gamma);
+  return p;
+}
+
+namespace cpu {
+std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
+                                       const at::Tensor& next_values, const at::Tensor& terminated,
+                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
+                                       double gamma, double lam);
+at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
+                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
+                              double gamma);
+}  // namespace cpu
+
+namespace cuda {
+std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
+                                       const at::Tensor& next_values, const at::Tensor& terminated,
+                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
+                                       double gamma, double lam);
+at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
+                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
+                              double gamma);
+}  // namespace cuda
+
+}  // namespace fastrl

@@ -1,0 +1,69 @@
+"""Loads the compiled extension once and decides, per device, whether ops run natively.
+
+Everything here is resolved at import time so that op wrappers stay traceable by
+``torch.compile`` (no environment reads or pybind calls on the hot path).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+_C = None
+load_error: str | None = None
+try:
+    from fastrl import _C  # noqa: F401  (registers torch.ops.fastrl.*)
+except ImportError as exc:  # missing build, ABI mismatch with the installed torch, ...
+    load_error = f"{type(exc).__name__}: {exc}"
+
+build_info: dict = dict(_C.build_info()) if _C is not None else {}
+
+_BACKENDS = ("auto", "native", "torch")
+_backend = os.environ.get("FASTRL_BACKEND", "auto").strip().lower() or "auto"
+if _backend not in _BACKENDS:
+    raise ValueError(f"FASTRL_BACKEND must be one of {_BACKENDS}, got {_backend!r}")
+
+if _C is None and _backend != "torch":
+    warnings.warn(
+        "fastrl: the compiled extension fastrl._C could not be loaded, so every op runs on its "
+        f"(slower) PyTorch fallback. Reason: {load_error}. Rebuild it against this torch with "
+        "`pip install --no-build-isolation .`; `python -m fastrl info` shows details.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def set_backend(name: str) -> None:
+    """Choose how ops run: "auto" (native where compiled for the device), "native" (error if
+    not compiled) or "torch" (always the PyTorch fallbacks). ``FASTRL_BACKEND`` sets the default."""
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {name!r}")
+    if name == "native" and _C is None:
+        raise RuntimeError(f"fastrl: native backend requested but fastrl._C is missing: {load_error}")
+    _backend = name
+
+
+def get_backend() -> str:
+    return _backend
+
+
+def native_compiled_for(device: torch.device) -> bool:
+    """Whether the extension has kernels for this device type."""
+    if _C is None:
+        return False
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and bool(build_info.get("cuda"))
+
+
+def use_native(device: torch.device) -> bool:
+    """The decision every op wrapper makes before dispatching."""
+    if _backend == "torch":
+        return False
+    compiled = native_compiled_for(device)
+    if _backend == "native" and not compiled:
+        raise RuntimeError(f"fastrl: native backend requested but no kernels are compiled for {device}")
+    return compiled

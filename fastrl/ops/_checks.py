@@ -1,0 +1,70 @@
+"""Argument checks shared by the op wrappers: every error names the argument at fault and is
+raised before any kernel runs."""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def tensor(name: str, x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def floating(name: str, x) -> torch.Tensor:
+    tensor(name, x)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def same_shape(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if x.shape != ref.shape:
+        raise ValueError(f"{name} must have the shape of {ref_name} {tuple(ref.shape)}, got {tuple(x.shape)}")
+
+
+def same_device(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if x.device != ref.device:
+        raise ValueError(f"{name} is on {x.device} but {ref_name} is on {ref.device}")
+
+
+def flag(name: str, x, ref_name: str, ref: torch.Tensor) -> torch.Tensor:
+    """A bool-like tensor (bool, integer or float; nonzero means set) shaped like ref, as bool."""
+    tensor(name, x)
+    same_shape(name, x, ref_name, ref)
+    same_device(name, x, ref_name, ref)
+    if x.is_complex():
+        raise TypeError(f"{name} must be bool, integer or floating, got {x.dtype}")
+    return x if x.dtype == torch.bool else x != 0
+
+
+def unit_interval(name: str, x) -> float:
+    if isinstance(x, torch.Tensor):
+        if x.numel() != 1:
+            raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(x.shape)}")
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if math.isnan(x) or not 0.0 <= x <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {x}")
+    return x
+
+
+def time_dim(x: int, ndim: int) -> int:
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(f"time_dim must be an int, got {type(x).__name__}")
+    if ndim == 0:
+        raise ValueError("rewards must have a time dimension, got a 0-dim tensor")
+    if not -ndim <= x < ndim:
+        raise ValueError(f"time_dim must be in [{-ndim}, {ndim - 1}] for {ndim}-dim rewards, got {x}")
+    return x % ndim
+
+
+def compute_dtype(*xs: torch.Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half and bfloat16 are computed in fp32)."""
+    return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
