@@ -36,19 +36,22 @@ FASTRL_HD Affine<T> compose(Affine<T> earlier, Affine<T> later) {
   return {earlier.c * later.c, earlier.d + earlier.c * later.d};
 }
 
-template <typename T>
+// kMasked: whether `mask` is read at all (a compile-time switch keeps the unmasked loop free of
+// control flow, so it vectorizes).
+template <typename T, bool kMasked>
 struct GaeProblem {
   using scalar_t = T;
   View2D<const T> rewards, values, next_values;     // [T, N]
-  View2D<const bool> terminated, done, mask;        // [T, N]; mask.data == nullptr: no mask
+  View2D<const uint8_t> terminated, done, mask;     // [T, N] bool bytes (uint8 vectorizes)
   View2D<T> advantages, returns;                    // [T, N] outputs
   T gamma;
   T gamma_lam;  // gamma * lam, rounded once from double like the reference
 
   FASTRL_HD T initial_carry(int64_t) const { return T(0); }
-  FASTRL_HD bool valid(int64_t t, int64_t j) const { return mask.data == nullptr || mask(t, j); }
+  FASTRL_HD bool valid(int64_t t, int64_t j) const { return !kMasked || mask(t, j); }
   FASTRL_HD Affine<T> affine(int64_t t, int64_t j) const {
-    const T bootstrap = terminated(t, j) ? T(0) : next_values(t, j);
+    const T next_value = next_values(t, j);  // loaded unconditionally: a select, not a branch
+    const T bootstrap = terminated(t, j) ? T(0) : next_value;
     const T delta = rewards(t, j) + gamma * bootstrap - values(t, j);
     return {done(t, j) ? T(0) : gamma_lam, delta};
   }
@@ -56,38 +59,34 @@ struct GaeProblem {
     advantages(t, j) = advantage;
     returns(t, j) = advantage + values(t, j);
   }
-  FASTRL_HD void write_masked(int64_t t, int64_t j) const { write(t, j, T(0)); }
 };
 
-template <typename T>
+template <typename T, bool kMasked>
 struct DiscountedReturnsProblem {
   using scalar_t = T;
   View2D<const T> rewards;                // [T, N]
-  View2D<const bool> done, mask;          // [T, N]; mask.data == nullptr: no mask
+  View2D<const uint8_t> done, mask;       // [T, N] bool bytes
   const T* bootstrap = nullptr;           // [N] value after the last step (contiguous)
   View2D<T> returns;                      // [T, N] output
   T gamma;
 
   FASTRL_HD T initial_carry(int64_t j) const { return bootstrap[j]; }
-  FASTRL_HD bool valid(int64_t t, int64_t j) const { return mask.data == nullptr || mask(t, j); }
+  FASTRL_HD bool valid(int64_t t, int64_t j) const { return !kMasked || mask(t, j); }
   FASTRL_HD Affine<T> affine(int64_t t, int64_t j) const {
     return {done(t, j) ? T(0) : gamma, rewards(t, j)};
   }
   FASTRL_HD void write(int64_t t, int64_t j, T ret) const { returns(t, j) = ret; }
-  FASTRL_HD void write_masked(int64_t t, int64_t j) const { returns(t, j) = T(0); }
 };
 
-// One step of the recurrence at (t, j): writes the outputs and returns the new carry.
+// One step of the recurrence at (t, j): writes the outputs (0 where masked) and returns the new
+// carry (unchanged where masked). Branch-free, so loops over j vectorize.
 template <typename Problem, typename T>
 FASTRL_HD T step(const Problem& p, int64_t t, int64_t j, T carry) {
-  if (!p.valid(t, j)) {
-    p.write_masked(t, j);
-    return carry;
-  }
+  const bool valid = p.valid(t, j);
   const Affine<T> f = p.affine(t, j);
   const T out = f.d + f.c * carry;
-  p.write(t, j, out);
-  return out;
+  p.write(t, j, valid ? out : T(0));
+  return valid ? out : carry;
 }
 
 // Steps t = end-1 down to begin of column j starting from `carry`; returns the carry at `begin`.

@@ -76,9 +76,11 @@ std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tens
   auto [advantages, returns] =
       check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
   AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
-    launch(make_gae_problem<scalar_t>(rewards, values, next_values, terminated, done, mask, gamma,
-                                      lam, advantages, returns),
-           rewards.size(0), rewards.size(1));
+    dispatch_mask(mask, [&](auto masked) {
+      launch(make_gae_problem<scalar_t, masked>(rewards, values, next_values, terminated, done,
+                                                mask, gamma, lam, advantages, returns),
+             rewards.size(0), rewards.size(1));
+    });
   });
   return {advantages, returns};
 }
@@ -90,8 +92,11 @@ at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
   at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
   const at::Tensor boot = bootstrap.contiguous();
   AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
-    launch(make_discounted_returns_problem<scalar_t>(rewards, done, boot, mask, gamma, returns),
-           rewards.size(0), rewards.size(1));
+    dispatch_mask(mask, [&](auto masked) {
+      launch(make_discounted_returns_problem<scalar_t, masked>(rewards, done, boot, mask, gamma,
+                                                               returns),
+             rewards.size(0), rewards.size(1));
+    });
   });
   return returns;
 }

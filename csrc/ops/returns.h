@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include "core/returns.h"
 
@@ -14,6 +15,11 @@ namespace fastrl {
 template <typename T>
 core::View2D<T> view2d(const at::Tensor& t) {
   return {t.data_ptr<std::remove_const_t<T>>(), t.stride(0), t.stride(1)};
+}
+
+// Bool tensors are read as bytes: GCC does not vectorize loads of `bool`.
+inline core::View2D<const uint8_t> flags2d(const at::Tensor& t) {
+  return {reinterpret_cast<const uint8_t*>(t.data_ptr<bool>()), t.stride(0), t.stride(1)};
 }
 
 inline void check_like(const at::Tensor& ref, const at::Tensor& t, const char* name,
@@ -69,19 +75,29 @@ inline at::Tensor check_discounted_returns(const at::Tensor& rewards, const at::
   return at::empty_like(rewards);
 }
 
-template <typename T>
-core::GaeProblem<T> make_gae_problem(const at::Tensor& rewards, const at::Tensor& values,
+// Calls f(std::true_type) when there is a mask, f(std::false_type) otherwise.
+template <typename F>
+void dispatch_mask(const std::optional<at::Tensor>& mask, F&& f) {
+  if (mask) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
+template <typename T, bool kMasked>
+core::GaeProblem<T, kMasked> make_gae_problem(const at::Tensor& rewards, const at::Tensor& values,
                                      const at::Tensor& next_values, const at::Tensor& terminated,
                                      const at::Tensor& done, const std::optional<at::Tensor>& mask,
                                      double gamma, double lam, const at::Tensor& advantages,
                                      const at::Tensor& returns) {
-  core::GaeProblem<T> p;
+  core::GaeProblem<T, kMasked> p;
   p.rewards = view2d<const T>(rewards);
   p.values = view2d<const T>(values);
   p.next_values = view2d<const T>(next_values);
-  p.terminated = view2d<const bool>(terminated);
-  p.done = view2d<const bool>(done);
-  if (mask) p.mask = view2d<const bool>(*mask);
+  p.terminated = flags2d(terminated);
+  p.done = flags2d(done);
+  if (mask) p.mask = flags2d(*mask);
   p.advantages = view2d<T>(advantages);
   p.returns = view2d<T>(returns);
   p.gamma = static_cast<T>(gamma);
@@ -89,14 +105,14 @@ core::GaeProblem<T> make_gae_problem(const at::Tensor& rewards, const at::Tensor
   return p;
 }
 
-template <typename T>
-core::DiscountedReturnsProblem<T> make_discounted_returns_problem(
+template <typename T, bool kMasked>
+core::DiscountedReturnsProblem<T, kMasked> make_discounted_returns_problem(
     const at::Tensor& rewards, const at::Tensor& done, const at::Tensor& bootstrap,
     const std::optional<at::Tensor>& mask, double gamma, const at::Tensor& returns) {
-  core::DiscountedReturnsProblem<T> p;
+  core::DiscountedReturnsProblem<T, kMasked> p;
   p.rewards = view2d<const T>(rewards);
-  p.done = view2d<const bool>(done);
-  if (mask) p.mask = view2d<const bool>(*mask);
+  p.done = flags2d(done);
+  if (mask) p.mask = flags2d(*mask);
   p.bootstrap = bootstrap.data_ptr<T>();
   p.returns = view2d<T>(returns);
   p.gamma = static_cast<T>(gamma);

@@ -36,7 +36,7 @@ def gae_reference(rewards, values, next_values, terminated, done, gamma, lam, ma
     Masked steps get A_t = 0 and pass A_{t+1} through unchanged.
     """
     advantages = torch.empty_like(rewards)
-    carry = torch.zeros_like(rewards[0])
+    carry = rewards.new_zeros(rewards.shape[1:])
     for t in reversed(range(rewards.shape[0])):
         delta = rewards[t] + gamma * torch.where(terminated[t], 0, next_values[t]) - values[t]
         a = delta + (gamma * lam) * torch.where(done[t], 0, carry)

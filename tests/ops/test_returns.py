@@ -1,0 +1,397 @@
+"""GAE and discounted returns: every backend against the reference, layouts, masks, errors,
+and the custom-op machinery (opcheck, torch.compile, TorchScript)."""
+
+import itertools
+
+import pytest
+import torch
+
+import fastrl
+from fastrl import _native
+from fastrl.ops import discounted_returns, gae, rollout_next_values
+from fastrl.ops.returns import discounted_returns_reference, gae_reference
+from tests.conftest import DEVICES, requires_native
+
+GAMMA, LAM = 0.99, 0.95
+
+
+def make_rollout(T, batch, dtype=torch.float32, device="cpu", p_term=0.05, p_trunc=0.03, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = (T, *batch)
+    r = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    v = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    nv = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    term = torch.rand(shape, generator=g) < p_term
+    done = term | (torch.rand(shape, generator=g) < p_trunc)
+    return [x.to(device) for x in (r, v, nv, term, done)]
+
+
+def scalar_gae(r, v, nv, term, done, gamma, lam, mask=None):
+    """Element-by-element Python loop in double precision: checks the reference itself."""
+    T, N = r.shape
+    adv = [[0.0] * N for _ in range(T)]
+    for j in range(N):
+        carry = 0.0
+        for t in reversed(range(T)):
+            if mask is not None and not mask[t, j]:
+                continue
+            delta = float(r[t, j]) + gamma * (0.0 if term[t, j] else float(nv[t, j])) - float(v[t, j])
+            carry = delta + gamma * lam * (0.0 if done[t, j] else carry)
+            adv[t][j] = carry
+    return torch.tensor(adv, dtype=torch.float64)
+
+
+def padding_mask(T, N, seed=0):
+    """Leading, trailing and middle padding in different columns, plus an all-padding column."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(T, N, generator=g) > 0.2
+    mask[: T // 3, 0] = False
+    mask[-(T // 3) :, min(1, N - 1)] = False
+    mask[:, -1] = False if N > 2 else mask[:, -1]
+    return mask
+
+
+# --------------------------------------------------------------------------- the reference itself
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_reference_matches_scalar_loop(masked):
+    r, v, nv, term, done = make_rollout(40, (6,), torch.float64)
+    mask = padding_mask(40, 6) if masked else None
+    adv, ret = gae_reference(r, v, nv, term, done, GAMMA, LAM, mask)
+    expected = scalar_gae(r, v, nv, term, done, GAMMA, LAM, mask)
+    torch.testing.assert_close(adv, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ret, adv + v)
+
+
+def test_truncation_bootstraps_from_final_value_by_hand():
+    # One env, 3 steps; truncated at t=1 (final obs value 10), terminated at t=2.
+    r = torch.tensor([[1.0], [2.0], [3.0]], dtype=torch.float64)
+    v = torch.tensor([[0.5], [0.25], [0.125]], dtype=torch.float64)
+    nv = torch.tensor([[0.25], [10.0], [99.0]], dtype=torch.float64)
+    term = torch.tensor([[False], [False], [True]])
+    done = torch.tensor([[False], [True], [True]])
+    g, lam = 0.9, 0.5
+    d2 = 3.0 - 0.125                          # terminated: no bootstrap
+    d1 = 2.0 + g * 10.0 - 0.25                # truncated: bootstrap from the final obs value
+    d0 = 1.0 + g * 0.25 - 0.5
+    expected = torch.tensor([[d0 + g * lam * d1], [d1], [d2]], dtype=torch.float64)
+    adv, _ = gae(r, v, nv, term, done, g, lam)
+    torch.testing.assert_close(adv, expected, rtol=0, atol=1e-15)
+
+
+def test_discounted_returns_by_hand():
+    r = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    done = torch.tensor([False, True, False, False])
+    g = 0.5
+    expected = torch.tensor([1 + g * 2, 2.0, 3 + g * (4 + g * 8.0), 4 + g * 8.0], dtype=torch.float64)
+    out = discounted_returns(r, done, g, bootstrap=torch.tensor(8.0, dtype=torch.float64))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- backends vs reference
+
+SHAPES = [(1, (1,)), (1, (7,)), (5, (1,)), (33, (17,)), (128, (64,)), (64, (3, 5)), (200, (130,))]
+FLAGS = {
+    "mixed": dict(p_term=0.05, p_trunc=0.03),
+    "none_done": dict(p_term=0.0, p_trunc=0.0),
+    "all_done": dict(p_term=0.5, p_trunc=1.0),
+    "all_terminated": dict(p_term=1.0, p_trunc=0.0),
+}
+
+
+def _backends():
+    out = [("torch", "cpu")]
+    if _native._C is not None:
+        out += [("native", d) for d in DEVICES]
+    return out
+
+
+@pytest.fixture(params=_backends(), ids=lambda b: f"{b[0]}-{b[1]}")
+def backend(request):
+    name, device = request.param
+    previous = _native.get_backend()
+    _native.set_backend(name)
+    yield device
+    _native.set_backend(previous)
+
+
+@pytest.mark.parametrize("T,batch", SHAPES, ids=str)
+@pytest.mark.parametrize("flags", FLAGS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_gae_matches_reference_bitwise(backend, T, batch, flags, dtype):
+    r, v, nv, term, done = make_rollout(T, batch, dtype, backend, **FLAGS[flags])
+    adv, ret = gae(r, v, nv, term, done, GAMMA, LAM)
+    ref_adv, ref_ret = gae_reference(*(x.cpu() for x in (r, v, nv, term, done)), GAMMA, LAM)
+    assert adv.dtype == dtype and adv.device.type == backend and adv.shape == r.shape
+    assert torch.equal(adv.cpu(), ref_adv) and torch.equal(ret.cpu(), ref_ret)
+
+
+@pytest.mark.parametrize("T,batch", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_discounted_returns_matches_reference_bitwise(backend, T, batch, dtype):
+    r, _, _, _, done = make_rollout(T, batch, dtype, backend)
+    boot = torch.randn(batch, dtype=dtype).to(backend)
+    out = discounted_returns(r, done, GAMMA, bootstrap=boot)
+    ref = discounted_returns_reference(r.cpu(), done.cpu(), GAMMA, boot.cpu())
+    assert torch.equal(out.cpu(), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_masks_leading_trailing_middle_padding(backend, dtype):
+    T, N = 60, 9
+    r, v, nv, term, done = make_rollout(T, (N,), dtype, backend)
+    mask = padding_mask(T, N).to(backend)
+    adv, ret = gae(r, v, nv, term, done, GAMMA, LAM, mask=mask)
+    ref_adv, ref_ret = gae_reference(*(x.cpu() for x in (r, v, nv, term, done)), GAMMA, LAM, mask.cpu())
+    assert torch.equal(adv.cpu(), ref_adv) and torch.equal(ret.cpu(), ref_ret)
+    assert (adv[~mask] == 0).all() and (adv[:, -1] == 0).all()
+    g = discounted_returns(r, done, GAMMA, mask=mask)
+    assert torch.equal(g.cpu(), discounted_returns_reference(r.cpu(), done.cpu(), GAMMA, torch.zeros(N, dtype=dtype), mask.cpu()))
+
+
+def test_mask_links_last_valid_token_to_next_valid(backend):
+    # Padding between two valid tokens must be transparent: same as if it were not there.
+    r, v, nv, term, done = make_rollout(6, (1,), torch.float64, backend, p_term=0, p_trunc=0)
+    mask = torch.tensor([[True], [True], [False], [False], [True], [True]], device=backend)
+    adv, _ = gae(r, v, nv, term, done, GAMMA, LAM, mask=mask)
+    keep = mask[:, 0]
+    compact, _ = gae(r[keep], v[keep], nv[keep], term[keep], done[keep], GAMMA, LAM)
+    assert torch.equal(adv[keep], compact)
+
+
+@pytest.mark.parametrize("time_dim", [1, -1])
+def test_batch_first_layouts(backend, time_dim):
+    r, v, nv, term, done = make_rollout(37, (11,), torch.float64, backend)
+    bf = [x.transpose(0, 1).contiguous() for x in (r, v, nv, term, done)]  # [B, T]
+    adv, ret = gae(*bf, GAMMA, LAM, time_dim=time_dim)
+    ref_adv, ref_ret = gae_reference(*(x.cpu() for x in (r, v, nv, term, done)), GAMMA, LAM)
+    assert adv.shape == bf[0].shape
+    assert torch.equal(adv.cpu(), ref_adv.T) and torch.equal(ret.cpu(), ref_ret.T)
+    g = discounted_returns(bf[0], bf[4], GAMMA, time_dim=time_dim)
+    assert torch.equal(g.cpu(), discounted_returns_reference(r.cpu(), done.cpu(), GAMMA, torch.zeros(11, dtype=torch.float64)).T)
+
+
+def test_non_contiguous_views(backend):
+    big = make_rollout(80, (30,), torch.float32, backend)
+    views = [x[::2, 1::3] for x in big]  # strided in both dims
+    assert not views[0].is_contiguous()
+    adv, ret = gae(*views, GAMMA, LAM)
+    ref_adv, ref_ret = gae_reference(*(x.cpu().contiguous() for x in views), GAMMA, LAM)
+    assert torch.equal(adv.cpu(), ref_adv) and torch.equal(ret.cpu(), ref_ret)
+    # A batch dimension that cannot be flattened without a copy.
+    r3 = torch.randn(10, 4, 6, dtype=torch.float64, device=backend).transpose(1, 2)
+    out = discounted_returns(r3, None, GAMMA)
+    assert torch.equal(out.cpu(), discounted_returns_reference(r3.cpu(), torch.zeros(r3.shape, dtype=torch.bool), GAMMA, torch.zeros(6, 4, dtype=torch.float64)))
+
+
+def test_flags_as_float_and_half_inputs(backend):
+    r, v, nv, term, done = make_rollout(20, (5,), torch.float32, backend)
+    a_bool, _ = gae(r, v, nv, term, done, GAMMA, LAM)
+    a_float, _ = gae(r, v, nv, term.float(), done.double(), GAMMA, LAM)
+    assert torch.equal(a_bool, a_float)
+    a_half, _ = gae(r.bfloat16(), v.half(), nv.bfloat16(), term, done, GAMMA, LAM)
+    assert a_half.dtype == torch.float32  # half precision is computed in float32
+    ref, _ = gae_reference(*(x.cpu() for x in (r.bfloat16().float(), v.half().float(), nv.bfloat16().float(), term, done)), GAMMA, LAM)
+    assert torch.equal(a_half.cpu(), ref)
+
+
+def test_empty_inputs(backend):
+    for shape in [(0, 4), (5, 0)]:
+        r = torch.zeros(shape, device=backend)
+        f = torch.zeros(shape, dtype=torch.bool, device=backend)
+        adv, ret = gae(r, r, r, f, f, GAMMA, LAM)
+        assert adv.shape == shape and ret.shape == shape
+        assert discounted_returns(r, f, GAMMA).shape == shape
+
+
+@requires_native
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)], ids=str)
+@pytest.mark.parametrize("masked", [False, True])
+def test_cpu_chunked_scan_path(dtype, tol, masked):
+    # Fewer columns than threads and a long horizon: the CPU takes the chunked scan, the same
+    # algorithm the CUDA kernel uses for few long sequences. Re-association: close, not bitwise.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        r, v, nv, term, done = make_rollout(5000, (3,), dtype, p_term=0.001, p_trunc=0.001)
+        mask = padding_mask(5000, 3) if masked else None
+        adv, ret = gae(r, v, nv, term, done, GAMMA, LAM, mask=mask)
+        ref_adv, ref_ret = gae_reference(r, v, nv, term, done, GAMMA, LAM, mask)
+        torch.testing.assert_close(adv, ref_adv, rtol=tol, atol=tol * 10)
+        torch.testing.assert_close(ret, ref_ret, rtol=tol, atol=tol * 10)
+        boot = torch.randn(3, dtype=dtype)
+        g = discounted_returns(r, done, GAMMA, bootstrap=boot, mask=mask)
+        torch.testing.assert_close(g, discounted_returns_reference(r, done, GAMMA, boot, mask), rtol=tol, atol=tol * 100)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.cuda
+@requires_native
+@pytest.mark.parametrize("T,N", [(8192, 8), (1024, 4096), (700, 3000), (3, 5)])
+def test_cuda_matches_cpu(T, N):
+    # Large problems on CUDA take either the column sweep or the chunked scan.
+    r, v, nv, term, done = make_rollout(T, (N,), torch.float64, p_term=0.001, p_trunc=0.001)
+    mask = padding_mask(T, N)
+    cpu = gae(r, v, nv, term, done, GAMMA, LAM, mask=mask)
+    gpu = gae(*(x.cuda() for x in (r, v, nv, term, done)), GAMMA, LAM, mask=mask.cuda())
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-12, atol=1e-11)
+
+
+# --------------------------------------------------------------------------- rollout helper
+
+
+def test_rollout_next_values():
+    values = torch.arange(12.0).reshape(4, 3)
+    last = torch.tensor([100.0, 101.0, 102.0])
+    nv = rollout_next_values(values, last)
+    assert torch.equal(nv, torch.cat([values[1:], last[None]]))
+    final_mask = torch.zeros(4, 3, dtype=torch.bool)
+    final_mask[1, 2] = True
+    final = torch.full((4, 3), -5.0)
+    nv = rollout_next_values(values, last, final_values=final, final_mask=final_mask)
+    assert nv[1, 2] == -5.0 and nv[1, 1] == values[2, 1]
+    bf = rollout_next_values(values.T.contiguous(), last, time_dim=1)
+    assert torch.equal(bf, torch.cat([values[1:], last[None]]).T)
+    with pytest.raises(ValueError, match="final_values and final_mask"):
+        rollout_next_values(values, last, final_values=final)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _good():
+    return make_rollout(8, (4,))
+
+
+@pytest.mark.parametrize(
+    "mutate,exc,match",
+    [
+        (lambda a: a.update(rewards=a["rewards"].long()), TypeError, "rewards must be a floating"),
+        (lambda a: a.update(rewards=[1.0, 2.0]), TypeError, "rewards must be a torch.Tensor"),
+        (lambda a: a.update(values=a["values"][:, :3]), ValueError, "values must have the shape"),
+        (lambda a: a.update(next_values=a["next_values"].int()), TypeError, "next_values must be a floating"),
+        (lambda a: a.update(done=a["done"][:4]), ValueError, "done must have the shape"),
+        (lambda a: a.update(terminated=a["terminated"].to(torch.device("meta"))), ValueError, "terminated is on meta"),
+        (lambda a: a.update(values=a["values"].to("meta")), ValueError, "values is on meta"),
+        (lambda a: a.update(mask=torch.ones(8, 5, dtype=torch.bool)), ValueError, "mask must have the shape"),
+        (lambda a: a.update(gamma=1.5), ValueError, r"gamma must be in \[0, 1\]"),
+        (lambda a: a.update(gamma=float("nan")), ValueError, r"gamma must be in \[0, 1\]"),
+        (lambda a: a.update(lam=-0.1), ValueError, r"lam must be in \[0, 1\]"),
+        (lambda a: a.update(lam="0.9"), TypeError, "lam must be a real number"),
+        (lambda a: a.update(time_dim=2), ValueError, "time_dim must be in"),
+    ],
+)
+def test_gae_bad_input(mutate, exc, match):
+    r, v, nv, term, done = _good()
+    kwargs = dict(rewards=r, values=v, next_values=nv, terminated=term, done=done, gamma=GAMMA, lam=LAM)
+    mutate(kwargs)
+    with pytest.raises(exc, match=match):
+        gae(**kwargs)
+
+
+def test_discounted_returns_bad_input():
+    r, _, _, _, done = _good()
+    with pytest.raises(ValueError, match="bootstrap must have the batch shape"):
+        discounted_returns(r, done, GAMMA, bootstrap=torch.zeros(5))
+    with pytest.raises(TypeError, match="bootstrap must be a floating"):
+        discounted_returns(r, done, GAMMA, bootstrap=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="gamma must be in"):
+        discounted_returns(r, done, 2.0)
+    with pytest.raises(ValueError, match="rewards must have a time dimension"):
+        discounted_returns(torch.tensor(1.0), None, GAMMA)
+
+
+@requires_native
+def test_native_op_checks_direct_calls():
+    # Callers of torch.ops.fastrl.* skip the Python checks; the C++ checks still name the argument.
+    r, v, nv, term, done = _good()
+    with pytest.raises(RuntimeError, match="done must be Bool"):
+        torch.ops.fastrl.gae(r, v, nv, term, done.float(), None, GAMMA, LAM)
+    with pytest.raises(RuntimeError, match="gamma must be in"):
+        torch.ops.fastrl.discounted_returns(r, done, torch.zeros(4), None, 3.0)
+    with pytest.raises(RuntimeError, match=r"rewards must be \[T, N\]"):
+        torch.ops.fastrl.discounted_returns(r[0], done[0], torch.zeros(4), None, GAMMA)
+
+
+# --------------------------------------------------------------------------- custom-op machinery
+
+
+def _op_samples():
+    r, v, nv, term, done = make_rollout(12, (5,), torch.float32)
+    mask = padding_mask(12, 5)
+    t = lambda x: x.T.contiguous().T  # batch-first memory, time-major view
+    yield "gae", (r, v, nv, term, done, None, GAMMA, LAM)
+    yield "gae", (t(r), t(v), t(nv), t(term), t(done), t(mask), 0.5, 1.0)
+    yield "discounted_returns", (r, done, torch.randn(5), mask, GAMMA)
+    yield "discounted_returns", (r[::2], done[::2], torch.randn(5), None, 1.0)
+
+
+@requires_native
+@pytest.mark.parametrize("i", range(4))
+def test_opcheck(i):
+    name, args = list(_op_samples())[i]
+    torch.library.opcheck(getattr(torch.ops.fastrl, name).default, args)
+
+
+@requires_native
+def test_torch_compile_fullgraph():
+    r, v, nv, term, done = make_rollout(16, (8,))
+
+    @torch.compile(fullgraph=True, backend="eager")
+    def advantages(r, v, nv, term, done):
+        adv, ret = gae(r, v, nv, term, done, GAMMA, LAM)
+        return (adv - adv.mean()) / (adv.std() + 1e-8), ret
+
+    adv, ret = advantages(r, v, nv, term, done)
+    ref_adv, ref_ret = gae_reference(r, v, nv, term, done, GAMMA, LAM)
+    torch.testing.assert_close(adv, (ref_adv - ref_adv.mean()) / (ref_adv.std() + 1e-8))
+    assert torch.equal(ret, ref_ret)
+
+
+@requires_native
+@pytest.mark.skipif(not hasattr(torch.jit, "script"), reason="this torch has no TorchScript")
+def test_torchscript():
+    def fn(r: torch.Tensor, d: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.ops.fastrl.discounted_returns(r, d, b, None, 0.9)
+
+    scripted = torch.jit.script(fn)
+    r, _, _, _, done = make_rollout(10, (3,))
+    b = torch.zeros(3)
+    assert torch.equal(scripted(r, done, b), discounted_returns_reference(r, done, 0.9, b))
+
+
+# --------------------------------------------------------------------------- build
+
+
+@requires_native
+def test_build_uses_openmp_threads():
+    assert _native.build_info["openmp"], "fastrl._C was built without OpenMP: parallel_for is serial"
+    if torch.get_num_threads() > 1:
+        assert _native._C.parallel_threads_used() > 1
+
+
+def test_backend_switch_and_errors():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fastrl.set_backend("gpu")
+    previous = fastrl.get_backend()
+    fastrl.set_backend("torch")
+    try:
+        assert not _native.use_native(torch.device("cpu"))
+    finally:
+        fastrl.set_backend(previous)
+
+
+def test_all_combinations_of_flags_small():
+    # Exhaustive over every (terminated, done) pattern of a 3-step, 1-env rollout, both dtypes.
+    pats = list(itertools.product([False, True], repeat=3))
+    for tp, dp in itertools.product(pats, pats):
+        term = torch.tensor(tp)[:, None]
+        done = torch.tensor(dp)[:, None] | term
+        r = torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64)
+        v = torch.tensor([[0.1], [0.2], [0.3]], dtype=torch.float64)
+        nv = torch.tensor([[0.2], [0.3], [5.0]], dtype=torch.float64)
+        adv, _ = gae(r, v, nv, term, done, 0.9, 0.8)
+        torch.testing.assert_close(adv, scalar_gae(r, v, nv, term, done, 0.9, 0.8), rtol=1e-14, atol=1e-14)
