@@ -1,0 +1,196 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), discrete and continuous actions.
+
+Follows CleanRL's ppo.py / ppo_continuous_action.py: a rollout of ``num_steps`` from every env,
+advantages by GAE (``fastrl.ops.gae``: a truncated episode bootstraps from the value of its final
+observation, a terminated one does not), then ``update_epochs`` passes of minibatch updates with
+the clipped surrogate (``fastrl.ops.ppo_loss`` for categorical policies, fused over the logits),
+a clipped value loss and an entropy bonus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fastrl import ops
+from fastrl.algos.common import Trainer, TrainConfig, check_positive, check_unit
+from fastrl.nn import ActorCritic
+from fastrl.nn.normalize import ObsNormalizer, RewardScaler
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    num_envs: int = 16
+    """environments stepped in parallel"""
+    num_steps: int = 64
+    """rollout length per environment; a batch is num_envs * num_steps transitions"""
+    learning_rate: float = 2.5e-3
+    """Adam step size (annealed linearly to 0 when anneal_lr)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly over training"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 4
+    """minibatches per epoch"""
+    update_epochs: int = 4
+    """passes over each batch"""
+    norm_adv: bool = True
+    """normalize advantages within each minibatch"""
+    clip_coef: float = 0.2
+    """surrogate clipping range epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the old values"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """global gradient norm clip"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the policy and value MLPs"""
+    normalize_obs: bool = False
+    """normalize observations with running statistics"""
+    normalize_reward: bool = False
+    """scale rewards by the running std of the discounted return"""
+    init_log_std: float = 0.0
+    """initial log standard deviation of a Gaussian policy"""
+
+
+class PPO(Trainer):
+    algo = "ppo"
+    Config = PPOConfig
+
+    def validate(self) -> None:
+        cfg = self.config
+        check_positive(cfg, "num_steps", "learning_rate", "num_minibatches", "update_epochs", "max_grad_norm")
+        check_positive(cfg, "clip_coef", "vf_coef", "ent_coef", allow_zero=True)
+        check_unit(cfg, "gamma", "gae_lambda")
+        if (cfg.num_envs * cfg.num_steps) % cfg.num_minibatches:
+            raise ValueError(f"num_envs * num_steps ({cfg.num_envs * cfg.num_steps}) must be divisible by "
+                             f"num_minibatches ({cfg.num_minibatches})")
+
+    def setup(self) -> None:
+        cfg, dev = self.config, self.device
+        self.agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
+                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std).to(dev)
+        self.obs_norm = ObsNormalizer(self.obs_dim).to(dev) if cfg.normalize_obs else None
+        self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma).to(dev) if cfg.normalize_reward else None
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.num_iterations = -(-cfg.total_steps // (cfg.num_envs * cfg.num_steps))
+
+    def checkpointed(self):
+        out = {"agent": self.agent, "optimizer": self.optimizer}
+        if self.obs_norm is not None:
+            out["obs_norm"] = self.obs_norm
+        if self.reward_scaler is not None:
+            out["reward_scaler"] = self.reward_scaler
+        return out
+
+    def _features(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
+        obs = obs.to(torch.float32).reshape(obs.shape[0], -1)
+        return self.obs_norm(obs, update=update) if self.obs_norm is not None else obs
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.agent.act(self._features(obs), deterministic)
+
+    def train_iteration(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if cfg.anneal_lr:
+            frac = 1.0 - self.iteration / self.num_iterations
+            self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+        batch = self._rollout()
+        advantages, returns = self._advantages(batch)
+        return self._update(batch, advantages, returns)
+
+    # -- phase 1: rollout -------------------------------------------------------------------
+    @torch.no_grad()
+    def _rollout(self) -> dict[str, torch.Tensor]:
+        cfg, T = self.config, self.config.num_steps
+        obs_buf, final_obs_buf, act_buf, logp_buf, val_buf = [], [], [], [], []
+        rew_buf, term_buf, done_buf = [], [], []
+        obs = self.obs
+        for _ in range(T):
+            x = self._features(obs, update=self.obs_norm is not None)
+            dist = self.agent.dist(x)
+            action = dist.sample()
+            logp = dist.log_prob(action)
+            if not self.discrete:
+                logp = logp.sum(-1)
+            next_obs, reward, term, trunc, info = self.env.step(action)
+            done = term | trunc
+            self.record_episodes(info)
+            reward = reward.to(torch.float32)
+            if self.reward_scaler is not None:
+                reward = self.reward_scaler(reward, done)
+            obs_buf.append(x)
+            act_buf.append(action)
+            logp_buf.append(logp)
+            val_buf.append(self.agent.value(x))
+            rew_buf.append(reward)
+            term_buf.append(term)
+            done_buf.append(done)
+            final_obs_buf.append(info["final_obs"])
+            obs = next_obs
+        self.obs = obs
+        self.global_step += T * cfg.num_envs
+        batch = {k: torch.stack(v) for k, v in dict(
+            obs=obs_buf, actions=act_buf, logprobs=logp_buf, values=val_buf, rewards=rew_buf,
+            terminated=term_buf, done=done_buf, final_obs=final_obs_buf).items()}
+        batch["last_value"] = self.agent.value(self._features(obs))
+        return batch
+
+    # -- phase 2: advantages ------------------------------------------------------------------
+    @torch.no_grad()
+    def _advantages(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        T, N = b["rewards"].shape
+        # V(final observation) for every step; only the steps that ended are used.
+        final_values = self.agent.value(self._features(b["final_obs"].reshape(T * N, -1))).reshape(T, N)
+        next_values = ops.rollout_next_values(b["values"], b["last_value"], final_values=final_values,
+                                              final_mask=b["done"])
+        return ops.gae(b["rewards"], b["values"], next_values, b["terminated"], b["done"],
+                       self.config.gamma, self.config.gae_lambda)
+
+    # -- phase 3: update ----------------------------------------------------------------------
+    def _update(self, b, advantages, returns) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        n = cfg.num_envs * cfg.num_steps
+        obs = b["obs"].reshape(n, -1)
+        actions = b["actions"].reshape(n, *b["actions"].shape[2:])
+        old_logp, old_values = b["logprobs"].reshape(n), b["values"].reshape(n)
+        advantages, returns = advantages.reshape(n), returns.reshape(n)
+        mb = n // cfg.num_minibatches
+        for _ in range(cfg.update_epochs):
+            for idx in torch.randperm(n, device=self.device).split(mb):
+                adv = advantages[idx]
+                if cfg.norm_adv:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                out = self.agent.actor(obs[idx])
+                options = dict(clip_low=cfg.clip_coef, entropy_coef=cfg.ent_coef)
+                if self.discrete:
+                    pg_loss, stats = ops.ppo_loss(out, actions[idx], old_logp[idx], adv, **options)
+                else:
+                    pg_loss, stats = ops.gaussian_ppo_loss(out, self.agent.log_std, actions[idx], old_logp[idx],
+                                                           adv, **options)
+                v_loss = ops.value_loss(self.agent.value(obs[idx]), old_values[idx], returns[idx],
+                                        clip=cfg.clip_coef if cfg.clip_vloss else None)
+                loss = pg_loss + cfg.vf_coef * v_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+        var_y = returns.var()
+        explained_var = 1 - (returns - old_values).var() / var_y
+        return {
+            "policy_loss": pg_loss.detach(),
+            "value_loss": v_loss.detach(),
+            "entropy": stats["entropy"],
+            "approx_kl": stats["approx_kl"],
+            "clip_fraction": stats["clip_fraction"],
+            "explained_variance": explained_var,
+            "learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"]),
+        }

@@ -1,0 +1,1 @@
+"""Training utilities: run logging, atomic checkpoints, learning-curve plots, seeding."""

@@ -1,0 +1,91 @@
+"""One place where a run reports: a CSV file, TensorBoard scalars and a progress bar."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+class RunLogger:
+    """Writes ``out_dir/metrics.csv`` (columns ``step, wall_time, episodic_return,
+    episodic_length`` and whatever else is logged), TensorBoard scalars under ``out_dir/tb``
+    when tensorboard is installed, and a tqdm bar with steps/s and the recent return.
+
+    ``resume=True`` appends to an existing CSV and continues the wall clock from its last row.
+    """
+
+    BASE = ("step", "wall_time", "episodic_return", "episodic_length")
+
+    def __init__(self, out_dir: str | Path, total_steps: int, *, start_step: int = 0,
+                 resume: bool = False, progress: bool = True, tensorboard: bool = True):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.out_dir / "metrics.csv"
+        self._fields: list[str] | None = None
+        self._time_offset = 0.0
+        if resume and self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if float(r["step"]) <= start_step]
+                self._fields = list(reader.fieldnames or [])
+            if rows:
+                self._time_offset = float(rows[-1]["wall_time"])
+            self._rewrite(rows)  # drop rows logged after the checkpoint we resume from
+        elif self.csv_path.exists():
+            self.csv_path.unlink()
+        self._start = time.perf_counter()
+        self._writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_step if resume else None)
+            except ImportError:
+                pass
+        self._bar = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
+                         disable=not progress, dynamic_ncols=True)
+        self._last_step = start_step
+        self.recent_return = math.nan
+
+    @property
+    def wall_time(self) -> float:
+        return self._time_offset + time.perf_counter() - self._start
+
+    def log(self, step: int, **scalars: float) -> None:
+        """Record one row. Values must already be Python numbers (read back by the caller)."""
+        row = {"step": step, "wall_time": round(self.wall_time, 4), **scalars}
+        if self._fields is None:
+            self._fields = list(self.BASE) + [k for k in scalars if k not in self.BASE]
+        new = [k for k in row if k not in self._fields]
+        if new:  # a metric that first appears later: widen the file once
+            self._fields += new
+            with open(self.csv_path, newline="") as f:
+                old = list(csv.DictReader(f))
+            self._rewrite(old)
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, self._fields).writerow(row)
+        if self._writer is not None:
+            for k, v in scalars.items():
+                if v == v:  # skip NaN
+                    self._writer.add_scalar(k, v, step)
+        ret = scalars.get("episodic_return")
+        if ret is not None and ret == ret:
+            self.recent_return = ret
+        self._bar.update(max(0, step - self._last_step))
+        self._last_step = step
+        self._bar.set_postfix(ret=f"{self.recent_return:.1f}", refresh=False)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        with open(self.csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, self._fields or list(self.BASE))
+            w.writeheader()
+            w.writerows(rows)
+
+    def close(self) -> None:
+        self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
