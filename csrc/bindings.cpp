@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "ops/envs.h"
 #include "ops/returns.h"
 
 TORCH_LIBRARY(fastrl, m) {
@@ -16,17 +17,29 @@ TORCH_LIBRARY(fastrl, m) {
         "Tensor? mask, float gamma, float lam) -> (Tensor advantages, Tensor returns)");
   m.def("discounted_returns(Tensor rewards, Tensor done, Tensor bootstrap, Tensor? mask, "
         "float gamma) -> Tensor");
+  // Batched environments, stepped in place: state [S, N] SoA, per-env counters [N]; `params` are
+  // the env's keyword arguments in the order of fastrl/envs/classic.py.
+  m.def("env_reset(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
+        "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, float[] params) -> Tensor obs");
+  m.def("env_step(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
+        "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, Tensor action, float[] params, "
+        "int max_episode_steps, bool same_step) -> (Tensor obs, Tensor reward, Tensor terminated, "
+        "Tensor truncated, Tensor final_obs, Tensor final_return, Tensor final_length)");
 }
 
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
   m.impl("gae", &fastrl::cpu::gae);
   m.impl("discounted_returns", &fastrl::cpu::discounted_returns);
+  m.impl("env_reset", &fastrl::cpu::env_reset);
+  m.impl("env_step", &fastrl::cpu::env_step);
 }
 
 #ifdef FASTRL_WITH_CUDA
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
   m.impl("gae", &fastrl::cuda::gae);
   m.impl("discounted_returns", &fastrl::cuda::discounted_returns);
+  m.impl("env_reset", &fastrl::cuda::env_reset);
+  m.impl("env_step", &fastrl::cuda::env_step);
 }
 #endif
 

@@ -1,0 +1,116 @@
+// The batched environment step shared by the CPU and CUDA kernels: physics (from the env
+// headers) + reward + termination + truncation (gymnasium's TimeLimit) + autoreset + episode
+// statistics for env j, reading and writing the batch in place.
+//
+// Layout: state is SoA [kStateDim, N] so that neighbouring envs are neighbouring in memory
+// (vector lanes on the CPU, coalesced loads on the GPU); per-env counters are [N]; outputs are
+// [N, kObsDim] and [N].
+//
+// A step is two passes. advance() runs the physics for every env without branches, so the CPU
+// loop vectorizes. It returns whether env j must then be reset by autoreset(), which draws from
+// the env's Philox stream and is rare (once per episode):
+//   NEXT_STEP (gymnasium's default): an env that ended on the previous step is reset instead of
+//     stepped: reset observation, reward 0, not terminated, not truncated; its action is ignored.
+//   SAME_STEP: an env that ends is reset in the same step; obs is the reset observation and
+//     final_obs the one the step reached (for every env: it equals obs where nothing ended).
+#pragma once
+
+#include "core/envs/acrobot.h"
+#include "core/envs/cartpole.h"
+#include "core/envs/continuous_mountain_car.h"
+#include "core/envs/mountain_car.h"
+#include "core/envs/pendulum.h"
+
+namespace fastrl::core {
+
+template <typename Env, typename T>
+struct EnvBatch {
+  using Action = typename Env::Action;
+  int64_t n = 0;                      // number of envs N
+  T* state = nullptr;                 // [S, N]
+  int32_t* elapsed = nullptr;         // [N] steps in the current episode (TimeLimit, length)
+  T* episode_return = nullptr;        // [N] return of the current episode so far
+  bool* autoreset = nullptr;          // [N] NEXT_STEP: the next step resets this env
+  int64_t* resets = nullptr;          // [N] resets so far: the counter of the env's RNG stream
+  const int64_t* seeds = nullptr;     // [N] key of the env's RNG stream
+  const Action* action = nullptr;     // [N] (every env here has a single action dimension)
+  T* obs = nullptr;                   // [N, O]
+  T* reward = nullptr;                // [N]
+  bool* terminated = nullptr;         // [N]
+  bool* truncated = nullptr;          // [N]
+  T* final_obs = nullptr;             // [N, O]; SAME_STEP only
+  T* final_return = nullptr;          // [N] return of the episode that ended at this step, else 0
+  int32_t* final_length = nullptr;    // [N] its length, else 0
+  typename Env::Params params{};
+  int32_t max_episode_steps = 0;
+  bool same_step = false;
+
+  FASTRL_HD void load(int64_t j, T* s) const {
+    for (int k = 0; k < Env::kStateDim; ++k) s[k] = state[k * n + j];
+  }
+  FASTRL_HD void store(int64_t j, const T* s) const {
+    for (int k = 0; k < Env::kStateDim; ++k) state[k * n + j] = s[k];
+  }
+  FASTRL_HD void observe(const T* s, T* out, int64_t j) const {
+    T o[Env::kObsDim];
+    Env::observe(params, s, o);
+    for (int k = 0; k < Env::kObsDim; ++k) out[j * Env::kObsDim + k] = o[k];
+  }
+};
+
+// Draws env j's next initial state and starts a new episode; writes its observation to obs.
+template <typename Env, typename T>
+FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
+  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  T s[Env::kStateDim];
+  Env::reset(b.params, rng, s);
+  b.store(j, s);
+  b.observe(s, b.obs, j);
+  b.resets[j] += 1;
+  b.elapsed[j] = 0;
+  b.episode_return[j] = T(0);
+  b.autoreset[j] = false;
+}
+
+// Pass 1, branch-free: one step of env j. Returns whether autoreset() must run for it.
+template <typename Env, typename T>
+FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
+  T s[Env::kStateDim];
+  b.load(j, s);
+  const int32_t elapsed = b.elapsed[j];
+  T r;
+  bool term;
+  Env::step(b.params, s, b.action[j], elapsed, r, term);
+  const int32_t length = elapsed + 1;
+  const bool trunc = length >= b.max_episode_steps;
+  const bool done = term | trunc;
+  const T ret = b.episode_return[j] + r;
+  b.store(j, s);
+  b.observe(s, b.obs, j);
+  if (b.same_step) b.observe(s, b.final_obs, j);
+  b.reward[j] = r;
+  b.terminated[j] = term;
+  b.truncated[j] = trunc;
+  b.elapsed[j] = length;
+  b.episode_return[j] = ret;
+  b.final_return[j] = done ? ret : T(0);
+  b.final_length[j] = done ? length : 0;
+  const bool reset_now = b.same_step ? done : b.autoreset[j];
+  b.autoreset[j] = !b.same_step & done;
+  return reset_now;
+}
+
+// Pass 2, for the envs advance() flagged.
+template <typename Env, typename T>
+FASTRL_HD void autoreset(const EnvBatch<Env, T>& b, int64_t j) {
+  reset_env(b, j);
+  if (!b.same_step) {  // this step was the reset: it has no reward and ends nothing
+    b.reward[j] = T(0);
+    b.terminated[j] = false;
+    b.truncated[j] = false;
+    b.final_return[j] = T(0);
+    b.final_length[j] = 0;
+  }
+}
+
+}  // namespace fastrl::core

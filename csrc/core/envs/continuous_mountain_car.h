@@ -1,0 +1,77 @@
+// MountainCarContinuous-v0, mirroring gymnasium/envs/classic_control/continuous_mountain_car.py
+// (gymnasium 1.4). State = observation = [position, velocity]; one force action in [-1, 1];
+// reward 100 on reaching position 0.45 (with velocity >= goal_velocity) minus 0.1 * action^2.
+//
+// gymnasium mixes precisions here, and so must a bit-exact copy: the state is float64 right
+// after reset and float32 after every step (it is stored with dtype=np.float32), the action is
+// float32, and numpy promotes float32 with a Python float to float32. So the first step of an
+// episode (elapsed == 0) computes in double, later ones in float, and an action outside [-1, 1]
+// becomes the Python float bound (double arithmetic). The cosine is always Python's math.cos.
+#pragma once
+
+#include "core/envs/math.h"
+#include "core/rng.h"
+
+namespace fastrl::core {
+
+template <typename T>
+struct MountainCarContinuous {
+  static constexpr int kStateDim = 2;
+  static constexpr int kObsDim = 2;
+  static constexpr int kNumParams = 1;  // goal_velocity
+  using Action = T;
+
+  struct Params {
+    double goal_velocity;
+  };
+  static Params params(const double* p) { return {p[0]}; }
+
+  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+    s[0] = static_cast<T>(rng.uniform(-0.6, -0.4));
+    s[1] = T(0);
+  }
+
+  FASTRL_HD static void step(const Params& p, T* s, Action action, int32_t elapsed, T& reward,
+                             bool& terminated) {
+    const float a = static_cast<float>(action);
+    const bool clipped = (a < -1.0f) | (a > 1.0f);
+    const double bound = a < -1.0f ? -1.0 : 1.0;
+    if (elapsed == 0) {  // float64 state
+      double position = s[0], velocity = s[1];
+      const double c = 0.0025 * ::cos(3.0 * position);
+      velocity += clipped ? bound * 0.0015 - c : static_cast<double>(a * 0.0015f - static_cast<float>(c));
+      if (velocity > 0.07) velocity = 0.07;
+      if (velocity < -0.07) velocity = -0.07;
+      position += velocity;
+      if (position > 0.6) position = 0.6;
+      if (position < -1.2) position = -1.2;
+      if (position == -1.2 && velocity < 0) velocity = 0.0;
+      terminated = position >= 0.45 && velocity >= p.goal_velocity;
+      s[0] = static_cast<T>(static_cast<float>(position));
+      s[1] = static_cast<T>(static_cast<float>(velocity));
+    } else {  // float32 state: Python float constants act as float32
+      float position = static_cast<float>(s[0]), velocity = static_cast<float>(s[1]);
+      const double c = 0.0025 * ::cos(static_cast<double>(3.0f * position));
+      velocity += clipped ? static_cast<float>(bound * 0.0015 - c) : a * 0.0015f - static_cast<float>(c);
+      if (velocity > 0.07f) velocity = 0.07f;
+      if (velocity < -0.07f) velocity = -0.07f;
+      position += velocity;
+      if (position > 0.6f) position = 0.6f;
+      if (position < -1.2f) position = -1.2f;
+      if (position == -1.2f && velocity < 0) velocity = 0.0f;
+      terminated = position >= 0.45f && velocity >= static_cast<float>(p.goal_velocity);
+      s[0] = static_cast<T>(position);
+      s[1] = static_cast<T>(velocity);
+    }
+    // math.pow(action[0], 2) of the unclipped float32 action is exact in double.
+    const double aa = static_cast<double>(a);
+    reward = static_cast<T>((terminated ? 100.0 : 0.0) - aa * aa * 0.1);
+  }
+
+  FASTRL_HD static void observe(const Params&, const T* s, T* obs) {
+    obs[0] = s[0];
+    obs[1] = s[1];
+  }
+};
+
+}  // namespace fastrl::core

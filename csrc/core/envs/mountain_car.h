@@ -1,0 +1,49 @@
+// MountainCar-v0, mirroring gymnasium/envs/classic_control/mountain_car.py (gymnasium 1.4).
+// State = observation = [position, velocity]; actions 0 (push left), 1 (none), 2 (push right);
+// -1 reward per step; the episode ends on reaching position 0.5 with velocity >= goal_velocity.
+#pragma once
+
+#include "core/envs/math.h"
+#include "core/rng.h"
+
+namespace fastrl::core {
+
+template <typename T>
+struct MountainCar {
+  static constexpr int kStateDim = 2;
+  static constexpr int kObsDim = 2;
+  static constexpr int kNumParams = 1;  // goal_velocity
+  using Action = int64_t;
+
+  struct Params {
+    T goal_velocity;
+  };
+  static Params params(const double* p) { return {static_cast<T>(p[0])}; }
+
+  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+    s[0] = static_cast<T>(rng.uniform(-0.6, -0.4));
+    s[1] = T(0);
+  }
+
+  FASTRL_HD static void step(const Params& p, T* s, Action action, int32_t, T& reward,
+                             bool& terminated) {
+    const T min_position = T(-1.2), max_position = T(0.6), max_speed = T(0.07);
+    T position = s[0], velocity = s[1];
+    velocity += static_cast<T>(action - 1) * T(0.001) + cos_(T(3) * position) * -T(0.0025);
+    velocity = velocity < -max_speed ? -max_speed : (velocity > max_speed ? max_speed : velocity);
+    position += velocity;
+    position = position < min_position ? min_position : (position > max_position ? max_position : position);
+    if ((position == min_position) & (velocity < 0)) velocity = T(0);
+    terminated = (position >= T(0.5)) & (velocity >= p.goal_velocity);
+    reward = T(-1);
+    s[0] = position;
+    s[1] = velocity;
+  }
+
+  FASTRL_HD static void observe(const Params&, const T* s, T* obs) {
+    obs[0] = s[0];
+    obs[1] = s[1];
+  }
+};
+
+}  // namespace fastrl::core

@@ -1,0 +1,70 @@
+// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11), so the CPU and CUDA
+// kernels draw identical numbers with no stored generator state: a draw is a pure function of
+// (key, counter). Environments use key = seed and counter = (block, reset number, env index).
+#pragma once
+
+#include "core/common.h"
+
+namespace fastrl::core {
+
+struct Philox4x32 {
+  uint32_t v[4];
+};
+
+FASTRL_HD void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+  const uint64_t p = static_cast<uint64_t>(a) * b;
+  hi = static_cast<uint32_t>(p >> 32);
+  lo = static_cast<uint32_t>(p);
+}
+
+// Ten rounds of Philox4x32 on counter c with key (k0, k1).
+FASTRL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(0xD2511F53u, c.v[0], hi0, lo0);
+    mulhilo(0xCD9E8D57u, c.v[2], hi1, lo1);
+    c = {{hi1 ^ c.v[1] ^ k0, lo1, hi0 ^ c.v[3] ^ k1, lo0}};
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return c;
+}
+
+// The stream of one environment's reset number `resets` under `seed`: uniform doubles with
+// 53 random bits each, like numpy's Generator.random (two 32-bit words per double).
+class ResetStream {
+ public:
+  FASTRL_HD ResetStream(int64_t seed, int64_t env, int64_t resets)
+      : k0_(static_cast<uint32_t>(seed)),
+        k1_(static_cast<uint32_t>(static_cast<uint64_t>(seed) >> 32)),
+        resets_(static_cast<uint64_t>(resets)),
+        env_(static_cast<uint32_t>(env)) {}
+
+  // Uniform in [0, 1): the top 53 bits of a 64-bit word, times 2^-53 (exactly numpy's formula).
+  FASTRL_HD double next_double() {
+    if (used_ == 4) refill();
+    const uint64_t hi = words_.v[used_], lo = words_.v[used_ + 1];
+    used_ += 2;
+    return static_cast<double>(((hi << 32) | lo) >> 11) * (1.0 / 9007199254740992.0);
+  }
+
+  // numpy's Generator.uniform: low + (high - low) * U.
+  FASTRL_HD double uniform(double low, double high) { return low + (high - low) * next_double(); }
+
+ private:
+  FASTRL_HD void refill() {
+    const Philox4x32 counter{{block_++, static_cast<uint32_t>(resets_),
+                              static_cast<uint32_t>(resets_ >> 32), env_}};
+    words_ = philox4x32_10(counter, k0_, k1_);
+    used_ = 0;
+  }
+
+  uint32_t k0_, k1_;
+  uint64_t resets_;
+  uint32_t env_;
+  uint32_t block_ = 0;
+  Philox4x32 words_{};
+  int used_ = 4;
+};
+
+}  // namespace fastrl::core

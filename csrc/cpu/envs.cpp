@@ -1,0 +1,69 @@
+// CPU kernels for the batched environments (math in core/envs/).
+//
+// Envs are split across threads in chunks; in each chunk a branch-free loop runs the physics of
+// every env (core::advance, vectorized by the compiler over the SoA state), then a scalar loop
+// resets the few envs it flagged (core::autoreset), so Philox draws stay out of the hot loop.
+// float32 is the fast path: its sin/cos are the vectorizable polynomials of core/envs/math.h.
+#include <ATen/Parallel.h>
+
+#include "ops/envs.h"
+
+namespace fastrl::cpu {
+namespace {
+
+constexpr int64_t kChunk = 512;
+
+template <typename Env, typename T>
+void run_step(const core::EnvBatch<Env, T>& b) {
+  at::parallel_for(0, b.n, kChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t lo = begin; lo < end; lo += kChunk) {
+      const int64_t hi = std::min(end, lo + kChunk);
+      bool pending[kChunk];
+      for (int64_t j = lo; j < hi; ++j) pending[j - lo] = core::advance(b, j);
+      for (int64_t j = lo; j < hi; ++j) {
+        if (pending[j - lo]) core::autoreset(b, j);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds,
+                     std::vector<double> params) {
+  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
+  at::Tensor obs;
+  visit_env(env, [&](auto tag) {
+    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_reset", [&] {
+      using Env = typename decltype(tag)::template type<scalar_t>;
+      check_env_tensors<Env>(e, params);
+      obs = at::empty({state.size(1), Env::kObsDim}, state.options());
+      auto b = make_env_batch<Env, scalar_t>(e, params);
+      b.obs = obs.data_ptr<scalar_t>();
+      at::parallel_for(0, b.n, kChunk, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
+      });
+    });
+  });
+  return obs;
+}
+
+StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
+                     std::vector<double> params, int64_t max_episode_steps, bool same_step) {
+  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
+  StepOutputs out;
+  visit_env(env, [&](auto tag) {
+    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_step", [&] {
+      using Env = typename decltype(tag)::template type<scalar_t>;
+      check_env_tensors<Env>(e, params);
+      run_step(make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out));
+    });
+  });
+  return out;
+}
+
+}  // namespace fastrl::cpu

@@ -1,0 +1,149 @@
+// Tensor glue for the environment ops, shared by the CPU and CUDA kernels: argument checks (for
+// callers of torch.ops.fastrl.* that skip fastrl.envs), output allocation, the env-name dispatch
+// and the translation of tensors into core::EnvBatch.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/envs/batch.h"
+
+namespace fastrl {
+
+// Calls fn(EnvTag<E>{}) for the env named `env` (gymnasium's id).
+template <template <typename> class E>
+struct EnvTag {
+  template <typename T>
+  using type = E<T>;
+};
+
+template <typename Fn>
+void visit_env(const std::string& env, Fn&& fn) {
+  if (env == "CartPole-v1") {
+    fn(EnvTag<core::CartPole>{});
+  } else if (env == "Acrobot-v1") {
+    fn(EnvTag<core::Acrobot>{});
+  } else if (env == "MountainCar-v0") {
+    fn(EnvTag<core::MountainCar>{});
+  } else if (env == "MountainCarContinuous-v0") {
+    fn(EnvTag<core::MountainCarContinuous>{});
+  } else if (env == "Pendulum-v1") {
+    fn(EnvTag<core::Pendulum>{});
+  } else {
+    TORCH_CHECK(false, "fastrl: unknown env '", env, "'");
+  }
+}
+
+// The per-env tensors of a batch: state [S, N] float, elapsed [N] int32, episode_return [N]
+// float, autoreset [N] bool, resets [N] int64, seeds [N] int64, all contiguous on one device.
+struct EnvTensors {
+  at::Tensor state, elapsed, episode_return, autoreset, resets, seeds;
+};
+
+inline void check_vector(const at::Tensor& t, const char* name, at::ScalarType dtype,
+                         const at::Tensor& state) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == state.size(1), "fastrl: ", name, " must be [N] = [",
+              state.size(1), "], got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == dtype, "fastrl: ", name, " must be ", dtype, ", got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == state.device(), "fastrl: ", name, " is on ", t.device(),
+              " but state is on ", state.device());
+  TORCH_CHECK(t.is_contiguous(), "fastrl: ", name, " must be contiguous");
+}
+
+template <typename Env>
+void check_env_tensors(const EnvTensors& e, const std::vector<double>& params) {
+  const at::Tensor& s = e.state;
+  TORCH_CHECK(s.dim() == 2 && s.size(0) == Env::kStateDim, "fastrl: state must be [",
+              Env::kStateDim, ", N], got ", s.sizes());
+  TORCH_CHECK(s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble,
+              "fastrl: state must be float32 or float64, got ", s.scalar_type());
+  TORCH_CHECK(s.is_contiguous(), "fastrl: state must be contiguous");
+  check_vector(e.elapsed, "elapsed", at::kInt, s);
+  check_vector(e.episode_return, "episode_return", s.scalar_type(), s);
+  check_vector(e.autoreset, "autoreset", at::kBool, s);
+  check_vector(e.resets, "resets", at::kLong, s);
+  check_vector(e.seeds, "seeds", at::kLong, s);
+  TORCH_CHECK(static_cast<int>(params.size()) == Env::kNumParams, "fastrl: expected ",
+              Env::kNumParams, " env params, got ", params.size());
+}
+
+template <typename Env, typename T>
+core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<double>& params) {
+  core::EnvBatch<Env, T> b;
+  b.n = e.state.size(1);
+  b.state = e.state.data_ptr<T>();
+  b.elapsed = e.elapsed.data_ptr<int32_t>();
+  b.episode_return = e.episode_return.data_ptr<T>();
+  b.autoreset = e.autoreset.data_ptr<bool>();
+  b.resets = e.resets.data_ptr<int64_t>();
+  b.seeds = e.seeds.data_ptr<int64_t>();
+  b.params = Env::params(params.data());
+  return b;
+}
+
+// Outputs of env_step: obs, reward, terminated, truncated, final_obs, final_return,
+// final_length. final_obs is [0, O] unless same_step (the fake kernel does the same).
+using StepOutputs =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+template <typename Env, typename T>
+core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& action,
+                                       const std::vector<double>& params,
+                                       int64_t max_episode_steps, bool same_step,
+                                       StepOutputs& out) {
+  using Action = typename Env::Action;
+  const int64_t n = e.state.size(1);
+  const auto action_dtype = std::is_integral<Action>::value ? at::kLong : e.state.scalar_type();
+  TORCH_CHECK(action.numel() == n && action.scalar_type() == action_dtype,
+              "fastrl: action must hold N = ", n, " values of ", action_dtype, ", got ",
+              action.sizes(), " ", action.scalar_type());
+  TORCH_CHECK(action.device() == e.state.device() && action.is_contiguous(),
+              "fastrl: action must be contiguous on ", e.state.device());
+  TORCH_CHECK(max_episode_steps >= 1, "fastrl: max_episode_steps must be >= 1, got ",
+              max_episode_steps);
+  const auto fopts = e.state.options();
+  const auto bopts = fopts.dtype(at::kBool);
+  out = {at::empty({n, Env::kObsDim}, fopts), at::empty({n}, fopts), at::empty({n}, bopts),
+         at::empty({n}, bopts), at::empty({same_step ? n : 0, Env::kObsDim}, fopts),
+         at::empty({n}, fopts), at::empty({n}, fopts.dtype(at::kInt))};
+  auto b = make_env_batch<Env, T>(e, params);
+  b.action = action.data_ptr<Action>();
+  b.obs = std::get<0>(out).template data_ptr<T>();
+  b.reward = std::get<1>(out).template data_ptr<T>();
+  b.terminated = std::get<2>(out).template data_ptr<bool>();
+  b.truncated = std::get<3>(out).template data_ptr<bool>();
+  b.final_obs = same_step ? std::get<4>(out).template data_ptr<T>() : nullptr;
+  b.final_return = std::get<5>(out).template data_ptr<T>();
+  b.final_length = std::get<6>(out).template data_ptr<int32_t>();
+  b.max_episode_steps = static_cast<int32_t>(max_episode_steps);
+  b.same_step = same_step;
+  return b;
+}
+
+namespace cpu {
+at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds,
+                     std::vector<double> params);
+StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
+                     std::vector<double> params, int64_t max_episode_steps, bool same_step);
+}  // namespace cpu
+
+namespace cuda {
+at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds,
+                     std::vector<double> params);
+StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
+                     std::vector<double> params, int64_t max_episode_steps, bool same_step);
+}  // namespace cuda
+
+}  // namespace fastrl

@@ -1,0 +1,79 @@
+"""Batched environments with gymnasium's VectorEnv API on torch tensors.
+
+    env = fastrl.envs.make("CartPole-v1", num_envs=4096, device="cuda")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(torch.randint(0, 2, (4096,), device="cuda"))
+
+CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and Pendulum-v1 run natively
+(C++/CUDA, or their PyTorch fallback); any other gymnasium id runs on gymnasium's own vector env.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import torch
+from gymnasium.vector import AutoresetMode
+
+from fastrl.envs.classic import CLASSIC
+from fastrl.envs.gym_vector import GymnasiumVectorEnv
+from fastrl.envs.vector import ClassicVectorEnv
+
+__all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "NATIVE_ENVS"]
+
+NATIVE_ENVS = tuple(CLASSIC)
+
+
+def make(
+    env_id: str,
+    num_envs: int,
+    device="cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
+    autoreset_mode="next_step",
+    validate: bool | None = None,
+    **env_kwargs,
+):
+    """``num_envs`` copies of ``env_id`` as one VectorEnv on ``device``.
+
+    Args:
+        dtype: float32 (fast) or float64 (reproduces gymnasium bit for bit on the CPU).
+        seed: seed of the first ``reset()`` without one (default: random).
+        autoreset_mode: "next_step" (gymnasium's default), "same_step", or an AutoresetMode.
+        validate: check action values (range, NaN) on every step. Default: True on the CPU and
+            False on a GPU, where the check would synchronize with the host; shapes, dtypes and
+            devices are always checked.
+        env_kwargs: ``max_episode_steps`` and the env's own keyword arguments
+            (CartPole: sutton_barto_reward; MountainCar(Continuous): goal_velocity; Pendulum: g).
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int):
+        raise TypeError(f"num_envs must be an int, got {type(num_envs).__name__}")
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
+    mode = modes.get(autoreset_mode, autoreset_mode)
+    if mode not in modes.values():
+        raise ValueError(f"autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}")
+    if env_id not in gymnasium.registry:
+        raise ValueError(f"env_id {env_id!r} is not a registered gymnasium environment")
+
+    spec = CLASSIC.get(env_id)
+    if spec is None:
+        return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, **env_kwargs)
+    max_episode_steps = env_kwargs.pop("max_episode_steps", gymnasium.spec(env_id).max_episode_steps)
+    unknown = set(env_kwargs) - set(spec.params)
+    if unknown:
+        raise TypeError(f"{env_id} got unexpected keyword arguments {sorted(unknown)}; "
+                        f"it takes max_episode_steps and {sorted(spec.params)}")
+    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+    params = {**spec.params, **env_kwargs}
+    if validate is None:
+        validate = device.type == "cpu"
+    return ClassicVectorEnv(spec, num_envs, device, dtype, seed, mode, max_episode_steps, params, validate)

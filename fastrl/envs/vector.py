@@ -1,0 +1,236 @@
+"""Batched classic-control environments on torch tensors, with gymnasium's VectorEnv API.
+
+The whole batch lives on the device as a few tensors: the SoA state ``[S, N]``, elapsed steps,
+running returns, autoreset flags and the Philox counters/keys of every env. A step is one call to
+``torch.ops.fastrl.env_step`` (physics + reward + termination + TimeLimit truncation + autoreset +
+episode statistics, in place, no host sync) or, without native kernels for the device, the same
+semantics in PyTorch (:func:`_fallback_step`).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from fastrl import _native
+from fastrl.envs.classic import Classic
+from fastrl.envs.rng import reset_uniforms
+
+
+class ClassicVectorEnv(VectorEnv):
+    """``num_envs`` copies of a classic-control env (see :func:`fastrl.envs.make`).
+
+    ``step`` returns ``obs [N, O]``, ``reward [N]``, ``terminated [N]``, ``truncated [N]`` and
+    ``info`` with, on the device: ``info["episode"]["r"]`` / ``["l"]`` the return and length of
+    the episodes that ended at this step (0 elsewhere) and ``info["_episode"]`` their mask (like
+    gymnasium's RecordEpisodeStatistics); with SAME_STEP autoreset also ``info["final_obs"]``
+    (the observation each env reached before its reset) and ``info["_final_obs"]``.
+    ``episode_returns`` / ``episode_lengths`` are the running ones.
+    """
+
+    def __init__(self, spec: Classic, num_envs: int, device, dtype, seed, autoreset_mode,
+                 max_episode_steps: int, params: dict, validate: bool):
+        self.spec_ = spec
+        self.num_envs = num_envs
+        self.device = device
+        self.dtype = dtype
+        self.max_episode_steps = max_episode_steps
+        self.params = params
+        self.validate = validate
+        self.metadata = {"autoreset_mode": autoreset_mode}
+        self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
+        self._param_list = [float(params[k]) for k in spec.params]
+
+        reference = gymnasium.make(spec.id, **params).unwrapped
+        obs_space, np_dtype = reference.observation_space, torch.empty(0, dtype=dtype).numpy().dtype
+        self.single_observation_space = gymnasium.spaces.Box(
+            obs_space.low.astype(np_dtype), obs_space.high.astype(np_dtype), dtype=np_dtype
+        )
+        self.single_action_space = reference.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._discrete = isinstance(self.single_action_space, gymnasium.spaces.Discrete)
+
+        n, kw = num_envs, {"device": device}
+        self._state = torch.zeros(spec.state_dim, n, dtype=dtype, **kw)
+        self._elapsed = torch.zeros(n, dtype=torch.int32, **kw)
+        self._episode_return = torch.zeros(n, dtype=dtype, **kw)
+        self._autoreset = torch.zeros(n, dtype=torch.bool, **kw)
+        self._resets = torch.zeros(n, dtype=torch.int64, **kw)
+        self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
+        self._initial_seed = seed
+        self._seeded = False
+
+    # -- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Resets every env. ``seed``: an int seeds env i with the Philox stream (seed, i); a list
+        gives one seed per env; None continues the current streams (drawing a random seed the
+        first time when ``make`` got none)."""
+        if options:
+            raise ValueError(f"options are not supported by fastrl's {self.spec_.id}, got {options!r}")
+        if seed is None and not self._seeded:
+            seed = self._initial_seed if self._initial_seed is not None else secrets.randbits(63)
+        if seed is not None:
+            self._seeds.copy_(_seed_tensor(seed, self.num_envs))
+            self._resets.zero_()
+            self._seeded = True
+        if _native.use_native(self.device):
+            obs = torch.ops.fastrl.env_reset(
+                self.spec_.id, self._state, self._elapsed, self._episode_return, self._autoreset,
+                self._resets, self._seeds, self._param_list,
+            )
+        else:
+            obs = _fallback_reset(self, torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        return obs, {}
+
+    def step(self, actions):
+        action = self._check_action(actions)
+        if _native.use_native(self.device):
+            obs, reward, term, trunc, final_obs, ret, length = torch.ops.fastrl.env_step(
+                self.spec_.id, self._state, self._elapsed, self._episode_return, self._autoreset,
+                self._resets, self._seeds, action, self._param_list, self.max_episode_steps,
+                self._same_step,
+            )
+        else:
+            obs, reward, term, trunc, final_obs, ret, length = _fallback_step(self, action)
+        done = term | trunc
+        info = {"episode": {"r": ret, "l": length}, "_episode": done}
+        if self._same_step:
+            info["final_obs"] = final_obs
+            info["_final_obs"] = done
+        return obs, reward, term, trunc, info
+
+    # -- state access ------------------------------------------------------------------------
+    def get_state(self) -> torch.Tensor:
+        """A copy of the states, ``[N, S]`` in the layout of gymnasium's ``env.unwrapped.state``."""
+        return self._state.t().clone()
+
+    def set_state(self, state, elapsed_steps=None) -> None:
+        """Sets every env's state (``[N, S]``, gymnasium's ``env.unwrapped.state`` layout) and
+        its elapsed steps (int or ``[N]``; default 0), and starts counting returns from here; no
+        env autoresets on the next step."""
+        state = torch.as_tensor(state, dtype=self.dtype, device=self.device)
+        expected = (self.num_envs, self.spec_.state_dim)
+        if tuple(state.shape) != expected:
+            raise ValueError(f"state must have shape {expected}, got {tuple(state.shape)}")
+        self._state.copy_(state.t())
+        elapsed = 0 if elapsed_steps is None else elapsed_steps
+        self._elapsed.copy_(torch.as_tensor(elapsed, dtype=torch.int32).expand(self.num_envs))
+        self._episode_return.zero_()
+        self._autoreset.zero_()
+
+    @property
+    def episode_returns(self) -> torch.Tensor:
+        return self._episode_return.clone()
+
+    @property
+    def episode_lengths(self) -> torch.Tensor:
+        return self._elapsed.clone()
+
+    def __repr__(self) -> str:
+        return f"ClassicVectorEnv({self.spec_.id}, num_envs={self.num_envs}, device={self.device}, dtype={self.dtype})"
+
+    # -- checks --------------------------------------------------------------------------------
+    def _check_action(self, actions) -> torch.Tensor:
+        if isinstance(actions, np.ndarray):
+            actions = torch.from_numpy(actions).to(self.device)
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device} but the env is on {self.device}")
+        n = self.num_envs
+        if self._discrete:
+            if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
+                raise TypeError(f"actions must be an integer tensor for {self.spec_.id}, got {actions.dtype}")
+            if tuple(actions.shape) != (n,):
+                raise ValueError(f"actions must have shape ({n},), got {tuple(actions.shape)}")
+            if self.validate:
+                k = self.single_action_space.n
+                if bool(((actions < 0) | (actions >= k)).any()):
+                    raise ValueError(f"actions must be in [0, {k - 1}] for {self.spec_.id}, got {actions.tolist()[:8]}...")
+            return actions.to(torch.int64).contiguous()
+        if not actions.dtype.is_floating_point:
+            raise TypeError(f"actions must be a floating-point tensor for {self.spec_.id}, got {actions.dtype}")
+        if tuple(actions.shape) != (n, 1):
+            raise ValueError(f"actions must have shape ({n}, 1), got {tuple(actions.shape)}")
+        if self.validate and bool(torch.isnan(actions).any()):
+            raise ValueError("actions contain NaN")
+        return actions.to(self.dtype).contiguous()
+
+
+def _seed_tensor(seed, num_envs: int) -> torch.Tensor:
+    seeds = [seed] * num_envs if isinstance(seed, int) else list(seed)
+    if len(seeds) != num_envs or not all(isinstance(s, int) and 0 <= s < 2**63 for s in seeds):
+        raise ValueError(f"seed must be an int in [0, 2**63) or a list of {num_envs} of them, got {seed!r}")
+    return torch.tensor(seeds, dtype=torch.int64)
+
+
+def _fallback_reset(env: ClassicVectorEnv, mask: torch.Tensor) -> torch.Tensor:
+    """Resets the envs in ``mask`` (core::reset_env); returns the observations of all envs."""
+    spec = env.spec_
+    # Draw only for the envs that reset on the CPU; on a GPU drawing for all avoids a host sync.
+    idx = mask.nonzero().squeeze(1) if env.device.type == "cpu" else torch.arange(env.num_envs, device=env.device)
+    sel = mask[idx]
+    fresh = spec.reset(reset_uniforms(env._seeds[idx], idx, env._resets[idx], spec.reset_draws), env.dtype)
+    env._state[:, idx] = torch.where(sel, fresh, env._state[:, idx])
+    env._resets[idx] += sel.long()
+    env._elapsed.masked_fill_(mask, 0)
+    env._episode_return.masked_fill_(mask, 0)
+    env._autoreset.masked_fill_(mask, False)
+    return spec.observe(env._state)
+
+
+def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
+    """env_step in PyTorch: the two passes of csrc/core/envs/batch.h on the whole batch."""
+    spec = env.spec_
+    state, reward, term = spec.step(env.params, env._state, action, env._elapsed)
+    length = env._elapsed + 1
+    trunc = length >= env.max_episode_steps
+    done = term | trunc
+    ret = env._episode_return + reward
+    env._state.copy_(state)
+    env._elapsed.copy_(length)
+    env._episode_return.copy_(ret)
+    final_return = torch.where(done, ret, 0.0).to(env.dtype)
+    final_length = torch.where(done, length, 0).to(torch.int32)
+    if env._same_step:
+        reset_now = done
+        final_obs = spec.observe(state)
+    else:
+        reset_now = env._autoreset.clone()
+        final_obs = torch.empty(0, spec.obs_dim, dtype=env.dtype, device=env.device)
+        reward = torch.where(reset_now, 0.0, reward).to(env.dtype)
+        term, trunc = term & ~reset_now, trunc & ~reset_now
+        final_return = torch.where(reset_now, 0.0, final_return).to(env.dtype)
+        final_length = torch.where(reset_now, 0, final_length).to(torch.int32)
+    env._autoreset.copy_(done & ~reset_now)  # NEXT_STEP: reset on the next step
+    obs = _fallback_reset(env, reset_now)
+    return obs, reward, term, trunc, final_obs, final_return, final_length
+
+
+if _native._C is not None:
+    from fastrl.envs.classic import CLASSIC
+
+    # Fake kernels: output shapes and dtypes as allocated in csrc/ops/envs.h.
+    @torch.library.register_fake("fastrl::env_reset")
+    def _env_reset_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, params):
+        return state.new_empty(state.shape[1], CLASSIC[env].obs_dim)
+
+    @torch.library.register_fake("fastrl::env_step")
+    def _env_step_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, action,
+                       params, max_episode_steps, same_step):
+        n, o = state.shape[1], CLASSIC[env].obs_dim
+        return (
+            state.new_empty(n, o),
+            state.new_empty(n),
+            state.new_empty(n, dtype=torch.bool),
+            state.new_empty(n, dtype=torch.bool),
+            state.new_empty(n if same_step else 0, o),
+            state.new_empty(n),
+            state.new_empty(n, dtype=torch.int32),
+        )

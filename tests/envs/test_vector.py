@@ -1,0 +1,241 @@
+"""VectorEnv semantics: autoreset modes vs gymnasium's SyncVectorEnv, seeding, episode
+statistics, bad input, the ops' registration (opcheck), and the gymnasium fallback."""
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import fastrl.envs as fenvs
+from fastrl import _native
+from tests.conftest import requires_native
+from tests.envs.helpers import gym_state, inject, sample_actions, to_torch_actions
+
+BACKENDS = ["native", "torch"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    if request.param == "native" and _native._C is None:
+        pytest.skip("fastrl._C not built")
+    previous = _native.get_backend()
+    _native.set_backend(request.param)
+    yield request.param
+    _native.set_backend(previous)
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_autoreset_matches_sync_vector_env(mode, backend):
+    """CartPole with short episodes: flags, rewards, obs, final_obs and which step resets agree
+    with SyncVectorEnv; after each reset gymnasium's env is given fastrl's reset state."""
+    n, max_steps = 3, 8
+    gmode = AutoresetMode.NEXT_STEP if mode == "next_step" else AutoresetMode.SAME_STEP
+    genv = SyncVectorEnv([lambda: gymnasium.make("CartPole-v1", max_episode_steps=max_steps)] * n,
+                         autoreset_mode=gmode)
+    genv.reset(seed=0)
+    env = fenvs.make("CartPole-v1", n, dtype=torch.float64, seed=0, autoreset_mode=mode,
+                     max_episode_steps=max_steps)
+    assert env.metadata["autoreset_mode"] == gmode
+    obs, _ = env.reset()
+    for i, e in enumerate(genv.envs):
+        inject(e, "CartPole-v1", obs[i].tolist(), 0)
+    rng = np.random.default_rng(1)
+    resets_seen = 0
+    for _ in range(60):
+        actions = sample_actions("CartPole-v1", rng, n)
+        obs, reward, term, trunc, info = env.step(to_torch_actions(actions, env))
+        g_obs, g_reward, g_term, g_trunc, g_info = genv.step(actions)
+        np.testing.assert_array_equal(term.numpy(), g_term)
+        np.testing.assert_array_equal(trunc.numpy(), g_trunc)
+        np.testing.assert_array_equal(reward.numpy(), g_reward)
+        done = g_term | g_trunc
+        # rows that just reset hold different random initial states: compare the others
+        reset_rows = done if mode == "same_step" else (g_reward == 0)
+        np.testing.assert_array_equal(obs.float().numpy()[~reset_rows], g_obs[~reset_rows])
+        if mode == "same_step":
+            np.testing.assert_array_equal(info["_final_obs"].numpy(), g_info.get("_final_obs", np.zeros(n, bool)))
+            for i in np.flatnonzero(done):
+                np.testing.assert_array_equal(info["final_obs"][i].float().numpy(), g_info["final_obs"][i])
+        for i in np.flatnonzero(reset_rows):
+            inject(genv.envs[i], "CartPole-v1", obs[i].tolist(), 0)
+        resets_seen += int(reset_rows.sum())
+    assert resets_seen >= 5
+
+
+def test_episode_statistics(backend):
+    env = fenvs.make("Pendulum-v1", 4, seed=3, max_episode_steps=5)
+    env.reset()
+    total = torch.zeros(4)
+    for t in range(5):
+        _, reward, _, trunc, info = env.step(torch.zeros(4, 1))
+        total += reward
+        if t < 4:
+            assert not info["_episode"].any() and (info["episode"]["l"] == 0).all()
+            torch.testing.assert_close(env.episode_returns, total)
+    assert trunc.all() and info["_episode"].all()
+    assert (info["episode"]["l"] == 5).all()
+    torch.testing.assert_close(info["episode"]["r"], total)
+    _, reward, _, _, info = env.step(torch.zeros(4, 1))  # NEXT_STEP: the reset step
+    assert (reward == 0).all() and not info["_episode"].any() and (env.episode_lengths == 0).all()
+
+
+@pytest.mark.parametrize("env_id", fenvs.NATIVE_ENVS)
+def test_same_seed_same_trajectory(env_id, backend):
+    def rollout(seed):
+        env = fenvs.make(env_id, 16, seed=seed, dtype=torch.float64, max_episode_steps=20)
+        obs, _ = env.reset()
+        rng = np.random.default_rng(0)
+        out = [obs]
+        for _ in range(45):
+            out.append(env.step(to_torch_actions(sample_actions(env_id, rng, 16), env))[0])
+        return torch.stack(out)
+
+    a, b = rollout(7), rollout(7)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.equal(a, rollout(8))
+
+
+@requires_native
+@pytest.mark.parametrize("env_id", fenvs.NATIVE_ENVS)
+def test_native_and_fallback_draw_the_same_resets(env_id):
+    env = fenvs.make(env_id, 64, dtype=torch.float64)
+    native, _ = env.reset(seed=11)
+    _native.set_backend("torch")
+    try:
+        fallback, _ = env.reset(seed=11)
+    finally:
+        _native.set_backend("auto")
+    torch.testing.assert_close(native, fallback, rtol=1e-12, atol=1e-12)
+
+
+def test_reset_seeds_per_env_and_reset_without_seed_continues():
+    env = fenvs.make("CartPole-v1", 3, dtype=torch.float64)
+    a, _ = env.reset(seed=5)
+    b, _ = env.reset()
+    c, _ = env.reset(seed=[5, 5, 5])
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
+    assert not torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # env i has its own stream
+
+
+def test_gymnasium_state_round_trip():
+    env = fenvs.make("Acrobot-v1", 2, dtype=torch.float64)
+    env.reset(seed=0)
+    state = torch.tensor([[0.1, 0.2, 0.3, 0.4], [-0.1, -0.2, -0.3, -0.4]], dtype=torch.float64)
+    env.set_state(state, elapsed_steps=7)
+    torch.testing.assert_close(env.get_state(), state)
+    assert (env.episode_lengths == 7).all()
+    g = gymnasium.make("Acrobot-v1")
+    g.reset(seed=0)
+    inject(g, "Acrobot-v1", state[0].tolist(), 7)
+    g.step(2)
+    env.step(torch.tensor([2, 2]))
+    assert env.get_state()[0].tolist() == gym_state(g)
+
+
+@pytest.mark.parametrize(
+    "env_id, actions, error, match",
+    [
+        ("CartPole-v1", torch.zeros(3, dtype=torch.int64), ValueError, "shape"),
+        ("CartPole-v1", torch.zeros(4), TypeError, "integer"),
+        ("CartPole-v1", torch.tensor([0, 1, 2, 0]), ValueError, r"\[0, 1\]"),
+        ("CartPole-v1", torch.tensor([0, 1, -1, 0]), ValueError, r"\[0, 1\]"),
+        ("CartPole-v1", [0, 1, 0, 1], TypeError, "torch.Tensor"),
+        ("Pendulum-v1", torch.zeros(4), ValueError, "shape"),
+        ("Pendulum-v1", torch.zeros(4, 1, dtype=torch.int64), TypeError, "floating"),
+        ("Pendulum-v1", torch.tensor([[0.0], [float("nan")], [0.0], [0.0]]), ValueError, "NaN"),
+    ],
+)
+def test_bad_actions(env_id, actions, error, match, backend):
+    env = fenvs.make(env_id, 4)
+    env.reset(seed=0)
+    with pytest.raises(error, match=match):
+        env.step(actions)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_action_on_wrong_device():
+    env = fenvs.make("CartPole-v1", 2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="device|on cuda"):
+        env.step(torch.zeros(2, dtype=torch.int64, device="cuda"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(env_id="NoSuchEnv-v0", num_envs=2), ValueError, "NoSuchEnv"),
+        (dict(env_id="CartPole-v1", num_envs=0), ValueError, "num_envs"),
+        (dict(env_id="CartPole-v1", num_envs=2.0), TypeError, "num_envs"),
+        (dict(env_id="CartPole-v1", num_envs=2, dtype=torch.float16), TypeError, "dtype"),
+        (dict(env_id="CartPole-v1", num_envs=2, autoreset_mode="disabled"), ValueError, "autoreset_mode"),
+        (dict(env_id="CartPole-v1", num_envs=2, gravity=3.0), TypeError, "gravity"),
+        (dict(env_id="CartPole-v1", num_envs=2, max_episode_steps=0), ValueError, "max_episode_steps"),
+    ],
+)
+def test_bad_make_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fenvs.make(**kwargs)
+
+
+def test_env_kwargs_reach_the_physics(backend):
+    env = fenvs.make("CartPole-v1", 2, sutton_barto_reward=True)
+    env.reset(seed=0)
+    _, reward, *_ = env.step(torch.zeros(2, dtype=torch.int64))
+    assert (reward == 0).all()
+
+
+@requires_native
+@pytest.mark.parametrize("same_step", [False, True])
+def test_opcheck(same_step):
+    env = fenvs.make("CartPole-v1", 5, seed=0)
+    env.reset()
+    tensors = [env._state, env._elapsed, env._episode_return, env._autoreset, env._resets, env._seeds]
+    torch.library.opcheck(torch.ops.fastrl.env_reset.default, ("CartPole-v1", *tensors, [0.0]))
+    action = torch.tensor([0, 1, 1, 0, 1])
+    torch.library.opcheck(torch.ops.fastrl.env_step.default,
+                          ("CartPole-v1", *tensors, action, [0.0], 500, same_step))
+
+
+@requires_native
+def test_op_rejects_bad_tensors():
+    env = fenvs.make("CartPole-v1", 5, seed=0)
+    env.reset()
+    tensors = [env._state, env._elapsed, env._episode_return, env._autoreset, env._resets, env._seeds]
+    with pytest.raises(RuntimeError, match="unknown env"):
+        torch.ops.fastrl.env_reset("Nope-v0", *tensors, [0.0])
+    with pytest.raises(RuntimeError, match="params"):
+        torch.ops.fastrl.env_reset("CartPole-v1", *tensors, [])
+    with pytest.raises(RuntimeError, match="action"):
+        torch.ops.fastrl.env_step("CartPole-v1", *tensors, torch.zeros(4, dtype=torch.int64), [0.0], 500, False)
+
+
+def test_gymnasium_fallback_for_other_ids():
+    env = fenvs.make("FrozenLake-v1", 3, seed=0)
+    assert isinstance(env, fenvs.GymnasiumVectorEnv)
+    obs, _ = env.reset()
+    assert isinstance(obs, torch.Tensor) and obs.shape == (3,)
+    obs, reward, term, trunc, _ = env.step(torch.tensor([0, 1, 2]))
+    assert reward.dtype == torch.float32 and term.dtype == torch.bool
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("env_id", fenvs.NATIVE_ENVS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_cpu(env_id, dtype):
+    """Same seed, same actions: CPU and CUDA trajectories. float32 shares its sin/cos code and is
+    bit-identical; float64 uses each device's libm, whose last bits may differ: the bound below
+    is a guess not yet measured on a GPU."""
+    def rollout(device):
+        env = fenvs.make(env_id, 256, device=device, dtype=dtype, seed=3, max_episode_steps=30)
+        obs, _ = env.reset()
+        rng = np.random.default_rng(0)
+        out = [obs.cpu()]
+        for _ in range(40):
+            a = to_torch_actions(sample_actions(env_id, rng, 256), env).to(device)
+            out.append(env.step(a)[0].cpu())
+        return torch.stack(out)
+
+    tol = dict(rtol=0, atol=0) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(rollout("cuda"), rollout("cpu"), **tol)
