@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "ops/envs.h"
+#include "ops/ppo_loss.h"
 #include "ops/returns.h"
 
 TORCH_LIBRARY(fastrl, m) {
@@ -25,6 +26,17 @@ TORCH_LIBRARY(fastrl, m) {
         "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, Tensor action, float[] params, "
         "int max_episode_steps, bool same_step) -> (Tensor obs, Tensor reward, Tensor terminated, "
         "Tensor truncated, Tensor final_obs, Tensor final_return, Tensor final_length)");
+  // logits [N, V] (half/bfloat16/float/double, any strides), actions int64 [N], mask bool [N];
+  // per-token tensors [N] in float32 (float64 for float64 logits). Math: core/ppo_loss.h.
+  m.def("token_logprobs(Tensor logits, Tensor actions, Tensor? mask, float temperature) "
+        "-> (Tensor logp, Tensor entropy, Tensor lse)");
+  m.def("token_logprobs_backward(Tensor grad_logp, Tensor grad_entropy, Tensor logits, "
+        "Tensor actions, Tensor? mask, Tensor lse, Tensor entropy, float temperature) -> Tensor");
+  m.def("ppo_loss(Tensor logits, Tensor actions, Tensor old_logprobs, Tensor advantages, "
+        "Tensor? ref_logprobs, Tensor? mask, float clip_low, float clip_high, float? dual_clip, "
+        "float kl_coef, str kl_estimator, float entropy_coef, float temperature) -> (Tensor loss, "
+        "Tensor logp, Tensor entropy, Tensor lse, Tensor dloss_dlogp, Tensor ratio, Tensor kl, "
+        "Tensor clipped)");
 }
 
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
@@ -32,6 +44,9 @@ TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
   m.impl("discounted_returns", &fastrl::cpu::discounted_returns);
   m.impl("env_reset", &fastrl::cpu::env_reset);
   m.impl("env_step", &fastrl::cpu::env_step);
+  m.impl("token_logprobs", &fastrl::cpu::token_logprobs);
+  m.impl("token_logprobs_backward", &fastrl::cpu::token_logprobs_backward);
+  m.impl("ppo_loss", &fastrl::cpu::ppo_loss);
 }
 
 #ifdef FASTRL_WITH_CUDA
@@ -40,6 +55,9 @@ TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
   m.impl("discounted_returns", &fastrl::cuda::discounted_returns);
   m.impl("env_reset", &fastrl::cuda::env_reset);
   m.impl("env_step", &fastrl::cuda::env_step);
+  m.impl("token_logprobs", &fastrl::cuda::token_logprobs);
+  m.impl("token_logprobs_backward", &fastrl::cuda::token_logprobs_backward);
+  m.impl("ppo_loss", &fastrl::cuda::ppo_loss);
 }
 #endif
 
