@@ -98,6 +98,15 @@ class Trainer:
         """Objects with ``state_dict``/``load_state_dict`` that a checkpoint must hold."""
         raise NotImplementedError
 
+    # -- shared pieces ---------------------------------------------------------------------------
+    obs_norm = None  # an ObsNormalizer, for algorithms that normalize observations
+
+    def features(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
+        """Observations as the networks see them: float32 ``[N, obs_dim]``, normalized when the
+        algorithm keeps running statistics (updated only while collecting experience)."""
+        x = obs.to(torch.float32).reshape(obs.shape[0], -1)
+        return self.obs_norm(x, update=update) if self.obs_norm is not None else x
+
     # -- the loop ------------------------------------------------------------------------------
     def record_episodes(self, info: dict) -> None:
         """Keep the finished episodes' returns and lengths on the device until the next log."""

@@ -16,6 +16,7 @@ from torch import nn
 
 from fastrl import ops
 from fastrl.algos.common import Trainer, TrainConfig, check_positive, check_unit
+from fastrl.algos.rollout import bootstrapped_next_values, collect_rollout
 from fastrl.nn import ActorCritic
 from fastrl.nn.normalize import ObsNormalizer, RewardScaler
 
@@ -90,13 +91,9 @@ class PPO(Trainer):
             out["reward_scaler"] = self.reward_scaler
         return out
 
-    def _features(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
-        obs = obs.to(torch.float32).reshape(obs.shape[0], -1)
-        return self.obs_norm(obs, update=update) if self.obs_norm is not None else obs
-
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        return self.agent.act(self._features(obs), deterministic)
+        return self.agent.act(self.features(obs), deterministic)
 
     def train_iteration(self) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -107,51 +104,12 @@ class PPO(Trainer):
         advantages, returns = self._advantages(batch)
         return self._update(batch, advantages, returns)
 
-    # -- phase 1: rollout -------------------------------------------------------------------
-    @torch.no_grad()
+    # -- phase 1: rollout, phase 2: advantages ---------------------------------------------
     def _rollout(self) -> dict[str, torch.Tensor]:
-        cfg, T = self.config, self.config.num_steps
-        obs_buf, final_obs_buf, act_buf, logp_buf, val_buf = [], [], [], [], []
-        rew_buf, term_buf, done_buf = [], [], []
-        obs = self.obs
-        for _ in range(T):
-            x = self._features(obs, update=self.obs_norm is not None)
-            dist = self.agent.dist(x)
-            action = dist.sample()
-            logp = dist.log_prob(action)
-            if not self.discrete:
-                logp = logp.sum(-1)
-            next_obs, reward, term, trunc, info = self.env.step(action)
-            done = term | trunc
-            self.record_episodes(info)
-            reward = reward.to(torch.float32)
-            if self.reward_scaler is not None:
-                reward = self.reward_scaler(reward, done)
-            obs_buf.append(x)
-            act_buf.append(action)
-            logp_buf.append(logp)
-            val_buf.append(self.agent.value(x))
-            rew_buf.append(reward)
-            term_buf.append(term)
-            done_buf.append(done)
-            final_obs_buf.append(info["final_obs"])
-            obs = next_obs
-        self.obs = obs
-        self.global_step += T * cfg.num_envs
-        batch = {k: torch.stack(v) for k, v in dict(
-            obs=obs_buf, actions=act_buf, logprobs=logp_buf, values=val_buf, rewards=rew_buf,
-            terminated=term_buf, done=done_buf, final_obs=final_obs_buf).items()}
-        batch["last_value"] = self.agent.value(self._features(obs))
-        return batch
+        return collect_rollout(self, self.agent, self.config.num_steps, self.reward_scaler)
 
-    # -- phase 2: advantages ------------------------------------------------------------------
-    @torch.no_grad()
     def _advantages(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        T, N = b["rewards"].shape
-        # V(final observation) for every step; only the steps that ended are used.
-        final_values = self.agent.value(self._features(b["final_obs"].reshape(T * N, -1))).reshape(T, N)
-        next_values = ops.rollout_next_values(b["values"], b["last_value"], final_values=final_values,
-                                              final_mask=b["done"])
+        next_values = bootstrapped_next_values(self.agent, b)
         return ops.gae(b["rewards"], b["values"], next_values, b["terminated"], b["done"],
                        self.config.gamma, self.config.gae_lambda)
 

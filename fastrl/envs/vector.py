@@ -124,6 +124,17 @@ class ClassicVectorEnv(VectorEnv):
         self._episode_return.zero_()
         self._autoreset.zero_()
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything a step depends on (states, counters, RNG streams), for exact resume."""
+        return {k: getattr(self, "_" + k).clone() for k in self._STATE_KEYS} | {"seeded": self._seeded}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self._STATE_KEYS:
+            getattr(self, "_" + k).copy_(state[k])
+        self._seeded = state["seeded"]
+
+    _STATE_KEYS = ("state", "elapsed", "episode_return", "autoreset", "resets", "seeds")
+
     @property
     def episode_returns(self) -> torch.Tensor:
         return self._episode_return.clone()

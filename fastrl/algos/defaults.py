@@ -1,0 +1,39 @@
+"""Tuned defaults per algorithm and environment: what ``fastrl train ALGO --env ID`` starts from
+before a config file and flags are applied (docs/trainers.md has the table and the figures)."""
+
+from __future__ import annotations
+
+TUNED: dict[str, dict[str, dict]] = {
+    "ppo": {
+        "CartPole-v1": dict(num_envs=16, num_steps=64, total_steps=200_000, learning_rate=2.5e-3,
+                            update_epochs=4, num_minibatches=4, target_return=475.0),
+        "Acrobot-v1": dict(num_envs=16, num_steps=128, total_steps=300_000, learning_rate=2.5e-3,
+                           ent_coef=0.0, normalize_obs=True),
+        "MountainCar-v0": dict(num_envs=16, num_steps=128, total_steps=1_000_000, ent_coef=0.01,
+                               normalize_obs=True),
+        "Pendulum-v1": dict(num_envs=16, num_steps=256, total_steps=1_000_000, learning_rate=1e-3,
+                            gamma=0.95, gae_lambda=0.95, update_epochs=10, num_minibatches=16,
+                            normalize_obs=True, normalize_reward=True, init_log_std=-0.5,
+                            clip_coef=0.2, anneal_lr=True),
+        "MountainCarContinuous-v0": dict(num_envs=16, num_steps=256, total_steps=500_000,
+                                         normalize_obs=True, normalize_reward=True, ent_coef=0.0),
+    },
+    "dqn": {
+        "CartPole-v1": dict(num_envs=8, total_steps=150_000, learning_starts=2_000, target_return=475.0),
+        "Acrobot-v1": dict(num_envs=8, total_steps=150_000),
+        "MountainCar-v0": dict(num_envs=8, total_steps=300_000, exploration_fraction=0.5),
+    },
+    "a2c": {
+        "CartPole-v1": dict(num_envs=16, total_steps=500_000, target_return=475.0),
+        "Pendulum-v1": dict(num_envs=16, num_steps=8, total_steps=1_000_000, normalize_obs=True,
+                            gamma=0.9, gae_lambda=0.9, learning_rate=7e-4, init_log_std=-0.5),
+    },
+    "reinforce": {
+        "CartPole-v1": dict(num_envs=16, total_steps=500_000, target_return=475.0),
+    },
+}
+
+
+def tuned_defaults(algo: str, env_id: str) -> dict:
+    """The overrides tuned for this pair (empty when the dataclass defaults are the best we know)."""
+    return dict(TUNED.get(algo, {}).get(env_id, {}))

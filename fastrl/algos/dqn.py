@@ -1,0 +1,216 @@
+"""Deep Q-Network (Mnih et al. 2015) with Double DQN and n-step targets.
+
+A Q-network maps an observation to a vector of Q-values, one per action; the policy is the
+argmax, with epsilon-greedy exploration on a linear schedule. Transitions go into a replay buffer
+on the training device; targets come from a target network (hard or Polyak updates).
+
+n-step targets use ``fastrl.ops.discounted_returns`` over windows of n consecutive steps:
+  G_t = r_t + g r_{t+1} + ... + g^{n-1} r_{t+n-1} + g^n Q_target(s_{t+n})
+cut where an episode ends. A truncation inside the window bootstraps from the value of that
+step's final observation, folded into its reward (r_k + g Q(final obs_k)), so one backward
+recurrence with a single bootstrap at the end covers every case.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fastrl import ops
+from fastrl.algos.common import Trainer, TrainConfig, check_positive, check_unit
+from fastrl.nn import QNetwork
+
+
+@dataclass
+class DQNConfig(TrainConfig):
+    num_envs: int = 8
+    """environments stepped in parallel (each iteration steps all of them once)"""
+    learning_rate: float = 1e-3
+    """Adam step size"""
+    buffer_size: int = 50_000
+    """replay capacity in transitions"""
+    batch_size: int = 128
+    """transitions per gradient step"""
+    gamma: float = 0.99
+    """discount factor"""
+    n_step: int = 3
+    """steps summed into each target before bootstrapping"""
+    tau: float = 1.0
+    """target update rate: 1.0 copies the online network, < 1 is a Polyak average"""
+    target_update_every: int = 250
+    """iterations between target-network updates"""
+    train_every: int = 1
+    """iterations between gradient steps"""
+    gradient_steps: int = 1
+    """gradient steps each time the network trains"""
+    learning_starts: int = 2_000
+    """environment steps of pure exploration before training starts"""
+    start_epsilon: float = 1.0
+    """exploration rate at the start"""
+    end_epsilon: float = 0.05
+    """exploration rate at the end of the schedule"""
+    exploration_fraction: float = 0.3
+    """fraction of total_steps over which epsilon decays linearly"""
+    double_dqn: bool = True
+    """select the next action with the online network, evaluate it with the target network"""
+    loss: str = "huber"
+    """Bellman loss: huber or mse"""
+    max_grad_norm: float = 10.0
+    """global gradient norm clip"""
+    hidden: tuple[int, ...] = (120, 84)
+    """hidden layer sizes of the Q-network"""
+
+
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    """``start`` at t=0 to ``end`` at t=duration, then constant."""
+    return end + (start - end) * max(0.0, 1.0 - t / max(duration, 1))
+
+
+class ReplayBuffer:
+    """Time-major ring buffer ``[capacity_steps, num_envs]`` on the device, so the n steps after
+    any sampled transition of an env are contiguous in time."""
+
+    def __init__(self, capacity: int, num_envs: int, obs_shape, device, obs_dtype=torch.float32):
+        self.steps = max(1, capacity // num_envs)
+        self.num_envs = num_envs
+        shape = (self.steps, num_envs)
+        kw = {"device": device}
+        self.obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype, **kw)
+        self.next_obs = torch.zeros(*shape, *obs_shape, dtype=obs_dtype, **kw)  # final obs where done
+        self.actions = torch.zeros(shape, dtype=torch.int64, **kw)
+        self.rewards = torch.zeros(shape, dtype=torch.float32, **kw)
+        self.terminated = torch.zeros(shape, dtype=torch.bool, **kw)
+        self.done = torch.zeros(shape, dtype=torch.bool, **kw)
+        self.pos = 0  # next row to write
+        self.size = 0  # rows written, up to self.steps
+
+    def add(self, obs, next_obs, actions, rewards, terminated, done) -> None:
+        i = self.pos
+        self.obs[i], self.next_obs[i], self.actions[i] = obs, next_obs, actions
+        self.rewards[i], self.terminated[i], self.done[i] = rewards, terminated, done
+        self.pos = (i + 1) % self.steps
+        self.size = min(self.size + 1, self.steps)
+
+    def sample_windows(self, batch: int, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows ``[n, batch]`` (n consecutive steps, wrapping around the ring) and env columns
+        ``[batch]`` of windows that lie entirely in written, ordered data."""
+        if self.size < n:
+            raise ValueError(f"buffer holds {self.size} steps, fewer than n_step={n}")
+        oldest = self.pos if self.size == self.steps else 0
+        dev = self.rewards.device
+        start = torch.randint(0, self.size - n + 1, (batch,), device=dev, generator=generator)
+        rows = (oldest + start[None] + torch.arange(n, device=dev)[:, None]) % self.steps
+        cols = torch.randint(0, self.num_envs, (batch,), device=dev, generator=generator)
+        return rows, cols
+
+    def state_dict(self) -> dict:
+        fields = ("obs", "next_obs", "actions", "rewards", "terminated", "done")
+        return {**{k: getattr(self, k) for k in fields}, "pos": self.pos, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                getattr(self, k).copy_(v)
+        self.pos, self.size = state["pos"], state["size"]
+
+
+def n_step_targets(rewards, terminated, done, next_q, gamma):
+    """Targets for windows ``[n, B]``: ``next_q[k]`` is the bootstrap value of step k's next (or
+    final) observation. Truncations inside the window bootstrap from their own next_q."""
+    truncated = done & ~terminated
+    folded = rewards + gamma * torch.where(truncated, next_q, 0.0)
+    return ops.discounted_returns(folded, done, gamma, bootstrap=next_q[-1])[0]
+
+
+class DQN(Trainer):
+    algo = "dqn"
+    Config = DQNConfig
+
+    def validate(self) -> None:
+        cfg = self.config
+        if not self.discrete:
+            raise ValueError(f"DQN needs a discrete action space; {cfg.env_id} has {self.env.single_action_space}")
+        check_positive(cfg, "learning_rate", "buffer_size", "batch_size", "n_step", "target_update_every",
+                       "train_every", "gradient_steps", "max_grad_norm")
+        check_positive(cfg, "learning_starts", allow_zero=True)
+        check_unit(cfg, "gamma", "tau", "start_epsilon", "end_epsilon", "exploration_fraction")
+        if cfg.loss not in ("huber", "mse"):
+            raise ValueError(f"loss must be 'huber' or 'mse', got {cfg.loss!r}")
+        if cfg.buffer_size < cfg.num_envs * (cfg.n_step + 1):
+            raise ValueError(f"buffer_size must hold at least n_step+1 steps of every env "
+                             f"({cfg.num_envs * (cfg.n_step + 1)}), got {cfg.buffer_size}")
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.q = QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden)).to(self.device)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate)
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.device)
+
+    def checkpointed(self):
+        return {"q": self.q, "q_target": self.q_target, "optimizer": self.optimizer, "buffer": self.buffer}
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = True):
+        return self.q(self.features(obs)).argmax(-1)
+
+    def epsilon(self) -> float:
+        cfg = self.config
+        return linear_schedule(cfg.start_epsilon, cfg.end_epsilon,
+                               int(cfg.exploration_fraction * cfg.total_steps), self.global_step)
+
+    def train_iteration(self):
+        cfg = self.config
+        metrics = self._collect()
+        if self.global_step >= cfg.learning_starts and self.iteration % cfg.train_every == 0:
+            for _ in range(cfg.gradient_steps):
+                metrics.update(self._learn())
+        if self.iteration % cfg.target_update_every == 0:
+            with torch.no_grad():
+                for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
+                    tp.lerp_(p, cfg.tau)
+        return metrics
+
+    # -- phase 1: act and store --------------------------------------------------------------
+    @torch.no_grad()
+    def _collect(self):
+        obs = self.features(self.obs)
+        n = obs.shape[0]
+        greedy = self.q(obs).argmax(-1)
+        explore = torch.rand(n, device=self.device) < self.epsilon()
+        random_actions = torch.randint(0, self.action_dim, (n,), device=self.device)
+        actions = torch.where(explore, random_actions, greedy)
+        next_obs, reward, term, trunc, info = self.env.step(actions)
+        done = term | trunc
+        self.record_episodes(info)
+        final = torch.where(done[:, None], self.features(info["final_obs"]), self.features(next_obs))
+        self.buffer.add(obs, final, actions, reward.to(torch.float32), term, done)
+        self.obs = next_obs
+        self.global_step += n
+        return {"epsilon": torch.tensor(self.epsilon())}
+
+    # -- phase 2: learn from replay -----------------------------------------------------------
+    def _learn(self):
+        cfg, b = self.config, self.buffer
+        rows, cols = b.sample_windows(cfg.batch_size, cfg.n_step)
+        with torch.no_grad():
+            next_obs = b.next_obs[rows, cols]  # [n, B, obs]
+            q_next_target = self.q_target(next_obs)
+            if cfg.double_dqn:
+                best = self.q(next_obs).argmax(-1, keepdim=True)
+                next_q = q_next_target.gather(-1, best).squeeze(-1)
+            else:
+                next_q = q_next_target.max(-1).values
+            target = n_step_targets(b.rewards[rows, cols], b.terminated[rows, cols], b.done[rows, cols],
+                                    next_q, cfg.gamma)
+        first = rows[0]
+        q = self.q(b.obs[first, cols]).gather(-1, b.actions[first, cols][:, None]).squeeze(-1)
+        loss = F.smooth_l1_loss(q, target) if cfg.loss == "huber" else F.mse_loss(q, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        return {"td_loss": loss.detach(), "q_values": q.detach().mean()}
