@@ -13,4 +13,5 @@ __all__ = ["gae", "discounted_returns", "rollout_next_values"]
 NATIVE_OPS = {
     "gae": ("fastrl.ops.returns", ("gae",)),
     "discounted_returns": ("fastrl.ops.returns", ("discounted_returns",)),
+    "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
 }
