@@ -13,13 +13,15 @@ namespace {
 
 constexpr int64_t kChunk = 512;
 
-template <typename Env, typename T>
-void run_step(const core::EnvBatch<Env, T>& b) {
-  at::parallel_for(0, b.n, kChunk, [&](int64_t begin, int64_t end) {
+template <bool kSameStep, typename Env, typename T>
+void run_step(const core::EnvBatch<Env, T> b) {
+  at::parallel_for(0, b.n, kChunk, [b](int64_t begin, int64_t end) {
     for (int64_t lo = begin; lo < end; lo += kChunk) {
       const int64_t hi = std::min(end, lo + kChunk);
       bool pending[kChunk];
-      for (int64_t j = lo; j < hi; ++j) pending[j - lo] = core::advance(b, j);
+      // Each env reads and writes only its own elements, so iterations are independent.
+#pragma omp simd
+      for (int64_t j = lo; j < hi; ++j) pending[j - lo] = core::advance<kSameStep>(b, j);
       for (int64_t j = lo; j < hi; ++j) {
         if (pending[j - lo]) core::autoreset(b, j);
       }
@@ -60,7 +62,8 @@ StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::
     AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_step", [&] {
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
-      run_step(make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out));
+      auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
+      same_step ? run_step<true>(b) : run_step<false>(b);
     });
   });
   return out;

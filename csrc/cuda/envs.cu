@@ -12,10 +12,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename Env, typename T>
+template <bool kSameStep, typename Env, typename T>
 __global__ void step_kernel(core::EnvBatch<Env, T> b) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j < b.n && core::advance(b, j)) core::autoreset(b, j);
+  if (j < b.n && core::advance<kSameStep>(b, j)) core::autoreset(b, j);
 }
 
 template <typename Env, typename T>
@@ -63,7 +63,12 @@ StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::
       check_env_tensors<Env>(e, params);
       auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
       if (b.n == 0) return;
-      step_kernel<<<blocks(b.n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(b);
+      auto stream = c10::cuda::getCurrentCUDAStream();
+      if (same_step) {
+        step_kernel<true><<<blocks(b.n), kThreads, 0, stream>>>(b);
+      } else {
+        step_kernel<false><<<blocks(b.n), kThreads, 0, stream>>>(b);
+      }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

@@ -32,4 +32,5 @@ NATIVE_OPS = {
     "ppo_loss": ("fastrl.ops.ppo_loss", ("ppo_loss", "token_logprobs_backward")),
     "ppo_loss_from_hidden": ("fastrl.ops.ppo_loss", ("ppo_loss", "token_logprobs_backward")),
     "token_logprobs": ("fastrl.ops.ppo_loss", ("token_logprobs", "token_logprobs_backward")),
+    "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
 }

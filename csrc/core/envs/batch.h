@@ -73,7 +73,8 @@ FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
 }
 
 // Pass 1, branch-free: one step of env j. Returns whether autoreset() must run for it.
-template <typename Env, typename T>
+// kSameStep == b.same_step, as a template argument so the CPU loop has no branch on it.
+template <bool kSameStep, typename Env, typename T>
 FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
   T s[Env::kStateDim];
   b.load(j, s);
@@ -87,7 +88,7 @@ FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
   const T ret = b.episode_return[j] + r;
   b.store(j, s);
   b.observe(s, b.obs, j);
-  if (b.same_step) b.observe(s, b.final_obs, j);
+  if (kSameStep) b.observe(s, b.final_obs, j);
   b.reward[j] = r;
   b.terminated[j] = term;
   b.truncated[j] = trunc;
@@ -95,8 +96,8 @@ FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
   b.episode_return[j] = ret;
   b.final_return[j] = done ? ret : T(0);
   b.final_length[j] = done ? length : 0;
-  const bool reset_now = b.same_step ? done : b.autoreset[j];
-  b.autoreset[j] = !b.same_step & done;
+  const bool reset_now = kSameStep ? done : b.autoreset[j];
+  b.autoreset[j] = !kSameStep & done;
   return reset_now;
 }
 

@@ -1,0 +1,82 @@
+"""Env-steps/s with random actions and autoreset: fastrl native vs its PyTorch fallback vs
+gymnasium (SyncVectorEnv for small batches, and its numpy-vectorized CartPole).
+
+    python -m pytest bench/bench_envs.py --benchmark-only
+
+Each benchmark runs ``STEPS`` steps per round; ``extra_info["steps_per_s"]`` is the rate at the
+median round. Actions are drawn once up front, so the figures are the envs' own cost.
+"""
+
+import gymnasium
+import pytest
+import torch
+
+import fastrl.envs as fenvs
+from fastrl import _native
+
+STEPS = 50
+SIZES = [1, 256, 4096, 65536]
+
+
+def _actions(env_id, n, device="cpu", dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    if env_id == "CartPole-v1":
+        return [torch.randint(0, 2, (n,), generator=g).to(device) for _ in range(STEPS)]
+    return [(torch.rand(n, 1, generator=g) * 4 - 2).to(device, dtype) for _ in range(STEPS)]
+
+
+def _record(benchmark, n):
+    benchmark.extra_info["num_envs"] = n
+    benchmark.extra_info["steps_per_s"] = n * STEPS / benchmark.stats.stats.median
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("backend", ["native", "torch"])
+def test_fastrl(benchmark, env_id, n, backend):
+    if backend == "native" and _native._C is None:
+        pytest.skip("fastrl._C not built")
+    previous = _native.get_backend()
+    _native.set_backend(backend)
+    try:
+        env = fenvs.make(env_id, n, seed=0, validate=False)
+        env.reset()
+        actions = _actions(env_id, n)
+
+        def run():
+            for a in actions:
+                env.step(a)
+
+        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    finally:
+        _native.set_backend(previous)
+    _record(benchmark, n)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n", [1, 256])
+def test_gymnasium_sync(benchmark, env_id, n):
+    env = gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+    env.reset(seed=0)
+    actions = [a.numpy() for a in _actions(env_id, n)]
+
+    def run():
+        for a in actions:
+            env.step(a)
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    _record(benchmark, n)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_gymnasium_numpy_cartpole(benchmark, n):
+    env = gymnasium.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    actions = [a.numpy() for a in _actions("CartPole-v1", n)]
+
+    def run():
+        for a in actions:
+            env.step(a)
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    _record(benchmark, n)
