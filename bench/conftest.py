@@ -1,17 +1,11 @@
 """Shared benchmark set-up. Run with `make bench` (or `python -m pytest bench --benchmark-only`);
-save a machine's figures with `--benchmark-json bench/results/<machine>.json`."""
+save a machine's figures with `--benchmark-json bench/results/<machine>.json`.
 
-import pytest
+`cuda`-marked cases are skipped without a GPU (the hook is the tests' own)."""
+
 import torch
 
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+from tests.conftest import pytest_collection_modifyitems  # noqa: F401
 
 
 def sync(device: str) -> None:
