@@ -112,18 +112,21 @@ class Trainer:
         """Keep the finished episodes' returns and lengths on the device until the next log."""
         self._pending.append((info["episode"]["r"], info["episode"]["l"], info["_episode"]))
 
-    def train(self) -> dict[str, float]:
+    def train(self, until_step: int | None = None) -> dict[str, float]:
+        """Train until ``total_steps`` (or until ``until_step``, to train in segments: the result is
+        the same as one call), then save the checkpoint and the plot when there is an out_dir."""
         cfg = self.config
+        until_step = cfg.total_steps if until_step is None else min(until_step, cfg.total_steps)
         logger = None
         if self.out_dir is not None:
             logger = RunLogger(self.out_dir, cfg.total_steps, start_step=self.global_step,
                                resume=self._resumed, progress=self.progress)
         try:
-            while self.global_step < cfg.total_steps:
+            while self.global_step < until_step:
                 metrics = self.train_iteration()
                 self.iteration += 1
                 solved = False
-                if self.iteration % cfg.log_every == 0 or self.global_step >= cfg.total_steps:
+                if self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
                     row = self._log_row(metrics)
                     self.history.append(row)
                     if logger is not None:
@@ -241,11 +244,14 @@ def check_common(cfg: TrainConfig) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if isinstance(cfg.checkpoint_every, bool) or not isinstance(cfg.checkpoint_every, int) or cfg.checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be an int >= 0, got {cfg.checkpoint_every!r}")
-    device = torch.device(cfg.device)
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {cfg.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {cfg.device!r}")
 
 
 def check_positive(cfg, *names: str, allow_zero: bool = False) -> None:

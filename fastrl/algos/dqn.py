@@ -165,7 +165,8 @@ class DQN(Trainer):
     def train_iteration(self):
         cfg = self.config
         metrics = self._collect()
-        if self.global_step >= cfg.learning_starts and self.iteration % cfg.train_every == 0:
+        ready = self.global_step >= cfg.learning_starts and self.buffer.size >= cfg.n_step
+        if ready and self.iteration % cfg.train_every == 0:
             for _ in range(cfg.gradient_steps):
                 metrics.update(self._learn())
         if self.iteration % cfg.target_update_every == 0:

@@ -58,8 +58,9 @@ class RunLogger:
     def log(self, step: int, **scalars: float) -> None:
         """Record one row. Values must already be Python numbers (read back by the caller)."""
         row = {"step": step, "wall_time": round(self.wall_time, 4), **scalars}
-        if self._fields is None:
+        if self._fields is None:  # first row of a new file: the header
             self._fields = list(self.BASE) + [k for k in scalars if k not in self.BASE]
+            self._rewrite([])
         new = [k for k in row if k not in self._fields]
         if new:  # a metric that first appears later: widen the file once
             self._fields += new

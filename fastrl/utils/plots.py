@@ -29,12 +29,12 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
     if m.get("step") and m.get("episodic_return"):
         pts = [(s, r) for s, r in zip(m["step"], m["episodic_return"]) if r == r]
         if pts:
-            ax.plot(*zip(*pts), label="episodic return")
+            ax.plot(*zip(*pts), label="episodic return (mean of episodes ended since the last row)")
+            ax.legend(loc="lower right")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episodic return")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
     fig.tight_layout()
     out_png = Path(out_png)
     fig.savefig(out_png)
