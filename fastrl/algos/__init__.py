@@ -6,7 +6,7 @@
 """
 
 from fastrl.algos.a2c import A2C, A2CConfig
-from fastrl.algos.common import Trainer, TrainConfig
+from fastrl.algos.common import TrainConfig, Trainer
 from fastrl.algos.dqn import DQN, DQNConfig
 from fastrl.algos.ppo import PPO, PPOConfig
 from fastrl.algos.reinforce import Reinforce, ReinforceConfig

@@ -159,8 +159,8 @@ class Trainer:
         """Read everything back in one go: the only host sync of an iteration."""
         returns, lengths = [], []
         if self._pending:
-            r, l, m = (torch.stack(x) for x in zip(*self._pending))
-            returns, lengths = r[m].tolist(), l[m].tolist()
+            ret, length, ended = (torch.stack(x) for x in zip(*self._pending))
+            returns, lengths = ret[ended].tolist(), length[ended].tolist()
             self._pending.clear()
         self.recent_returns.extend(returns)
         row = {"episodic_return": _mean(returns), "episodic_length": _mean(lengths)}

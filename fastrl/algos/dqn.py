@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fastrl import ops
-from fastrl.algos.common import Trainer, TrainConfig, check_positive, check_unit
+from fastrl.algos.common import TrainConfig, Trainer, check_positive, check_unit
 from fastrl.nn import QNetwork
 
 

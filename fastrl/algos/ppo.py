@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import Trainer, TrainConfig, check_positive, check_unit
+from fastrl.algos.common import TrainConfig, Trainer, check_positive, check_unit
 from fastrl.algos.rollout import bootstrapped_next_values, collect_rollout
 from fastrl.nn import ActorCritic
 from fastrl.nn.normalize import ObsNormalizer, RewardScaler

@@ -38,20 +38,25 @@ def test_missing_checkpoint_is_clear(tmp_path):
         load_checkpoint(tmp_path / "nothing.pt")
 
 
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_run_logger_csv_and_resume(tmp_path):
     log = RunLogger(tmp_path, total_steps=100, progress=False, tensorboard=False)
     log.log(10, episodic_return=1.0, episodic_length=1.0, loss=0.5)
     log.log(20, episodic_return=float("nan"), episodic_length=float("nan"), loss=0.25, extra=3.0)
     log.log(30, episodic_return=2.0, episodic_length=2.0, loss=0.1)
     log.close()
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = read_rows(tmp_path / "metrics.csv")
     assert list(rows[0])[:4] == ["step", "wall_time", "episodic_return", "episodic_length"]
     assert [r["step"] for r in rows] == ["10", "20", "30"] and rows[1]["extra"] == "3.0"
     # Resuming from the checkpoint at step 20 drops the rows logged after it.
     log = RunLogger(tmp_path, total_steps=100, start_step=20, resume=True, progress=False, tensorboard=False)
     log.log(40, episodic_return=4.0, episodic_length=4.0, loss=0.0)
     log.close()
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    rows = read_rows(tmp_path / "metrics.csv")
     assert [r["step"] for r in rows] == ["10", "20", "40"]
     assert float(rows[2]["wall_time"]) >= float(rows[1]["wall_time"])
 
