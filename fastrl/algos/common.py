@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import math
 import textwrap
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,7 @@ class Trainer:
             "iteration": self.iteration,
             "recent_returns": list(self.recent_returns),
             "rng": rng_state(),
-            "env": self.env.state_dict(),
+            "env": self._env_state(),
             "obs": self.obs,
             "modules": {k: v.state_dict() for k, v in self.checkpointed().items()},
         }
@@ -210,12 +211,21 @@ class Trainer:
             raise ValueError(f"checkpoint is for {state['algo']}, not {self.algo}")
         for k, v in self.checkpointed().items():
             v.load_state_dict(state["modules"][k])
-        self.env.load_state_dict(state["env"])
-        self.obs = state["obs"].to(self.device)
+        if state["env"] is not None:
+            self.env.load_state_dict(state["env"])
+            self.obs = state["obs"].to(self.device)
+        else:  # an env that could not be saved starts afresh: the run continues, not exactly
+            warnings.warn("this checkpoint holds no environment state: environments are reset, so the "
+                          "resumed run is not an exact continuation", RuntimeWarning, stacklevel=2)
+            self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
         self.global_step, self.iteration = state["global_step"], state["iteration"]
         self.recent_returns = deque(state["recent_returns"], maxlen=100)
         set_rng_state(state["rng"])
         self._resumed = True
+
+    def _env_state(self):
+        """The envs' state for exact resume; None for gymnasium's own envs, which cannot save it."""
+        return self.env.state_dict() if hasattr(self.env, "state_dict") else None
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the checkpoint atomically (default ``out_dir/checkpoint.pt``)."""
