@@ -5,8 +5,9 @@ from __future__ import annotations
 
 TUNED: dict[str, dict[str, dict]] = {
     "ppo": {
-        "CartPole-v1": dict(num_envs=16, num_steps=64, total_steps=200_000, learning_rate=2.5e-3,
-                            update_epochs=4, num_minibatches=4, target_return=475.0),
+        "CartPole-v1": dict(num_envs=32, num_steps=32, total_steps=120_000, learning_rate=2.5e-3,
+                            update_epochs=8, num_minibatches=4, gamma=0.98, gae_lambda=0.8,
+                            target_return=475.0),
         "Acrobot-v1": dict(num_envs=16, num_steps=128, total_steps=300_000, learning_rate=2.5e-3,
                            ent_coef=0.0, normalize_obs=True),
         "MountainCar-v0": dict(num_envs=16, num_steps=128, total_steps=1_000_000, ent_coef=0.01,

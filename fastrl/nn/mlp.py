@@ -43,17 +43,18 @@ class ActorCritic(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     def dist(self, obs: torch.Tensor) -> torch.distributions.Distribution:
+        # validate_args=False: the argument checks cost more than the tiny forward pass.
         out = self.actor(obs)
         if self.continuous:
-            return torch.distributions.Normal(out, self.log_std.exp().expand_as(out))
-        return torch.distributions.Categorical(logits=out)
+            return torch.distributions.Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
+        return torch.distributions.Categorical(logits=out, validate_args=False)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         out = self.actor(obs)
         if self.continuous:
             return out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
-        return out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out).sample()
+        return out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out, validate_args=False).sample()
 
 
 class QNetwork(nn.Module):
