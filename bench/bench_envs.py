@@ -1,10 +1,14 @@
-"""Env-steps/s with random actions and autoreset: fastrl native vs its PyTorch fallback vs
-gymnasium (SyncVectorEnv for small batches, and its numpy-vectorized CartPole).
+"""Env-steps/s with random actions and autoreset: fastrl native (all threads and one thread) vs
+its PyTorch fallback vs gymnasium (SyncVectorEnv for small batches, and its numpy-vectorized
+CartPole).
 
     python -m pytest bench/bench_envs.py --benchmark-only
 
 Each benchmark runs ``STEPS`` steps per round; ``extra_info["steps_per_s"]`` is the rate at the
 median round. Actions are drawn once up front, so the figures are the envs' own cost.
+The cases of one env and batch size share a benchmark group (``CartPole-v1 n=4096``), so
+pytest-benchmark prints their ratios; gymnasium's numpy CartPole runs first in each, and the
+CartPole cases after it also record ``extra_info["x_gymnasium_numpy"]``, their speed over it.
 """
 
 import gymnasium
@@ -16,6 +20,7 @@ from fastrl import _native
 
 STEPS = 50
 SIZES = [1, 256, 4096, 65536]
+_GYM_NUMPY: dict[int, float] = {}  # n -> steps/s of gymnasium's numpy CartPole
 
 
 def _actions(env_id, n, device="cpu", dtype=torch.float32):
@@ -25,19 +30,42 @@ def _actions(env_id, n, device="cpu", dtype=torch.float32):
     return [(torch.rand(n, 1, generator=g) * 4 - 2).to(device, dtype) for _ in range(STEPS)]
 
 
-def _record(benchmark, n):
+def _record(benchmark, env_id, n):
+    rate = n * STEPS / benchmark.stats.stats.median
     benchmark.extra_info["num_envs"] = n
-    benchmark.extra_info["steps_per_s"] = n * STEPS / benchmark.stats.stats.median
+    benchmark.extra_info["threads"] = torch.get_num_threads()
+    benchmark.extra_info["steps_per_s"] = rate
+    if env_id == "CartPole-v1" and n in _GYM_NUMPY:
+        benchmark.extra_info["x_gymnasium_numpy"] = rate / _GYM_NUMPY[n]
+    return rate
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_gymnasium_numpy_cartpole(benchmark, n):
+    benchmark.group = f"CartPole-v1 n={n}"
+    env = gymnasium.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    actions = [a.numpy() for a in _actions("CartPole-v1", n)]
+
+    def run():
+        for a in actions:
+            env.step(a)
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    _GYM_NUMPY[n] = _record(benchmark, "CartPole-v1", n)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize("n", SIZES)
-@pytest.mark.parametrize("backend", ["native", "torch"])
+@pytest.mark.parametrize("backend", ["native", "native-1thread", "torch"])
 def test_fastrl(benchmark, env_id, n, backend):
-    if backend == "native" and _native._C is None:
+    if backend.startswith("native") and _native._C is None:
         pytest.skip("fastrl._C not built")
-    previous = _native.get_backend()
-    _native.set_backend(backend)
+    benchmark.group = f"{env_id} n={n}"
+    previous, threads = _native.get_backend(), torch.get_num_threads()
+    _native.set_backend(backend.split("-")[0])
+    if backend == "native-1thread":
+        torch.set_num_threads(1)
     try:
         env = fenvs.make(env_id, n, seed=0, validate=False)
         env.reset()
@@ -48,14 +76,16 @@ def test_fastrl(benchmark, env_id, n, backend):
                 env.step(a)
 
         benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+        _record(benchmark, env_id, n)
     finally:
         _native.set_backend(previous)
-    _record(benchmark, n)
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize("n", [1, 256])
 def test_gymnasium_sync(benchmark, env_id, n):
+    benchmark.group = f"{env_id} n={n}"
     env = gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     env.reset(seed=0)
     actions = [a.numpy() for a in _actions(env_id, n)]
@@ -65,18 +95,4 @@ def test_gymnasium_sync(benchmark, env_id, n):
             env.step(a)
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
-    _record(benchmark, n)
-
-
-@pytest.mark.parametrize("n", SIZES)
-def test_gymnasium_numpy_cartpole(benchmark, n):
-    env = gymnasium.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
-    env.reset(seed=0)
-    actions = [a.numpy() for a in _actions("CartPole-v1", n)]
-
-    def run():
-        for a in actions:
-            env.step(a)
-
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
-    _record(benchmark, n)
+    _record(benchmark, env_id, n)

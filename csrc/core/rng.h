@@ -30,6 +30,21 @@ FASTRL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
   return c;
 }
 
+// A double uniform in [0, 1) from two words: the top 53 bits of (hi << 32 | lo), times 2^-53
+// (exactly numpy's formula).
+FASTRL_HD double words_to_double(uint32_t hi, uint32_t lo) {
+  const uint64_t w = (static_cast<uint64_t>(hi) << 32) | lo;
+  return static_cast<double>(w >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// numpy's Generator.uniform: low + (high - low) * U.
+FASTRL_HD double uniform_from(double u, double low, double high) { return low + (high - low) * u; }
+
+// The Philox counter of block `block` of reset number `resets` of env `env`.
+FASTRL_HD Philox4x32 reset_counter(uint32_t block, uint64_t resets, uint32_t env) {
+  return {{block, static_cast<uint32_t>(resets), static_cast<uint32_t>(resets >> 32), env}};
+}
+
 // The stream of one environment's reset number `resets` under `seed`: uniform doubles with
 // 53 random bits each, like numpy's Generator.random (two 32-bit words per double).
 class ResetStream {
@@ -43,19 +58,18 @@ class ResetStream {
   // Uniform in [0, 1): the top 53 bits of a 64-bit word, times 2^-53 (exactly numpy's formula).
   FASTRL_HD double next_double() {
     if (used_ == 4) refill();
-    const uint64_t hi = words_.v[used_], lo = words_.v[used_ + 1];
+    const double u = words_to_double(words_.v[used_], words_.v[used_ + 1]);
     used_ += 2;
-    return static_cast<double>(((hi << 32) | lo) >> 11) * (1.0 / 9007199254740992.0);
+    return u;
   }
 
-  // numpy's Generator.uniform: low + (high - low) * U.
-  FASTRL_HD double uniform(double low, double high) { return low + (high - low) * next_double(); }
+  FASTRL_HD double uniform(double low, double high) {
+    return uniform_from(next_double(), low, high);
+  }
 
  private:
   FASTRL_HD void refill() {
-    const Philox4x32 counter{{block_++, static_cast<uint32_t>(resets_),
-                              static_cast<uint32_t>(resets_ >> 32), env_}};
-    words_ = philox4x32_10(counter, k0_, k1_);
+    words_ = philox4x32_10(reset_counter(block_++, resets_, env_), k0_, k1_);
     used_ = 0;
   }
 

@@ -1,31 +1,24 @@
-// CPU kernels for the batched environments (math in core/envs/).
+// CPU kernels for the batched environments (math in core/envs/, the step loop in
+// cpu/env_kernel.h).
 //
-// Envs are split across threads in chunks; in each chunk a branch-free loop runs the physics of
-// every env (core::advance, vectorized by the compiler over the SoA state), then a scalar loop
-// resets the few envs it flagged (core::autoreset), so Philox draws stay out of the hot loop.
 // float32 is the fast path: its sin/cos are the vectorizable polynomials of core/envs/math.h.
+// Threads: at::parallel_for with a grain of kGrain envs, so batches up to kGrain run on the
+// calling thread (a few microseconds of work: waking a second thread costs about as much, and on
+// a loaded machine an OpenMP team can wait a whole time slice for a busy core).
 #include <ATen/Parallel.h>
 
+#include "cpu/env_kernel.h"
 #include "ops/envs.h"
 
 namespace fastrl::cpu {
 namespace {
 
-constexpr int64_t kChunk = 512;
+constexpr int64_t kGrain = 16384;
 
 template <bool kSameStep, typename Env, typename T>
 void run_step(const core::EnvBatch<Env, T> b) {
-  at::parallel_for(0, b.n, kChunk, [b](int64_t begin, int64_t end) {
-    for (int64_t lo = begin; lo < end; lo += kChunk) {
-      const int64_t hi = std::min(end, lo + kChunk);
-      bool pending[kChunk];
-      // Each env reads and writes only its own elements, so iterations are independent.
-#pragma omp simd
-      for (int64_t j = lo; j < hi; ++j) pending[j - lo] = core::advance<kSameStep>(b, j);
-      for (int64_t j = lo; j < hi; ++j) {
-        if (pending[j - lo]) core::autoreset(b, j);
-      }
-    }
+  at::parallel_for(0, b.n, kGrain, [&b](int64_t begin, int64_t end) {
+    step_range<kSameStep>(b, begin, end);
   });
 }
 
@@ -44,7 +37,7 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
       obs = at::empty({state.size(1), Env::kObsDim}, state.options());
       auto b = make_env_batch<Env, scalar_t>(e, params);
       b.obs = obs.data_ptr<scalar_t>();
-      at::parallel_for(0, b.n, kChunk, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, b.n, kGrain, [&](int64_t begin, int64_t end) {
         for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
       });
     });

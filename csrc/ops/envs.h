@@ -78,7 +78,7 @@ core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<dou
   b.state = e.state.data_ptr<T>();
   b.elapsed = e.elapsed.data_ptr<int32_t>();
   b.episode_return = e.episode_return.data_ptr<T>();
-  b.autoreset = e.autoreset.data_ptr<bool>();
+  b.autoreset = reinterpret_cast<uint8_t*>(e.autoreset.data_ptr<bool>());
   b.resets = e.resets.data_ptr<int64_t>();
   b.seeds = e.seeds.data_ptr<int64_t>();
   b.params = Env::params(params.data());
@@ -114,8 +114,8 @@ core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& ac
   b.action = action.data_ptr<Action>();
   b.obs = std::get<0>(out).template data_ptr<T>();
   b.reward = std::get<1>(out).template data_ptr<T>();
-  b.terminated = std::get<2>(out).template data_ptr<bool>();
-  b.truncated = std::get<3>(out).template data_ptr<bool>();
+  b.terminated = reinterpret_cast<uint8_t*>(std::get<2>(out).template data_ptr<bool>());
+  b.truncated = reinterpret_cast<uint8_t*>(std::get<3>(out).template data_ptr<bool>());
   b.final_obs = same_step ? std::get<4>(out).template data_ptr<T>() : nullptr;
   b.final_return = std::get<5>(out).template data_ptr<T>();
   b.final_length = std::get<6>(out).template data_ptr<int32_t>();

@@ -26,8 +26,10 @@ class Classic:
     params: dict[str, float]  # keyword argument -> default, in the native op's order
     reset_draws: int  # uniforms per reset
     reset: Callable  # (draws: list of float64 [K], dtype) -> state [S, K]
-    step: Callable  # (params, state [S, N], action, elapsed [N]) -> (state, reward, terminated)
-    observe: Callable  # (state [S, N]) -> obs [N, O]
+    # (params, state [S, N], action, elapsed [N]) -> (new state: [S, N] or S rows [N], reward,
+    # terminated)
+    step: Callable
+    observe: Callable  # (state [S, N]) -> obs [N, O], a new tensor (not a view of the state)
 
 
 def _uniform(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -41,7 +43,7 @@ def _clip(x, low, high):
 # CartPole-v1 ------------------------------------------------------------------------------------
 def _cartpole_step(p, s, action, elapsed):
     x, x_dot, theta, theta_dot = s
-    force = torch.where(action == 1, 10.0, -10.0).to(s.dtype)
+    force = (action == 1).to(s.dtype) * 20.0 - 10.0  # exactly +-10, without a slow torch.where
     costheta, sintheta = torch.cos(theta), torch.sin(theta)
     total_mass, polemass_length = 0.1 + 1.0, 0.1 * 0.5
     temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass
@@ -49,13 +51,11 @@ def _cartpole_step(p, s, action, elapsed):
         0.5 * (4.0 / 3.0 - 0.1 * (costheta * costheta) / total_mass)
     )
     xacc = temp - polemass_length * thetaacc * costheta / total_mass
-    s = torch.stack(
-        [x + 0.02 * x_dot, x_dot + 0.02 * xacc, theta + 0.02 * theta_dot, theta_dot + 0.02 * thetaacc]
-    )
+    s = (x + 0.02 * x_dot, x_dot + 0.02 * xacc, theta + 0.02 * theta_dot, theta_dot + 0.02 * thetaacc)
     theta_threshold = 12 * 2 * PI / 360
     terminated = (s[0].abs() > 2.4) | (s[2].abs() > theta_threshold)
     if p["sutton_barto_reward"]:
-        reward = torch.where(terminated, -1.0, 0.0).to(s.dtype)
+        reward = torch.where(terminated, -1.0, 0.0).to(x.dtype)
     else:
         reward = torch.ones_like(s[0])
     return s, reward, terminated
@@ -140,7 +140,7 @@ def _pendulum_step(p, s, action, elapsed):
     costs = angle * angle + 0.1 * (thdot * thdot) + (0.001 * (u * u)).to(s.dtype)
     newthdot = thdot + (3 * p["g"] / 2 * torch.sin(th) + (3.0 * u).to(s.dtype)) * 0.05
     newthdot = _clip(newthdot, -8.0, 8.0)
-    return torch.stack([th + newthdot * 0.05, newthdot]), -costs, torch.zeros_like(th, dtype=torch.bool)
+    return (th + newthdot * 0.05, newthdot), -costs, torch.zeros_like(th, dtype=torch.bool)
 
 
 def _pendulum_observe(s):
@@ -148,7 +148,7 @@ def _pendulum_observe(s):
 
 
 def _identity_observe(s):
-    return s.t()
+    return s.t().contiguous()
 
 
 CLASSIC = {

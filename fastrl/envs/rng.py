@@ -5,32 +5,44 @@ from __future__ import annotations
 import torch
 
 _MASK = 0xFFFFFFFF
+_MUL = (0xD2511F53, 0xCD9E8D57)  # multipliers of words 0 and 2
+_BUMP = (0x9E3779B9, 0xBB67AE85)  # key schedule of k0 and k1
 
 
 def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> list[torch.Tensor]:
-    """Ten Philox rounds on int64 tensors holding uint32 words. An int64 product of two uint32
-    values wraps to the bit pattern of the uint64 product, so its halves are right after masking."""
-    c0, c1, c2, c3 = c
+    """Ten Philox rounds on int64 tensors holding uint32 words (any equal shapes). An int64
+    product of two uint32 values wraps to the bit pattern of the uint64 product, so its halves
+    are right after masking.
+
+    Words (0, 2) and (1, 3) are kept stacked, so a round is a handful of ops on [2, ...]
+    tensors: (c0, c2) <- (hi(M1 c2) ^ c1 ^ k0, hi(M0 c0) ^ c3 ^ k1), (c1, c3) <- (lo(M1 c2),
+    lo(M0 c0))."""
+    even = torch.stack([c[0], c[2]])  # c0, c2
+    odd = torch.stack([c[1], c[3]])  # c1, c3
+    key = torch.stack([k0, k1])
+    shape = (2,) + (1,) * c[0].dim()
+    mul = torch.tensor(_MUL, dtype=torch.int64, device=even.device).view(shape)
+    bump = torch.tensor(_BUMP, dtype=torch.int64, device=even.device).view(shape)
     for _ in range(10):
-        p0, p1 = c0 * 0xD2511F53, c2 * 0xCD9E8D57
-        c0, c1, c2, c3 = (
-            ((p1 >> 32) & _MASK) ^ c1 ^ k0,
-            p1 & _MASK,
-            ((p0 >> 32) & _MASK) ^ c3 ^ k1,
-            p0 & _MASK,
-        )
-        k0, k1 = (k0 + 0x9E3779B9) & _MASK, (k1 + 0xBB67AE85) & _MASK
-    return [c0, c1, c2, c3]
+        p = (even * mul).flip(0)  # (M1 c2, M0 c0)
+        even = (p >> 32).bitwise_and_(_MASK).bitwise_xor_(odd).bitwise_xor_(key)
+        odd = p.bitwise_and_(_MASK)
+        key = (key + bump).bitwise_and_(_MASK)
+    return [even[0], odd[0], even[1], odd[1]]
 
 
 def reset_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor, count: int):
     """``count`` float64 tensors uniform in [0, 1): the draws of reset number ``resets`` of the
-    envs with indices ``envs`` (all int64 [K]), like core::ResetStream::next_double."""
-    k0, k1 = seeds & _MASK, (seeds >> 32) & _MASK
+    envs with indices ``envs`` (all int64 [K]), like core::ResetStream::next_double. All the
+    Philox blocks they need are computed at once, as [blocks, K] tensors."""
+    blocks = (count + 1) // 2
+    k = envs.shape[0]
+    block = torch.arange(blocks, dtype=torch.int64, device=envs.device).view(blocks, 1).expand(blocks, k)
+    row = lambda t: t.view(1, k).expand(blocks, k)  # noqa: E731
+    counter = [block, row(resets & _MASK), row((resets >> 32) & _MASK), row(envs)]
+    w = _philox4x32_10(counter, row(seeds & _MASK), row((seeds >> 32) & _MASK))
     out = []
-    for block in range((count + 1) // 2):
-        counter = [torch.full_like(envs, block), resets & _MASK, (resets >> 32) & _MASK, envs]
-        w = _philox4x32_10(counter, k0, k1)
-        for hi, lo in ((w[0], w[1]), (w[2], w[3])):
+    for b in range(blocks):
+        for hi, lo in ((w[0][b], w[1][b]), (w[2][b], w[3][b])):
             out.append(((hi << 21) | (lo >> 11)).double() * 2.0**-53)
     return out[:count]

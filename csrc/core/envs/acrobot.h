@@ -16,13 +16,15 @@ struct Acrobot {
   static constexpr int kStateDim = 4;
   static constexpr int kObsDim = 6;
   static constexpr int kNumParams = 0;
+  static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;
 
   struct Params {};
   static Params params(const double*) { return {}; }
 
   // gymnasium draws the reset state as float32.
-  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+  template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
+  FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
     for (int k = 0; k < 4; ++k) s[k] = static_cast<T>(static_cast<float>(rng.uniform(-0.1, 0.1)));
   }
 

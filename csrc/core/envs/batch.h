@@ -30,14 +30,16 @@ struct EnvBatch {
   T* state = nullptr;                 // [S, N]
   int32_t* elapsed = nullptr;         // [N] steps in the current episode (TimeLimit, length)
   T* episode_return = nullptr;        // [N] return of the current episode so far
-  bool* autoreset = nullptr;          // [N] NEXT_STEP: the next step resets this env
+  // Flags are torch bools (one byte, 0 or 1) read and written as uint8_t: GCC does not vectorize
+  // loops that load or store `bool`.
+  uint8_t* autoreset = nullptr;       // [N] NEXT_STEP: the next step resets this env
   int64_t* resets = nullptr;          // [N] resets so far: the counter of the env's RNG stream
   const int64_t* seeds = nullptr;     // [N] key of the env's RNG stream
   const Action* action = nullptr;     // [N] (every env here has a single action dimension)
   T* obs = nullptr;                   // [N, O]
   T* reward = nullptr;                // [N]
-  bool* terminated = nullptr;         // [N]
-  bool* truncated = nullptr;          // [N]
+  uint8_t* terminated = nullptr;      // [N]
+  uint8_t* truncated = nullptr;       // [N]
   T* final_obs = nullptr;             // [N, O]; SAME_STEP only
   T* final_return = nullptr;          // [N] return of the episode that ended at this step, else 0
   int32_t* final_length = nullptr;    // [N] its length, else 0
@@ -58,10 +60,10 @@ struct EnvBatch {
   }
 };
 
-// Draws env j's next initial state and starts a new episode; writes its observation to obs.
-template <typename Env, typename T>
-FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
-  ResetStream rng(b.seeds[j], j, b.resets[j]);
+// Draws env j's next initial state from rng (its reset stream) and starts a new episode; writes
+// its observation to obs.
+template <typename Env, typename T, typename Rng>
+FASTRL_HD void reset_env_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
   T s[Env::kStateDim];
   Env::reset(b.params, rng, s);
   b.store(j, s);
@@ -69,13 +71,19 @@ FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
   b.resets[j] += 1;
   b.elapsed[j] = 0;
   b.episode_return[j] = T(0);
-  b.autoreset[j] = false;
+  b.autoreset[j] = 0;
 }
 
-// Pass 1, branch-free: one step of env j. Returns whether autoreset() must run for it.
+template <typename Env, typename T>
+FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
+  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  reset_env_with(b, j, rng);
+}
+
+// Pass 1, branch-free: one step of env j. Returns whether autoreset() must run for it (0 or 1).
 // kSameStep == b.same_step, as a template argument so the CPU loop has no branch on it.
 template <bool kSameStep, typename Env, typename T>
-FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
+FASTRL_HD uint8_t advance(const EnvBatch<Env, T>& b, int64_t j) {
   T s[Env::kStateDim];
   b.load(j, s);
   const int32_t elapsed = b.elapsed[j];
@@ -90,28 +98,34 @@ FASTRL_HD bool advance(const EnvBatch<Env, T>& b, int64_t j) {
   b.observe(s, b.obs, j);
   if (kSameStep) b.observe(s, b.final_obs, j);
   b.reward[j] = r;
-  b.terminated[j] = term;
-  b.truncated[j] = trunc;
+  b.terminated[j] = static_cast<uint8_t>(term);
+  b.truncated[j] = static_cast<uint8_t>(trunc);
   b.elapsed[j] = length;
   b.episode_return[j] = ret;
   b.final_return[j] = done ? ret : T(0);
   b.final_length[j] = done ? length : 0;
-  const bool reset_now = kSameStep ? done : b.autoreset[j];
-  b.autoreset[j] = !kSameStep & done;
+  const uint8_t reset_now = kSameStep ? static_cast<uint8_t>(done) : b.autoreset[j];
+  b.autoreset[j] = static_cast<uint8_t>(!kSameStep & done);
   return reset_now;
 }
 
-// Pass 2, for the envs advance() flagged.
-template <typename Env, typename T>
-FASTRL_HD void autoreset(const EnvBatch<Env, T>& b, int64_t j) {
-  reset_env(b, j);
+// Pass 2, for the envs advance() flagged; rng is env j's stream for its next reset.
+template <typename Env, typename T, typename Rng>
+FASTRL_HD void autoreset_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
+  reset_env_with(b, j, rng);
   if (!b.same_step) {  // this step was the reset: it has no reward and ends nothing
     b.reward[j] = T(0);
-    b.terminated[j] = false;
-    b.truncated[j] = false;
+    b.terminated[j] = 0;
+    b.truncated[j] = 0;
     b.final_return[j] = T(0);
     b.final_length[j] = 0;
   }
+}
+
+template <typename Env, typename T>
+FASTRL_HD void autoreset(const EnvBatch<Env, T>& b, int64_t j) {
+  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  autoreset_with(b, j, rng);
 }
 
 }  // namespace fastrl::core

@@ -14,14 +14,20 @@ struct CartPole {
   static constexpr int kStateDim = 4;
   static constexpr int kObsDim = 4;
   static constexpr int kNumParams = 1;  // sutton_barto_reward
+  static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;               // 0: push left, 1: push right
 
+  // The rewards of a step that terminates and of one that does not: 1 and 1, or Sutton-Barto's
+  // -1 and 0 (values rather than a flag, so the loop picks one with a vector select).
   struct Params {
-    bool sutton_barto_reward;
+    T reward_terminated, reward_alive;
   };
-  static Params params(const double* p) { return {p[0] != 0.0}; }
+  static Params params(const double* p) {
+    return p[0] != 0.0 ? Params{T(-1), T(0)} : Params{T(1), T(1)};
+  }
 
-  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+  template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
+  FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
     for (int k = 0; k < 4; ++k) s[k] = static_cast<T>(rng.uniform(-0.05, 0.05));
   }
 
@@ -30,7 +36,10 @@ struct CartPole {
     const T gravity = T(9.8), masspole = T(0.1), length = T(0.5), tau = T(0.02);
     const T total_mass = T(0.1 + 1.0), polemass_length = T(0.1 * 0.5);
     const T x = s[0], x_dot = s[1], theta = s[2], theta_dot = s[3];
-    const T force = action == 1 ? T(10.0) : T(-10.0);
+    // action == 1 from 32-bit halves: SSE2 has no 64-bit compare, and this keeps the loop vector.
+    const uint64_t a = static_cast<uint64_t>(action);
+    const bool right = (static_cast<uint32_t>(a) == 1u) & (static_cast<uint32_t>(a >> 32) == 0u);
+    const T force = right ? T(10.0) : T(-10.0);
     const T costheta = cos_(theta), sintheta = sin_(theta);
     const T temp = (force + polemass_length * (theta_dot * theta_dot) * sintheta) / total_mass;
     const T thetaacc = (gravity * sintheta - costheta * temp) /
@@ -44,7 +53,7 @@ struct CartPole {
     // Bitwise | keeps the loop free of branches (and vectorizable).
     terminated = (s[0] < -x_threshold) | (s[0] > x_threshold) | (s[2] < -theta_threshold) |
                  (s[2] > theta_threshold);
-    reward = p.sutton_barto_reward ? (terminated ? T(-1) : T(0)) : T(1);
+    reward = terminated ? p.reward_terminated : p.reward_alive;
   }
 
   FASTRL_HD static void observe(const Params&, const T* s, T* obs) {

@@ -19,6 +19,7 @@ struct MountainCarContinuous {
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 2;
   static constexpr int kNumParams = 1;  // goal_velocity
+  static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = T;
 
   struct Params {
@@ -26,7 +27,8 @@ struct MountainCarContinuous {
   };
   static Params params(const double* p) { return {p[0]}; }
 
-  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+  template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
+  FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
     s[0] = static_cast<T>(rng.uniform(-0.6, -0.4));
     s[1] = T(0);
   }

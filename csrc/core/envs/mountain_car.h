@@ -13,6 +13,7 @@ struct MountainCar {
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 2;
   static constexpr int kNumParams = 1;  // goal_velocity
+  static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = int64_t;
 
   struct Params {
@@ -20,7 +21,8 @@ struct MountainCar {
   };
   static Params params(const double* p) { return {static_cast<T>(p[0])}; }
 
-  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+  template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
+  FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
     s[0] = static_cast<T>(rng.uniform(-0.6, -0.4));
     s[1] = T(0);
   }

@@ -33,6 +33,7 @@ struct Pendulum {
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 3;
   static constexpr int kNumParams = 1;  // g
+  static constexpr int kResetDraws = 2;  // uniforms per reset
   using Action = T;
 
   struct Params {
@@ -40,7 +41,8 @@ struct Pendulum {
   };
   static Params params(const double* p) { return {static_cast<T>(p[0])}; }
 
-  FASTRL_HD static void reset(const Params&, ResetStream& rng, T* s) {
+  template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
+  FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
     const double pi = 3.141592653589793;
     s[0] = static_cast<T>(rng.uniform(-pi, pi));
     s[1] = static_cast<T>(rng.uniform(-1.0, 1.0));

@@ -1,0 +1,119 @@
+// The CPU step of a range of envs, torch-free (csrc/cpu/envs.cpp splits the batch over threads).
+//
+// Envs go in chunks of kChunk. In each chunk:
+//   1. a branch-free loop runs core::advance for every env; GCC vectorizes it over the SoA state
+//      (flags are uint8_t, no 64-bit compares, no loop-invariant bools: see the env headers);
+//   2. a branch-free loop lists the envs that must reset (about 1 in 20 for CartPole with random
+//      actions);
+//   3. a vectorized loop computes the Philox words of all those resets at once (SoA), and
+//   4. a scalar loop resets them (core::autoreset_with) from those words.
+// The draws are the same numbers, in the same order, as core::ResetStream's (the CUDA kernel's),
+// so every backend produces identical trajectories.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "core/envs/batch.h"
+
+namespace fastrl::cpu {
+
+constexpr int64_t kChunk = 512;
+
+// The first kWords words of the reset streams of a list of envs, word-major: w[word][i].
+template <int kWords>
+struct ResetWords {
+  uint32_t w[kWords][kChunk];
+};
+
+// The ResetStream interface on precomputed words (the i-th env of a ResetWords).
+template <int kWords>
+struct WordStream {
+  const ResetWords<kWords>* words;
+  int i;
+  int used = 0;
+
+  double next_double() {
+    const double u = core::words_to_double(words->w[used][i], words->w[used + 1][i]);
+    used += 2;
+    return u;
+  }
+  double uniform(double low, double high) { return core::uniform_from(next_double(), low, high); }
+};
+
+// Philox words of the next reset of envs idx[0..k): exactly core::ResetStream's.
+template <int kWords>
+inline void reset_words(const int64_t* seeds, const int64_t* resets, const int32_t* idx, int k,
+                        ResetWords<kWords>& out) {
+  static_assert(kWords % 4 == 0, "whole Philox blocks");
+  uint32_t k0[kChunk], k1[kChunk], r0[kChunk], r1[kChunk], env[kChunk];
+  for (int i = 0; i < k; ++i) {
+    const int32_t j = idx[i];
+    const uint64_t seed = static_cast<uint64_t>(seeds[j]), r = static_cast<uint64_t>(resets[j]);
+    k0[i] = static_cast<uint32_t>(seed);
+    k1[i] = static_cast<uint32_t>(seed >> 32);
+    r0[i] = static_cast<uint32_t>(r);
+    r1[i] = static_cast<uint32_t>(r >> 32);
+    env[i] = static_cast<uint32_t>(j);
+  }
+  for (int block = 0; block < kWords / 4; ++block) {
+    uint32_t* w0 = out.w[4 * block];
+    uint32_t* w1 = out.w[4 * block + 1];
+    uint32_t* w2 = out.w[4 * block + 2];
+    uint32_t* w3 = out.w[4 * block + 3];
+    // core::philox4x32_10 written on scalars (GCC does not vectorize it through the struct).
+#pragma omp simd
+    for (int i = 0; i < k; ++i) {
+      uint32_t c0 = static_cast<uint32_t>(block), c1 = r0[i], c2 = r1[i], c3 = env[i];
+      uint32_t key0 = k0[i], key1 = k1[i];
+      for (int round = 0; round < 10; ++round) {
+        const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
+        const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ key0;
+        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ key1;
+        c1 = static_cast<uint32_t>(p1);
+        c3 = static_cast<uint32_t>(p0);
+        c0 = n0;
+        c2 = n2;
+        key0 += 0x9E3779B9u;
+        key1 += 0xBB67AE85u;
+      }
+      w0[i] = c0;
+      w1[i] = c1;
+      w2[i] = c2;
+      w3[i] = c3;
+    }
+  }
+}
+
+// One step of envs [begin, end); envs index < 2^31 (the env index is a uint32 Philox word).
+template <bool kSameStep, typename Env, typename T>
+void step_range(const core::EnvBatch<Env, T>& batch, int64_t begin, int64_t end) {
+  // A local copy: the loops store uint8_t, which may alias anything, so fields read through a
+  // reference would have to be reloaded after every flag store (and the loop not vectorize).
+  const core::EnvBatch<Env, T> b = batch;
+  constexpr int kWords = 4 * ((Env::kResetDraws + 1) / 2);
+  for (int64_t lo = begin; lo < end; lo += kChunk) {
+    const int64_t hi = std::min(end, lo + kChunk);
+    const int m = static_cast<int>(hi - lo);
+    uint8_t pending[kChunk];
+    // Each env reads and writes only its own elements, so iterations are independent.
+#pragma omp simd
+    for (int i = 0; i < m; ++i) pending[i] = core::advance<kSameStep>(b, lo + i);
+    int32_t idx[kChunk];
+    int k = 0;
+    for (int i = 0; i < m; ++i) {
+      idx[k] = static_cast<int32_t>(lo + i);
+      k += pending[i];
+    }
+    if (k == 0) continue;
+    ResetWords<kWords> words;
+    reset_words(b.seeds, b.resets, idx, k, words);
+    for (int i = 0; i < k; ++i) {
+      WordStream<kWords> rng{&words, i};
+      core::autoreset_with(b, idx[i], rng);
+    }
+  }
+}
+
+}  // namespace fastrl::cpu
