@@ -103,7 +103,8 @@ def _train(args: argparse.Namespace) -> int:
              if getattr(args, f.name) is not None}
     out = Path(args.out) if args.out else None
     if args.resume:
-        overrides = {k: v for k, v in flags.items() if k in ("total_steps", "log_every", "checkpoint_every", "target_return")}
+        overrides = {k: v for k, v in flags.items()
+                     if k in ("total_steps", "log_every", "checkpoint_every", "target_return", "cpu_threads")}
         out = out or Path(args.resume)
         trainer = cls.from_checkpoint(Path(args.resume), out_dir=out, progress=not args.quiet, **overrides)
     else:
@@ -126,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = trainer.train()
     print(f"fastrl: trained {summary['steps']} steps in {time.perf_counter() - start:.1f} s; mean return "
           f"of the last 100 training episodes {summary['return_last100']:.1f}")
-    returns = trainer.evaluate(args.eval_episodes)
+    returns = trainer.evaluate(args.final_eval)
     _print_eval(returns)
     print(f"fastrl: wrote {trainer.out_dir}/metrics.csv, learning_curve.png, checkpoint.pt")
     return 0
@@ -168,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="run directory (default runs/ALGO-ENV)")
         p.add_argument("--config", help="JSON or TOML file of config fields (flags override it)")
         p.add_argument("--resume", metavar="DIR", help="continue the run whose checkpoint is in DIR")
-        p.add_argument("--eval-episodes", type=int, default=100, help="episodes of the final evaluation")
+        p.add_argument("--final-eval", type=int, default=100, metavar="EPISODES",
+                       help="episodes of the evaluation after training (default 100)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         _add_config_flags(p, cls.Config)
         p.set_defaults(func=_train)

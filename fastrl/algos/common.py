@@ -44,7 +44,13 @@ class TrainConfig:
     checkpoint_every: int = 0
     """iterations between checkpoints (0: only at the end of training)"""
     target_return: float | None = None
-    """stop early once the mean return of the last 100 training episodes reaches this"""
+    """stop early once the mean return of the last 100 training episodes (or, with eval_every,
+    of the latest greedy evaluation) reaches this"""
+    eval_every: int = 0
+    """environment steps between greedy evaluations during training (0: none); logged as
+    eval_return"""
+    eval_episodes: int = 25
+    """episodes per evaluation during training"""
     cpu_threads: int | None = 1
     """torch intra-op threads when training on the CPU (process-wide; None keeps torch's setting).
     Small networks run fastest on one: extra threads only add synchronization, and collapse when
@@ -81,6 +87,7 @@ class Trainer:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.history: list[dict[str, float]] = []
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._next_eval = config.eval_every
         self._resumed = False
         self.setup()
         self.obs, _ = self.env.reset(seed=config.seed)
@@ -133,12 +140,17 @@ class Trainer:
                 metrics = self.train_iteration()
                 self.iteration += 1
                 solved = False
-                if self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
+                evaluate = cfg.eval_every and self.global_step >= self._next_eval
+                if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
                     row = self._log_row(metrics)
+                    if evaluate:
+                        self._next_eval += cfg.eval_every
+                        row["eval_return"] = _mean(self.evaluate(cfg.eval_episodes))
                     self.history.append(row)
                     if logger is not None:
                         logger.log(self.global_step, **row)
-                    solved = cfg.target_return is not None and row["return_last100"] >= cfg.target_return
+                    score = row.get("eval_return", math.nan) if cfg.eval_every else row["return_last100"]
+                    solved = cfg.target_return is not None and score >= cfg.target_return
                 if self.out_dir is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                     self.save()
                 if solved:
@@ -206,6 +218,7 @@ class Trainer:
             "global_step": self.global_step,
             "iteration": self.iteration,
             "recent_returns": list(self.recent_returns),
+            "next_eval": self._next_eval,
             "rng": rng_state(),
             "env": self._env_state(),
             "obs": self.obs,
@@ -226,6 +239,7 @@ class Trainer:
             self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
         self.global_step, self.iteration = state["global_step"], state["iteration"]
         self.recent_returns = deque(state["recent_returns"], maxlen=100)
+        self._next_eval = state["next_eval"]
         set_rng_state(state["rng"])
         self._resumed = True
 
@@ -254,15 +268,17 @@ class Trainer:
 
 def check_common(cfg: TrainConfig) -> None:
     """Errors at start-up, not mid-run."""
-    for name in ("num_envs", "total_steps", "log_every"):
+    for name in ("num_envs", "total_steps", "log_every", "eval_episodes"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if cfg.cpu_threads is not None and (isinstance(cfg.cpu_threads, bool) or not isinstance(cfg.cpu_threads, int)
                                         or cfg.cpu_threads < 1):
         raise ValueError(f"cpu_threads must be a positive int or None, got {cfg.cpu_threads!r}")
-    if isinstance(cfg.checkpoint_every, bool) or not isinstance(cfg.checkpoint_every, int) or cfg.checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every must be an int >= 0, got {cfg.checkpoint_every!r}")
+    for name in ("checkpoint_every", "eval_every"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     try:
         device = torch.device(cfg.device)
     except (RuntimeError, TypeError):

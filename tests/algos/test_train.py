@@ -64,7 +64,7 @@ def test_resume_is_exact(algo, tmp_path):
 def test_cli_train_eval_resume(tmp_path, capsys):
     out = tmp_path / "run"
     rc = cli.main(["train", "ppo", "--env", "CartPole-v1", "--total-steps", "1024", "--num-envs", "4",
-                   "--num-steps", "64", "--out", str(out), "--quiet", "--eval-episodes", "3", "--no-anneal-lr",
+                   "--num-steps", "64", "--out", str(out), "--quiet", "--final-eval", "3", "--no-anneal-lr",
                    "--hidden", "32", "32"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -73,7 +73,7 @@ def test_cli_train_eval_resume(tmp_path, capsys):
     assert cli.main(["eval", str(out / "checkpoint.pt"), "--episodes", "2"]) == 0
     assert "eval: 2 episodes" in capsys.readouterr().out
     assert cli.main(["train", "ppo", "--resume", str(out), "--total-steps", "2048", "--quiet",
-                     "--eval-episodes", "1"]) == 0
+                     "--final-eval", "1"]) == 0
     lines = (out / "metrics.csv").read_text().splitlines()
     assert int(float(lines[-1].split(",")[0])) == 2048
 
@@ -82,7 +82,7 @@ def test_cli_config_file_and_errors(tmp_path, capsys):
     cfg = tmp_path / "ppo.toml"
     cfg.write_text('num_envs = 2\nnum_steps = 16\nnum_minibatches = 2\ntotal_steps = 64\n')
     assert cli.main(["train", "ppo", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet",
-                     "--eval-episodes", "1"]) == 0
+                     "--final-eval", "1"]) == 0
     assert "ppo on CartPole-v1, 2 envs, 64 steps" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="DQN needs a discrete action space"):
         cli.main(["train", "dqn", "--env", "Pendulum-v1", "--out", str(tmp_path / "x"), "--quiet"])
