@@ -11,41 +11,30 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import TrainConfig, Trainer, check_positive, check_unit
-from fastrl.algos.rollout import bootstrapped_next_values, collect_rollout
-from fastrl.nn import ActorCritic
-from fastrl.nn.normalize import ObsNormalizer
+from fastrl.algos.common import check_positive, check_unit
+from fastrl.algos.onpolicy import (
+    OnPolicyConfig,
+    OnPolicyTrainer,
+    bootstrapped_next_values,
+    collect_rollout,
+)
 
 
 @dataclass
-class A2CConfig(TrainConfig):
+class A2CConfig(OnPolicyConfig):
     num_envs: int = 16
     """environments stepped in parallel"""
     num_steps: int = 5
     """rollout length per environment (one gradient step per rollout)"""
     learning_rate: float = 7e-4
     """RMSprop step size"""
-    gamma: float = 0.99
-    """discount factor"""
     gae_lambda: float = 1.0
     """GAE lambda (1.0: n-step returns)"""
     normalize_advantages: bool = False
     """standardize advantages over the batch"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    max_grad_norm: float = 0.5
-    """global gradient norm clip"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes"""
-    normalize_obs: bool = False
-    """normalize observations with running statistics"""
-    init_log_std: float = 0.0
-    """initial log standard deviation of a Gaussian policy"""
 
 
-class A2C(Trainer):
+class A2C(OnPolicyTrainer):
     algo = "a2c"
     Config = A2CConfig
 
@@ -56,21 +45,9 @@ class A2C(Trainer):
         check_unit(cfg, "gamma", "gae_lambda")
 
     def setup(self) -> None:
-        cfg = self.config
-        self.agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
-                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std).to(self.device)
-        self.obs_norm = ObsNormalizer(self.obs_dim).to(self.device) if cfg.normalize_obs else None
-        self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=cfg.learning_rate, alpha=0.99, eps=1e-5)
-
-    def checkpointed(self):
-        out = {"agent": self.agent, "optimizer": self.optimizer}
-        if self.obs_norm is not None:
-            out["obs_norm"] = self.obs_norm
-        return out
-
-    @torch.no_grad()
-    def act(self, obs, deterministic: bool = True):
-        return self.agent.act(self.features(obs), deterministic)
+        self.build_agent()
+        self.optimizer = torch.optim.RMSprop(self.agent.parameters(), lr=self.config.learning_rate,
+                                             alpha=0.99, eps=1e-5)
 
     def train_iteration(self):
         cfg = self.config
@@ -80,11 +57,7 @@ class A2C(Trainer):
                                       cfg.gamma, cfg.gae_lambda)
         T, N = b["rewards"].shape
         obs = b["obs"].reshape(T * N, -1)
-        dist = self.agent.dist(obs)
-        logp = dist.log_prob(b["actions"].reshape(T * N, *b["actions"].shape[2:]))
-        entropy = dist.entropy()
-        if not self.discrete:
-            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        logp, entropy = self.log_probs(obs, b["actions"].reshape(T * N, *b["actions"].shape[2:]))
         adv = advantages.reshape(-1)
         if cfg.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)

@@ -15,41 +15,25 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import TrainConfig, Trainer, check_positive, check_unit
-from fastrl.algos.rollout import collect_rollout
-from fastrl.nn import ActorCritic
-from fastrl.nn.normalize import ObsNormalizer
+from fastrl.algos.common import check_positive, check_unit
+from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer, collect_rollout
 
 
 @dataclass
-class ReinforceConfig(TrainConfig):
+class ReinforceConfig(OnPolicyConfig):
     num_envs: int = 16
     """environments stepped in parallel"""
     num_steps: int = 128
     """rollout length per environment (one gradient step per rollout)"""
     learning_rate: float = 3e-3
     """Adam step size"""
-    gamma: float = 0.99
-    """discount factor"""
     baseline: bool = True
     """learn a value baseline (and bootstrap unfinished episodes from it)"""
     normalize_advantages: bool = True
     """standardize G - b over the batch"""
-    vf_coef: float = 0.5
-    """value loss coefficient (with a baseline)"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    max_grad_norm: float = 0.5
-    """global gradient norm clip"""
-    hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes"""
-    normalize_obs: bool = False
-    """normalize observations with running statistics"""
-    init_log_std: float = 0.0
-    """initial log standard deviation of a Gaussian policy"""
 
 
-class Reinforce(Trainer):
+class Reinforce(OnPolicyTrainer):
     algo = "reinforce"
     Config = ReinforceConfig
 
@@ -60,33 +44,16 @@ class Reinforce(Trainer):
         check_unit(cfg, "gamma")
 
     def setup(self) -> None:
-        cfg = self.config
-        self.agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
-                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std).to(self.device)
-        self.obs_norm = ObsNormalizer(self.obs_dim).to(self.device) if cfg.normalize_obs else None
+        self.build_agent()
         # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, fused=True)
-
-    def checkpointed(self):
-        out = {"agent": self.agent, "optimizer": self.optimizer}
-        if self.obs_norm is not None:
-            out["obs_norm"] = self.obs_norm
-        return out
-
-    @torch.no_grad()
-    def act(self, obs, deterministic: bool = True):
-        return self.agent.act(self.features(obs), deterministic)
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=self.config.learning_rate, fused=True)
 
     def train_iteration(self):
         cfg = self.config
         b = collect_rollout(self, self.agent, cfg.num_steps)
         returns, valid = self._returns(b)
         T, N = b["rewards"].shape
-        dist = self.agent.dist(b["obs"].reshape(T * N, -1))
-        logp = dist.log_prob(b["actions"].reshape(T * N, *b["actions"].shape[2:]))
-        entropy = dist.entropy()
-        if not self.discrete:
-            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        logp, entropy = self.log_probs(b["obs"].reshape(T * N, -1), b["actions"].reshape(T * N, *b["actions"].shape[2:]))
         values = self.agent.value(b["obs"].reshape(T * N, -1))
         returns, valid = returns.reshape(-1), valid.reshape(-1)
         adv = returns - values.detach() if cfg.baseline else returns

@@ -9,7 +9,7 @@ import torch
 from fastrl.algos import A2C, DQN, PPO, A2CConfig, DQNConfig, PPOConfig, Reinforce, ReinforceConfig
 from fastrl.algos.common import field_docs
 from fastrl.algos.dqn import ReplayBuffer, linear_schedule, n_step_targets
-from fastrl.algos.rollout import bootstrapped_next_values, collect_rollout
+from fastrl.algos.onpolicy import bootstrapped_next_values, collect_rollout
 
 
 def test_linear_schedule():

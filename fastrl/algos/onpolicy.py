@@ -1,0 +1,105 @@
+"""What REINFORCE, A2C and PPO share: their config fields, an actor-critic agent (with optional
+observation normalization), the rollout that steps every env ``num_steps`` times with the
+current policy, and the bootstrapped next values for GAE — all on the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastrl import ops
+from fastrl.algos.common import TrainConfig, Trainer
+from fastrl.nn import ActorCritic
+from fastrl.nn.normalize import ObsNormalizer
+
+
+@dataclass
+class OnPolicyConfig(TrainConfig):
+    """Fields of the actor-critic trainers."""
+
+    gamma: float = 0.99
+    """discount factor"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    max_grad_norm: float = 0.5
+    """global gradient norm clip"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the policy and value MLPs"""
+    normalize_obs: bool = False
+    """normalize observations with running statistics"""
+    init_log_std: float = 0.0
+    """initial log standard deviation of a Gaussian policy (continuous actions)"""
+
+
+class OnPolicyTrainer(Trainer):
+    """A trainer whose policy is an :class:`ActorCritic` (``self.agent``) optimized by
+    ``self.optimizer``; subclasses build the optimizer after calling :meth:`build_agent`."""
+
+    def build_agent(self) -> None:
+        cfg = self.config
+        self.agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
+                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std).to(self.device)
+        self.obs_norm = ObsNormalizer(self.obs_dim).to(self.device) if cfg.normalize_obs else None
+
+    def checkpointed(self):
+        out = {"agent": self.agent, "optimizer": self.optimizer}
+        if self.obs_norm is not None:
+            out["obs_norm"] = self.obs_norm
+        return out
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self.agent.act(self.features(obs), deterministic)
+
+    def log_probs(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi(a|s) and the policy entropy per sample, summed over action dims (with grad)."""
+        dist = self.agent.dist(obs)
+        logp, entropy = dist.log_prob(actions), dist.entropy()
+        if not self.discrete:
+            logp, entropy = logp.sum(-1), entropy.sum(-1)
+        return logp, entropy
+
+
+@torch.no_grad()
+def collect_rollout(trainer, agent: ActorCritic, num_steps: int, reward_scaler=None) -> dict[str, torch.Tensor]:
+    """Time-major ``[T, N, ...]`` tensors: obs (as fed to the networks), actions, logprobs,
+    values, rewards (scaled if ``reward_scaler``), terminated, done, final_obs (features of
+    the observation an episode ended on; meaningful where done) and ``last_value [N]``."""
+    keys = ("obs", "actions", "logprobs", "values", "rewards", "terminated", "done", "final_obs")
+    buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+    obs = trainer.obs
+    for _ in range(num_steps):
+        x = trainer.features(obs, update=True)
+        dist = agent.dist(x)
+        action = dist.sample()
+        logp = dist.log_prob(action)
+        if agent.continuous:
+            logp = logp.sum(-1)
+        next_obs, reward, term, trunc, info = trainer.env.step(action)
+        done = term | trunc
+        trainer.record_episodes(info)
+        reward = reward.to(torch.float32)
+        if reward_scaler is not None:
+            reward = reward_scaler(reward, done)
+        for k, v in zip(keys, (x, action, logp, agent.value(x), reward, term, done,
+                               trainer.features(info["final_obs"]))):
+            buf[k].append(v)
+        obs = next_obs
+    trainer.obs = obs
+    trainer.global_step += num_steps * trainer.config.num_envs
+    batch = {k: torch.stack(v) for k, v in buf.items()}
+    batch["last_value"] = agent.value(trainer.features(obs))
+    return batch
+
+
+@torch.no_grad()
+def bootstrapped_next_values(agent: ActorCritic, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``next_values [T, N]`` for GAE: V(s_{t+1}), except where an episode ended at t, where it is
+    V(final observation) — the right bootstrap for a truncation (a termination ignores it)."""
+    T, N = batch["rewards"].shape
+    final_values = agent.value(batch["final_obs"].reshape(T * N, -1)).reshape(T, N)
+    return ops.rollout_next_values(batch["values"], batch["last_value"], final_values=final_values,
+                                   final_mask=batch["done"])
