@@ -5,8 +5,10 @@ from __future__ import annotations
 
 TUNED: dict[str, dict[str, dict]] = {
     "ppo": {
-        "CartPole-v1": dict(num_envs=32, num_steps=32, total_steps=120_000, learning_rate=2.5e-3,
-                            update_epochs=8, num_minibatches=4, gamma=0.98, gae_lambda=0.8,
+        # Many envs, few large minibatches: 16 gradient steps per 1024 transitions keeps the
+        # wall time low; gamma 0.98 / lambda 0.8 as in the SB3 zoo. Solves in ~100-140k steps.
+        "CartPole-v1": dict(num_envs=32, num_steps=32, total_steps=150_000, learning_rate=2.5e-3,
+                            update_epochs=4, num_minibatches=4, gamma=0.98, gae_lambda=0.8,
                             target_return=475.0),
         "Acrobot-v1": dict(num_envs=16, num_steps=128, total_steps=300_000, learning_rate=2.5e-3,
                            ent_coef=0.0, normalize_obs=True),
@@ -26,7 +28,7 @@ TUNED: dict[str, dict[str, dict]] = {
         "CartPole-v1": dict(num_envs=8, total_steps=100_000, learning_starts=1_000, batch_size=64,
                             train_every=32, gradient_steps=128, target_update_every=1,
                             learning_rate=2.3e-3, exploration_fraction=0.16, end_epsilon=0.04,
-                            hidden=(256, 256), n_step=3, buffer_size=100_000, eval_every=4_000,
+                            hidden=(128, 128), n_step=3, buffer_size=100_000, eval_every=4_000,
                             target_return=490.0),
         "Acrobot-v1": dict(num_envs=8, total_steps=150_000),
         "MountainCar-v0": dict(num_envs=8, total_steps=300_000, exploration_fraction=0.5),
