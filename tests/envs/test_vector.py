@@ -239,3 +239,37 @@ def test_cuda_matches_cpu(env_id, dtype):
 
     tol = dict(rtol=0, atol=0) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(rollout("cuda"), rollout("cpu"), **tol)
+
+
+@pytest.mark.parametrize("env_id", fenvs.NATIVE_ENVS)
+def test_state_dict_resumes_exactly(env_id, backend):
+    # Steps after load_state_dict equal the steps the original env takes, resets included.
+    env = fenvs.make(env_id, 8, seed=3, dtype=torch.float64, max_episode_steps=15, autoreset_mode="same_step")
+    env.reset()
+    rng = np.random.default_rng(1)
+    actions = [to_torch_actions(sample_actions(env_id, rng, 8), env) for _ in range(40)]
+    for a in actions[:10]:
+        env.step(a)
+    saved = env.state_dict()
+    later = [env.step(a) for a in actions[10:]]
+    other = fenvs.make(env_id, 8, seed=99, dtype=torch.float64, max_episode_steps=15, autoreset_mode="same_step")
+    other.load_state_dict(saved)
+    for (o1, r1, te1, tr1, i1), a in zip(later, actions[10:]):
+        o2, r2, te2, tr2, i2 = other.step(a)
+        assert torch.equal(o1, o2) and torch.equal(r1, r2) and torch.equal(te1, te2) and torch.equal(tr1, tr2)
+        assert torch.equal(i1["episode"]["r"], i2["episode"]["r"])
+
+
+@pytest.mark.filterwarnings("ignore:.*out of date:DeprecationWarning")  # CartPole-v0: a non-native id
+def test_gymnasium_fallback_reports_episodes_and_final_obs():
+    env = fenvs.make("CartPole-v0", 4, seed=0, autoreset_mode="same_step")
+    env.reset()
+    ended = 0
+    for _ in range(60):
+        obs, reward, term, trunc, info = env.step(torch.ones(4, dtype=torch.long))
+        done = term | trunc
+        assert info["final_obs"].shape == obs.shape and torch.equal(info["_episode"], done)
+        if done.any():
+            ended += int(done.sum())
+            assert (info["episode"]["l"][done] > 0).all() and (info["final_obs"][done] != obs[done]).any()
+    assert ended > 0
