@@ -17,7 +17,7 @@ TUNED: dict[str, dict[str, dict]] = {
         "Pendulum-v1": dict(num_envs=16, num_steps=256, total_steps=300_000, learning_rate=1e-3,
                             gamma=0.95, gae_lambda=0.95, update_epochs=10, num_minibatches=16,
                             normalize_obs=True, normalize_reward=True, init_log_std=-0.5,
-                            target_return=-180.0),
+                            eval_every=16_384, target_return=-170.0),
         "MountainCarContinuous-v0": dict(num_envs=16, num_steps=256, total_steps=500_000,
                                          normalize_obs=True, normalize_reward=True, ent_coef=0.0),
     },
