@@ -20,13 +20,18 @@ namespace {
 constexpr int64_t kMaxTile = 1024;   // columns per task, time-major layout (carry fits in L1)
 constexpr int64_t kScanChunk = 256;  // time steps per chunk in the scan path
 constexpr int64_t kScanMinT = 1024;  // shorter columns are cheaper to sweep directly
+// Below this many elements per task a problem runs on the calling thread: the work (~0.5 ns per
+// element) is then shorter than waking a thread, and an OpenMP team whose other core is busy
+// waits a whole scheduler quantum (measured: every shape took 8 ms on a loaded 2-core machine).
+constexpr int64_t kMinTaskElements = 1 << 17;
 
 template <typename Problem>
 void run_tiles(const Problem& p, int64_t T, int64_t N) {
   using scalar_t = typename Problem::scalar_t;
   const int64_t threads = at::get_num_threads();
   const int64_t tile = std::clamp<int64_t>((N + threads - 1) / threads, 1, kMaxTile);
-  at::parallel_for(0, (N + tile - 1) / tile, 1, [&](int64_t tile_begin, int64_t tile_end) {
+  const int64_t grain = std::max<int64_t>(1, kMinTaskElements / (T * tile));
+  at::parallel_for(0, (N + tile - 1) / tile, grain, [&](int64_t tile_begin, int64_t tile_end) {
     std::vector<scalar_t> carry(tile);
     for (int64_t i = tile_begin; i < tile_end; ++i) {
       const int64_t j0 = i * tile, width = std::min(tile, N - j0);
@@ -43,7 +48,7 @@ void run_tiles(const Problem& p, int64_t T, int64_t N) {
 
 template <typename Problem>
 void run_sweeps(const Problem& p, int64_t T, int64_t N) {
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N, std::max<int64_t>(1, kMinTaskElements / T), [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) core::sweep(p, j, 0, T, p.initial_carry(j));
   });
 }
