@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "ops/ppo_loss.h"
 #include "ops/returns.h"
 
 TORCH_LIBRARY(fastrl, m) {
@@ -16,17 +17,34 @@ TORCH_LIBRARY(fastrl, m) {
         "Tensor? mask, float gamma, float lam) -> (Tensor advantages, Tensor returns)");
   m.def("discounted_returns(Tensor rewards, Tensor done, Tensor bootstrap, Tensor? mask, "
         "float gamma) -> Tensor");
+  // logits [N, V] (half/bfloat16/float/double, any strides), actions int64 [N], mask bool [N];
+  // per-token tensors [N] in float32 (float64 for float64 logits). Math: core/ppo_loss.h.
+  m.def("token_logprobs(Tensor logits, Tensor actions, Tensor? mask, float temperature) "
+        "-> (Tensor logp, Tensor entropy, Tensor lse)");
+  m.def("token_logprobs_backward(Tensor grad_logp, Tensor grad_entropy, Tensor logits, "
+        "Tensor actions, Tensor? mask, Tensor lse, Tensor entropy, float temperature) -> Tensor");
+  m.def("ppo_loss(Tensor logits, Tensor actions, Tensor old_logprobs, Tensor advantages, "
+        "Tensor? ref_logprobs, Tensor? mask, float clip_low, float clip_high, float? dual_clip, "
+        "float kl_coef, str kl_estimator, float entropy_coef, float temperature) -> (Tensor loss, "
+        "Tensor logp, Tensor entropy, Tensor lse, Tensor dloss_dlogp, Tensor ratio, Tensor kl, "
+        "Tensor clipped)");
 }
 
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
   m.impl("gae", &fastrl::cpu::gae);
   m.impl("discounted_returns", &fastrl::cpu::discounted_returns);
+  m.impl("token_logprobs", &fastrl::cpu::token_logprobs);
+  m.impl("token_logprobs_backward", &fastrl::cpu::token_logprobs_backward);
+  m.impl("ppo_loss", &fastrl::cpu::ppo_loss);
 }
 
 #ifdef FASTRL_WITH_CUDA
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
   m.impl("gae", &fastrl::cuda::gae);
   m.impl("discounted_returns", &fastrl::cuda::discounted_returns);
+  m.impl("token_logprobs", &fastrl::cuda::token_logprobs);
+  m.impl("token_logprobs_backward", &fastrl::cuda::token_logprobs_backward);
+  m.impl("ppo_loss", &fastrl::cuda::ppo_loss);
 }
 #endif
 

@@ -68,3 +68,26 @@ def time_dim(x: int, ndim: int) -> int:
 def compute_dtype(*xs: torch.Tensor) -> torch.dtype:
     """float64 if any input is float64, else float32 (half and bfloat16 are computed in fp32)."""
     return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
+
+
+def integer(name: str, x) -> torch.Tensor:
+    tensor(name, x)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {x.dtype}")
+    return x
+
+
+def number(name: str, x, *, low: float, low_inclusive: bool = True) -> float:
+    """A real number >= low (> low when not low_inclusive)."""
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    x = float(x)
+    if math.isnan(x) or x < low or (x == low and not low_inclusive):
+        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {x}")
+    return x
+
+
+def choice(name: str, x, choices: tuple[str, ...]) -> str:
+    if x not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {x!r}")
+    return x

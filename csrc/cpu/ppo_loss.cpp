@@ -1,0 +1,93 @@
+// CPU kernels for token log-probs, the fused PPO loss and their logits gradient
+// (math in core/ppo_loss.h).
+//
+// Rows are split across threads. Forward: one pass per row builds the online-softmax sums in
+// kLanes interleaved accumulators (independent exp chains overlap in the pipeline), merged at
+// the end. Backward: one pass per row recomputes p_i from the saved lse and writes the gradient.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+#include "ops/ppo_loss.h"
+
+namespace fastrl::cpu {
+namespace {
+
+constexpr int64_t kLanes = 4;
+
+// Rows per task: about 64k logits, so small vocabularies still get big enough tasks.
+int64_t grain(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 16) / vocab); }
+
+template <typename scalar_t, typename T>
+core::SoftmaxSums<T> row_sums(const core::LogitRows<scalar_t, T>& rows, int64_t r) {
+  core::SoftmaxSums<T> lane[kLanes];
+  const int64_t V = rows.vocab;
+  int64_t i = 0;
+  for (; i + kLanes <= V; i += kLanes) {
+    for (int64_t k = 0; k < kLanes; ++k) lane[k].add(rows.scaled(r, i + k));
+  }
+  for (; i < V; ++i) lane[0].add(rows.scaled(r, i));
+  for (int64_t k = 1; k < kLanes; ++k) lane[0].merge(lane[k]);
+  return lane[0];
+}
+
+template <typename scalar_t, typename T>
+void run_rows(const core::RowProblem<scalar_t, T>& p) {
+  const auto& rows = p.rows;
+  at::parallel_for(0, rows.num_rows, grain(rows.vocab), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      if (!rows.active(r)) {
+        p.fill(r, T(0));
+        continue;
+      }
+      TORCH_CHECK(rows.valid_action(r), "fastrl: actions[", r, "] = ", rows.actions[r],
+                  " is outside [0, ", rows.vocab, ")");
+      p.write(r, row_sums(rows, r));
+    }
+  });
+}
+
+template <typename scalar_t, typename T>
+void run_grad(const core::GradProblem<scalar_t, T>& p) {
+  const int64_t V = p.rows.vocab;
+  at::parallel_for(0, p.rows.num_rows, grain(V), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scalar_t* grad = p.grad_row(r);
+      if (p.zero(r)) {
+        std::fill(grad, grad + V, scalar_t(0));
+        continue;
+      }
+      for (int64_t i = 0; i < V; ++i) grad[i] = p.grad_at(r, i, p.rows.scaled(r, i));
+    }
+  });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
+    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
+    double temperature) {
+  return token_logprobs_op([](const auto& p) { run_rows(p); }, logits, actions, mask,
+                           temperature);
+}
+
+PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
+                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
+                    const std::optional<at::Tensor>& ref_logprobs,
+                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
+                    std::optional<double> dual_clip, double kl_coef,
+                    c10::string_view kl_estimator, double entropy_coef, double temperature) {
+  return ppo_loss_op([](const auto& p) { run_rows(p); }, logits, actions, old_logprobs,
+                     advantages, ref_logprobs, mask, clip_low, clip_high, dual_clip, kl_coef,
+                     kl_estimator, entropy_coef, temperature);
+}
+
+at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
+                                   const at::Tensor& logits, const at::Tensor& actions,
+                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
+                                   const at::Tensor& entropy, double temperature) {
+  return token_logprobs_backward_op([](const auto& p) { run_grad(p); }, grad_logp, grad_entropy,
+                                    logits, actions, mask, lse, entropy, temperature);
+}
+
+}  // namespace fastrl::cpu

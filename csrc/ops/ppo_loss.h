@@ -1,0 +1,231 @@
+// Tensor-level glue for the token_logprobs and ppo_loss ops, shared by the CPU and CUDA kernels:
+// argument checks (for callers of torch.ops.fastrl.* that skip the Python wrapper), output
+// allocation, and the translation into the torch-free problems of core/ppo_loss.h.
+//
+// Layout: logits [N, V] (any strides, float16/bfloat16/float32/float64), actions int64 [N],
+// mask bool [N]. Per-token tensors are [N] in the accumulation dtype: float64 for float64 logits,
+// float32 otherwise. The logits gradient is contiguous [N, V] in the logits dtype.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
+#include <optional>
+#include <string_view>
+#include <tuple>
+
+#include "core/ppo_loss.h"
+
+namespace fastrl {
+
+inline at::ScalarType ppo_acc_dtype(const at::Tensor& logits) {
+  return logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_logits(const at::Tensor& logits, const at::Tensor& actions,
+                         const std::optional<at::Tensor>& mask, double temperature) {
+  TORCH_CHECK(logits.dim() == 2, "fastrl: logits must be [N, V], got ", logits.dim(), " dims");
+  TORCH_CHECK(at::isFloatingType(logits.scalar_type()),
+              "fastrl: logits must be floating point, got ", logits.scalar_type());
+  TORCH_CHECK(logits.size(1) >= 1, "fastrl: logits need a vocabulary of at least 1");
+  TORCH_CHECK(actions.dim() == 1 && actions.size(0) == logits.size(0),
+              "fastrl: actions must be [N] = [", logits.size(0), "], got ", actions.sizes());
+  TORCH_CHECK(actions.scalar_type() == at::kLong, "fastrl: actions must be int64, got ",
+              actions.scalar_type());
+  TORCH_CHECK(actions.device() == logits.device(), "fastrl: actions is on ", actions.device(),
+              " but logits is on ", logits.device());
+  if (mask) {
+    TORCH_CHECK(mask->sizes() == actions.sizes() && mask->scalar_type() == at::kBool &&
+                    mask->device() == logits.device(),
+                "fastrl: mask must be bool [N] on ", logits.device());
+  }
+  TORCH_CHECK(temperature > 0.0, "fastrl: temperature must be > 0, got ", temperature);
+}
+
+// A per-token input: [N], the accumulation dtype, the logits' device.
+inline at::Tensor token_input(const at::Tensor& t, const at::Tensor& logits, const char* name) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == logits.size(0), "fastrl: ", name, " must be [N] = [",
+              logits.size(0), "], got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == ppo_acc_dtype(logits), "fastrl: ", name, " must be ",
+              ppo_acc_dtype(logits), " for ", logits.scalar_type(), " logits, got ",
+              t.scalar_type());
+  TORCH_CHECK(t.device() == logits.device(), "fastrl: ", name, " is on ", t.device(),
+              " but logits is on ", logits.device());
+  return t.contiguous();
+}
+
+inline core::KlEstimator parse_kl_estimator(std::string_view name) {
+  if (name == "k1") return core::KlEstimator::k1;
+  if (name == "k2") return core::KlEstimator::k2;
+  TORCH_CHECK(name == "k3", "fastrl: kl_estimator must be k1, k2 or k3, got ", name);
+  return core::KlEstimator::k3;
+}
+
+inline void check_ppo_params(double clip_low, double clip_high, std::optional<double> dual_clip) {
+  TORCH_CHECK(clip_low >= 0.0 && clip_high >= 0.0, "fastrl: clip_low and clip_high must be >= 0");
+  TORCH_CHECK(!dual_clip || *dual_clip > 1.0, "fastrl: dual_clip must be > 1, got ",
+              dual_clip.value_or(0.0));
+}
+
+inline at::Tensor token_output(const at::Tensor& logits) {
+  return at::empty({logits.size(0)}, logits.options().dtype(ppo_acc_dtype(logits)));
+}
+
+inline std::optional<at::Tensor> contiguous(const std::optional<at::Tensor>& t) {
+  return t ? std::optional<at::Tensor>(t->contiguous()) : std::nullopt;
+}
+
+template <typename scalar_t, typename T>
+core::LogitRows<scalar_t, T> make_logit_rows(const at::Tensor& logits, const at::Tensor& actions,
+                                             const std::optional<at::Tensor>& mask,
+                                             double temperature) {
+  core::LogitRows<scalar_t, T> rows;
+  rows.data = logits.data_ptr<scalar_t>();
+  rows.num_rows = logits.size(0);
+  rows.vocab = logits.size(1);
+  rows.row_stride = logits.stride(0);
+  rows.col_stride = logits.stride(1);
+  rows.actions = actions.data_ptr<int64_t>();
+  rows.mask = mask ? mask->data_ptr<bool>() : nullptr;
+  rows.inv_temp = static_cast<T>(1.0 / temperature);
+  return rows;
+}
+
+// (loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped), each [N].
+using PpoOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                              at::Tensor, at::Tensor, at::Tensor>;
+
+// The three ops, written once: checks, allocation, dtype dispatch and problem construction.
+// `run` is the backend's driver, called with the core problem (core::RowProblem for the two
+// forward ops, core::GradProblem for the backward).
+
+template <typename Run>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_op(
+    Run run, const at::Tensor& logits, const at::Tensor& actions,
+    const std::optional<at::Tensor>& mask, double temperature) {
+  check_logits(logits, actions, mask, temperature);
+  const at::Tensor acts = actions.contiguous();
+  const auto m = contiguous(mask);
+  at::Tensor logp = token_output(logits), entropy = token_output(logits), lse = token_output(logits);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
+                                  "fastrl::token_logprobs", [&] {
+    using T = at::opmath_type<scalar_t>;
+    core::RowProblem<scalar_t, T> p;
+    p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
+    p.logp = logp.data_ptr<T>();
+    p.entropy = entropy.data_ptr<T>();
+    p.lse = lse.data_ptr<T>();
+    run(p);
+  });
+  return {logp, entropy, lse};
+}
+
+template <typename Run>
+PpoOutputs ppo_loss_op(Run run, const at::Tensor& logits, const at::Tensor& actions,
+                       const at::Tensor& old_logprobs, const at::Tensor& advantages,
+                       const std::optional<at::Tensor>& ref_logprobs,
+                       const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
+                       std::optional<double> dual_clip, double kl_coef,
+                       c10::string_view kl_estimator, double entropy_coef, double temperature) {
+  check_logits(logits, actions, mask, temperature);
+  check_ppo_params(clip_low, clip_high, dual_clip);
+  const core::KlEstimator estimator = parse_kl_estimator(kl_estimator);
+  const at::Tensor acts = actions.contiguous();
+  const auto m = contiguous(mask);
+  const at::Tensor old = token_input(old_logprobs, logits, "old_logprobs");
+  const at::Tensor adv = token_input(advantages, logits, "advantages");
+  std::optional<at::Tensor> ref;
+  if (ref_logprobs) ref = token_input(*ref_logprobs, logits, "ref_logprobs");
+  at::Tensor loss = token_output(logits), logp = token_output(logits),
+             entropy = token_output(logits), lse = token_output(logits),
+             dloss_dlogp = token_output(logits), ratio = token_output(logits),
+             kl = token_output(logits), clipped = token_output(logits);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
+                                  "fastrl::ppo_loss", [&] {
+    using T = at::opmath_type<scalar_t>;
+    core::RowProblem<scalar_t, T> p;
+    p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
+    p.logp = logp.data_ptr<T>();
+    p.entropy = entropy.data_ptr<T>();
+    p.lse = lse.data_ptr<T>();
+    p.old_logp = old.data_ptr<T>();
+    p.advantage = adv.data_ptr<T>();
+    p.ref_logp = ref ? ref->data_ptr<T>() : nullptr;
+    p.loss = loss.data_ptr<T>();
+    p.dloss_dlogp = dloss_dlogp.data_ptr<T>();
+    p.ratio = ratio.data_ptr<T>();
+    p.kl = kl.data_ptr<T>();
+    p.clipped = clipped.data_ptr<T>();
+    p.params.ratio_low = static_cast<T>(1.0 - clip_low);
+    p.params.ratio_high = static_cast<T>(1.0 + clip_high);
+    p.params.dual_clip = static_cast<T>(dual_clip.value_or(0.0));
+    p.params.kl_coef = static_cast<T>(kl_coef);
+    p.params.entropy_coef = static_cast<T>(entropy_coef);
+    p.params.kl_estimator = estimator;
+    run(p);
+  });
+  return {loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped};
+}
+
+template <typename Run>
+at::Tensor token_logprobs_backward_op(Run run, const at::Tensor& grad_logp,
+                                      const at::Tensor& grad_entropy, const at::Tensor& logits,
+                                      const at::Tensor& actions,
+                                      const std::optional<at::Tensor>& mask,
+                                      const at::Tensor& lse, const at::Tensor& entropy,
+                                      double temperature) {
+  check_logits(logits, actions, mask, temperature);
+  const at::Tensor acts = actions.contiguous();
+  const auto m = contiguous(mask);
+  const at::Tensor g_logp = token_input(grad_logp, logits, "grad_logp");
+  const at::Tensor g_entropy = token_input(grad_entropy, logits, "grad_entropy");
+  const at::Tensor row_lse = token_input(lse, logits, "lse");
+  const at::Tensor row_entropy = token_input(entropy, logits, "entropy");
+  at::Tensor grad = at::empty({logits.size(0), logits.size(1)}, logits.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
+                                  "fastrl::token_logprobs_backward", [&] {
+    using T = at::opmath_type<scalar_t>;
+    core::GradProblem<scalar_t, T> p;
+    p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
+    p.lse = row_lse.data_ptr<T>();
+    p.entropy = row_entropy.data_ptr<T>();
+    p.g_logp = g_logp.data_ptr<T>();
+    p.g_entropy = g_entropy.data_ptr<T>();
+    p.grad = grad.data_ptr<scalar_t>();
+    run(p);
+  });
+  return grad;
+}
+
+namespace cpu {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
+    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
+    double temperature);
+at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
+                                   const at::Tensor& logits, const at::Tensor& actions,
+                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
+                                   const at::Tensor& entropy, double temperature);
+PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
+                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
+                    const std::optional<at::Tensor>& ref_logprobs,
+                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
+                    std::optional<double> dual_clip, double kl_coef,
+                    c10::string_view kl_estimator, double entropy_coef, double temperature);
+}  // namespace cpu
+
+namespace cuda {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
+    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
+    double temperature);
+at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
+                                   const at::Tensor& logits, const at::Tensor& actions,
+                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
+                                   const at::Tensor& entropy, double temperature);
+PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
+                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
+                    const std::optional<at::Tensor>& ref_logprobs,
+                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
+                    std::optional<double> dual_clip, double kl_coef,
+                    c10::string_view kl_estimator, double entropy_coef, double temperature);
+}  // namespace cuda
+
+}  // namespace fastrl

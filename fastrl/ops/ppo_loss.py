@@ -1,0 +1,561 @@
+"""PPO + KL loss on the logits of a categorical policy (a language model or a discrete-action
+agent), token log-probs, and the value and Gaussian-policy losses that go with them.
+
+The ``*_reference`` functions are the specification: log_softmax + gather and one line per
+formula. The native path (csrc/core/ppo_loss.h) computes every per-token quantity in one pass
+over each row of logits (online softmax) and, in the backward, writes the logits gradient in a
+second pass from the saved per-row logsumexp and entropy: besides the gradient itself it keeps
+only a few ``[N]`` float32 vectors, where log_softmax would keep float32 copies of the logits.
+``ppo_loss_from_hidden`` goes further and never builds the full logits: it multiplies hidden
+states by the LM head one chunk of rows at a time, in the forward and again in the backward.
+
+Only the part that touches ``[N, V]`` is fused. Aggregation over tokens and the stats run in
+PyTorch on ``[N]`` tensors, shared by every path, so normalization has one definition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from fastrl import _native
+from fastrl.ops import _checks
+
+__all__ = [
+    "ppo_loss",
+    "ppo_loss_from_hidden",
+    "token_logprobs",
+    "value_loss",
+    "gaussian_ppo_loss",
+    "ppo_loss_reference",
+    "token_logprobs_reference",
+    "KL_ESTIMATORS",
+    "NORMALIZATIONS",
+]
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+NORMALIZATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "constant")
+
+
+@dataclass(frozen=True)
+class PpoOptions:
+    """The loss options, checked. See :func:`ppo_loss` for their meaning."""
+
+    clip_low: float = 0.2
+    clip_high: float | None = None
+    dual_clip: float | None = None
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    temperature: float = 1.0
+    normalize: str = "token_mean"
+    max_len: int | None = None
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("clip_low", _checks.number("clip_low", self.clip_low, low=0.0))
+        high = self.clip_low if self.clip_high is None else self.clip_high
+        set_("clip_high", _checks.number("clip_high", high, low=0.0))
+        if self.dual_clip is not None:
+            set_("dual_clip", _checks.number("dual_clip", self.dual_clip, low=1.0, low_inclusive=False))
+        set_("kl_coef", _checks.number("kl_coef", self.kl_coef, low=-math.inf))
+        _checks.choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        set_("entropy_coef", _checks.number("entropy_coef", self.entropy_coef, low=-math.inf))
+        set_("temperature", _checks.number("temperature", self.temperature, low=0.0, low_inclusive=False))
+        _checks.choice("normalize", self.normalize, NORMALIZATIONS)
+        if self.max_len is not None and (
+            isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1
+        ):
+            raise ValueError(f"max_len must be a positive int, got {self.max_len!r}")
+
+
+class TokenTerms(NamedTuple):
+    """Per-token terms, each ``[N]`` in float32 (float64 for float64 logits), 0 where masked."""
+
+    loss: torch.Tensor  # pg + kl_coef * kl - entropy_coef * entropy
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    ratio: torch.Tensor
+    kl: torch.Tensor  # to the reference policy; 0 without ref_logprobs
+    clipped: torch.Tensor  # 1.0 where a clip (either bound, or the dual clip) set pg
+
+
+# --------------------------------------------------------------------------- the specification
+
+
+def token_logprobs_reference(logits, actions, temperature=1.0):
+    """``logp = log softmax(logits / temperature)[action]`` and ``entropy = -sum p log p`` per
+    token, in float32 (float64 for float64 logits)."""
+    logprobs = torch.log_softmax(logits.to(_acc_dtype(logits)) / temperature, dim=-1)
+    logp = logprobs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logprobs.exp() * logprobs).sum(-1)
+    return logp, entropy
+
+
+def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts: PpoOptions):
+    """Per-token PPO terms from log-probs (no masking): returns ``TokenTerms``."""
+    ratio = torch.exp(logp - old_logprobs)
+    unclipped = -ratio * advantages
+    clipped = -torch.clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high) * advantages
+    pg = torch.maximum(unclipped, clipped)
+    was_clipped = clipped > unclipped
+    if opts.dual_clip is not None:  # Ye et al. 2020: bound the loss of negative advantages
+        dual = torch.minimum(pg, -opts.dual_clip * advantages)
+        was_clipped = was_clipped | ((advantages < 0) & (dual < pg))
+        pg = torch.where(advantages < 0, dual, pg)
+    if ref_logprobs is None:
+        kl = torch.zeros_like(logp)
+    elif opts.kl_estimator == "k1":
+        kl = logp - ref_logprobs
+    elif opts.kl_estimator == "k2":
+        kl = 0.5 * (logp - ref_logprobs) ** 2
+    else:  # k3 (Schulman's unbiased, always >= 0 estimator)
+        x = ref_logprobs - logp
+        kl = torch.exp(x) - x - 1
+    loss = pg + opts.kl_coef * kl - opts.entropy_coef * entropy
+    return TokenTerms(loss, logp, entropy, ratio, kl, was_clipped.to(logp.dtype))
+
+
+def ppo_loss_reference(
+    logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, **options
+):
+    """The specification of :func:`ppo_loss` (same arguments), with autograd through
+    log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
+    opts = PpoOptions(**options)
+    acc = _acc_dtype(logits)
+    logp, entropy = token_logprobs_reference(logits, actions, opts.temperature)
+    ref = None if ref_logprobs is None else ref_logprobs.to(acc)
+    terms = ppo_terms_reference(logp, entropy, old_logprobs.to(acc), advantages.to(acc), ref, opts)
+    if mask is not None:
+        terms = TokenTerms(*(torch.where(mask.bool(), t, 0) for t in terms))
+    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref is not None)
+
+
+# --------------------------------------------------------------------------- public ops
+
+
+def ppo_loss(
+    logits: torch.Tensor,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    ref_logprobs: torch.Tensor | None = None,
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    entropy_coef: float = 0.0,
+    temperature: float = 1.0,
+    normalize: str = "token_mean",
+    max_len: int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Clipped PPO loss with a KL penalty to a reference policy and an entropy bonus.
+
+    Per token (logits z, action a, temperature T):
+        logp  = z[a] / T - logsumexp(z / T),   ratio = exp(logp - old_logprobs)
+        pg    = -min(ratio A, clip(ratio, 1 - clip_low, 1 + clip_high) A)
+                (dual_clip c > 1: for A < 0, pg = min(pg, -c A))
+        KL    = k1: logp - ref,  k2: (logp - ref)^2 / 2,  k3: exp(ref - logp) - (ref - logp) - 1
+        H     = -sum p log p
+        loss  = pg + kl_coef KL - entropy_coef H
+    aggregated over valid tokens (``mask`` True) by ``normalize``:
+        "token_mean":          sum / number of valid tokens
+        "seq_mean_token_mean": mean over sequences (with a valid token) of the token mean
+        "seq_mean_token_sum":  mean over sequences (with a valid token) of the token sum
+        "constant":            sum / (number of sequences * max_len), max_len default T
+    A sequence is a row of the last per-token dim: per-token tensors ``[B, T]`` hold B
+    sequences; 1-D ones are a single sequence. An all-masked batch gives loss 0.
+
+    Args:
+        logits: ``[..., V]`` float16/bfloat16/float32/float64; the only input that gets a gradient.
+        actions: integer ``[...]`` in [0, V).
+        old_logprobs, advantages, ref_logprobs: floating ``[...]``; ref_logprobs is needed when
+            kl_coef != 0 (without it KL = 0).
+        mask: optional bool-like ``[...]``; masked tokens cost nothing and get zero gradient.
+
+    Returns ``(loss, stats)``: a scalar in float32 (float64 for float64 logits) and detached
+    scalar tensors (no host sync) averaged over valid tokens: ``clip_fraction``, ``approx_kl``
+    (k3 estimate of KL(old || new)), ``entropy``, ``ratio_mean``, ``ratio_max`` and, with
+    ``ref_logprobs``, ``kl_ref``.
+
+    Actions outside [0, V) raise ValueError on the CPU. On CUDA that check would cost a host
+    sync, so it is skipped: the native kernel writes NaN for such tokens (never reads outside
+    the row), which makes the loss NaN. Under torch.compile the CPU kernel raises instead.
+    """
+    opts = PpoOptions(clip_low, clip_high, dual_clip, kl_coef, kl_estimator, entropy_coef,
+                      temperature, normalize, max_len)  # fmt: skip
+    vocab = _check_logits("logits", logits)
+    tokens = _check_tokens(logits.shape[:-1], vocab, logits, actions, old_logprobs, advantages,
+                           ref_logprobs, mask, opts)  # fmt: skip
+    terms = _token_terms(logits.reshape(-1, vocab), tokens, opts)
+    return _finish(terms, tokens, logits.shape[:-1], opts)
+
+
+def ppo_loss_from_hidden(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    chunk_size: int = 256,
+    mask: torch.Tensor | None = None,
+    ref_logprobs: torch.Tensor | None = None,
+    **options,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`ppo_loss` on ``logits = hidden @ weight.T + bias`` without building them: rows
+    are processed ``chunk_size`` at a time (``[chunk_size, V]`` logits, recomputed in the
+    backward), and gradients flow to ``hidden [..., H]``, ``weight [V, H]`` and ``bias [V]``.
+    The weight gradient is accumulated in the weight's dtype, one chunk after another."""
+    opts = PpoOptions(**options)
+    vocab = _check_linear(hidden, weight, bias, chunk_size)
+    tokens = _check_tokens(hidden.shape[:-1], vocab, hidden, actions, old_logprobs, advantages,
+                           ref_logprobs, mask, opts)  # fmt: skip
+    row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
+    outs = _ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
+                                bias, *tokens)  # fmt: skip
+    return _finish(TokenTerms(*outs), tokens, hidden.shape[:-1], opts)
+
+
+def token_logprobs(
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    chunk_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ``(logp, entropy)`` of ``softmax(logits / temperature)`` at ``actions``, in
+    float32 (float64 for float64 logits), without a full log-softmax — for old and reference
+    log-probs, or any loss of them (differentiable).
+
+    ``x`` is the logits ``[..., V]``, or, when ``weight [V, H]`` is given, hidden states
+    ``[..., H]`` whose logits ``x @ weight.T + bias`` are built ``chunk_size`` rows at a time.
+    Masked tokens (``mask`` False) get 0 and cost nothing.
+    """
+    temperature = _checks.number("temperature", temperature, low=0.0, low_inclusive=False)
+    if weight is None:
+        vocab = _check_logits("logits", x)
+    else:
+        vocab = _check_linear(x, weight, bias, chunk_size)
+    actions, mask = _check_actions(x.shape[:-1], vocab, x, actions, mask)
+    row_fn = lambda logits, acts, m: _token_logprobs_rows(logits, acts, m, temperature)
+    if weight is None:
+        logp, entropy = row_fn(x.reshape(-1, vocab), actions, mask)
+    else:
+        logp, entropy = _ChunkedLinear.apply(row_fn, chunk_size, x.reshape(-1, x.shape[-1]),
+                                             weight, bias, actions, mask)  # fmt: skip
+    return logp.reshape(x.shape[:-1]), entropy.reshape(x.shape[:-1])
+
+
+def value_loss(values, old_values, returns, *, clip=None, mask=None):
+    """PPO's value loss ``0.5 * max((v - R)^2, (old + clip(v - old, -clip, clip) - R)^2)``
+    averaged over valid tokens; ``clip=None`` gives the plain ``0.5 (v - R)^2``."""
+    loss = (values - returns) ** 2
+    if clip is not None:
+        clip = _checks.number("clip", clip, low=0.0)
+        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+        loss = torch.maximum(loss, (clipped - returns) ** 2)
+    return _masked_mean(0.5 * loss, mask)
+
+
+def gaussian_ppo_loss(mean, log_std, actions, old_logprobs, advantages, *, mask=None, **options):
+    """PPO loss of a diagonal Gaussian policy for continuous actions: ``mean [..., D]``,
+    ``log_std [..., D]`` (or broadcastable, e.g. ``[D]``), ``actions [..., D]``; per-token
+    inputs ``[...]``. logp and entropy are summed over the D action dims; ``options`` as in
+    :func:`ppo_loss` (``temperature`` does not apply). Returns ``(loss, stats)``."""
+    opts = PpoOptions(**options)
+    if opts.temperature != 1.0:
+        raise ValueError("temperature does not apply to gaussian_ppo_loss")
+    dist = torch.distributions.Normal(mean, log_std.exp())
+    logp = dist.log_prob(actions).sum(-1)
+    entropy = dist.entropy().expand_as(mean).sum(-1)
+    terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, None, opts)
+    if mask is not None:
+        terms = TokenTerms(*(torch.where(mask.bool(), t, 0) for t in terms))
+    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, False)
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+class _Tokens(NamedTuple):
+    """Flattened per-token inputs: ``[N]``, in the accumulation dtype (actions int64)."""
+
+    actions: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    ref_logprobs: torch.Tensor | None
+    mask: torch.Tensor | None  # bool
+
+
+def _acc_dtype(logits: torch.Tensor) -> torch.dtype:
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions) -> TokenTerms:
+    """TokenTerms of ``logits [N, V]``: the fused op, or the reference when not native."""
+    if _native.use_native(logits.device):
+        loss, logp, entropy, _lse, _dloss, ratio, kl, clipped = torch.ops.fastrl.ppo_loss(
+            logits, t.actions, t.old_logprobs, t.advantages, t.ref_logprobs, t.mask,
+            opts.clip_low, opts.clip_high, opts.dual_clip, opts.kl_coef, opts.kl_estimator,
+            opts.entropy_coef, opts.temperature,
+        )  # fmt: skip
+        return TokenTerms(loss, logp, entropy, ratio, kl, clipped)
+    logp, entropy = token_logprobs_reference(logits, t.actions, opts.temperature)
+    terms = ppo_terms_reference(logp, entropy, t.old_logprobs, t.advantages, t.ref_logprobs, opts)
+    if t.mask is not None:
+        terms = TokenTerms(*(torch.where(t.mask, x, 0) for x in terms))
+    return terms
+
+
+def _token_logprobs_rows(logits, actions, mask, temperature):
+    """(logp, entropy) ``[N]`` of ``logits [N, V]``, 0 where masked."""
+    if _native.use_native(logits.device):
+        logp, entropy, _lse = torch.ops.fastrl.token_logprobs(logits, actions, mask, temperature)
+        return logp, entropy
+    logp, entropy = token_logprobs_reference(logits, actions, temperature)
+    if mask is not None:
+        logp, entropy = torch.where(mask, logp, 0), torch.where(mask, entropy, 0)
+    return logp, entropy
+
+
+def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions):
+    """``(loss, stats)`` from flat per-token terms."""
+    terms = TokenTerms(*(x.reshape(batch_shape) for x in terms))
+    mask = None if tokens.mask is None else tokens.mask.reshape(batch_shape)
+    old = tokens.old_logprobs.reshape(batch_shape)
+    return _aggregate(terms.loss, mask, opts), _stats(terms, old, mask, tokens.ref_logprobs is not None)
+
+
+def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) -> torch.Tensor:
+    """Reduces per-token losses ``[...]`` (0 where masked) to a scalar by ``opts.normalize``."""
+    seq_len = loss.shape[-1] if loss.ndim else 1
+    per_seq = loss.reshape(-1, seq_len)  # [S, T]
+    valid = (
+        torch.ones_like(per_seq, dtype=torch.bool) if mask is None else mask.reshape(-1, seq_len).bool()
+    )
+    counts = valid.sum(-1)  # [S]
+    sums = per_seq.sum(-1)
+    nonempty = (counts > 0).sum().clamp(min=1)
+    if opts.normalize == "token_mean":
+        return sums.sum() / counts.sum().clamp(min=1)
+    if opts.normalize == "seq_mean_token_mean":
+        return (sums / counts.clamp(min=1)).sum() / nonempty
+    if opts.normalize == "seq_mean_token_sum":
+        return sums.sum() / nonempty
+    max_len = seq_len if opts.max_len is None else opts.max_len  # "constant"
+    return sums.sum() / (per_seq.shape[0] * max_len)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return x.mean()
+    mask = mask.bool()
+    return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
+
+
+def _stats(terms: TokenTerms, old_logprobs, mask, has_ref: bool) -> dict[str, torch.Tensor]:
+    """Detached diagnostics averaged over valid tokens; no host sync."""
+    t = TokenTerms(*(x.detach() for x in terms))
+    approx_kl = t.ratio - 1 - (t.logp - old_logprobs.to(t.logp.dtype))  # KL(old || new), k3
+    ratio_valid = t.ratio if mask is None else torch.where(mask.bool(), t.ratio, 0)
+    stats = {
+        "clip_fraction": _masked_mean(t.clipped, mask),
+        "approx_kl": _masked_mean(approx_kl, mask),
+        "entropy": _masked_mean(t.entropy, mask),
+        "ratio_mean": _masked_mean(t.ratio, mask),
+        "ratio_max": ratio_valid.amax() if ratio_valid.numel() else ratio_valid.new_zeros(()),
+    }
+    if has_ref:
+        stats["kl_ref"] = _masked_mean(t.kl, mask)
+    return stats
+
+
+class _ChunkedLinear(torch.autograd.Function):
+    """``row_fn(x[rows] @ weight.T + bias, *token_args[rows])`` one chunk of rows at a time.
+
+    Only one chunk of logits ``[chunk_size, V]`` (and its gradient) exists at a time: the
+    backward recomputes it, runs row_fn's own backward (the fused kernel when native) and
+    accumulates into the gradients of x ``[N, H]``, weight ``[V, H]`` and bias ``[V]``.
+    ``row_fn`` returns a tuple of ``[rows]`` tensors; token_args are ``[N]`` tensors or None.
+    """
+
+    @staticmethod
+    def forward(ctx, row_fn, chunk_size, x, weight, bias, *token_args):
+        ctx.row_fn, ctx.chunk_size = row_fn, chunk_size
+        ctx.save_for_backward(x, weight, bias, *token_args)
+        outs = [row_fn(F.linear(x[rows], weight, bias), *_rows_of(token_args, rows))
+                for rows in _chunks(x.shape[0], chunk_size)]  # fmt: skip
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, weight, bias, *token_args = ctx.saved_tensors
+        grad_x = torch.empty_like(x)
+        grad_w = torch.zeros_like(weight)
+        grad_b = None if bias is None else torch.zeros_like(bias)
+        for rows in _chunks(x.shape[0], ctx.chunk_size):
+            with torch.enable_grad():
+                logits = F.linear(x[rows], weight, bias).requires_grad_()
+                outs = ctx.row_fn(logits, *_rows_of(token_args, rows))
+                pairs = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
+                (grad_logits,) = torch.autograd.grad(*zip(*pairs), inputs=logits)
+            grad_x[rows] = grad_logits @ weight
+            grad_w.addmm_(grad_logits.t(), x[rows])
+            if grad_b is not None:
+                grad_b += grad_logits.sum(0)
+        return None, None, grad_x, grad_w, grad_b, *(None for _ in token_args)
+
+
+def _chunks(n: int, size: int):
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _rows_of(tensors, rows: slice):
+    return [None if t is None else t[rows] for t in tensors]
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_logits(name: str, logits) -> int:
+    _checks.floating(name, logits)
+    if logits.ndim == 0 or logits.shape[-1] == 0:
+        raise ValueError(f"{name} must be [..., V] with V >= 1, got shape {tuple(logits.shape)}")
+    return logits.shape[-1]
+
+
+def _check_linear(hidden, weight, bias, chunk_size) -> int:
+    _check_logits("hidden", hidden)
+    _checks.floating("weight", weight)
+    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] == 0:
+        raise ValueError(
+            f"weight must be [V, H] with H = hidden.shape[-1] = {hidden.shape[-1]}, got {tuple(weight.shape)}"
+        )
+    _checks.same_device("weight", weight, "hidden", hidden)
+    if weight.dtype != hidden.dtype:
+        raise TypeError(f"weight must have the dtype of hidden ({hidden.dtype}), got {weight.dtype}")
+    if bias is not None:
+        _checks.floating("bias", bias)
+        if bias.shape != weight.shape[:1] or bias.dtype != weight.dtype:
+            raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, got {tuple(bias.shape)} {bias.dtype}")
+        _checks.same_device("bias", bias, "hidden", hidden)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return weight.shape[0]
+
+
+def _check_actions(batch_shape, vocab, like, actions, mask):
+    """Flat int64 actions ``[N]`` (checked in [0, V) on the CPU) and bool mask ``[N]`` or None."""
+    _checks.integer("actions", actions)
+    if actions.shape != batch_shape:
+        raise ValueError(f"actions must have shape {tuple(batch_shape)}, got {tuple(actions.shape)}")
+    _checks.same_device("actions", actions, "logits", like)
+    if actions.device.type == "cpu" and not torch.compiler.is_compiling() and actions.numel():
+        low, high = actions.min().item(), actions.max().item()
+        if low < 0 or high >= vocab:
+            raise ValueError(f"actions must be in [0, {vocab}), got values in [{low}, {high}]")
+    if mask is not None:
+        _checks.tensor("mask", mask)
+        if mask.shape != batch_shape:
+            raise ValueError(f"mask must have shape {tuple(batch_shape)}, got {tuple(mask.shape)}")
+        mask = _checks.flag("mask", mask, "actions", actions).reshape(-1)
+    return actions.reshape(-1).long(), mask
+
+
+def _check_tokens(batch_shape, vocab, like, actions, old_logprobs, advantages, ref_logprobs,
+                  mask, opts: PpoOptions) -> _Tokens:  # fmt: skip
+    actions, mask = _check_actions(batch_shape, vocab, like, actions, mask)
+    acc = _acc_dtype(like)
+    flat = {}
+    for name, x in (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs)):
+        if x is None:
+            flat[name] = None
+            continue
+        _checks.floating(name, x)
+        if x.shape != batch_shape:
+            raise ValueError(f"{name} must have shape {tuple(batch_shape)}, got {tuple(x.shape)}")
+        _checks.same_device(name, x, "logits", like)
+        flat[name] = x.detach().reshape(-1).to(acc)
+    if opts.kl_coef != 0 and ref_logprobs is None:
+        raise ValueError("kl_coef != 0 needs ref_logprobs")
+    return _Tokens(actions, flat["old_logprobs"], flat["advantages"], flat["ref_logprobs"], mask)
+
+
+# --------------------------------------------------------------------------- native op registration
+
+if _native._C is not None:
+
+    def _token_outputs(logits):
+        return logits.new_empty(logits.shape[:1], dtype=_acc_dtype(logits))
+
+    @torch.library.register_fake("fastrl::token_logprobs")
+    def _token_logprobs_fake(logits, actions, mask, temperature):
+        return _token_outputs(logits), _token_outputs(logits), _token_outputs(logits)
+
+    @torch.library.register_fake("fastrl::token_logprobs_backward")
+    def _token_logprobs_backward_fake(grad_logp, grad_entropy, logits, actions, mask, lse,
+                                      entropy, temperature):  # fmt: skip
+        return logits.new_empty(logits.shape)
+
+    @torch.library.register_fake("fastrl::ppo_loss")
+    def _ppo_loss_fake(logits, actions, old_logprobs, advantages, ref_logprobs, mask, clip_low,
+                       clip_high, dual_clip, kl_coef, kl_estimator, entropy_coef, temperature):  # fmt: skip
+        return tuple(_token_outputs(logits) for _ in range(8))
+
+    # Gradients flow to the logits only: d/dz of a function of (logp, entropy) per token is the
+    # one-pass token_logprobs_backward kernel given df/dlogp and df/dH.
+
+    def _token_logprobs_setup(ctx, inputs, output):
+        logits, actions, mask, temperature = inputs
+        _logp, entropy, lse = output
+        ctx.save_for_backward(logits, actions, mask, lse, entropy)
+        ctx.temperature = temperature
+
+    def _token_logprobs_backward(ctx, grad_logp, grad_entropy, _grad_lse):
+        logits, actions, mask, lse, entropy = ctx.saved_tensors
+        grad = torch.ops.fastrl.token_logprobs_backward(
+            _zeros_if_none(grad_logp, lse), _zeros_if_none(grad_entropy, lse), logits, actions,
+            mask, lse, entropy, ctx.temperature,
+        )  # fmt: skip
+        return grad, None, None, None
+
+    def _ppo_loss_setup(ctx, inputs, output):
+        logits, actions, *_, mask = inputs[:6]
+        entropy_coef, temperature = inputs[-2:]
+        _loss, _logp, entropy, lse, dloss_dlogp, *_ = output
+        ctx.save_for_backward(logits, actions, mask, lse, entropy, dloss_dlogp)
+        ctx.entropy_coef, ctx.temperature = entropy_coef, temperature
+
+    def _ppo_loss_backward(ctx, grad_loss, grad_logp, grad_entropy, *_):
+        logits, actions, mask, lse, entropy, dloss_dlogp = ctx.saved_tensors
+        grad_loss = _zeros_if_none(grad_loss, lse)
+        # loss = pg + kl_coef KL - entropy_coef H: chain rule into (logp, H), plus any direct use
+        # of the logp and entropy outputs.
+        g_logp = grad_loss * dloss_dlogp + _zeros_if_none(grad_logp, lse)
+        g_entropy = _zeros_if_none(grad_entropy, lse) - ctx.entropy_coef * grad_loss
+        grad = torch.ops.fastrl.token_logprobs_backward(
+            g_logp, g_entropy, logits, actions, mask, lse, entropy, ctx.temperature
+        )
+        return (grad,) + (None,) * 12
+
+    def _zeros_if_none(grad, like):
+        return torch.zeros_like(like) if grad is None else grad
+
+    torch.library.register_autograd(
+        "fastrl::token_logprobs", _token_logprobs_backward, setup_context=_token_logprobs_setup
+    )
+    torch.library.register_autograd(
+        "fastrl::ppo_loss", _ppo_loss_backward, setup_context=_ppo_loss_setup
+    )
