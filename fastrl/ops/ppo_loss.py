@@ -409,8 +409,9 @@ class _ChunkedLinear(torch.autograd.Function):
             with torch.enable_grad():
                 logits = F.linear(x[rows], weight, bias).requires_grad_()
                 outs = ctx.row_fn(logits, *_rows_of(token_args, rows))
-                pairs = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
-                (grad_logits,) = torch.autograd.grad(*zip(*pairs), inputs=logits)
+                used = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
+                outs, out_grads = zip(*used)
+                (grad_logits,) = torch.autograd.grad(outs, logits, out_grads)
             grad_x[rows] = grad_logits @ weight
             grad_w.addmm_(grad_logits.t(), x[rows])
             if grad_b is not None:
