@@ -17,13 +17,23 @@ model -> metrics CSV and a plot of reward-model score, hidden score and KL over 
 
 from __future__ import annotations
 
+import csv
+import json
 import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from fastrl.nn.gpt import GPT, Generation, GPTConfig, generate
 from fastrl.rlhf.data import Preference, encode_prompts, pad
+from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
+from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
+from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
+from fastrl.rlhf.rollout import frozen_copy, response_logprobs, sequence_kl
 from fastrl.rlhf.tokenizer import CharTokenizer
 
 ALPHABET = "abcdefghijkl"
@@ -111,5 +121,153 @@ def label_pairs(model: GPT, prompt_texts: list[str], max_new_tokens: int, seed: 
     return pairs
 
 
-def demo_gpt_config() -> GPTConfig:
-    return GPTConfig(vocab_size=TOKENIZER.vocab_size, block_size=24, n_layer=2, n_head=4, n_embd=64)
+BEST_SCORE = 1.0  # every response character on topic
+
+
+@dataclass
+class DemoConfig:
+    algo: str = "ppo"
+    """RL algorithm after the reward model: "ppo" or "grpo"."""
+    out: str = "runs/rlhf-demo"
+    """Directory for metrics.csv, training.png, summary.json and the models."""
+    seed: int = 0
+    """Seed of the corpus, the prompts and the models."""
+    device: str = "cpu"
+    """Where everything runs: "cpu" or "cuda"."""
+    model: GPTConfig = field(default_factory=lambda: GPTConfig(
+        vocab_size=TOKENIZER.vocab_size, block_size=24, n_layer=2, n_head=4, n_embd=64))  # fmt: skip
+    """Size of the policy, reference, critic and reward model."""
+    sft_examples: int = 20000
+    """Size of the supervised corpus."""
+    sft_steps: int = 600
+    """SFT gradient steps."""
+    sft_batch_size: int = 64
+    """SFT sequences per step."""
+    sft_lr: float = 1e-3
+    """SFT AdamW learning rate."""
+    preference_prompts: int = 12000
+    """Prompts sampled twice and labeled by the hidden rule (near-ties dropped)."""
+    reward: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(epochs=8, lr=1e-3))
+    """Reward-model training."""
+    rl_prompts: int = 4000
+    """Prompt pool for PPO/GRPO."""
+    iterations: int = 120
+    """PPO/GRPO steps."""
+    max_new_tokens: int = 14
+    """Longest response (SFT responses have at most 10 letters + EOS)."""
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=64, lr=5e-4, target_kl=4.0))
+    """PPO settings (max_new_tokens and seed are taken from this config)."""
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8))
+    """GRPO settings (max_new_tokens and seed are taken from this config)."""
+    eval_prompts: int = 512
+    """Held-out prompts for the before/after hidden score and KL."""
+    log_every: int = 5
+    """Read metrics back to the host every this many RL steps."""
+
+
+@torch.no_grad()
+def evaluate(policy: GPT, reference: GPT, prompt_texts, max_new_tokens: int, seed: int):
+    """Mean hidden score and mean KL(policy || reference) per response on the given prompts."""
+    device = policy.lm_head.weight.device
+    ids, mask = encode_prompts(prompt_texts, TOKENIZER, device)
+    gen = generate(policy, ids, mask, max_new_tokens=max_new_tokens, stop_token=TOKENIZER.eos_id,
+                   generator=torch.Generator(device).manual_seed(seed))  # fmt: skip
+    kl = sequence_kl(response_logprobs(policy, gen, 1.0), response_logprobs(reference, gen, 1.0),
+                     gen.response_mask)  # fmt: skip
+    return hidden_scores(gen).mean().item(), kl.mean().item()
+
+
+def _plot(rows: list[dict], sft_score: float, path: Path, algo: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(steps, [r["score"] for r in rows])
+    axes[0].set_title("reward-model score (normalized)")
+    axes[1].plot(steps, [r["hidden_score"] for r in rows], label=algo.upper())
+    axes[1].axhline(sft_score, color="gray", ls="--", label="SFT")
+    axes[1].axhline(BEST_SCORE, color="green", ls=":", label="best achievable")
+    axes[1].set_title("hidden-rule score (the raters)")
+    axes[1].legend()
+    axes[2].plot(steps, [r["kl"] for r in rows])
+    axes[2].set_title("KL to reference (nats / response)")
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """SFT -> preference pairs -> reward model -> PPO or GRPO; writes ``cfg.out`` and returns
+    the summary (also in summary.json)."""
+    if cfg.algo not in ("ppo", "grpo"):
+        raise ValueError(f"algo must be 'ppo' or 'grpo', got {cfg.algo!r}")
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    eval_texts = prompts(cfg.eval_prompts, cfg.seed + 1000)
+
+    policy = GPT(cfg.model).to(device)
+    with tqdm(total=cfg.sft_steps, desc="sft", leave=False) as bar:
+        train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_lr, cfg.seed, bar.update)
+    sft = frozen_copy(policy)
+    sft_score, _ = evaluate(policy, sft, eval_texts, cfg.max_new_tokens, cfg.seed)
+
+    pairs = label_pairs(policy, prompts(cfg.preference_prompts, cfg.seed + 1), cfg.max_new_tokens, cfg.seed)
+    reward_model = RewardModel.from_lm(policy)
+    steps_per_epoch = -(-round(len(pairs) * (1 - cfg.reward.eval_fraction)) // cfg.reward.batch_size)
+    with tqdm(total=cfg.reward.epochs * steps_per_epoch, desc="reward model", leave=False) as bar:
+        rm_metrics = train_reward_model(reward_model, pairs, TOKENIZER, cfg.reward, bar.update)
+    reward_model.requires_grad_(False)
+    reward_model.save(out / "reward_model.pt")
+
+    if cfg.algo == "ppo":
+        trainer = PPOTrainer(policy, reward_model, TOKENIZER,
+                             PPOConfig(**{**asdict(cfg.ppo), "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}))  # fmt: skip
+    else:
+        trainer = GRPOTrainer(policy, reward_model, TOKENIZER,
+                              GRPOConfig(**{**asdict(cfg.grpo), "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}))  # fmt: skip
+    rows, pending = [], []
+    bar = tqdm(total=cfg.iterations, desc=cfg.algo)
+
+    def on_step(it, metrics, gen):
+        pending.append((it, {**metrics, "hidden_score": hidden_scores(gen).mean()}))
+        if len(pending) == cfg.log_every or it == cfg.iterations - 1:
+            # one host read for the last few steps
+            values = torch.stack([torch.stack(list(m.values())) for _, m in pending]).tolist()
+            for (step, m), vals in zip(pending, values):
+                rows.append({"step": step, **dict(zip(m, vals))})
+            pending.clear()
+            last = rows[-1]
+            bar.set_postfix(rm=f"{last['score']:.2f}", hidden=f"{last['hidden_score']:.2f}", kl=f"{last['kl']:.2f}")
+        bar.update(1)
+
+    trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), cfg.iterations, on_step)
+    bar.close()
+    final_score, final_kl = evaluate(policy, sft, eval_texts, cfg.max_new_tokens, cfg.seed + 1)
+
+    with open(out / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    _plot(rows, sft_score, out / "training.png", cfg.algo)
+    torch.save(policy.state_dict(), out / "policy.pt")
+    summary = {
+        "algo": cfg.algo,
+        "preference_pairs": len(pairs),
+        "reward_model_eval_accuracy": rm_metrics["eval_accuracy"],
+        "sft_hidden_score": sft_score,
+        "final_hidden_score": final_score,
+        "best_hidden_score": BEST_SCORE,
+        "gap_closed": (final_score - sft_score) / (BEST_SCORE - sft_score),
+        "final_kl": final_kl,
+        "seconds": time.perf_counter() - start,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

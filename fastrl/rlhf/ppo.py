@@ -35,7 +35,7 @@ from fastrl.rlhf.rollout import (
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
-__all__ = ["PPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards"]
+__all__ = ["PPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards", "token_gae"]
 
 
 @dataclass
@@ -82,6 +82,15 @@ def per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef) -> torch.Te
     rewards = torch.where(mask, -kl_coef * (logprobs - ref_logprobs), 0)
     last = last_token_index(mask)[:, None]
     return rewards.scatter_add(1, last, scores[:, None].to(rewards.dtype))
+
+
+def token_gae(rewards, values, mask, gamma: float, lam: float):
+    """GAE over the response tokens of each row (``[B, N]``, mask a prefix of each row): the
+    episode ends at the last response token (no bootstrap after it), padding passes through.
+    Returns ``(advantages, returns)``."""
+    last = torch.zeros_like(mask).scatter_(1, last_token_index(mask)[:, None], True)
+    next_values = torch.nn.functional.pad(values[:, 1:], (0, 1))
+    return gae(rewards, values, next_values, last, last, gamma, lam, mask=mask, time_dim=1)
 
 
 class AdaptiveKLController:
@@ -134,10 +143,7 @@ class PPOTrainer:
 
         # advantages
         rewards = per_token_rewards(scores, logp, ref_logp, mask, self.kl.value)
-        last = torch.zeros_like(mask).scatter_(1, last_token_index(mask)[:, None], True)
-        next_values = torch.nn.functional.pad(values[:, 1:], (0, 1))
-        advantages, returns = gae(rewards, values, next_values, last, last, cfg.gamma, cfg.lam,
-                                  mask=mask, time_dim=1)  # fmt: skip
+        advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         advantages = masked_whiten(advantages, mask)
 
         # update
