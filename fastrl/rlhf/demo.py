@@ -61,7 +61,7 @@ def hidden_score(prompt: str, response: str) -> float:
 def hidden_scores(gen: Generation) -> torch.Tensor:
     """The same rule on a batch of generations, on their device: ``[B]``."""
     prompt, response = gen.ids[:, : gen.prompt_len], gen.response
-    chars = gen.response_mask & (response != TOKENIZER.eos_id)  # [B, N]
+    chars = gen.response_mask & (response != TOKENIZER.eos_id) & (response != TOKENIZER.pad_id)  # [B, N]
     topic = torch.zeros(gen.ids.shape[0], TOKENIZER.vocab_size, dtype=torch.bool, device=gen.ids.device)
     topic.scatter_(1, prompt, gen.mask[:, : gen.prompt_len])  # [B, V]: token occurs in the prompt
     topic[:, TOKENIZER.encode(SEP)[0]] = False
