@@ -3,7 +3,9 @@ learning test (slow): reward model >= 90% held-out accuracy, PPO and GRPO close 
 the gap between the SFT model's hidden score and the best achievable, with bounded KL."""
 
 import argparse
+import copy
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -44,3 +46,36 @@ def test_cli_parser():
     assert callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["rlhf", "demo", "--algo", "dqn"])
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_demo_pipeline_writes_metrics_plot_and_models(tmp_path, algo):
+    cfg = demo.DemoConfig(
+        algo=algo, out=str(tmp_path), sft_examples=200, sft_steps=3, preference_prompts=300,
+        reward=demo.RewardModelConfig(epochs=1), rl_prompts=50, iterations=3, eval_prompts=16,
+        log_every=2, cpu_threads=None,
+    )  # fmt: skip
+    summary = demo.run_demo(cfg)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,score,kl,") and "hidden_score" in rows[0]
+    assert len(rows) == 1 + cfg.iterations
+    for name in ("training.png", "policy.pt", "reward_model.pt", "summary.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert 0 <= summary["final_hidden_score"] <= 1 and summary["final_kl"] >= 0
+
+
+# Targets of the demo at its default settings (measured figures in docs/RLHF.md).
+MIN_RM_ACCURACY = 0.90
+MIN_GAP_CLOSED = 0.5
+MAX_KL = 15.0  # nats per response, mean over the evaluation prompts
+
+
+@pytest.mark.slow
+def test_demo_learns(tmp_path):
+    cfg = demo.DemoConfig(out=str(tmp_path))
+    prep = demo.prepare(cfg)
+    assert prep.reward_metrics["eval_accuracy"] >= MIN_RM_ACCURACY
+    for algo in ("ppo", "grpo"):
+        summary = demo.run_rl(replace(cfg, algo=algo, out=str(tmp_path / algo)), copy.deepcopy(prep))
+        assert summary["gap_closed"] >= MIN_GAP_CLOSED, summary
+        assert summary["final_kl"] <= MAX_KL, summary
