@@ -206,7 +206,7 @@ def ppo_loss_from_hidden(
     advantages: torch.Tensor,
     *,
     bias: torch.Tensor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
     **options,
@@ -214,9 +214,12 @@ def ppo_loss_from_hidden(
     """:func:`ppo_loss` on ``logits = hidden @ weight.T + bias`` without building them: rows
     are processed ``chunk_size`` at a time (``[chunk_size, V]`` logits, recomputed in the
     backward), and gradients flow to ``hidden [..., H]``, ``weight [V, H]`` and ``bias [V]``.
-    The weight gradient is accumulated in the weight's dtype, one chunk after another."""
+    The default chunk_size makes a chunk of logits about as big as ``hidden`` (at least 32
+    rows), so the extra memory is about 2 H / V of the full logits. The weight gradient is
+    accumulated in the weight's dtype, one chunk after another."""
     opts = PpoOptions(**options)
     vocab = _check_linear(hidden, weight, bias, chunk_size)
+    chunk_size = _default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
     tokens = _check_tokens(hidden.shape[:-1], vocab, hidden, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts)  # fmt: skip
     row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
@@ -233,14 +236,15 @@ def token_logprobs(
     bias: torch.Tensor | None = None,
     temperature: float = 1.0,
     mask: torch.Tensor | None = None,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token ``(logp, entropy)`` of ``softmax(logits / temperature)`` at ``actions``, in
     float32 (float64 for float64 logits), without a full log-softmax — for old and reference
     log-probs, or any loss of them (differentiable).
 
     ``x`` is the logits ``[..., V]``, or, when ``weight [V, H]`` is given, hidden states
-    ``[..., H]`` whose logits ``x @ weight.T + bias`` are built ``chunk_size`` rows at a time.
+    ``[..., H]`` whose logits ``x @ weight.T + bias`` are built ``chunk_size`` rows at a time
+    (default: as in :func:`ppo_loss_from_hidden`).
     Masked tokens (``mask`` False) get 0 and cost nothing.
     """
     temperature = _checks.number("temperature", temperature, low=0.0, low_inclusive=False)
@@ -248,6 +252,7 @@ def token_logprobs(
         vocab = _check_logits("logits", x)
     else:
         vocab = _check_linear(x, weight, bias, chunk_size)
+        chunk_size = _default_chunk_size(x, vocab) if chunk_size is None else chunk_size
     actions, mask = _check_actions(x.shape[:-1], vocab, x, actions, mask)
     row_fn = lambda logits, acts, m: _token_logprobs_rows(logits, acts, m, temperature)
     if weight is None:
@@ -279,7 +284,7 @@ def gaussian_ppo_loss(mean, log_std, actions, old_logprobs, advantages, *, mask=
         raise ValueError("temperature does not apply to gaussian_ppo_loss")
     dist = torch.distributions.Normal(mean, log_std.exp())
     logp = dist.log_prob(actions).sum(-1)
-    entropy = dist.entropy().expand_as(mean).sum(-1)
+    entropy = dist.entropy().sum(-1)
     terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, None, opts)
     if mask is not None:
         terms = TokenTerms(*(torch.where(mask.bool(), t, 0) for t in terms))
@@ -419,6 +424,13 @@ class _ChunkedLinear(torch.autograd.Function):
         return None, None, grad_x, grad_w, grad_b, *(None for _ in token_args)
 
 
+def _default_chunk_size(hidden: torch.Tensor, vocab: int) -> int:
+    """Rows whose logits hold about as many elements as ``hidden [N, H]`` (as liger-kernel's
+    fused linear losses do), at least 32 so the matmuls stay efficient."""
+    rows = hidden.numel() // hidden.shape[-1]
+    return max(32, math.ceil(rows * hidden.shape[-1] / vocab))
+
+
 def _chunks(n: int, size: int):
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
@@ -452,7 +464,9 @@ def _check_linear(hidden, weight, bias, chunk_size) -> int:
         if bias.shape != weight.shape[:1] or bias.dtype != weight.dtype:
             raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, got {tuple(bias.shape)} {bias.dtype}")
         _checks.same_device("bias", bias, "hidden", hidden)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     return weight.shape[0]
 
