@@ -2,8 +2,9 @@
 human raters, so the whole pipeline runs in minutes on a CPU with nothing downloaded.
 
 The language. A prompt is a "topic": 3 to 5 distinct letters of ``a..l`` then ``=``
-(``"dak="``). A response is 4 to 10 letters then EOS; in the supervised corpus each letter comes
-from the topic with probability ``ON_TOPIC`` and is uniform over the alphabet otherwise.
+(``"dak="``). A response is 4 to 10 letters then EOS. The supervised corpus mixes careful and
+careless writers: each response draws its own focus ``f ~ U(0, 1)``, and each of its letters
+comes from the topic with probability ``f`` and is uniform over the alphabet otherwise.
 
 The raters. They prefer responses that stay on topic: the hidden score of a response is the
 fraction of its letters that occur in the prompt (0 for an empty response), so the best
@@ -38,7 +39,6 @@ from fastrl.rlhf.tokenizer import CharTokenizer
 
 ALPHABET = "abcdefghijkl"
 SEP = "="
-ON_TOPIC = 0.25
 MIN_GAP = 0.15
 TOKENIZER = CharTokenizer(ALPHABET + SEP)
 
@@ -48,8 +48,8 @@ def sample_prompt(rng: random.Random) -> str:
 
 
 def sft_response(prompt: str, rng: random.Random) -> str:
-    topic = prompt[:-1]
-    return "".join(rng.choice(topic) if rng.random() < ON_TOPIC else rng.choice(ALPHABET)
+    topic, focus = prompt[:-1], rng.random()
+    return "".join(rng.choice(topic) if rng.random() < focus else rng.choice(ALPHABET)
                    for _ in range(rng.randint(4, 10)))  # fmt: skip
 
 
@@ -154,13 +154,13 @@ class DemoConfig:
     """Reward-model training."""
     rl_prompts: int = 4000
     """Prompt pool for PPO/GRPO."""
-    iterations: int = 120
+    iterations: int = 200
     """PPO/GRPO steps."""
     max_new_tokens: int = 14
     """Longest response (SFT responses have at most 10 letters + EOS)."""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=64, lr=5e-4, target_kl=4.0))
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=64, lr=1e-3, target_kl=4.0, kl_horizon=2000))
     """PPO settings (max_new_tokens and seed are taken from this config)."""
-    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8))
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, lr=5e-4, kl_coef=0.3))
     """GRPO settings (max_new_tokens and seed are taken from this config)."""
     eval_prompts: int = 512
     """Held-out prompts for the before/after hidden score and KL."""
