@@ -118,6 +118,8 @@ class PPOTrainer:
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
+        if critic is None and not isinstance(policy, GPT):
+            raise ValueError("pass a critic: only a fastrl GPT policy can lend its trunk to one")
         self.critic = critic if critic is not None else ScalarGPT.from_lm(policy)
         self.device = policy.lm_head.weight.device
         self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
