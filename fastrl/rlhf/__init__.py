@@ -5,7 +5,7 @@ from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts, load_pref
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
 from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
-from fastrl.rlhf.tokenizer import CharTokenizer, Tokenizer
+from fastrl.rlhf.tokenizer import CharTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
     "Preference",
@@ -14,6 +14,7 @@ __all__ = [
     "encode_pairs",
     "Tokenizer",
     "CharTokenizer",
+    "HFTokenizer",
     "RewardModel",
     "RewardModelConfig",
     "train_reward_model",

@@ -1,5 +1,5 @@
-"""Tokenizers for RLHF: the protocol the trainers use and the demo's character-level tokenizer.
-Any object with these attributes works (e.g. a thin wrapper over a ``transformers`` tokenizer)."""
+"""Tokenizers for RLHF: the protocol the trainers use, the demo's character-level tokenizer, and
+an adapter for a ``transformers`` tokenizer from a local directory (optional extra ``rlhf``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Tokenizer", "CharTokenizer", "check_vocab"]
+__all__ = ["Tokenizer", "CharTokenizer", "HFTokenizer", "check_vocab"]
 
 
 @runtime_checkable
@@ -45,6 +45,30 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         return "".join(self.alphabet[i - 2] for i in ids if i >= 2)
+
+
+class HFTokenizer:
+    """A ``transformers`` tokenizer (an instance, or a local directory for ``AutoTokenizer``)
+    behind the protocol. Without a pad token, EOS pads (the masks tell them apart)."""
+
+    def __init__(self, path_or_tokenizer):
+        if isinstance(path_or_tokenizer, str):
+            from transformers import AutoTokenizer
+
+            path_or_tokenizer = AutoTokenizer.from_pretrained(path_or_tokenizer, local_files_only=True)
+        self.hf = path_or_tokenizer
+        if self.hf.eos_token_id is None:
+            raise ValueError("the transformers tokenizer has no EOS token")
+        self.eos_id = self.hf.eos_token_id
+        self.pad_id = self.eos_id if self.hf.pad_token_id is None else self.hf.pad_token_id
+        self.vocab_size = len(self.hf)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        return self.hf.decode(ids, skip_special_tokens=True)
 
 
 def check_vocab(tokenizer: Tokenizer, vocab_size: int, model_name: str = "model") -> None:

@@ -54,3 +54,27 @@ def test_mismatched_tokenizer_and_transformers_vocab():
     with pytest.raises(ValueError, match="tokenizer has 7 ids but the policy embeds only 5"):
         PPOTrainer(_tiny_gpt2(vocab=5), RewardModel(GPTConfig(vocab_size=7)), TOK, PPOConfig(),
                    critic=ScalarGPT(GPTConfig(vocab_size=7)))  # fmt: skip
+
+
+def _word_tokenizer(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, "hello": 3, "world": 4, "again": 5}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
+                                               eos_token="<eos>", unk_token="<unk>")  # fmt: skip
+    tok.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_transformers_tokenizer_from_a_local_directory(tmp_path):
+    from fastrl.rlhf.tokenizer import HFTokenizer, Tokenizer
+
+    tok = HFTokenizer(str(_word_tokenizer(tmp_path)))
+    assert isinstance(tok, Tokenizer)
+    assert (tok.vocab_size, tok.pad_id, tok.eos_id) == (6, 0, 1)
+    assert tok.encode("hello world") == [3, 4]
+    assert tok.decode(torch.tensor([3, 5, 1, 0])) == "hello again"
+    ids, mask = encode_prompts(["hello", "world again"], tok)
+    assert ids.tolist() == [[0, 3], [4, 5]] and mask.tolist() == [[False, True], [True, True]]
