@@ -108,19 +108,21 @@ class AdaptiveKLController:
 
 
 class PPOTrainer:
-    """PPO-RLHF on ``policy`` (a :class:`GPT`), trained in place. The reference is a frozen copy
-    of the policy at construction; the critic starts from the policy's trunk unless given."""
+    """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
+    given), trained in place. The reference is a frozen copy of the policy at construction; the
+    critic starts from the policy's trunk unless given."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
                  cfg: PPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
-        self.cfg, self.tokenizer = cfg, tokenizer
-        self.policy, self.reward_model = policy, reward_model
-        self.reference = frozen_copy(policy)
         if critic is None and not isinstance(policy, GPT):
             raise ValueError("pass a critic: only a fastrl GPT policy can lend its trunk to one")
-        self.critic = critic if critic is not None else ScalarGPT.from_lm(policy)
+        critic = critic if critic is not None else ScalarGPT.from_lm(policy)
+        check_vocab(tokenizer, critic.cfg.vocab_size, "critic")
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.policy, self.reward_model, self.critic = policy, reward_model, critic
+        self.reference = frozen_copy(policy)
         self.device = policy.lm_head.weight.device
         self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
