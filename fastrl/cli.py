@@ -3,6 +3,7 @@
     fastrl train ppo --env CartPole-v1 --out runs/ppo    train (every config field is a flag)
     fastrl train ppo --resume runs/ppo --total-steps N   continue a run exactly where it stopped
     fastrl eval runs/ppo/checkpoint.pt --episodes 100    mean and std of the greedy policy's return
+    fastrl rlhf demo --algo ppo                          offline RLHF: SFT, reward model, PPO/GRPO
     fastrl info                                          versions, extension, backend per op
     fastrl demo                                          GAE: native kernel vs PyTorch reference
 """
@@ -181,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: apart from training's)")
     p.add_argument("--device", default=None, help="override the device the checkpoint was trained on")
     p.set_defaults(func=_eval)
+
+    from fastrl.rlhf.cli import add_rlhf_parser
+
+    add_rlhf_parser(sub)
 
     p = sub.add_parser("info", help="versions, whether the extension loaded, backend per op")
     p.set_defaults(func=_info)

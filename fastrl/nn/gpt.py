@@ -1,0 +1,271 @@
+"""A small decoder-only GPT for RLHF: language model, value head, reward head, KV-cache sampling.
+
+Padding. Every call takes ``ids [B, S]`` and a bool ``mask [B, S]`` (True = real token), with
+padding on the left, the right or both. Positions count real tokens only (``cumsum(mask) - 1``),
+so a sequence gets the same hidden states whatever its padding. A query attends to real keys at
+or before its column, and always to itself (so an all-padding prefix gives no NaN rows; the
+outputs at padding columns are never read).
+
+Generation left-aligns the prompts (real tokens at the right end of the prompt block), so every
+row continues at the same column and one KV cache serves the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "GPTConfig",
+    "GPT",
+    "ScalarGPT",
+    "Generation",
+    "generate",
+    "left_align",
+    "last_token_index",
+]
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    """Number of token ids the model embeds and predicts."""
+    block_size: int = 64
+    """Context length: the most real (non-padding) tokens a sequence may hold."""
+    n_layer: int = 2
+    """Number of transformer blocks."""
+    n_head: int = 4
+    """Attention heads per block (must divide n_embd)."""
+    n_embd: int = 64
+    """Width of the residual stream."""
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids ``[B, S]`` counting real tokens only; padding columns get 0."""
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Column of the last real token of each row ``[B]`` (any padding side)."""
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    return torch.where(mask, cols, -1).amax(1)
+
+
+def left_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moves each row's padding to the left, keeping the order of its real tokens."""
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # padding (0) first
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+class _Block(nn.Module):
+    """Pre-LN block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        )
+
+    def forward(self, x, allowed, past):
+        # x [B, T, C]; allowed [B, 1, T, S] bool; past: (k, v) [B, H, S-T, D] or None
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.mlp(self.ln2(x)), (k, v)
+
+
+class _Trunk(nn.Module):
+    """Embeddings, blocks and the final LayerNorm: ids -> hidden states."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.pos = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, ids, mask, past=None):
+        """ids [B, T] are the last T columns of ``mask [B, S]``; past holds the first S-T.
+        Returns hidden [B, T, C] and the cache for all S columns."""
+        B, T = ids.shape
+        S = mask.shape[1]
+        n_real = mask.sum(1)
+        if bool((n_real > self.cfg.block_size).any()):
+            raise ValueError(
+                f"sequence {int(n_real.argmax())} has {int(n_real.max())} tokens, more than the "
+                f"model's context of {self.cfg.block_size}"
+            )
+        pos = positions_from_mask(mask)[:, S - T :]
+        cols = torch.arange(S, device=ids.device)
+        causal = cols[None, :] <= cols[S - T :, None]  # [T, S]
+        itself = cols[None, :] == cols[S - T :, None]
+        allowed = ((causal & mask[:, None, :]) | itself)[:, None]  # [B, 1, T, S]
+        x = self.tok(ids) + self.pos(pos)
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, allowed, None if past is None else past[i])
+            cache.append(kv)
+        return self.ln_f(x), cache
+
+
+def _init_weights(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class GPT(nn.Module):
+    """Causal language model. ``forward(ids, mask) -> logits [B, S, V]``; the LM head shares the
+    token embedding's weight (``lm_head.weight``), so ``hidden`` + that weight give the logits."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = _Trunk(cfg)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        _init_weights(self)
+        self.lm_head.weight = self.trunk.tok.weight
+
+    def hidden(self, ids, mask=None):
+        """Final hidden states [B, S, C]."""
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+        return self.trunk(ids, mask)[0]
+
+    def forward(self, ids, mask=None):
+        return self.lm_head(self.hidden(ids, mask))
+
+
+class ScalarGPT(nn.Module):
+    """GPT trunk with a scalar head: a critic (``forward`` gives a value per token ``[B, S]``) or
+    a reward model (``score`` reads the head at each row's last real token ``[B]``)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = _Trunk(cfg)
+        self.head = nn.Linear(cfg.n_embd, 1)
+        _init_weights(self)
+
+    @classmethod
+    def from_lm(cls, lm: GPT) -> ScalarGPT:
+        """Starts from a language model's trunk (the usual init for reward models and critics)."""
+        model = cls(lm.cfg).to(lm.trunk.tok.weight.device)
+        model.trunk.load_state_dict(lm.trunk.state_dict())
+        return model
+
+    def forward(self, ids, mask=None):
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+        return self.head(self.trunk(ids, mask)[0]).squeeze(-1)
+
+    def score(self, ids, mask):
+        values = self(ids, mask)
+        return values.gather(1, last_token_index(mask)[:, None]).squeeze(1)
+
+
+@dataclass
+class Generation:
+    """Prompts and sampled responses, left-aligned prompts then responses."""
+
+    ids: torch.Tensor
+    """[B, P + N] token ids; padding and tokens after the stop token hold the pad id."""
+    mask: torch.Tensor
+    """[B, P + N] bool, True for real tokens (prompt and response, stop token included)."""
+    prompt_len: int
+    """P: width of the (left-padded) prompt block; responses start at this column."""
+
+    @property
+    def response(self) -> torch.Tensor:
+        """[B, N] response token ids."""
+        return self.ids[:, self.prompt_len :]
+
+    @property
+    def response_mask(self) -> torch.Tensor:
+        """[B, N] True for response tokens up to and including the stop token."""
+        return self.mask[:, self.prompt_len :]
+
+
+def _sample(logits, temperature, top_k, top_p, generator):
+    """One token per row from logits [B, V]; temperature 0 is greedy."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already hold top_p of the mass
+        drop = probs.cumsum(-1) - probs > top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop_token: int | None = None,
+    pad_token: int = 0,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> Generation:
+    """Samples up to ``max_new_tokens`` per prompt. Prompts ``[B, P]`` may be padded on either
+    side (``prompt_mask`` True for real tokens). A row stops after emitting ``stop_token``; the
+    whole batch stops when every row has. ``use_cache=False`` recomputes the full sequence at
+    every step (the reference the KV cache is tested against)."""
+    if prompt_mask is None:
+        prompt_mask = torch.ones_like(prompt_ids, dtype=torch.bool)
+    n_prompt = prompt_mask.sum(1)
+    if bool((n_prompt == 0).any()):
+        raise ValueError(f"prompt {int((n_prompt == 0).int().argmax())} is empty")
+    longest = int(n_prompt.max())
+    if longest + max_new_tokens > model.cfg.block_size:
+        raise ValueError(
+            f"prompt {int(n_prompt.argmax())} has {longest} tokens; with max_new_tokens="
+            f"{max_new_tokens} the response would run past the model's context of "
+            f"{model.cfg.block_size}"
+        )
+    ids, mask = left_align(prompt_ids, prompt_mask)
+    ids = ids.masked_fill(~mask, pad_token)
+    prompt_len = ids.shape[1]
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    cache, new = None, ids
+    for step in range(max_new_tokens):
+        if use_cache:
+            hidden, cache = model.trunk(new, mask, cache)
+        else:
+            hidden, _ = model.trunk(ids, mask)
+        token = _sample(model.lm_head(hidden[:, -1]), temperature, top_k, top_p, generator)
+        token = token.masked_fill(done, pad_token)
+        ids = torch.cat([ids, token[:, None]], 1)
+        mask = torch.cat([mask, ~done[:, None]], 1)
+        new = token[:, None]
+        if stop_token is not None:
+            done = done | (token == stop_token)
+            # a host sync, so only every few tokens
+            if step % 4 == 3 and bool(done.all()):
+                break
+    return Generation(ids, mask, prompt_len)

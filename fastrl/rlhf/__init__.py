@@ -1,0 +1,25 @@
+"""RLHF on language models: reward model from preferences, PPO with a KL penalty to a frozen
+reference, GRPO, and an offline demo task (``fastrl rlhf demo``)."""
+
+from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts, load_preferences
+from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
+from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
+from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
+from fastrl.rlhf.tokenizer import CharTokenizer, HFTokenizer, Tokenizer
+
+__all__ = [
+    "Preference",
+    "load_preferences",
+    "encode_prompts",
+    "encode_pairs",
+    "Tokenizer",
+    "CharTokenizer",
+    "HFTokenizer",
+    "RewardModel",
+    "RewardModelConfig",
+    "train_reward_model",
+    "PPOConfig",
+    "PPOTrainer",
+    "GRPOConfig",
+    "GRPOTrainer",
+]

@@ -1,0 +1,28 @@
+"""``fastrl rlhf ...`` commands; ``add_rlhf_parser`` registers them on the main parser."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fastrl.rlhf.demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(algo=args.algo, out=args.out, seed=args.seed, device=args.device))
+    print(json.dumps(summary, indent=2))
+    print(f"metrics: {args.out}/metrics.csv, plot: {args.out}/training.png")
+    return 0
+
+
+def add_rlhf_parser(subparsers) -> argparse.ArgumentParser:
+    """Adds ``rlhf demo [--algo ppo|grpo] [--out DIR] [--seed S] [--device cpu|cuda]``."""
+    rlhf = subparsers.add_parser("rlhf", help="RLHF: reward model, PPO and GRPO on a small GPT")
+    sub = rlhf.add_subparsers(dest="rlhf_command", required=True)
+    p = sub.add_parser("demo", help="offline demo: SFT, reward model from synthetic preferences, PPO/GRPO")
+    p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo")
+    p.add_argument("--out", default="runs/rlhf-demo", help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.set_defaults(func=_demo)
+    return rlhf

@@ -1,0 +1,149 @@
+"""GRPO: group relative policy optimization (Shao et al. 2024, DeepSeekMath).
+
+Each step:
+  rollout     G responses to each of a batch of prompts; reward-model scores; old and reference
+              log-probs of every response token
+  advantages  no critic: each response's advantage is its score relative to its group,
+              A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling),
+              the same for every token of the response
+  update      fused clipped PPO loss with the k3 KL to the reference inside the loss
+              (``fastrl.ops.ppo_loss_from_hidden``), normalized as ``normalize`` says
+
+Everything stays on the device: ``step`` returns detached scalar tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastrl.nn.gpt import GPT, Generation, generate
+from fastrl.ops import ppo_loss_from_hidden
+from fastrl.rlhf.data import encode_prompts
+from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rollout import frozen_copy, response_hidden, response_logprobs, sequence_kl
+from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+
+__all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages"]
+
+
+@dataclass
+class GRPOConfig:
+    prompts_per_step: int = 16
+    """Prompts per step; each gets ``group_size`` responses."""
+    group_size: int = 8
+    """G: responses sampled per prompt."""
+    max_new_tokens: int = 16
+    """Longest response sampled."""
+    temperature: float = 1.0
+    """Sampling temperature; the loss uses the same one so the ratios are exact."""
+    lr: float = 5e-4
+    """Policy AdamW learning rate."""
+    epochs: int = 1
+    """Passes over each batch of responses."""
+    minibatches: int = 2
+    """Minibatches per epoch."""
+    clip: float = 0.2
+    """Lower ratio clip epsilon."""
+    clip_high: float | None = None
+    """Upper ratio clip epsilon (None: same as ``clip``)."""
+    kl_coef: float = 0.05
+    """beta: weight of the k3 KL to the reference in the loss."""
+    scale_rewards: bool = True
+    """Divide group-centred scores by the group's std (False: only centre them)."""
+    normalize: str = "seq_mean_token_mean"
+    """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
+    (divides by max_new_tokens)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    seed: int = 0
+    """Seed of sampling and minibatch order."""
+
+
+def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True,
+                     eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
+    """``scores [B * G]`` with each group's G responses contiguous -> advantages ``[B * G]``:
+    ``s - mean_group``, divided by ``std_group + eps`` (sample std, N - 1) when ``scale``."""
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    groups = scores.view(-1, group_size)
+    centred = groups - groups.mean(1, keepdim=True)
+    if scale:
+        centred = centred / (groups.std(1, keepdim=True) + eps)
+    return centred.reshape(-1)
+
+
+class GRPOTrainer:
+    """GRPO on ``policy`` (a :class:`GPT`), trained in place against ``reward_model``; the
+    reference is a frozen copy of the policy at construction."""
+
+    def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
+        check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
+        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        if cfg.group_size < 2:
+            raise ValueError(f"group_size must be at least 2, got {cfg.group_size}")
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.policy, self.reward_model = policy, reward_model
+        self.reference = frozen_copy(policy)
+        self.device = policy.lm_head.weight.device
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
+
+    def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
+        """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
+        prompt's group contiguous). Returns detached scalar metrics and the generation."""
+        cfg = self.cfg
+        # rollout
+        gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
+                       prompt_mask.repeat_interleave(cfg.group_size, 0),
+                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                       stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
+                       generator=self.generator)  # fmt: skip
+        mask = gen.response_mask  # [B*G, N]
+        with torch.no_grad():
+            logp = response_logprobs(self.policy, gen, cfg.temperature)
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
+            scores = self.reward_model.normalized(gen.ids, gen.mask)
+
+        # advantages: one per response, on every token
+        advantages = group_advantages(scores, cfg.group_size, cfg.scale_rewards)[:, None].expand_as(logp)
+
+        # update
+        weight = self.policy.lm_head.weight
+        for _ in range(cfg.epochs):
+            order = torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
+            for rows in order.chunk(cfg.minibatches):
+                loss, stats = ppo_loss_from_hidden(
+                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
+                    logp[rows], advantages[rows], mask=mask[rows], ref_logprobs=ref_logp[rows],
+                    clip_low=cfg.clip, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
+                    kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
+                    max_len=cfg.max_new_tokens)  # fmt: skip
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.opt.step()
+
+        metrics = {
+            "score": scores.mean(),
+            "kl": sequence_kl(logp, ref_logp, mask).mean(),
+            "kl_ref_k3": stats["kl_ref"],
+            "loss": loss.detach(),
+            "clip_fraction": stats["clip_fraction"],
+            "approx_kl": stats["approx_kl"],
+            "entropy": stats["entropy"],
+            "response_length": mask.sum(1).float().mean(),
+        }
+        return metrics, gen
+
+    def train(self, prompts, iterations: int, on_step=None) -> None:
+        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
+        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        ids, mask = encode_prompts(prompts, self.tokenizer, self.device)
+        for it in range(iterations):
+            rows = torch.randint(0, ids.shape[0], (self.cfg.prompts_per_step,), generator=self.cpu_generator)
+            metrics, gen = self.step(ids[rows], mask[rows])
+            if on_step is not None:
+                on_step(it, metrics, gen)

@@ -1,0 +1,200 @@
+"""PPO for language models with a KL penalty to a frozen reference (Ziegler et al. 2019;
+Ouyang et al. 2022).
+
+Each step:
+  rollout     sample responses to a batch of prompts with the policy; score them with the
+              reward model; old log-probs, reference log-probs and values of every response token
+  advantages  r_t = -beta * (logp_t - ref_t), plus the reward-model score on the last token;
+              token-level GAE (``fastrl.ops.gae``) over the response mask; whitened
+  update      a few epochs of minibatches: fused clipped PPO loss from the hidden states and the
+              LM head (``fastrl.ops.ppo_loss_from_hidden``), and a clipped value loss for the
+              critic (its own model and optimizer)
+  KL control  beta follows the adaptive controller toward ``target_kl`` (or stays fixed)
+
+Everything stays on the device: ``step`` returns detached scalar tensors, read them when you log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
+from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
+from fastrl.rlhf.data import encode_prompts
+from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rollout import (
+    frozen_copy,
+    masked_mean,
+    masked_whiten,
+    response_hidden,
+    response_logprobs,
+    response_values,
+    sequence_kl,
+)
+from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+
+__all__ = ["PPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards", "token_gae"]
+
+
+@dataclass
+class PPOConfig:
+    batch_size: int = 64
+    """Prompts (and so responses) per step."""
+    max_new_tokens: int = 16
+    """Longest response sampled."""
+    temperature: float = 1.0
+    """Sampling temperature; the loss uses the same one so the ratios are exact."""
+    lr: float = 1e-4
+    """Policy AdamW learning rate."""
+    critic_lr: float = 3e-4
+    """Critic AdamW learning rate."""
+    epochs: int = 2
+    """Passes over each batch of responses."""
+    minibatches: int = 2
+    """Minibatches per epoch."""
+    clip: float = 0.2
+    """PPO ratio clip epsilon."""
+    value_clip: float = 0.2
+    """Clip of the value change around the rollout's values (None: unclipped)."""
+    gamma: float = 1.0
+    """Discount over response tokens."""
+    lam: float = 0.95
+    """GAE lambda."""
+    kl_coef: float = 0.1
+    """beta: weight of the per-token KL penalty (initial value when adaptive)."""
+    target_kl: float | None = 3.0
+    """Adaptive KL control toward this KL per response in nats; None keeps beta fixed."""
+    kl_horizon: int = 10000
+    """Responses over which beta moves by the clipped relative KL error (larger: slower)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus weight in the policy loss."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip for policy and critic."""
+    seed: int = 0
+    """Seed of sampling and minibatch order."""
+
+
+def per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef) -> torch.Tensor:
+    """``[B, N]``: ``-kl_coef * (logp_t - ref_t)`` on response tokens, 0 on padding, plus the
+    sequence score ``scores [B]`` on each row's last response token."""
+    rewards = torch.where(mask, -kl_coef * (logprobs - ref_logprobs), 0)
+    last = last_token_index(mask)[:, None]
+    return rewards.scatter_add(1, last, scores[:, None].to(rewards.dtype))
+
+
+def token_gae(rewards, values, mask, gamma: float, lam: float):
+    """GAE over the response tokens of each row (``[B, N]``, mask a prefix of each row): the
+    episode ends at the last response token (no bootstrap after it), padding passes through.
+    Returns ``(advantages, returns)``."""
+    last = torch.zeros_like(mask).scatter_(1, last_token_index(mask)[:, None], True)
+    next_values = torch.nn.functional.pad(values[:, 1:], (0, 1))
+    return gae(rewards, values, next_values, last, last, gamma, lam, mask=mask, time_dim=1)
+
+
+class AdaptiveKLController:
+    """beta <- beta * (1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon) (Ziegler et al.);
+    with ``target=None`` beta stays fixed. ``value`` is a 0-d tensor, updated without a sync."""
+
+    def __init__(self, init: float, target: float | None, horizon: int, device=None):
+        self.value = torch.tensor(float(init), device=device)
+        self.target, self.horizon = target, horizon
+
+    def update(self, kl: torch.Tensor, n: int) -> None:
+        if self.target is not None:
+            error = (kl / self.target - 1).clamp(-0.2, 0.2)
+            self.value = self.value * (1 + error * n / self.horizon)
+
+
+class PPOTrainer:
+    """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
+    given), trained in place. The reference is a frozen copy of the policy at construction; the
+    critic starts from the policy's trunk unless given."""
+
+    def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
+                 cfg: PPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
+        check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
+        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        if critic is None and not isinstance(policy, GPT):
+            raise ValueError("pass a critic: only a fastrl GPT policy can lend its trunk to one")
+        critic = critic if critic is not None else ScalarGPT.from_lm(policy)
+        check_vocab(tokenizer, critic.cfg.vocab_size, "critic")
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.policy, self.reward_model, self.critic = policy, reward_model, critic
+        self.reference = frozen_copy(policy)
+        self.device = policy.lm_head.weight.device
+        self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
+        self.kl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, self.device)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
+
+    def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
+        """One rollout + update on prompts ``[B, P]`` (any padding side). Returns detached
+        scalar metrics and the sampled generation."""
+        cfg = self.cfg
+        # rollout
+        gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=cfg.max_new_tokens,
+                       temperature=cfg.temperature, stop_token=self.tokenizer.eos_id,
+                       pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
+        mask = gen.response_mask  # [B, N]
+        with torch.no_grad():
+            logp = response_logprobs(self.policy, gen, cfg.temperature)
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
+            values = response_values(self.critic, gen)
+            scores = self.reward_model.normalized(gen.ids, gen.mask)
+
+        # advantages
+        rewards = per_token_rewards(scores, logp, ref_logp, mask, self.kl.value)
+        advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        advantages = masked_whiten(advantages, mask)
+
+        # update
+        weight = self.policy.lm_head.weight
+        n = gen.ids.shape[0]
+        for _ in range(cfg.epochs):
+            order = torch.randperm(n, generator=self.cpu_generator).to(self.device)
+            for rows in order.chunk(cfg.minibatches):
+                loss, stats = ppo_loss_from_hidden(
+                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
+                    logp[rows], advantages[rows], mask=mask[rows], clip_low=cfg.clip,
+                    entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
+                self.policy_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+                self.policy_opt.step()
+
+                v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
+                                    returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
+                self.critic_opt.zero_grad(set_to_none=True)
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+                self.critic_opt.step()
+
+        # KL control, on the KL of this rollout
+        kl = sequence_kl(logp, ref_logp, mask).mean()
+        metrics = {
+            "score": scores.mean(),
+            "kl": kl,
+            "kl_coef": self.kl.value,
+            "loss": loss.detach(),
+            "value_loss": v_loss.detach(),
+            "clip_fraction": stats["clip_fraction"],
+            "approx_kl": stats["approx_kl"],
+            "entropy": stats["entropy"],
+            "response_length": mask.sum(1).float().mean(),
+            "value_mean": masked_mean(values, mask),
+        }
+        self.kl.update(kl, n)
+        return metrics, gen
+
+    def train(self, prompts, iterations: int, on_step=None) -> None:
+        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
+        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        ids, mask = encode_prompts(prompts, self.tokenizer, self.device)
+        for it in range(iterations):
+            rows = torch.randint(0, ids.shape[0], (self.cfg.batch_size,), generator=self.cpu_generator)
+            metrics, gen = self.step(ids[rows], mask[rows])
+            if on_step is not None:
+                on_step(it, metrics, gen)

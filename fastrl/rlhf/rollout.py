@@ -1,0 +1,59 @@
+"""Pieces PPO and GRPO share: a frozen reference, per-token log-probs and values of sampled
+responses, and masked statistics. A generation is ``[B, P + N]`` (see ``fastrl.nn.gpt``): the
+hidden state at column ``P - 1 + t`` predicts response token ``t``."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from fastrl.nn.gpt import GPT, Generation, ScalarGPT
+from fastrl.ops import token_logprobs
+
+__all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values",
+           "masked_mean", "masked_whiten", "sequence_kl"]  # fmt: skip
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy that never trains: the reference policy."""
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def response_hidden(model: GPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
+    """Hidden states ``[b, N, C]`` that predict the response tokens of ``gen.ids[rows]``."""
+    hidden = model.hidden(gen.ids[rows], gen.mask[rows])
+    return hidden[:, gen.prompt_len - 1 : -1]
+
+
+def response_logprobs(model: GPT, gen: Generation, temperature: float) -> torch.Tensor:
+    """Log-probs ``[B, N]`` of the response tokens under ``model`` (0 at padding), from the
+    hidden states and the LM head without building a full log-softmax."""
+    logp, _ = token_logprobs(response_hidden(model, gen), gen.response, weight=model.lm_head.weight,
+                             temperature=temperature, mask=gen.response_mask)  # fmt: skip
+    return logp
+
+
+def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
+    """V(state before response token t) ``[b, N]``."""
+    return critic(gen.ids[rows], gen.mask[rows])[:, gen.prompt_len - 1 : -1]
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``(x - mean) / std`` over the valid entries; 0 at padding."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return torch.where(mask, (x - mean) * torch.rsqrt(var + eps), 0)
+
+
+def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(policy || reference) of each sampled response ``[B]``: the sum over its tokens of
+    ``logp - ref_logp`` (unbiased for the sequence KL, since the tokens were drawn from the
+    policy)."""
+    return torch.where(mask, logp - ref_logp, 0).sum(1)
