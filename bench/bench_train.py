@@ -18,6 +18,9 @@ SEEDS = range(5)
 
 
 def _solve(benchmark, cls, cfg_cls, algo, seed):
+    """Issue 5's definitions: PPO solves when the last 100 training episodes average 475 and the
+    greedy policy does over 100 evaluation episodes; DQN (whose training episodes explore) when
+    the greedy policy does."""
     cfg = cfg_cls(**tuned_defaults(algo, "CartPole-v1"), seed=seed)
     box = {}
 
@@ -33,7 +36,7 @@ def _solve(benchmark, cls, cfg_cls, algo, seed):
         steps=box["summary"]["steps"],
         return_last100=box["summary"]["return_last100"],
         eval_mean_return=sum(returns) / len(returns),
-        solved=box["summary"]["return_last100"] >= 475 and sum(returns) / len(returns) >= 475,
+        solved=sum(returns) / len(returns) >= 475 and (algo == "dqn" or box["summary"]["return_last100"] >= 475),
     )
 
 
