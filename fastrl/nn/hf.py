@@ -1,6 +1,12 @@
-"""A Hugging Face ``transformers`` causal LM behind the interface fastrl's sampler and RLHF
-trainers use (optional extra ``rlhf``): ``cfg.vocab_size``, ``cfg.block_size``,
-``hidden(ids, mask)``, ``lm_head`` and ``trunk(ids, mask, past) -> (hidden, cache)``.
+"""Hugging Face ``transformers`` models behind the interfaces fastrl's sampler and RLHF
+trainers use (optional extra ``rlhf``):
+
+- :class:`HFCausalLM`, a causal LM as the policy: ``cfg.vocab_size``, ``cfg.block_size``,
+  ``hidden(ids, mask)``, ``lm_head`` and ``trunk(ids, mask, past) -> (hidden, cache)``;
+- :class:`HFScalar`, a decoder-only sequence classifier with one label, as a scalar head (the
+  interface of :class:`fastrl.nn.gpt.ScalarGPT`): ``forward(ids, mask)`` gives a value per token
+  ``[B, S]`` (a PPO critic), ``score(ids, mask)`` the value at each row's last real token ``[B]``
+  (a reward model, see :class:`fastrl.rlhf.reward_model.HFRewardModel`).
 
 Positions come from the mask exactly as in :mod:`fastrl.nn.gpt` (real tokens only), so padded
 prompts and KV-cache steps see the same positions as an unpadded sequence.
@@ -13,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fastrl.nn.gpt import positions_from_mask
+from fastrl.nn.gpt import last_token_index, positions_from_mask
 
-__all__ = ["HFCausalLM"]
+__all__ = ["HFCausalLM", "HFScalar"]
 
 
 @dataclass
@@ -26,6 +32,23 @@ class HFConfigView:
     """The model's context (max_position_embeddings)."""
 
 
+def _config_view(model) -> HFConfigView:
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if context is None:
+        raise ValueError("the transformers model's config names no context length")
+    return HFConfigView(model.get_input_embeddings().num_embeddings, int(context))
+
+
+def _check_context(mask, block_size: int) -> None:
+    n_real = mask.sum(1)
+    if bool((n_real > block_size).any()):
+        raise ValueError(
+            f"sequence {int(n_real.argmax())} has {int(n_real.max())} tokens, more than the "
+            f"model's context of {block_size}"
+        )
+
+
 class HFCausalLM(nn.Module):
     """Wraps a ``transformers`` causal LM instance, or loads one from a local directory
     (``HFCausalLM.from_pretrained(path)``, no download)."""
@@ -34,11 +57,7 @@ class HFCausalLM(nn.Module):
         super().__init__()
         # eval mode: no dropout, so rollout and update compute the same log-probs (PPO ratios)
         self.hf = model.eval()
-        config = model.config
-        context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        if context is None:
-            raise ValueError("the transformers model's config names no context length")
-        self.cfg = HFConfigView(model.get_input_embeddings().num_embeddings, int(context))
+        self.cfg = _config_view(model)
         self.lm_head = model.get_output_embeddings()
 
     @classmethod
@@ -50,12 +69,7 @@ class HFCausalLM(nn.Module):
     def trunk(self, ids, mask, past=None):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
         Returns the final hidden states [B, T, C] and the cache."""
-        n_real = mask.sum(1)
-        if bool((n_real > self.cfg.block_size).any()):
-            raise ValueError(
-                f"sequence {int(n_real.argmax())} has {int(n_real.max())} tokens, more than the "
-                f"model's context of {self.cfg.block_size}"
-            )
+        _check_context(mask, self.cfg.block_size)
         out = self.hf(input_ids=ids, attention_mask=mask.long(), past_key_values=past,
                       position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                       use_cache=True, output_hidden_states=True)  # fmt: skip
@@ -67,3 +81,52 @@ class HFCausalLM(nn.Module):
 
     def forward(self, ids, mask=None):
         return self.lm_head(self.hidden(ids, mask))
+
+
+class HFScalar(nn.Module):
+    """Wraps a ``transformers`` decoder-only sequence classifier with ``num_labels == 1`` (GPT-2,
+    Llama, Mistral, Qwen2, ...: a base model and a linear ``score`` head on every token), or
+    loads one from a local directory (``HFScalar.from_pretrained(path)``, no download).
+
+    The head is read at the last real token as the mask says, for either padding side. The
+    model's own pooling is not used: it finds that token by ``config.pad_token_id``, which breaks
+    when the pad id is also a real token (a tokenizer that pads with EOS, and responses that end
+    in EOS) and refuses batches when the config names no pad id.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        base, head = model.base_model, getattr(model, "score", None)
+        if base is model or not isinstance(head, nn.Linear):
+            raise ValueError(
+                f"{type(model).__name__} is not a decoder-only sequence classifier with a linear "
+                "`score` head on every token (as in GPT2ForSequenceClassification, "
+                "LlamaForSequenceClassification, ...)"
+            )
+        if head.out_features != 1:
+            raise ValueError(
+                f"the transformers classifier has num_labels={head.out_features}; a scalar reward "
+                "or value needs num_labels=1 (pass num_labels=1 to from_pretrained for a fresh "
+                "one-output head)"
+            )
+        # eval mode: no dropout at scoring time (training switches it back with .train())
+        self.hf = model.eval()
+        self.cfg = _config_view(model)
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs) -> HFScalar:
+        from transformers import AutoModelForSequenceClassification
+
+        return cls(AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, **kwargs))
+
+    def forward(self, ids, mask=None):
+        """Value per token ``[B, S]`` of ``ids [B, S]`` (padding columns hold meaningless values)."""
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+        _check_context(mask, self.cfg.block_size)
+        out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(),
+                                 position_ids=positions_from_mask(mask), use_cache=False)  # fmt: skip
+        return self.hf.score(out.last_hidden_state).squeeze(-1)
+
+    def score(self, ids, mask):
+        """The head at each row's last real token ``[B]`` (any padding side)."""
+        return self(ids, mask).gather(1, last_token_index(mask)[:, None]).squeeze(1)

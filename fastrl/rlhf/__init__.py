@@ -4,7 +4,12 @@ reference, GRPO, and an offline demo task (``fastrl rlhf demo``)."""
 from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts, load_preferences
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
-from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
+from fastrl.rlhf.reward_model import (
+    HFRewardModel,
+    RewardModel,
+    RewardModelConfig,
+    train_reward_model,
+)
 from fastrl.rlhf.tokenizer import CharTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -16,6 +21,7 @@ __all__ = [
     "CharTokenizer",
     "HFTokenizer",
     "RewardModel",
+    "HFRewardModel",
     "RewardModelConfig",
     "train_reward_model",
     "PPOConfig",

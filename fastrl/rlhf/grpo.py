@@ -75,8 +75,10 @@ def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True,
 
 
 class GRPOTrainer:
-    """GRPO on ``policy`` (a :class:`GPT`), trained in place against ``reward_model``; the
-    reference is a frozen copy of the policy at construction."""
+    """GRPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place
+    against ``reward_model`` (a :class:`RewardModel` or
+    :class:`fastrl.rlhf.reward_model.HFRewardModel`); the reference is a frozen copy of the
+    policy at construction."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")

@@ -110,7 +110,9 @@ class AdaptiveKLController:
 class PPOTrainer:
     """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
     given), trained in place. The reference is a frozen copy of the policy at construction; the
-    critic starts from the policy's trunk unless given."""
+    critic (a :class:`ScalarGPT`, or a ``transformers`` classifier as ``fastrl.nn.hf.HFScalar``)
+    starts from the policy's trunk unless given. ``reward_model`` is a :class:`RewardModel` or a
+    ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
                  cfg: PPOConfig, critic: ScalarGPT | None = None):  # fmt: skip

@@ -4,25 +4,30 @@
     loss = -log sigmoid(r_chosen - r_rejected - margin)
 
 The model is a GPT trunk with a scalar head read at the last real token (the EOS of the
-response). After training, the mean and std of its scores on the training responses are stored
-as buffers, so they are saved with the weights and ``normalized`` gives zero-mean, unit-std
-rewards for PPO/GRPO.
+response), or a ``transformers`` sequence classifier from a local directory
+(:class:`HFRewardModel`). After training, the mean and std of its scores on the training
+responses are stored as buffers, so they are saved with the weights and ``normalized`` gives
+zero-mean, unit-std rewards for PPO/GRPO.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastrl.nn.gpt import GPT, GPTConfig, ScalarGPT
+from fastrl.nn.hf import HFScalar
 from fastrl.rlhf.data import PairBatch, Preference, encode_pairs
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
 __all__ = [
     "RewardModel",
+    "HFRewardModel",
     "RewardModelConfig",
     "bradley_terry_loss",
     "preference_accuracy",
@@ -41,13 +46,19 @@ def preference_accuracy(r_chosen, r_rejected) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    """Scalar reward for whole sequences, with its normalization statistics."""
+    """Scalar reward for whole sequences, with its normalization statistics.
 
-    def __init__(self, cfg: GPTConfig):
+    ``net`` scores sequences: a fresh :class:`ScalarGPT` of shape ``cfg`` unless given (any module
+    with ``cfg.vocab_size``, ``cfg.block_size`` and ``score(ids, mask) -> [B]``)."""
+
+    def __init__(self, cfg: GPTConfig | None = None, net: nn.Module | None = None):
         super().__init__()
-        self.net = ScalarGPT(cfg)
-        self.register_buffer("mean", torch.zeros(()))
-        self.register_buffer("std", torch.ones(()))
+        if (cfg is None) == (net is None):
+            raise ValueError("pass exactly one of cfg (a fresh GPT reward model) and net")
+        self.net = ScalarGPT(cfg) if net is None else net
+        device = next(self.net.parameters()).device
+        self.register_buffer("mean", torch.zeros((), device=device))
+        self.register_buffer("std", torch.ones((), device=device))
 
     @classmethod
     def from_lm(cls, lm: GPT) -> RewardModel:
@@ -77,6 +88,53 @@ class RewardModel(nn.Module):
         model = cls(GPTConfig(**saved["config"]))
         model.load_state_dict(saved["state_dict"])
         return model
+
+
+class HFRewardModel(RewardModel):
+    """A ``transformers`` decoder-only sequence classifier with ``num_labels == 1`` (GPT-2, Llama,
+    ...; see :class:`fastrl.nn.hf.HFScalar`) as the reward model: an instance, or a local
+    directory through ``from_pretrained`` (no download). The score is read at the last real token
+    for either padding side, whatever the model's ``pad_token_id``. ``save_pretrained`` writes the
+    model and the normalization statistics (``fastrl_reward_stats.json``) to one directory."""
+
+    STATS_FILE = "fastrl_reward_stats.json"
+
+    def __init__(self, model):
+        super().__init__(net=HFScalar(model))
+
+    @property
+    def hf(self):
+        """The wrapped ``transformers`` model."""
+        return self.net.hf
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> HFRewardModel:
+        """Loads the classifier (``AutoModelForSequenceClassification``, local files only;
+        ``kwargs`` go to it) and the normalization statistics saved next to it, if any."""
+        from transformers import AutoModelForSequenceClassification
+
+        model = cls(AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, **kwargs))
+        stats = Path(path) / cls.STATS_FILE
+        if stats.is_file():
+            saved = json.loads(stats.read_text())
+            model.mean.fill_(saved["mean"])
+            model.std.fill_(saved["std"])
+        return model
+
+    def save_pretrained(self, path) -> None:
+        self.hf.save_pretrained(path)
+        stats = {"mean": self.mean.item(), "std": self.std.item()}
+        (Path(path) / self.STATS_FILE).write_text(json.dumps(stats) + "\n")
+
+    def save(self, path) -> None:
+        """Same as ``save_pretrained``: ``path`` is a directory."""
+        self.save_pretrained(path)
+
+    @classmethod
+    def load(cls, path, map_location=None) -> HFRewardModel:
+        """Same as ``from_pretrained``, then moved to ``map_location`` if given."""
+        model = cls.from_pretrained(path)
+        return model if map_location is None else model.to(map_location)
 
 
 @dataclass
