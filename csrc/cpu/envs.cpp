@@ -7,6 +7,8 @@
 // a loaded machine an OpenMP team can wait a whole time slice for a busy core).
 #include <ATen/Parallel.h>
 
+#include <type_traits>
+
 #include "cpu/env_kernel.h"
 #include "ops/envs.h"
 
@@ -14,6 +16,23 @@ namespace fastrl::cpu {
 namespace {
 
 constexpr int64_t kGrain = 16384;
+
+// Action values checked in the same C++ call (ValueError in Python), instead of three torch ops
+// in the wrapper; discrete: in [0, kNumActions), continuous: not NaN.
+template <typename Env>
+void check_action_values(const at::Tensor& action) {
+  using Action = typename Env::Action;
+  const Action* a = action.data_ptr<Action>();
+  const int64_t n = action.numel();
+  bool ok = true;
+  if constexpr (std::is_integral<Action>::value) {
+    for (int64_t j = 0; j < n; ++j) ok &= a[j] >= 0 && a[j] < Env::kNumActions;
+    TORCH_CHECK_VALUE(ok, "actions must be in [0, ", Env::kNumActions - 1, "]");
+  } else {
+    for (int64_t j = 0; j < n; ++j) ok &= a[j] == a[j];
+    TORCH_CHECK_VALUE(ok, "actions contain NaN");
+  }
+}
 
 template <bool kSameStep, typename Env, typename T>
 void run_step(const core::EnvBatch<Env, T> b) {
@@ -56,6 +75,7 @@ StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
       auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
+      check_action_values<Env>(action);
       same_step ? run_step<true>(b) : run_step<false>(b);
     });
   });

@@ -18,6 +18,7 @@ struct Acrobot {
   static constexpr int kNumParams = 0;
   static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;
+  static constexpr int64_t kNumActions = 3;
 
   struct Params {};
   static Params params(const double*) { return {}; }

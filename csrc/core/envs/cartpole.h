@@ -16,6 +16,7 @@ struct CartPole {
   static constexpr int kNumParams = 1;  // sutton_barto_reward
   static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;               // 0: push left, 1: push right
+  static constexpr int64_t kNumActions = 2;
 
   // The rewards of a step that terminates and of one that does not: 1 and 1, or Sutton-Barto's
   // -1 and 0 (values rather than a flag, so the loop picks one with a vector select).

@@ -15,6 +15,7 @@ struct MountainCar {
   static constexpr int kNumParams = 1;  // goal_velocity
   static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = int64_t;
+  static constexpr int64_t kNumActions = 3;
 
   struct Params {
     T goal_velocity;
