@@ -26,11 +26,15 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
 
     m = read_metrics(metrics_csv)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if m.get("step") and m.get("episodic_return"):
-        pts = [(s, r) for s, r in zip(m["step"], m["episodic_return"]) if r == r]
+    curves = [("episodic_return", "episodes ended since the last row", dict(alpha=0.5)),
+              ("return_last100", "mean of the last 100 training episodes", dict(linewidth=2)),
+              ("eval_return", "greedy evaluation", dict(marker="o", linestyle=""))]
+    for column, label, style in curves:
+        pts = [(s, r) for s, r in zip(m.get("step", []), m.get(column, [])) if r == r]
         if pts:
-            ax.plot(*zip(*pts), label="episodic return (mean of episodes ended since the last row)")
-            ax.legend(loc="lower right")
+            ax.plot(*zip(*pts), label=label, **style)
+    if ax.lines:
+        ax.legend(loc="lower right")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episodic return")
     ax.set_title(title)
