@@ -7,6 +7,11 @@ in float32 like the reference, so the same forward tolerances hold; the gradient
 bf16 by both, so it may differ by one bf16 ulp: rtol 1e-2, atol 1e-2 * max|grad|.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -121,11 +126,14 @@ def test_option_combinations(options):
 
 
 @requires_native
-@pytest.mark.parametrize("device", DEVICES)
-def test_bfloat16_logits(device):
-    inputs = make_inputs((2, 3), 50257, dtype=torch.bfloat16, device=device, seed=3)
+@pytest.mark.parametrize(
+    "device, dtype",
+    [("cpu", torch.bfloat16), ("cpu", torch.float16), pytest.param("cuda", torch.bfloat16, marks=pytest.mark.cuda)],
+)  # fmt: skip
+def test_bfloat16_logits(device, dtype):
+    inputs = make_inputs((2, 3), 50257, dtype=dtype, device=device, seed=3)
     got = run(ppo_loss, inputs, **FULL_OPTIONS)
-    assert got[2].dtype == torch.bfloat16
+    assert got[2].dtype == dtype
     got = (got[0].cpu(), {k: v.cpu() for k, v in got[1].items()}, got[2].cpu())
     assert_matches(got, reference_on_cpu(inputs, **FULL_OPTIONS), grad_rtol=1e-2, grad_atol=1e-2)
 
@@ -137,6 +145,47 @@ def test_float64_matches_tightly():
     loss_ref, _, grad_ref = run(ppo_loss_reference, inputs, **FULL_OPTIONS)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-14)
+
+
+@requires_native
+@pytest.mark.parametrize("vocab", [37, 1000, 4133])  # whole vectors of 32 plus a tail
+def test_negative_infinite_logits(vocab):
+    """-inf logits (banned tokens) count as probability 0 with gradient 0, like finite logits
+    too small for exp(): compared with the reference on -1e4 in their place."""
+    inputs = make_inputs((3, 4), vocab, seed=13)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(1)
+        banned = torch.rand(inputs["logits"].shape, generator=g) < 0.3
+        banned[..., -1] = True  # in the tail of the row
+        banned.scatter_(-1, inputs["actions"].unsqueeze(-1), False)
+        inputs["logits"][banned] = float("-inf")
+    got = run(ppo_loss, inputs, **FULL_OPTIONS)
+    assert (got[2][banned] == 0).all()
+    finite = dict(inputs, logits=inputs["logits"].detach().clamp_min(-1e4).requires_grad_())
+    assert_matches(got, run(ppo_loss_reference, finite, **FULL_OPTIONS))
+
+
+@requires_native
+def test_scalar_cpu_path_matches_vectorized(tmp_path):
+    """ATEN_CPU_CAPABILITY=default turns off the AVX2 passes of the CPU kernel: the scalar passes
+    (what a CPU without AVX2 runs) give the same results in a fresh process."""
+    script = (
+        "import sys, torch\n"
+        "from fastrl.ops import ppo_loss\n"
+        "from tests.ops.test_ppo_loss import FULL_OPTIONS, make_inputs, run\n"
+        "out = [run(ppo_loss, make_inputs((2, 3), v, dtype=d, seed=14), **FULL_OPTIONS)\n"
+        "       for v, d in [(1000, torch.float32), (777, torch.bfloat16)]]\n"
+        "torch.save(out, sys.argv[1])\n"
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    cmd = [sys.executable, "-c", script, str(tmp_path / "scalar.pt")]
+    subprocess.run(cmd, cwd=root, env=env, check=True)
+    scalar = torch.load(tmp_path / "scalar.pt")
+    for (vocab, dtype), want in zip([(1000, torch.float32), (777, torch.bfloat16)], scalar):
+        got = run(ppo_loss, make_inputs((2, 3), vocab, dtype=dtype, seed=14), **FULL_OPTIONS)
+        tol = 1e-2 if dtype == torch.bfloat16 else 1e-4
+        assert_matches(got, want, grad_rtol=tol, grad_atol=tol / 10)
 
 
 @requires_native
