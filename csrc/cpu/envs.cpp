@@ -19,17 +19,15 @@ constexpr int64_t kGrain = 16384;
 
 // Action values checked in the same C++ call (ValueError in Python), instead of three torch ops
 // in the wrapper; discrete: in [0, kNumActions), continuous: not NaN.
-template <typename Env>
-void check_action_values(const at::Tensor& action) {
+template <typename Env, typename T>
+void check_action_values(const core::EnvBatch<Env, T>& b) {
   using Action = typename Env::Action;
-  const Action* a = action.data_ptr<Action>();
-  const int64_t n = action.numel();
   bool ok = true;
   if constexpr (std::is_integral<Action>::value) {
-    for (int64_t j = 0; j < n; ++j) ok &= a[j] >= 0 && a[j] < Env::kNumActions;
+    for (int64_t j = 0; j < b.n; ++j) ok &= b.action[j] >= 0 && b.action[j] < Env::kNumActions;
     TORCH_CHECK_VALUE(ok, "actions must be in [0, ", Env::kNumActions - 1, "]");
   } else {
-    for (int64_t j = 0; j < n; ++j) ok &= a[j] == a[j];
+    for (int64_t j = 0; j < b.n; ++j) ok &= b.action[j] == b.action[j];
     TORCH_CHECK_VALUE(ok, "actions contain NaN");
   }
 }
@@ -48,20 +46,13 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
                      const at::Tensor& resets, const at::Tensor& seeds,
                      std::vector<double> params) {
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  at::Tensor obs;
-  visit_env(env, [&](auto tag) {
-    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_reset", [&] {
-      using Env = typename decltype(tag)::template type<scalar_t>;
-      check_env_tensors<Env>(e, params);
-      obs = at::empty({state.size(1), Env::kObsDim}, state.options());
-      auto b = make_env_batch<Env, scalar_t>(e, params);
-      b.obs = obs.data_ptr<scalar_t>();
-      at::parallel_for(0, b.n, kGrain, [&](int64_t begin, int64_t end) {
-        for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
-      });
-    });
-  });
-  return obs;
+  return env_reset_op(
+      [](const auto& b) {
+        at::parallel_for(0, b.n, kGrain, [&](int64_t begin, int64_t end) {
+          for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
+        });
+      },
+      env, e, params);
 }
 
 StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
@@ -69,17 +60,12 @@ StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::
                      const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
                      std::vector<double> params, int64_t max_episode_steps, bool same_step) {
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  StepOutputs out;
-  visit_env(env, [&](auto tag) {
-    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_step", [&] {
-      using Env = typename decltype(tag)::template type<scalar_t>;
-      check_env_tensors<Env>(e, params);
-      auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
-      check_action_values<Env>(action);
-      same_step ? run_step<true>(b) : run_step<false>(b);
-    });
-  });
-  return out;
+  return env_step_op(
+      [same_step](const auto& b) {
+        check_action_values(b);
+        same_step ? run_step<true>(b) : run_step<false>(b);
+      },
+      env, e, action, params, max_episode_steps, same_step);
 }
 
 }  // namespace fastrl::cpu

@@ -34,20 +34,12 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
                      std::vector<double> params) {
   const c10::cuda::CUDAGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  at::Tensor obs;
-  visit_env(env, [&](auto tag) {
-    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_reset", [&] {
-      using Env = typename decltype(tag)::template type<scalar_t>;
-      check_env_tensors<Env>(e, params);
-      obs = at::empty({state.size(1), Env::kObsDim}, state.options());
-      auto b = make_env_batch<Env, scalar_t>(e, params);
-      b.obs = obs.data_ptr<scalar_t>();
-      if (b.n == 0) return;
-      reset_kernel<<<blocks(b.n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(b);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
-  return obs;
+  return env_reset_op(
+      [](const auto& b) {
+        reset_kernel<<<blocks(b.n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(b);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      },
+      env, e, params);
 }
 
 StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
@@ -56,23 +48,17 @@ StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::
                      std::vector<double> params, int64_t max_episode_steps, bool same_step) {
   const c10::cuda::CUDAGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  StepOutputs out;
-  visit_env(env, [&](auto tag) {
-    AT_DISPATCH_FLOATING_TYPES(state.scalar_type(), "fastrl::env_step", [&] {
-      using Env = typename decltype(tag)::template type<scalar_t>;
-      check_env_tensors<Env>(e, params);
-      auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
-      if (b.n == 0) return;
-      auto stream = c10::cuda::getCurrentCUDAStream();
-      if (same_step) {
-        step_kernel<true><<<blocks(b.n), kThreads, 0, stream>>>(b);
-      } else {
-        step_kernel<false><<<blocks(b.n), kThreads, 0, stream>>>(b);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
-  return out;
+  return env_step_op(
+      [same_step](const auto& b) {
+        auto stream = c10::cuda::getCurrentCUDAStream();
+        if (same_step) {
+          step_kernel<true><<<blocks(b.n), kThreads, 0, stream>>>(b);
+        } else {
+          step_kernel<false><<<blocks(b.n), kThreads, 0, stream>>>(b);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      },
+      env, e, action, params, max_episode_steps, same_step);
 }
 
 }  // namespace fastrl::cuda

@@ -124,6 +124,41 @@ core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& ac
   return b;
 }
 
+// The set-up both backends share: resolve the env type and dtype, check the tensors, allocate
+// the outputs and build the batch; `run(batch)` is the backend's loop or kernel launch.
+template <typename Run>
+at::Tensor env_reset_op(Run&& run, const std::string& env, const EnvTensors& e,
+                        const std::vector<double>& params) {
+  at::Tensor obs;
+  visit_env(env, [&](auto tag) {
+    AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_reset", [&] {
+      using Env = typename decltype(tag)::template type<scalar_t>;
+      check_env_tensors<Env>(e, params);
+      obs = at::empty({e.state.size(1), Env::kObsDim}, e.state.options());
+      auto b = make_env_batch<Env, scalar_t>(e, params);
+      b.obs = obs.data_ptr<scalar_t>();
+      if (b.n > 0) run(b);
+    });
+  });
+  return obs;
+}
+
+template <typename Run>
+StepOutputs env_step_op(Run&& run, const std::string& env, const EnvTensors& e,
+                        const at::Tensor& action, const std::vector<double>& params,
+                        int64_t max_episode_steps, bool same_step) {
+  StepOutputs out;
+  visit_env(env, [&](auto tag) {
+    AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_step", [&] {
+      using Env = typename decltype(tag)::template type<scalar_t>;
+      check_env_tensors<Env>(e, params);
+      auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
+      if (b.n > 0) run(b);
+    });
+  });
+  return out;
+}
+
 namespace cpu {
 at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
                      const at::Tensor& episode_return, const at::Tensor& autoreset,
