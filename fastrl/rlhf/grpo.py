@@ -20,9 +20,14 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import ppo_loss_from_hidden
-from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.reward_model import RewardModel
-from fastrl.rlhf.rollout import frozen_copy, response_hidden, response_logprobs, sequence_kl
+from fastrl.rlhf.rollout import (
+    frozen_copy,
+    response_hidden,
+    response_logprobs,
+    sequence_kl,
+    train_on_prompts,
+)
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages"]
@@ -143,9 +148,4 @@ class GRPOTrainer:
     def train(self, prompts, iterations: int, on_step=None) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
         tensors); ``on_step(iteration, metrics, generation)`` after each."""
-        ids, mask = encode_prompts(prompts, self.tokenizer, self.device)
-        for it in range(iterations):
-            rows = torch.randint(0, ids.shape[0], (self.cfg.prompts_per_step,), generator=self.cpu_generator)
-            metrics, gen = self.step(ids[rows], mask[rows])
-            if on_step is not None:
-                on_step(it, metrics, gen)
+        train_on_prompts(self, prompts, iterations, self.cfg.prompts_per_step, on_step)

@@ -22,7 +22,6 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
-from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -32,6 +31,7 @@ from fastrl.rlhf.rollout import (
     response_logprobs,
     response_values,
     sequence_kl,
+    train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
@@ -194,9 +194,4 @@ class PPOTrainer:
     def train(self, prompts, iterations: int, on_step=None) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
         tensors); ``on_step(iteration, metrics, generation)`` after each."""
-        ids, mask = encode_prompts(prompts, self.tokenizer, self.device)
-        for it in range(iterations):
-            rows = torch.randint(0, ids.shape[0], (self.cfg.batch_size,), generator=self.cpu_generator)
-            metrics, gen = self.step(ids[rows], mask[rows])
-            if on_step is not None:
-                on_step(it, metrics, gen)
+        train_on_prompts(self, prompts, iterations, self.cfg.batch_size, on_step)

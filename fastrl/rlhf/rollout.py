@@ -10,6 +10,7 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.ops import token_logprobs
+from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values",
            "masked_mean", "masked_whiten", "sequence_kl"]  # fmt: skip
@@ -57,3 +58,15 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
     ``logp - ref_logp`` (unbiased for the sequence KL, since the tokens were drawn from the
     policy)."""
     return torch.where(mask, logp - ref_logp, 0).sum(1)
+
+
+def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
+    """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
+    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
+    ``on_step(iteration, metrics, generation)`` after each."""
+    ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)
+    for it in range(iterations):
+        rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
+        metrics, gen = trainer.step(ids[rows], mask[rows])
+        if on_step is not None:
+            on_step(it, metrics, gen)
