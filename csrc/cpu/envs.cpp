@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "cpu/env_kernel.h"
+#include "cpu/envs_avx2.h"
 #include "ops/envs.h"
 
 namespace fastrl::cpu {
@@ -18,23 +19,35 @@ namespace {
 constexpr int64_t kGrain = 16384;
 
 // Action values checked in the same C++ call (ValueError in Python), instead of three torch ops
-// in the wrapper; discrete: in [0, kNumActions), continuous: not NaN.
+// in the wrapper; discrete: in [0, kNumActions), continuous: not NaN. Before the step, which
+// must not start on bad input. Written as OR-reductions of 32-bit lanes so that SSE2 vectorizes
+// them (a loop of && on int64 compares runs at one action a cycle: 10% of a CartPole step).
 template <typename Env, typename T>
 void check_action_values(const core::EnvBatch<Env, T>& b) {
   using Action = typename Env::Action;
-  bool ok = true;
+  uint32_t bad = 0;
   if constexpr (std::is_integral<Action>::value) {
-    for (int64_t j = 0; j < b.n; ++j) ok &= b.action[j] >= 0 && b.action[j] < Env::kNumActions;
-    TORCH_CHECK_VALUE(ok, "actions must be in [0, ", Env::kNumActions - 1, "]");
+    // Unsigned, so negative actions are huge: bad unless the high half is 0 and the low < k.
+#pragma omp simd reduction(| : bad)
+    for (int64_t j = 0; j < b.n; ++j) {
+      const uint64_t a = static_cast<uint64_t>(b.action[j]);
+      bad |= static_cast<uint32_t>(a >> 32) |
+             static_cast<uint32_t>(static_cast<uint32_t>(a) >= Env::kNumActions);
+    }
+    TORCH_CHECK_VALUE(bad == 0, "actions must be in [0, ", Env::kNumActions - 1, "]");
   } else {
-    for (int64_t j = 0; j < b.n; ++j) ok &= b.action[j] == b.action[j];
-    TORCH_CHECK_VALUE(ok, "actions contain NaN");
+#pragma omp simd reduction(| : bad)
+    for (int64_t j = 0; j < b.n; ++j) bad |= static_cast<uint32_t>(b.action[j] != b.action[j]);
+    TORCH_CHECK_VALUE(bad == 0, "actions contain NaN");
   }
 }
 
 template <bool kSameStep, typename Env, typename T>
 void run_step(const core::EnvBatch<Env, T> b) {
   at::parallel_for(0, b.n, kGrain, [&b](int64_t begin, int64_t end) {
+#if defined(FASTRL_WITH_AVX2)
+    if (avx2::enabled()) return avx2::step_range<kSameStep>(b, begin, end);
+#endif
     step_range<kSameStep>(b, begin, end);
   });
 }

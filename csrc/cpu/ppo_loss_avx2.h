@@ -7,12 +7,9 @@
 #include <c10/util/Half.h>
 
 #include "core/ppo_loss.h"
+#include "cpu/avx2.h"
 
 namespace fastrl::cpu::avx2 {
-
-// Is this build and this CPU able to run the passes below (and not told otherwise by
-// ATEN_CPU_CAPABILITY=default)? Defined in ppo_loss.cpp.
-bool enabled();
 
 // The softmax sums of row r: max, then S and W relative to it, 8 lanes x 4 accumulators
 // summed block by block. Rows whose maximum is not finite take the scalar core path.

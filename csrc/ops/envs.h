@@ -7,6 +7,7 @@
 
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "core/envs/batch.h"
@@ -85,40 +86,64 @@ core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<dou
   return b;
 }
 
-// Outputs of env_step: obs, reward, terminated, truncated, final_obs, final_return,
-// final_length. final_obs is [0, O] unless same_step (the fake kernel does the same).
-using StepOutputs =
-    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+// Outputs of env_step: obs, reward, terminated, truncated, done (terminated | truncated),
+// final_obs, final_return, final_length. final_obs is [0, O] unless same_step (the fake kernel
+// does the same).
+using StepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                               at::Tensor, at::Tensor, at::Tensor>;
 
+// The actions as the kernels read them: int64 [N] for discrete envs, [N, 1] in the state's dtype
+// for continuous ones, contiguous (other integer or float dtypes are converted). The errors are
+// the ones fastrl.envs raises: TypeError for the wrong kind of dtype, ValueError for a wrong
+// shape or device. Action values are the kernels' to check.
+template <typename Env>
+at::Tensor checked_action(const at::Tensor& action, const at::Tensor& state,
+                          const std::string& env) {
+  const int64_t n = state.size(1);
+  TORCH_CHECK_VALUE(action.device() == state.device(), "actions are on ", action.device(),
+                    " but the env is on ", state.device());
+  if constexpr (std::is_integral<typename Env::Action>::value) {
+    TORCH_CHECK_TYPE(at::isIntegralType(action.scalar_type(), /*includeBool=*/false),
+                     "actions must be an integer tensor for ", env, ", got ",
+                     action.scalar_type());
+    TORCH_CHECK_VALUE(action.dim() == 1 && action.size(0) == n, "actions must have shape (", n,
+                      ",), got ", action.sizes());
+    return action.to(at::kLong).contiguous();
+  } else {
+    TORCH_CHECK_TYPE(at::isFloatingType(action.scalar_type()),
+                     "actions must be a floating-point tensor for ", env, ", got ",
+                     action.scalar_type());
+    TORCH_CHECK_VALUE(action.dim() == 2 && action.size(0) == n && action.size(1) == 1,
+                      "actions must have shape (", n, ", 1), got ", action.sizes());
+    return action.to(state.scalar_type()).contiguous();
+  }
+}
+
+// The batch of a step: `action` as checked_action returned it.
 template <typename Env, typename T>
 core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& action,
                                        const std::vector<double>& params,
                                        int64_t max_episode_steps, bool same_step,
                                        StepOutputs& out) {
-  using Action = typename Env::Action;
+  TORCH_CHECK_VALUE(max_episode_steps >= 1, "max_episode_steps must be >= 1, got ",
+                    max_episode_steps);
   const int64_t n = e.state.size(1);
-  const auto action_dtype = std::is_integral<Action>::value ? at::kLong : e.state.scalar_type();
-  TORCH_CHECK(action.numel() == n && action.scalar_type() == action_dtype,
-              "fastrl: action must hold N = ", n, " values of ", action_dtype, ", got ",
-              action.sizes(), " ", action.scalar_type());
-  TORCH_CHECK(action.device() == e.state.device() && action.is_contiguous(),
-              "fastrl: action must be contiguous on ", e.state.device());
-  TORCH_CHECK(max_episode_steps >= 1, "fastrl: max_episode_steps must be >= 1, got ",
-              max_episode_steps);
   const auto fopts = e.state.options();
   const auto bopts = fopts.dtype(at::kBool);
   out = {at::empty({n, Env::kObsDim}, fopts), at::empty({n}, fopts), at::empty({n}, bopts),
-         at::empty({n}, bopts), at::empty({same_step ? n : 0, Env::kObsDim}, fopts),
-         at::empty({n}, fopts), at::empty({n}, fopts.dtype(at::kInt))};
+         at::empty({n}, bopts), at::empty({n}, bopts),
+         at::empty({same_step ? n : 0, Env::kObsDim}, fopts), at::empty({n}, fopts),
+         at::empty({n}, fopts.dtype(at::kInt))};
   auto b = make_env_batch<Env, T>(e, params);
-  b.action = action.data_ptr<Action>();
+  b.action = action.data_ptr<typename Env::Action>();
   b.obs = std::get<0>(out).template data_ptr<T>();
   b.reward = std::get<1>(out).template data_ptr<T>();
   b.terminated = reinterpret_cast<uint8_t*>(std::get<2>(out).template data_ptr<bool>());
   b.truncated = reinterpret_cast<uint8_t*>(std::get<3>(out).template data_ptr<bool>());
-  b.final_obs = same_step ? std::get<4>(out).template data_ptr<T>() : nullptr;
-  b.final_return = std::get<5>(out).template data_ptr<T>();
-  b.final_length = std::get<6>(out).template data_ptr<int32_t>();
+  b.done = reinterpret_cast<uint8_t*>(std::get<4>(out).template data_ptr<bool>());
+  b.final_obs = same_step ? std::get<5>(out).template data_ptr<T>() : nullptr;
+  b.final_return = std::get<6>(out).template data_ptr<T>();
+  b.final_length = std::get<7>(out).template data_ptr<int32_t>();
   b.max_episode_steps = static_cast<int32_t>(max_episode_steps);
   b.same_step = same_step;
   return b;
@@ -152,7 +177,8 @@ StepOutputs env_step_op(Run&& run, const std::string& env, const EnvTensors& e,
     AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_step", [&] {
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
-      auto b = make_step_batch<Env, scalar_t>(e, action, params, max_episode_steps, same_step, out);
+      const at::Tensor a = checked_action<Env>(action, e.state, env);
+      auto b = make_step_batch<Env, scalar_t>(e, a, params, max_episode_steps, same_step, out);
       if (b.n > 0) run(b);
     });
   });

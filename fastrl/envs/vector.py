@@ -1,10 +1,12 @@
 """Batched classic-control environments on torch tensors, with gymnasium's VectorEnv API.
 
 The whole batch lives on the device as a few tensors: the SoA state ``[S, N]``, elapsed steps,
-running returns, autoreset flags and the Philox counters/keys of every env. A step is one call to
-``torch.ops.fastrl.env_step`` (physics + reward + termination + TimeLimit truncation + autoreset +
-episode statistics, in place, no host sync) or, without native kernels for the device, the same
-semantics in PyTorch (:func:`_fallback_step`).
+running returns, autoreset flags and the Philox counters/keys of every env. A step is one native
+call (physics + reward + termination + TimeLimit truncation + autoreset + episode statistics, in
+place, no host sync) or, without native kernels for the device, the same semantics in PyTorch
+(:func:`_fallback_step`). The native call is ``torch.ops.fastrl.env_step`` under
+``torch.compile``, and otherwise the same kernel through ``fastrl._C.EnvBinding``, which binds the
+env's tensors once: going through the dispatcher would cost more than stepping 1000 envs.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class ClassicVectorEnv(VectorEnv):
         self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
         self._initial_seed = seed
         self._seeded = False
+        self._binding = None
+        if _native.native_compiled_for(device):
+            self._binding = _native._C.EnvBinding(
+                spec.id, *self._op_tensors(), self._param_list, max_episode_steps, self._same_step
+            )
+        # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
+        self._check_values_on_host = validate and device.type != "cpu"
 
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -80,30 +89,40 @@ class ClassicVectorEnv(VectorEnv):
             self._resets.zero_()
             self._seeded = True
         if _native.use_native(self.device):
-            obs = torch.ops.fastrl.env_reset(
-                self.spec_.id, self._state, self._elapsed, self._episode_return, self._autoreset,
-                self._resets, self._seeds, self._param_list,
-            )
+            if torch.compiler.is_compiling():
+                obs = torch.ops.fastrl.env_reset(self.spec_.id, *self._op_tensors(), self._param_list)
+            else:
+                obs = self._binding.reset()
         else:
             obs = _fallback_reset(self, torch.ones(self.num_envs, dtype=torch.bool, device=self.device), all_envs=True)
         return obs, {}
 
     def step(self, actions):
-        action = self._check_action(actions)
+        if not isinstance(actions, torch.Tensor):
+            actions = self._as_tensor(actions)
         if _native.use_native(self.device):
-            obs, reward, term, trunc, final_obs, ret, length = torch.ops.fastrl.env_step(
-                self.spec_.id, self._state, self._elapsed, self._episode_return, self._autoreset,
-                self._resets, self._seeds, action, self._param_list, self.max_episode_steps,
-                self._same_step,
-            )
+            # Shapes, dtypes and devices are checked by the native call itself.
+            if self._check_values_on_host:
+                self._check_action_values(actions)
+            if torch.compiler.is_compiling():
+                out = torch.ops.fastrl.env_step(
+                    self.spec_.id, *self._op_tensors(), actions, self._param_list,
+                    self.max_episode_steps, self._same_step,
+                )
+            else:
+                out = self._binding.step(actions)
         else:
-            obs, reward, term, trunc, final_obs, ret, length = _fallback_step(self, action)
-        done = term | trunc
+            out = _fallback_step(self, self._check_action(actions))
+        obs, reward, term, trunc, done, final_obs, ret, length = out
         info = {"episode": {"r": ret, "l": length}, "_episode": done}
         if self._same_step:
             info["final_obs"] = final_obs
             info["_final_obs"] = done
         return obs, reward, term, trunc, info
+
+    def _op_tensors(self) -> tuple[torch.Tensor, ...]:
+        """The tensors the native ops step in place, in their order."""
+        return self._state, self._elapsed, self._episode_return, self._autoreset, self._resets, self._seeds
 
     # -- state access ------------------------------------------------------------------------
     def get_state(self) -> torch.Tensor:
@@ -147,33 +166,38 @@ class ClassicVectorEnv(VectorEnv):
         return f"ClassicVectorEnv({self.spec_.id}, num_envs={self.num_envs}, device={self.device}, dtype={self.dtype})"
 
     # -- checks --------------------------------------------------------------------------------
-    def _check_action(self, actions) -> torch.Tensor:
+    def _as_tensor(self, actions) -> torch.Tensor:
         if isinstance(actions, np.ndarray):
-            actions = torch.from_numpy(actions).to(self.device)
-        if not isinstance(actions, torch.Tensor):
-            raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+            return torch.from_numpy(actions).to(self.device)
+        raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+
+    def _check_action(self, actions: torch.Tensor) -> torch.Tensor:
+        """The fallback's checks: the native ones (csrc/ops/envs.h, checked_action) in Python."""
         if actions.device != self.device:
             raise ValueError(f"actions are on {actions.device} but the env is on {self.device}")
         n = self.num_envs
-        # The native CPU kernel checks action values itself, in the same call.
-        check_values = self.validate and not (self.device.type == "cpu" and _native.use_native(self.device))
         if self._discrete:
             if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
                 raise TypeError(f"actions must be an integer tensor for {self.spec_.id}, got {actions.dtype}")
             if tuple(actions.shape) != (n,):
                 raise ValueError(f"actions must have shape ({n},), got {tuple(actions.shape)}")
-            if check_values:
-                k = self.single_action_space.n
-                if bool(((actions < 0) | (actions >= k)).any()):
-                    raise ValueError(f"actions must be in [0, {k - 1}] for {self.spec_.id}, got {actions.tolist()[:8]}...")
-            return actions.to(torch.int64).contiguous()
-        if not actions.dtype.is_floating_point:
-            raise TypeError(f"actions must be a floating-point tensor for {self.spec_.id}, got {actions.dtype}")
-        if tuple(actions.shape) != (n, 1):
-            raise ValueError(f"actions must have shape ({n}, 1), got {tuple(actions.shape)}")
-        if check_values and bool(torch.isnan(actions).any()):
+        else:
+            if not actions.dtype.is_floating_point:
+                raise TypeError(f"actions must be a floating-point tensor for {self.spec_.id}, got {actions.dtype}")
+            if tuple(actions.shape) != (n, 1):
+                raise ValueError(f"actions must have shape ({n}, 1), got {tuple(actions.shape)}")
+        if self.validate:
+            self._check_action_values(actions)
+        return actions.to(torch.int64 if self._discrete else self.dtype).contiguous()
+
+    def _check_action_values(self, actions: torch.Tensor) -> None:
+        """Discrete actions in range, continuous ones not NaN (a host sync on a GPU)."""
+        if self._discrete:
+            k = self.single_action_space.n
+            if bool(((actions < 0) | (actions >= k)).any()):
+                raise ValueError(f"actions must be in [0, {k - 1}] for {self.spec_.id}, got {actions.tolist()[:8]}...")
+        elif bool(torch.isnan(actions).any()):
             raise ValueError("actions contain NaN")
-        return actions.to(self.dtype).contiguous()
 
 
 def _seed_tensor(seed, num_envs: int) -> torch.Tensor:
@@ -251,7 +275,7 @@ def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
     final_length = length * ended
     env._autoreset.copy_(done & ~reset_now)  # NEXT_STEP: reset on the next step
     obs = _fallback_reset(env, reset_now)
-    return obs, reward, term, trunc, final_obs, final_return, final_length
+    return obs, reward, term, trunc, ended, final_obs, final_return, final_length
 
 
 if _native._C is not None:
@@ -269,6 +293,7 @@ if _native._C is not None:
         return (
             state.new_empty(n, o),
             state.new_empty(n),
+            state.new_empty(n, dtype=torch.bool),
             state.new_empty(n, dtype=torch.bool),
             state.new_empty(n, dtype=torch.bool),
             state.new_empty(n if same_step else 0, o),

@@ -1,6 +1,11 @@
 """VectorEnv semantics: autoreset modes vs gymnasium's SyncVectorEnv, seeding, episode
 statistics, bad input, the ops' registration (opcheck), and the gymnasium fallback."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import gymnasium
 import numpy as np
 import pytest
@@ -198,6 +203,86 @@ def test_opcheck(same_step):
                           ("CartPole-v1", *tensors, action, [0.0], 500, same_step))
 
 
+def rollout_all_envs(steps: int = 60, n: int = 37) -> list[torch.Tensor]:
+    """Every native env, float32 and float64, both autoreset modes: all step outputs of a random
+    rollout (n not a multiple of the vector width, so loop tails run too)."""
+    out = []
+    for env_id in fenvs.NATIVE_ENVS:
+        for dtype in (torch.float32, torch.float64):
+            for mode in ("next_step", "same_step"):
+                env = fenvs.make(env_id, n, dtype=dtype, seed=3, autoreset_mode=mode, max_episode_steps=25)
+                out.append(env.reset()[0])
+                rng = np.random.default_rng(0)
+                for _ in range(steps):
+                    obs, reward, term, trunc, info = env.step(to_torch_actions(sample_actions(env_id, rng, n), env))
+                    out += [obs, reward, term, trunc, info["_episode"], info["episode"]["r"], info["episode"]["l"]]
+                    out += [info["final_obs"]] if mode == "same_step" else []
+    return out
+
+
+@requires_native
+def test_baseline_cpu_build_matches_avx2(tmp_path):
+    """ATEN_CPU_CAPABILITY=default turns off the AVX2 build of the step loop: the baseline build
+    (what a CPU without AVX2 runs) gives bit-identical trajectories in a fresh process."""
+    script = (
+        "import sys, torch\n"
+        "from tests.envs.test_vector import rollout_all_envs\n"
+        "torch.save(rollout_all_envs(), sys.argv[1])\n"
+    )
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "baseline.pt")], cwd=root, env=env, check=True)
+    baseline = torch.load(tmp_path / "baseline.pt")
+    got = rollout_all_envs()
+    assert len(got) == len(baseline)
+    for a, b in zip(got, baseline):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+@requires_native
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_compiled_step_matches_eager(mode):
+    """Under torch.compile, step runs torch.ops.fastrl.env_step (traced in one graph with its fake
+    kernel) instead of the pybind11 binding: same outputs, same env state afterwards."""
+    def rollout(env, actions):
+        outs = []
+        for a in actions:
+            obs, reward, term, trunc, info = env.step(a)
+            outs.append(torch.cat([obs.flatten(), reward, term.float(), info["episode"]["r"]]))
+        return torch.stack(outs)
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    actions = [torch.randint(0, 2, (6,), generator=g) for _ in range(12)]
+    eager, compiled = (fenvs.make("CartPole-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=7) for _ in range(2))
+    eager.reset()
+    compiled.reset()
+    want = rollout(eager, actions)
+    got = torch.compile(rollout, fullgraph=True)(compiled, actions)
+    assert torch.equal(got, want)
+    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
+        assert a == b if isinstance(a, bool) else torch.equal(a, b)
+
+
+def test_actions_of_other_dtypes_and_layouts(backend):
+    """int32 or numpy discrete actions, float32 actions for a float64 env and strided actions are
+    converted, and step like int64 / float64 contiguous ones."""
+    def first_step(env_id, dtype, actions):
+        env = fenvs.make(env_id, 4, seed=0, dtype=dtype)
+        env.reset()
+        return env.step(actions)[0]
+
+    a = torch.tensor([0, 1, 1, 0])
+    want = first_step("CartPole-v1", torch.float32, a)
+    assert torch.equal(first_step("CartPole-v1", torch.float32, a.int()), want)
+    assert torch.equal(first_step("CartPole-v1", torch.float32, a.numpy()), want)
+    assert torch.equal(first_step("CartPole-v1", torch.float32, torch.stack([a, a], 1)[:, 1]), want)
+    u = torch.tensor([[-2.5], [0.5], [1.0], [3.0]])
+    want = first_step("Pendulum-v1", torch.float64, u.double())
+    assert torch.equal(first_step("Pendulum-v1", torch.float64, u), want)
+    assert torch.equal(first_step("Pendulum-v1", torch.float64, torch.cat([u, u], 1)[:, :1]), want)
+
+
 @requires_native
 def test_op_rejects_bad_tensors():
     env = fenvs.make("CartPole-v1", 5, seed=0)
@@ -207,8 +292,12 @@ def test_op_rejects_bad_tensors():
         torch.ops.fastrl.env_reset("Nope-v0", *tensors, [0.0])
     with pytest.raises(RuntimeError, match="params"):
         torch.ops.fastrl.env_reset("CartPole-v1", *tensors, [])
-    with pytest.raises(RuntimeError, match="action"):
+    with pytest.raises(ValueError, match="actions must have shape"):
         torch.ops.fastrl.env_step("CartPole-v1", *tensors, torch.zeros(4, dtype=torch.int64), [0.0], 500, False)
+    with pytest.raises(TypeError, match="integer"):
+        torch.ops.fastrl.env_step("CartPole-v1", *tensors, torch.zeros(5), [0.0], 500, False)
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        torch.ops.fastrl.env_step("CartPole-v1", *tensors, torch.zeros(5, dtype=torch.int64), [0.0], 0, False)
 
 
 def test_gymnasium_fallback_for_other_ids():

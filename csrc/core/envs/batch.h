@@ -40,6 +40,7 @@ struct EnvBatch {
   T* reward = nullptr;                // [N]
   uint8_t* terminated = nullptr;      // [N]
   uint8_t* truncated = nullptr;       // [N]
+  uint8_t* done = nullptr;            // [N] terminated | truncated
   T* final_obs = nullptr;             // [N, O]; SAME_STEP only
   T* final_return = nullptr;          // [N] return of the episode that ended at this step, else 0
   int32_t* final_length = nullptr;    // [N] its length, else 0
@@ -100,6 +101,7 @@ FASTRL_HD uint8_t advance(const EnvBatch<Env, T>& b, int64_t j) {
   b.reward[j] = r;
   b.terminated[j] = static_cast<uint8_t>(term);
   b.truncated[j] = static_cast<uint8_t>(trunc);
+  b.done[j] = static_cast<uint8_t>(done);
   b.elapsed[j] = length;
   b.episode_return[j] = ret;
   b.final_return[j] = done ? ret : T(0);
@@ -117,6 +119,7 @@ FASTRL_HD void autoreset_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
     b.reward[j] = T(0);
     b.terminated[j] = 0;
     b.truncated[j] = 0;
+    b.done[j] = 0;
     b.final_return[j] = T(0);
     b.final_length[j] = 0;
   }

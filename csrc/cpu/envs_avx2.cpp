@@ -1,0 +1,31 @@
+// cpu::step_range built with -mavx2 (and without -mfma: no fused multiply-adds, so every result
+// is bit-identical to the baseline build's; -ffp-contract=off applies to every file anyway).
+// `flatten` inlines the whole step into each entry point, so no inline function compiled here
+// for AVX2 can be picked by the linker for the baseline build's callers.
+#include "cpu/envs_avx2.h"
+
+#include "cpu/env_kernel.h"
+
+#if !defined(__AVX2__)
+#error "envs_avx2.cpp must be compiled with -mavx2 (see CMakeLists.txt)"
+#endif
+
+namespace fastrl::cpu::avx2 {
+
+template <bool kSameStep, typename Env, typename T>
+__attribute__((flatten)) void step_range(const core::EnvBatch<Env, T>& b, int64_t begin,
+                                         int64_t end) {
+  cpu::step_range<kSameStep>(b, begin, end);
+}
+
+#define FASTRL_STEP_RANGE(Env, T)                                                              \
+  template void step_range<false>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t); \
+  template void step_range<true>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t);
+#define FASTRL_STEP_RANGES(Env) FASTRL_STEP_RANGE(Env, float) FASTRL_STEP_RANGE(Env, double)
+FASTRL_STEP_RANGES(CartPole)
+FASTRL_STEP_RANGES(Acrobot)
+FASTRL_STEP_RANGES(MountainCar)
+FASTRL_STEP_RANGES(MountainCarContinuous)
+FASTRL_STEP_RANGES(Pendulum)
+
+}  // namespace fastrl::cpu::avx2
