@@ -50,20 +50,23 @@ def get_backend() -> str:
     return _backend
 
 
+# Device types with compiled kernels (decided once: the extension cannot change after import).
+_COMPILED_FOR = frozenset(
+    (["cpu"] if _C is not None else []) + (["cuda"] if build_info.get("cuda") else [])
+)
+
+
 def native_compiled_for(device: torch.device) -> bool:
     """Whether the extension has kernels for this device type."""
-    if _C is None:
-        return False
-    if device.type == "cpu":
-        return True
-    return device.type == "cuda" and bool(build_info.get("cuda"))
+    return device.type in _COMPILED_FOR
 
 
 def use_native(device: torch.device) -> bool:
-    """The decision every op wrapper makes before dispatching."""
+    """The decision every op wrapper makes before dispatching (once per env step: keep it cheap)."""
     if _backend == "torch":
         return False
-    compiled = native_compiled_for(device)
-    if _backend == "native" and not compiled:
+    if device.type in _COMPILED_FOR:
+        return True
+    if _backend == "native":
         raise RuntimeError(f"fastrl: native backend requested but no kernels are compiled for {device}")
-    return compiled
+    return False
