@@ -246,21 +246,17 @@ def _fallback_reset(env: ClassicVectorEnv, mask: torch.Tensor, all_envs: bool = 
 
 
 def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
-    """env_step in PyTorch: the two passes of csrc/core/envs/batch.h on the whole batch."""
+    """env_step in PyTorch: the two passes of csrc/core/envs/batch.h on the whole batch, with the
+    per-env tensors updated in place."""
     spec = env.spec_
-    state, reward, term = spec.step(env.params, env._state, action, env._elapsed)
-    length = env._elapsed + 1
+    reward, term = spec.step(env.params, env._state, action, env._elapsed)
+    env._elapsed += 1
+    length, ret = env._elapsed, env._episode_return.add_(reward)
     trunc = length >= env.max_episode_steps
     done = term | trunc
-    ret = env._episode_return + reward
-    for row, new in zip(env._state, state):  # state: a [S, N] tensor or S rows
-        row.copy_(new)
-    env._elapsed.copy_(length)
-    env._episode_return.copy_(ret)
     if env._same_step:
-        reset_now = done
+        reset_now = ended = done
         final_obs = spec.observe(env._state)
-        ended = done
     else:
         reset_now = env._autoreset.clone()
         final_obs = torch.empty(0, spec.obs_dim, dtype=env.dtype, device=env.device)
@@ -269,11 +265,11 @@ def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
         reward = torch.where(keep, reward, 0.0)
         term, trunc = term & keep, trunc & keep
         ended = done & keep
+        env._autoreset.copy_(ended)  # reset on the next step
     # ret * ended, with + 0.0 turning the -0.0 of negative returns into +0.0 (like torch.where,
     # and much faster than it or masked_fill on the CPU); returns are finite.
     final_return = ret * ended.to(ret.dtype) + 0.0
     final_length = length * ended
-    env._autoreset.copy_(done & ~reset_now)  # NEXT_STEP: reset on the next step
     obs = _fallback_reset(env, reset_now)
     return obs, reward, term, trunc, ended, final_obs, final_return, final_length
 
