@@ -1,4 +1,5 @@
-"""Compile every CUDA source with nvcc, compile-only, against the installed torch's headers.
+"""Compile every CUDA source with nvcc, compile-only, against the installed torch's headers, and
+check the C++ that only a CUDA build compiles (csrc/bindings.cpp with FASTRL_WITH_CUDA).
 
 CI has no GPU and usually a CPU build of torch, so the extension it builds has no CUDA kernels;
 this keeps the .cu files from rotting between GPU sessions. Flags mirror CMakeLists.txt.
@@ -36,6 +37,21 @@ def nvcc_command(source: Path, out: Path, arch: str) -> list[str]:
     ]  # fmt: skip
 
 
+def cuda_glue_command(source: Path) -> list[str]:
+    """The host compiler on a file's FASTRL_WITH_CUDA branches, syntax only (no CUDA headers)."""
+    import sysconfig
+
+    import pybind11
+    from torch.utils.cpp_extension import include_paths
+
+    dirs = [ROOT / "csrc", sysconfig.get_paths()["include"], pybind11.get_include(), *include_paths()]
+    return [
+        os.environ.get("CXX", "c++"), "-fsyntax-only", "-std=c++17", "-DFASTRL_WITH_CUDA=1",
+        "-DFASTRL_TORCH_VERSION=\"check\"", "-DTORCH_EXTENSION_NAME=_C", str(source),
+        *[f"-I{d}" for d in dirs],
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="90", help="SM architecture to compile for (default 90)")
@@ -51,23 +67,28 @@ def main() -> int:
         print("check_cuda: no .cu files found under csrc/cuda", file=sys.stderr)
         return 2
 
+    glue = [ROOT / "csrc" / "bindings.cpp"]
     with tempfile.TemporaryDirectory() as tmp:
         def compile_one(src: Path):
             start = time.perf_counter()
-            cmd = nvcc_command(src, Path(tmp) / (src.stem + ".o"), args.arch)
+            if src.suffix == ".cu":
+                cmd = nvcc_command(src, Path(tmp) / (src.stem + ".o"), args.arch)
+            else:
+                cmd = cuda_glue_command(src)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             return src, proc, time.perf_counter() - start
 
         failed = 0
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            for src, proc, seconds in pool.map(compile_one, sources):
+            for src, proc, seconds in pool.map(compile_one, sources + glue):
                 rel = src.relative_to(ROOT)
                 if proc.returncode == 0:
                     print(f"check_cuda: ok     {rel} ({seconds:.0f} s)")
                 else:
                     failed += 1
                     print(f"check_cuda: FAILED {rel}\n{proc.stdout}{proc.stderr}", file=sys.stderr)
-    print(f"check_cuda: {len(sources) - failed} of {len(sources)} CUDA sources compile (sm_{args.arch})")
+    total = len(sources) + len(glue)
+    print(f"check_cuda: {total - failed} of {total} sources compile for CUDA (sm_{args.arch})")
     return 1 if failed else 0
 
 
