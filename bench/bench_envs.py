@@ -1,6 +1,6 @@
 """Env-steps/s with random actions and autoreset: fastrl native (all threads and one thread) vs
 its PyTorch fallback vs gymnasium (SyncVectorEnv for small batches, and its numpy-vectorized
-CartPole).
+CartPole) vs envpool (when installed); on a GPU, fastrl's CUDA kernels up to 2^22 envs.
 
     python -m pytest bench/bench_envs.py --benchmark-only
 
@@ -20,6 +20,12 @@ from fastrl import _native
 
 STEPS = 50
 SIZES = [1, 256, 4096, 65536]
+CUDA_SIZES = [4096, 65536, 2**20, 2**22]
+# Bytes a float32 CartPole step must move per env: reads state 16, elapsed 4, episode return 4,
+# autoreset flag 1, int64 action 8; writes state, elapsed, episode return, flag (25), obs 16,
+# reward 4, terminated/truncated/done 3, final return 4, final length 4. (Resets also read the
+# env's seed and reset count, once per episode.)
+CARTPOLE_BYTES_PER_STEP = 33 + 56
 _GYM_NUMPY: dict[int, float] = {}  # n -> steps/s of gymnasium's numpy CartPole
 
 
@@ -80,6 +86,45 @@ def test_fastrl(benchmark, env_id, n, backend):
     finally:
         _native.set_backend(previous)
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not _native.native_compiled_for(torch.device("cuda")), reason="no CUDA kernels built")
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n", CUDA_SIZES)
+def test_fastrl_cuda(benchmark, env_id, n):
+    benchmark.group = f"{env_id} cuda n={n}"
+    env = fenvs.make(env_id, n, device="cuda", seed=0, validate=False)
+    env.reset()
+    actions = _actions(env_id, n, device="cuda")
+
+    def run():
+        for a in actions:
+            env.step(a)
+        torch.cuda.synchronize()
+
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    rate = _record(benchmark, env_id, n)
+    benchmark.extra_info["device"] = torch.cuda.get_device_name()
+    if env_id == "CartPole-v1":
+        benchmark.extra_info["GB_per_s"] = rate * CARTPOLE_BYTES_PER_STEP / 1e9
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("n", [256, 4096, 65536])
+def test_envpool(benchmark, env_id, n):
+    envpool = pytest.importorskip("envpool")
+    benchmark.group = f"{env_id} n={n}"
+    env = envpool.make(env_id, env_type="gymnasium", num_envs=n, seed=0)
+    env.reset()
+    actions = [a.numpy() for a in _actions(env_id, n)]
+
+    def run():
+        for a in actions:
+            env.step(a)
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    _record(benchmark, env_id, n)
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

@@ -2,11 +2,10 @@
 // cpu/env_kernel.h).
 //
 // float32 is the fast path: its sin/cos are the vectorizable polynomials of core/envs/math.h.
-// Threads: at::parallel_for with a grain of kGrain envs, so a thread gets at least ~7 us of
-// CartPole work (float32, AVX2), which is what torch's own elementwise grain amounts to: on a
-// quiet 2-core machine 4096 envs step 1.2x faster on two threads, 16384 1.6x. Below that, waking a
-// second thread costs about as much as it saves. On a loaded machine a team can wait a whole
-// time slice for a busy core: that is what torch.set_num_threads(1) is for (the trainers do it).
+// Threads: at::parallel_for with a grain of kGrain envs, so batches up to kGrain run on the
+// calling thread. Measured on the 2-core VM at 4096 CartPoles (~14 us of work): two threads are
+// 1.2x faster when the second core is idle but 1.5x slower when another process keeps it busy
+// (the team waits for a core it cannot get); from 65536 envs two threads win 1.5x either way.
 #include <ATen/Parallel.h>
 
 #include <type_traits>
@@ -18,7 +17,7 @@
 namespace fastrl::cpu {
 namespace {
 
-constexpr int64_t kGrain = 2048;
+constexpr int64_t kGrain = 16384;
 
 // Action values checked in the same C++ call (ValueError in Python), instead of three torch ops
 // in the wrapper; discrete: in [0, kNumActions), continuous: not NaN. Before the step, which

@@ -9,10 +9,10 @@ _MUL = (0xD2511F53, 0xCD9E8D57)  # multipliers of words 0 and 2
 _BUMP = (0x9E3779B9, 0xBB67AE85)  # key schedule of k0 and k1
 
 
-def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> list[torch.Tensor]:
-    """Ten Philox rounds on int64 tensors holding uint32 words (any equal shapes). An int64
-    product of two uint32 values wraps to the bit pattern of the uint64 product, so its halves
-    are right after masking.
+def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ten Philox rounds on int64 tensors holding uint32 words (any equal shapes); returns the
+    words stacked as (c0, c2) and (c1, c3). An int64 product of two uint32 values wraps to the
+    bit pattern of the uint64 product, so its halves are right after masking.
 
     Words (0, 2) and (1, 3) are kept stacked, so a round is a handful of ops on [2, ...]
     tensors: (c0, c2) <- (hi(M1 c2) ^ c1 ^ k0, hi(M0 c0) ^ c3 ^ k1), (c1, c3) <- (lo(M1 c2),
@@ -27,8 +27,8 @@ def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) ->
         p = (even * mul).flip(0)  # (M1 c2, M0 c0)
         even = (p >> 32).bitwise_and_(_MASK).bitwise_xor_(odd).bitwise_xor_(key)
         odd = p.bitwise_and_(_MASK)
-        key = (key + bump).bitwise_and_(_MASK)
-    return [even[0], odd[0], even[1], odd[1]]
+        key = key.add_(bump).bitwise_and_(_MASK)
+    return even, odd
 
 
 def reset_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor, count: int):
@@ -40,9 +40,7 @@ def reset_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor
     block = torch.arange(blocks, dtype=torch.int64, device=envs.device).view(blocks, 1).expand(blocks, k)
     row = lambda t: t.view(1, k).expand(blocks, k)  # noqa: E731
     counter = [block, row(resets & _MASK), row((resets >> 32) & _MASK), row(envs)]
-    w = _philox4x32_10(counter, row(seeds & _MASK), row((seeds >> 32) & _MASK))
-    out = []
-    for b in range(blocks):
-        for hi, lo in ((w[0][b], w[1][b]), (w[2][b], w[3][b])):
-            out.append(((hi << 21) | (lo >> 11)).double() * 2.0**-53)
-    return out[:count]
+    even, odd = _philox4x32_10(counter, row(seeds & _MASK), row((seeds >> 32) & _MASK))
+    # Draw 2b uses words (0, 1) of block b, draw 2b + 1 words (2, 3): hi words are even, lo odd.
+    hi, lo = (w.transpose(0, 1).reshape(2 * blocks, k) for w in (even, odd))
+    return list(((hi << 21) | (lo >> 11)).double().mul_(2.0**-53).unbind(0))[:count]
