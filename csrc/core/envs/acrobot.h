@@ -69,7 +69,7 @@ struct Acrobot {
   FASTRL_HD static void step(const Params&, T* s, Action action, int32_t, T& reward,
                              bool& terminated) {
     const T dt = T(0.2), dt2 = dt / T(2), pi = T(3.141592653589793);
-    const T torque = static_cast<T>(action - 1);
+    const T torque = static_cast<T>(static_cast<int32_t>(action) - 1);  // 0, 1, 2 -> -1, 0, +1
     T k1[4], k2[4], k3[4], k4[4], y[4];
     dsdt(s, torque, k1);
     for (int i = 0; i < 4; ++i) y[i] = s[i] + dt2 * k1[i];

@@ -32,7 +32,9 @@ struct MountainCar {
                              bool& terminated) {
     const T min_position = T(-1.2), max_position = T(0.6), max_speed = T(0.07);
     T position = s[0], velocity = s[1];
-    velocity += static_cast<T>(action - 1) * T(0.001) + cos_(T(3) * position) * -T(0.0025);
+    // The action through int32 (it is 0, 1 or 2): SSE2/AVX2 convert int32 lanes to float, not int64.
+    const T force = static_cast<T>(static_cast<int32_t>(action) - 1);
+    velocity += force * T(0.001) + cos_(T(3) * position) * -T(0.0025);
     velocity = velocity < -max_speed ? -max_speed : (velocity > max_speed ? max_speed : velocity);
     position += velocity;
     position = position < min_position ? min_position : (position > max_position ? max_position : position);
