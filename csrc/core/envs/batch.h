@@ -95,34 +95,31 @@ FASTRL_HD uint8_t advance(const EnvBatch<Env, T>& b, int64_t j) {
   const bool trunc = length >= b.max_episode_steps;
   const bool done = term | trunc;
   const T ret = b.episode_return[j] + r;
+  // NEXT_STEP: an env flagged on the previous step resets instead: its outputs are those of the
+  // reset step (no reward, nothing ends), written here as selects so that autoreset() only
+  // writes the new episode's state.
+  const bool skip = !kSameStep && b.autoreset[j];
+  const bool ended = done & !skip;
   b.store(j, s);
   b.observe(s, b.obs, j);
   if (kSameStep) b.observe(s, b.final_obs, j);
-  b.reward[j] = r;
-  b.terminated[j] = static_cast<uint8_t>(term);
-  b.truncated[j] = static_cast<uint8_t>(trunc);
-  b.done[j] = static_cast<uint8_t>(done);
+  b.reward[j] = skip ? T(0) : r;
+  b.terminated[j] = static_cast<uint8_t>(term & !skip);
+  b.truncated[j] = static_cast<uint8_t>(trunc & !skip);
+  b.done[j] = static_cast<uint8_t>(ended);
   b.elapsed[j] = length;
   b.episode_return[j] = ret;
-  b.final_return[j] = done ? ret : T(0);
-  b.final_length[j] = done ? length : 0;
-  const uint8_t reset_now = kSameStep ? static_cast<uint8_t>(done) : b.autoreset[j];
-  b.autoreset[j] = static_cast<uint8_t>(!kSameStep & done);
-  return reset_now;
+  b.final_return[j] = ended ? ret : T(0);
+  b.final_length[j] = ended ? length : 0;
+  b.autoreset[j] = static_cast<uint8_t>(!kSameStep & ended);
+  return static_cast<uint8_t>(kSameStep ? done : skip);
 }
 
-// Pass 2, for the envs advance() flagged; rng is env j's stream for its next reset.
+// Pass 2, for the envs advance() flagged (which has written their step outputs already); rng is
+// env j's stream for its next reset.
 template <typename Env, typename T, typename Rng>
 FASTRL_HD void autoreset_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
   reset_env_with(b, j, rng);
-  if (!b.same_step) {  // this step was the reset: it has no reward and ends nothing
-    b.reward[j] = T(0);
-    b.terminated[j] = 0;
-    b.truncated[j] = 0;
-    b.done[j] = 0;
-    b.final_return[j] = T(0);
-    b.final_length[j] = 0;
-  }
 }
 
 template <typename Env, typename T>
