@@ -7,6 +7,7 @@
 // float32, and numpy promotes float32 with a Python float to float32. So the first step of an
 // episode (elapsed == 0) computes in double, later ones in float, and an action outside [-1, 1]
 // becomes the Python float bound (double arithmetic). The cosine is always Python's math.cos.
+// That is the float64 env; the float32 one (the fast path) computes every step in float32.
 #pragma once
 
 #include "core/envs/math.h"
@@ -22,10 +23,13 @@ struct MountainCarContinuous {
   static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = T;
 
+  // The float32 path's bounds travel as run-time values, for the reason given in
+  // mountain_car.h (GCC would fold the tests on clipped values into unvectorizable selects).
   struct Params {
     double goal_velocity;
+    float min_position, max_position, max_speed;
   };
-  static Params params(const double* p) { return {p[0]}; }
+  static Params params(const double* p) { return {p[0], -1.2f, 0.6f, 0.07f}; }
 
   template <typename Rng>  // ResetStream, or the CPU kernel's precomputed words
   FASTRL_HD static void reset(const Params&, Rng& rng, T* s) {
@@ -35,6 +39,7 @@ struct MountainCarContinuous {
 
   FASTRL_HD static void step(const Params& p, T* s, Action action, int32_t elapsed, T& reward,
                              bool& terminated) {
+    if (!kExact<T>) return step_float32(p, s, action, reward, terminated);
     const float a = static_cast<float>(action);
     const bool clipped = (a < -1.0f) | (a > 1.0f);
     const double bound = a < -1.0f ? -1.0 : 1.0;
@@ -68,6 +73,26 @@ struct MountainCarContinuous {
     // math.pow(action[0], 2) of the unclipped float32 action is exact in double.
     const double aa = static_cast<double>(a);
     reward = static_cast<T>((terminated ? 100.0 : 0.0) - aa * aa * 0.1);
+  }
+
+  // The float32 env: every step in float32 with the vectorizable cosine (the fallback computes
+  // the same way), within float32 rounding of gymnasium's mixed precisions.
+  FASTRL_HD static void step_float32(const Params& p, T* s, Action action, T& reward,
+                                     bool& terminated) {
+    const float a = static_cast<float>(action);
+    const float force = a < -1.0f ? -1.0f : (a > 1.0f ? 1.0f : a);
+    float position = static_cast<float>(s[0]), velocity = static_cast<float>(s[1]);
+    velocity += force * 0.0015f - 0.0025f * cos_(3.0f * position);
+    velocity = velocity > p.max_speed ? p.max_speed : velocity;
+    velocity = velocity < -p.max_speed ? -p.max_speed : velocity;
+    position += velocity;
+    position = position > p.max_position ? p.max_position : position;
+    position = position < p.min_position ? p.min_position : position;
+    velocity = (position == p.min_position) & (velocity < 0.0f) ? 0.0f : velocity;
+    terminated = (position >= 0.45f) & (velocity >= static_cast<float>(p.goal_velocity));
+    s[0] = static_cast<T>(position);
+    s[1] = static_cast<T>(velocity);
+    reward = static_cast<T>((terminated ? 100.0f : 0.0f) - a * a * 0.1f);
   }
 
   FASTRL_HD static void observe(const Params&, const T* s, T* obs) {

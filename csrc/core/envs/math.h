@@ -38,6 +38,9 @@ FASTRL_HD float pow2(float x) {
 #endif
 }
 
+FASTRL_HD float ceil_(float x) { return ::ceilf(x); }
+FASTRL_HD double ceil_(double x) { return ::ceil(x); }
+
 FASTRL_HD double sin_(double x) { return ::sin(x); }
 FASTRL_HD double cos_(double x) { return ::cos(x); }
 
