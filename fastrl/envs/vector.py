@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from fastrl import _native
-from fastrl.envs.classic import Classic
+from fastrl.envs.classic import CLASSIC, Classic
 from fastrl.envs.rng import reset_uniforms
 
 
@@ -67,11 +67,7 @@ class ClassicVectorEnv(VectorEnv):
         self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
         self._initial_seed = seed
         self._seeded = False
-        self._binding = None
-        if _native.native_compiled_for(device):
-            self._binding = _native._C.EnvBinding(
-                spec.id, *self._op_tensors(), self._param_list, max_episode_steps, self._same_step
-            )
+        self._binding = self._bind()
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
         self._check_values_on_host = validate and device.type != "cpu"
 
@@ -119,6 +115,23 @@ class ClassicVectorEnv(VectorEnv):
             info["final_obs"] = final_obs
             info["_final_obs"] = done
         return obs, reward, term, trunc, info
+
+    def _bind(self):
+        """The native kernels with this env's tensors bound (None without kernels for the device)."""
+        if not _native.native_compiled_for(self.device):
+            return None
+        return _native._C.EnvBinding(
+            self.spec_.id, *self._op_tensors(), self._param_list, self.max_episode_steps, self._same_step
+        )
+
+    # copy.deepcopy and pickle: the binding is rebuilt around the copied tensors, and the spec
+    # (whose fallback functions are lambdas) travels by name.
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_binding": None, "spec_": self.spec_.id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, spec_=CLASSIC[state["spec_"]])
+        self._binding = self._bind()
 
     def _op_tensors(self) -> tuple[torch.Tensor, ...]:
         """The tensors the native ops step in place, in their order."""
@@ -275,8 +288,6 @@ def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
 
 
 if _native._C is not None:
-    from fastrl.envs.classic import CLASSIC
-
     # Fake kernels: output shapes and dtypes as allocated in csrc/ops/envs.h.
     @torch.library.register_fake("fastrl::env_reset")
     def _env_reset_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, params):

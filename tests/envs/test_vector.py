@@ -1,8 +1,10 @@
 """VectorEnv semantics: autoreset modes vs gymnasium's SyncVectorEnv, seeding, episode
 statistics, bad input, the ops' registration (opcheck), and the gymnasium fallback."""
 
+import copy
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 
@@ -262,6 +264,21 @@ def test_compiled_step_matches_eager(mode):
     assert torch.equal(got, want)
     for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
         assert a == b if isinstance(a, bool) else torch.equal(a, b)
+
+
+@pytest.mark.parametrize("copy_env", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env))])
+def test_copies_step_on_their_own(copy_env, backend):
+    """A deep copy or an unpickled env continues exactly like the original, on its own tensors."""
+    env = fenvs.make("Pendulum-v1", 5, seed=3, autoreset_mode="same_step", max_episode_steps=7)
+    env.reset()
+    twin = copy_env(env)
+    actions = torch.linspace(-2, 2, 5).view(5, 1)
+    for _ in range(12):
+        want, got = env.step(actions), twin.step(actions)
+        for a, b in zip(want[:4], got[:4]):
+            assert torch.equal(a, b)
+        assert torch.equal(want[4]["final_obs"], got[4]["final_obs"])
+    assert twin._state.data_ptr() != env._state.data_ptr()
 
 
 def test_actions_of_other_dtypes_and_layouts(backend):
