@@ -88,7 +88,7 @@ def test_fastrl(benchmark, env_id, n, backend):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.skipif(not _native.native_compiled_for(torch.device("cuda")), reason="no CUDA kernels built")
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 @pytest.mark.parametrize("n", CUDA_SIZES)
