@@ -1,4 +1,4 @@
-// cpu::step_range built with -mavx2 (and without -mfma: no fused multiply-adds, so every result
+// cpu::step_range and cpu::actions_valid built with -mavx2 (and without -mfma: no fused multiply-adds, so every result
 // is bit-identical to the baseline build's; -ffp-contract=off applies to every file anyway).
 // `flatten` inlines the whole step into each entry point, so no inline function compiled here
 // for AVX2 can be picked by the linker for the baseline build's callers.
@@ -18,14 +18,20 @@ __attribute__((flatten)) void step_range(const core::EnvBatch<Env, T>& b, int64_
   cpu::step_range<kSameStep>(b, begin, end);
 }
 
-#define FASTRL_STEP_RANGE(Env, T)                                                              \
+template <typename Env, typename T>
+__attribute__((flatten)) bool actions_valid(const core::EnvBatch<Env, T>& b) {
+  return cpu::actions_valid(b);
+}
+
+#define FASTRL_AVX2_ENV(Env, T)                                                                \
   template void step_range<false>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t); \
-  template void step_range<true>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t);
-#define FASTRL_STEP_RANGES(Env) FASTRL_STEP_RANGE(Env, float) FASTRL_STEP_RANGE(Env, double)
-FASTRL_STEP_RANGES(CartPole)
-FASTRL_STEP_RANGES(Acrobot)
-FASTRL_STEP_RANGES(MountainCar)
-FASTRL_STEP_RANGES(MountainCarContinuous)
-FASTRL_STEP_RANGES(Pendulum)
+  template void step_range<true>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t);  \
+  template bool actions_valid(const core::EnvBatch<core::Env<T>, T>&);
+#define FASTRL_AVX2_ENVS(Env) FASTRL_AVX2_ENV(Env, float) FASTRL_AVX2_ENV(Env, double)
+FASTRL_AVX2_ENVS(CartPole)
+FASTRL_AVX2_ENVS(Acrobot)
+FASTRL_AVX2_ENVS(MountainCar)
+FASTRL_AVX2_ENVS(MountainCarContinuous)
+FASTRL_AVX2_ENVS(Pendulum)
 
 }  // namespace fastrl::cpu::avx2
