@@ -10,7 +10,8 @@ _BUMP = (0x9E3779B9, 0xBB67AE85)  # key schedule of k0 and k1
 
 
 def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ten Philox rounds on int64 tensors holding uint32 words (any equal shapes); returns the
+    """Ten Philox rounds on int64 tensors holding uint32 words (counter words of one shape, keys
+    broadcastable to it); returns the
     words stacked as (c0, c2) and (c1, c3). An int64 product of two uint32 values wraps to the
     bit pattern of the uint64 product, so its halves are right after masking.
 
@@ -40,7 +41,8 @@ def reset_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor
     block = torch.arange(blocks, dtype=torch.int64, device=envs.device).view(blocks, 1).expand(blocks, k)
     row = lambda t: t.view(1, k).expand(blocks, k)  # noqa: E731
     counter = [block, row(resets & _MASK), row((resets >> 32) & _MASK), row(envs)]
-    even, odd = _philox4x32_10(counter, row(seeds & _MASK), row((seeds >> 32) & _MASK))
+    # Keys as [1, K]: the same for every block, broadcast in the rounds.
+    even, odd = _philox4x32_10(counter, (seeds & _MASK).view(1, k), ((seeds >> 32) & _MASK).view(1, k))
     # Draw 2b uses words (0, 1) of block b, draw 2b + 1 words (2, 3): hi words are even, lo odd.
     hi, lo = (w.transpose(0, 1).reshape(2 * blocks, k) for w in (even, odd))
     return list(((hi << 21) | (lo >> 11)).double().mul_(2.0**-53).unbind(0))[:count]
