@@ -46,18 +46,23 @@ def _record(benchmark, env_id, n):
     return rate
 
 
+def _time_steps(benchmark, env, actions, rounds=5, after=None):
+    """Times one env.step per action per round; ``after`` runs at the end of each (a CUDA sync)."""
+    def run():
+        for a in actions:
+            env.step(a)
+        if after is not None:
+            after()
+
+    benchmark.pedantic(run, rounds=rounds, warmup_rounds=1)
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_gymnasium_numpy_cartpole(benchmark, n):
     benchmark.group = f"CartPole-v1 n={n}"
     env = gymnasium.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
     env.reset(seed=0)
-    actions = [a.numpy() for a in _actions("CartPole-v1", n)]
-
-    def run():
-        for a in actions:
-            env.step(a)
-
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    _time_steps(benchmark, env, [a.numpy() for a in _actions("CartPole-v1", n)])
     _GYM_NUMPY[n] = _record(benchmark, "CartPole-v1", n)
 
 
@@ -75,13 +80,7 @@ def test_fastrl(benchmark, env_id, n, backend):
     try:
         env = fenvs.make(env_id, n, seed=0, validate=False)
         env.reset()
-        actions = _actions(env_id, n)
-
-        def run():
-            for a in actions:
-                env.step(a)
-
-        benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+        _time_steps(benchmark, env, _actions(env_id, n))
         _record(benchmark, env_id, n)
     finally:
         _native.set_backend(previous)
@@ -96,14 +95,7 @@ def test_fastrl_cuda(benchmark, env_id, n):
     benchmark.group = f"{env_id} cuda n={n}"
     env = fenvs.make(env_id, n, device="cuda", seed=0, validate=False)
     env.reset()
-    actions = _actions(env_id, n, device="cuda")
-
-    def run():
-        for a in actions:
-            env.step(a)
-        torch.cuda.synchronize()
-
-    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    _time_steps(benchmark, env, _actions(env_id, n, device="cuda"), after=torch.cuda.synchronize)
     rate = _record(benchmark, env_id, n)
     benchmark.extra_info["device"] = torch.cuda.get_device_name()
     if env_id == "CartPole-v1":
@@ -117,13 +109,7 @@ def test_envpool(benchmark, env_id, n):
     benchmark.group = f"{env_id} n={n}"
     env = envpool.make(env_id, env_type="gymnasium", num_envs=n, seed=0)
     env.reset()
-    actions = [a.numpy() for a in _actions(env_id, n)]
-
-    def run():
-        for a in actions:
-            env.step(a)
-
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    _time_steps(benchmark, env, [a.numpy() for a in _actions(env_id, n)], rounds=3)
     _record(benchmark, env_id, n)
 
 
@@ -133,11 +119,5 @@ def test_gymnasium_sync(benchmark, env_id, n):
     benchmark.group = f"{env_id} n={n}"
     env = gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     env.reset(seed=0)
-    actions = [a.numpy() for a in _actions(env_id, n)]
-
-    def run():
-        for a in actions:
-            env.step(a)
-
-    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    _time_steps(benchmark, env, [a.numpy() for a in _actions(env_id, n)], rounds=3)
     _record(benchmark, env_id, n)
