@@ -54,8 +54,12 @@ def make(
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} but CUDA is not available to this torch "
+                             f"({torch.__version__}): use device='cpu' or a CUDA build of torch")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
     modes = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
     mode = modes.get(autoreset_mode, autoreset_mode)
     if mode not in modes.values():

@@ -179,6 +179,8 @@ def test_action_on_wrong_device():
         (dict(env_id="CartPole-v1", num_envs=2, autoreset_mode="disabled"), ValueError, "autoreset_mode"),
         (dict(env_id="CartPole-v1", num_envs=2, gravity=3.0), TypeError, "gravity"),
         (dict(env_id="CartPole-v1", num_envs=2, max_episode_steps=0), ValueError, "max_episode_steps"),
+        pytest.param(dict(env_id="CartPole-v1", num_envs=2, device="cuda"), ValueError, "CUDA is not available",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available")),
     ],
 )
 def test_bad_make_arguments(kwargs, error, match):
