@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/avx2.h"
 #include "ops/envs.h"
 #include "ops/ppo_loss.h"
 #include "ops/returns.h"
@@ -139,6 +140,7 @@ PYBIND11_MODULE(_C, m) {
 #endif
     info["torch_version"] = FASTRL_TORCH_VERSION;  // the torch it was compiled against
     info["openmp"] = bool(AT_PARALLEL_OPENMP);
+    info["avx2"] = fastrl::cpu::avx2::enabled();  // the *_avx2.cpp kernels run on this CPU
     return info;
   });
   m.def("parallel_threads_used", &parallel_threads_used);

@@ -38,7 +38,8 @@ def _info(args: argparse.Namespace) -> int:
         print(f"extension   loaded from {_native._C.__file__}")
         print(f"            built against torch {info['torch_version']}; CUDA kernels: "
               f"{'yes' if info['cuda'] else 'no'}; OpenMP: {'yes' if info['openmp'] else 'NO'} "
-              f"(parallel_for used {threads} of {torch.get_num_threads()} threads)")
+              f"(parallel_for used {threads} of {torch.get_num_threads()} threads); CPU kernels: "
+              f"{'AVX2' if info['avx2'] else 'baseline x86-64 / portable (no AVX2, or ATEN_CPU_CAPABILITY=default)'}")
     print(f"backend     {_native.get_backend()} (FASTRL_BACKEND or fastrl.set_backend)")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print("ops         " + "  ".join(f"{d.type:>6}" for d in devices))

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fastrl import cli
+from fastrl import _native, cli
 from fastrl.algos import ALGOS, DQN, PPO, DQNConfig, PPOConfig
 from fastrl.envs import NATIVE_ENVS
 
@@ -135,3 +135,13 @@ def test_ppo_pendulum():
     t.train()
     returns = t.evaluate(20)
     assert sum(returns) / len(returns) >= -200
+
+
+def test_cli_info_reports_the_build(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "backend" in out
+    for op in ("gae", "ppo_loss", "envs"):
+        assert op in out
+    if _native._C is not None:
+        assert "CPU kernels: " + ("AVX2" if _native.build_info["avx2"] else "baseline") in out
