@@ -224,13 +224,36 @@ def rollout_all_envs(steps: int = 60, n: int = 37) -> list[torch.Tensor]:
     return out
 
 
+def bad_actions_raise() -> None:
+    """An out-of-range action anywhere in the batch (the vector body or its tail), and a NaN one,
+    raise before the envs step."""
+    for bad in (0, 11, 16):
+        env = fenvs.make("CartPole-v1", 17, seed=0)
+        env.reset()
+        before = env.state_dict()
+        actions = torch.zeros(17, dtype=torch.int64)
+        actions[bad] = 2 if bad % 2 else -1
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            env.step(actions)
+        assert all(torch.equal(v, before[k]) for k, v in env.state_dict().items() if k != "seeded")
+    env = fenvs.make("Pendulum-v1", 17, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(torch.zeros(17, 1).index_fill_(0, torch.tensor([13]), float("nan")))
+
+
+def test_bad_actions_raise_before_stepping(backend):
+    bad_actions_raise()
+
+
 @requires_native
 def test_baseline_cpu_build_matches_avx2(tmp_path):
     """ATEN_CPU_CAPABILITY=default turns off the AVX2 build of the step loop: the baseline build
     (what a CPU without AVX2 runs) gives bit-identical trajectories in a fresh process."""
     script = (
         "import sys, torch\n"
-        "from tests.envs.test_vector import rollout_all_envs\n"
+        "from tests.envs.test_vector import bad_actions_raise, rollout_all_envs\n"
+        "bad_actions_raise()\n"
         "torch.save(rollout_all_envs(), sys.argv[1])\n"
     )
     root = pathlib.Path(__file__).resolve().parents[2]
