@@ -1,6 +1,11 @@
 """Shared test set-up: CUDA tests are marked `cuda` and skipped without a GPU; `devices` lists
 the devices the native kernels can be compared on."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -28,3 +33,13 @@ def torch_backend():
     _native.set_backend("torch")
     yield
     _native.set_backend(previous)
+
+
+def run_with_baseline_cpu_kernels(script: str, out: pathlib.Path):
+    """Runs ``script`` (Python source; ``sys.argv[1]`` is ``out``) in a fresh process from the
+    repository root with ATEN_CPU_CAPABILITY=default, which turns off fastrl's *_avx2.cpp kernels
+    (what a CPU without AVX2 runs), and returns what it saved there with ``torch.save``."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    subprocess.run([sys.executable, "-c", script, str(out)], cwd=root, env=env, check=True)
+    return torch.load(out)

@@ -2,11 +2,7 @@
 statistics, bad input, the ops' registration (opcheck), and the gymnasium fallback."""
 
 import copy
-import os
-import pathlib
 import pickle
-import subprocess
-import sys
 
 import gymnasium
 import numpy as np
@@ -16,7 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import fastrl.envs as fenvs
 from fastrl import _native
-from tests.conftest import requires_native
+from tests.conftest import requires_native, run_with_baseline_cpu_kernels
 from tests.envs.helpers import gym_state, inject, sample_actions, to_torch_actions
 
 BACKENDS = ["native", "torch"]
@@ -256,10 +252,7 @@ def test_baseline_cpu_build_matches_avx2(tmp_path):
         "bad_actions_raise()\n"
         "torch.save(rollout_all_envs(), sys.argv[1])\n"
     )
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "baseline.pt")], cwd=root, env=env, check=True)
-    baseline = torch.load(tmp_path / "baseline.pt")
+    baseline = run_with_baseline_cpu_kernels(script, tmp_path / "baseline.pt")
     got = rollout_all_envs()
     assert len(got) == len(baseline)
     for a, b in zip(got, baseline):

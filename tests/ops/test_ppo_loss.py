@@ -7,10 +7,6 @@ in float32 like the reference, so the same forward tolerances hold; the gradient
 bf16 by both, so it may differ by one bf16 ulp: rtol 1e-2, atol 1e-2 * max|grad|.
 """
 
-import os
-import pathlib
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -26,7 +22,7 @@ from fastrl.ops.ppo_loss import (
     ppo_loss_reference,
     token_logprobs_reference,
 )
-from tests.conftest import requires_native
+from tests.conftest import requires_native, run_with_baseline_cpu_kernels
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 BACKENDS = [pytest.param("native", marks=requires_native), "torch"]
@@ -177,11 +173,7 @@ def test_scalar_cpu_path_matches_vectorized(tmp_path):
         "       for v, d in [(1000, torch.float32), (777, torch.bfloat16)]]\n"
         "torch.save(out, sys.argv[1])\n"
     )
-    root = pathlib.Path(__file__).resolve().parents[2]
-    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    cmd = [sys.executable, "-c", script, str(tmp_path / "scalar.pt")]
-    subprocess.run(cmd, cwd=root, env=env, check=True)
-    scalar = torch.load(tmp_path / "scalar.pt")
+    scalar = run_with_baseline_cpu_kernels(script, tmp_path / "scalar.pt")
     for (vocab, dtype), want in zip([(1000, torch.float32), (777, torch.bfloat16)], scalar):
         got = run(ppo_loss, make_inputs((2, 3), vocab, dtype=dtype, seed=14), **FULL_OPTIONS)
         tol = 1e-2 if dtype == torch.bfloat16 else 1e-4
