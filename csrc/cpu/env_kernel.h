@@ -79,13 +79,14 @@ inline void reset_words(const int64_t* seeds, const int64_t* resets, const int32
     r1[i] = static_cast<uint32_t>(r >> 32);
     env[i] = static_cast<uint32_t>(j);
   }
+  // Whole vectors of 8: the lanes past k compute words nobody reads, from defined inputs.
+  for (int i = k; i < (k + 7) / 8 * 8; ++i) k0[i] = k1[i] = r0[i] = r1[i] = env[i] = 0;
   for (int block = 0; block < kWords / 4; ++block) {
     uint32_t* w0 = out.w[4 * block];
     uint32_t* w1 = out.w[4 * block + 1];
     uint32_t* w2 = out.w[4 * block + 2];
     uint32_t* w3 = out.w[4 * block + 3];
 #if defined(__AVX2__)
-    for (int i = k; i < (k + 7) / 8 * 8; ++i) k0[i] = k1[i] = r0[i] = r1[i] = env[i] = 0;
     const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
     const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
     for (int i = 0; i < k; i += 8) {
