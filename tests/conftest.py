@@ -8,8 +8,17 @@ import sys
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from fastrl import _native
+
+# Property tests: no per-example deadline (the first call of an op may compile or warm caches), a
+# bounded number of examples so the suite stays within CI's budget; HYPOTHESIS_PROFILE=thorough
+# for a longer local search.
+settings.register_profile("ci", max_examples=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 requires_native = pytest.mark.skipif(
