@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fastrl-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: setup run test bench check-cuda clean
+.PHONY: setup run test test-sanitize bench check-cuda clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,18 @@ run: setup
 test: setup
 	$(BIN)/ruff check fastrl tests bench tools
 	$(BIN)/python -m pytest tests
+
+# The op and env tests on an AddressSanitizer + UBSan build of the extension (build/sanitize,
+# loaded through FASTRL_EXTENSION): an out-of-bounds access or undefined behaviour aborts the run.
+SAN_DIR := build/sanitize
+SAN_RUNTIME = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+test-sanitize: setup
+	PATH="$(abspath $(BIN)):$$PATH" cmake -S . -B $(SAN_DIR) -G Ninja -DFASTRL_SANITIZE=ON -DFASTRL_CUDA=0 \
+		-DPython_EXECUTABLE="$(abspath $(BIN))/python" -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+	PATH="$(abspath $(BIN)):$$PATH" cmake --build $(SAN_DIR)
+	LD_PRELOAD="$(SAN_RUNTIME)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FASTRL_BACKEND=native \
+		FASTRL_EXTENSION="$$(ls $(abspath $(SAN_DIR))/_C*.so)" $(BIN)/python -m pytest tests/ops tests/envs -q
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-only

@@ -11,10 +11,32 @@ import warnings
 
 import torch
 
+
+
+def _load_extension():
+    """``fastrl._C``, or the build named by ``FASTRL_EXTENSION`` (a path to a ``_C*.so``: how
+    ``make test-sanitize`` runs the suite on its AddressSanitizer build)."""
+    path = os.environ.get("FASTRL_EXTENSION")
+    if not path:
+        from fastrl import _C
+
+        return _C
+    import importlib.util
+    import sys
+
+    if not os.path.isfile(path):
+        raise ImportError(f"FASTRL_EXTENSION={path!r} is not a file")
+    spec = importlib.util.spec_from_file_location("fastrl._C", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fastrl._C"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 _C = None
 load_error: str | None = None
 try:
-    from fastrl import _C  # noqa: F401  (registers torch.ops.fastrl.*)
+    _C = _load_extension()  # registers torch.ops.fastrl.*
 except ImportError as exc:  # missing build, ABI mismatch with the installed torch, ...
     load_error = f"{type(exc).__name__}: {exc}"
 
