@@ -43,7 +43,8 @@ test-sanitize: setup
 	PATH="$(abspath $(BIN)):$$PATH" cmake --build $(SAN_DIR)
 	LD_PRELOAD="$(SAN_RUNTIME)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FASTRL_BACKEND=native \
-		FASTRL_EXTENSION="$$(ls $(abspath $(SAN_DIR))/_C*.so)" $(BIN)/python -m pytest tests/ops tests/envs -q
+		FASTRL_EXTENSION="$$(ls $(abspath $(SAN_DIR))/_C*.so)" $(BIN)/python -m pytest tests/ops tests/envs -q \
+		--capture=sys  # C-level stderr (the sanitizer report) stays visible
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-only
