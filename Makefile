@@ -20,7 +20,7 @@ $(STAMP): $(SOURCES)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)" scikit-build-core pybind11 ninja
 	# --no-build-isolation: compile against the torch installed above (its C++ ABI is per release).
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[test]"
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,rlhf]"
 	$(BIN)/python -m fastrl info
 	touch $(STAMP)
 
@@ -31,7 +31,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check fastrl tests bench tools
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --require-extension
 
 # The op and env tests on an AddressSanitizer + UBSan build of the extension (build/sanitize,
 # loaded through FASTRL_EXTENSION): an out-of-bounds access or undefined behaviour aborts the run.
@@ -44,6 +44,7 @@ test-sanitize: setup
 	LD_PRELOAD="$(SAN_RUNTIME)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FASTRL_BACKEND=native \
 		FASTRL_EXTENSION="$$(ls $(abspath $(SAN_DIR))/_C*.so)" $(BIN)/python -m pytest tests/ops tests/envs -q \
+		--require-extension \
 		--capture=sys  # C-level stderr (the sanitizer report) stays visible
 
 bench: setup

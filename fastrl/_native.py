@@ -12,7 +12,6 @@ import warnings
 import torch
 
 
-
 def _load_extension():
     """``fastrl._C``, or the build named by ``FASTRL_EXTENSION`` (a path to a ``_C*.so``: how
     ``make test-sanitize`` runs the suite on its AddressSanitizer build)."""

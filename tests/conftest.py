@@ -26,6 +26,17 @@ requires_native = pytest.mark.skipif(
 )
 
 
+def pytest_addoption(parser):
+    parser.addoption("--require-extension", action="store_true",
+                     help="fail at once when fastrl._C did not load (make test: a broken build must not "
+                          "pass as a green run of the PyTorch fallbacks)")
+
+
+def pytest_sessionstart(session):
+    if session.config.getoption("--require-extension") and _native._C is None:
+        pytest.exit(f"--require-extension: fastrl._C did not load: {_native.load_error}", returncode=3)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
@@ -48,7 +59,11 @@ def run_with_baseline_cpu_kernels(script: str, out: pathlib.Path):
     """Runs ``script`` (Python source; ``sys.argv[1]`` is ``out``) in a fresh process from the
     repository root with ATEN_CPU_CAPABILITY=default, which turns off fastrl's *_avx2.cpp kernels
     (what a CPU without AVX2 runs), and returns what it saved there with ``torch.save``."""
+    if not _native.build_info.get("avx2"):
+        pytest.skip("this process already runs the baseline kernels (no AVX2): nothing to compare")
     root = pathlib.Path(__file__).resolve().parents[1]
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
-    subprocess.run([sys.executable, "-c", script, str(out)], cwd=root, env=env, check=True)
+    # The child must really run the other build, or the comparison is of a build with itself.
+    check = "from fastrl import _native\nassert not _native.build_info['avx2'], 'child runs AVX2'\n"
+    subprocess.run([sys.executable, "-c", check + script, str(out)], cwd=root, env=env, check=True)
     return torch.load(out)
