@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,22 @@ class GPTConfig:
     n_embd: int = 64
     """Width of the residual stream."""
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises, naming the field, unless every field is a positive int and n_head divides
+        n_embd."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise TypeError(f"GPTConfig.{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"GPTConfig.{name} must be >= 1, got {value}")
+            setattr(self, name, int(value))
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """Position ids ``[B, S]`` counting real tokens only; padding columns get 0."""
@@ -53,6 +70,26 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """Column of the last real token of each row ``[B]`` (any padding side)."""
     cols = torch.arange(mask.shape[1], device=mask.device)
     return torch.where(mask, cols, -1).amax(1)
+
+
+def check_inputs(ids: torch.Tensor, mask: torch.Tensor, cfg) -> None:
+    """Raises unless every sequence fits the context (``cfg.block_size`` real tokens in ``mask``)
+    and every id in ``ids`` has a row in the embedding (``[0, cfg.vocab_size)``): a clear error
+    instead of the embedding's "index out of range". One host read for both."""
+    if ids.numel() == 0:
+        return
+    n_real = mask.sum(1)
+    longest, low, high = torch.stack([n_real.max(), ids.min().long(), ids.max().long()]).tolist()
+    if longest > cfg.block_size:
+        raise ValueError(
+            f"sequence {int(n_real.argmax())} has {longest} tokens, more than the "
+            f"model's context of {cfg.block_size}"
+        )
+    if low < 0 or high >= cfg.vocab_size:
+        bad = low if low < 0 else high
+        row = int((ids == bad).any(1).int().argmax())
+        raise ValueError(f"sequence {row} holds token id {bad}, outside the model's vocabulary "
+                         f"[0, {cfg.vocab_size})")
 
 
 def left_align(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,12 +140,7 @@ class _Trunk(nn.Module):
         Returns hidden [B, T, C] and the cache for all S columns."""
         B, T = ids.shape
         S = mask.shape[1]
-        n_real = mask.sum(1)
-        if bool((n_real > self.cfg.block_size).any()):
-            raise ValueError(
-                f"sequence {int(n_real.argmax())} has {int(n_real.max())} tokens, more than the "
-                f"model's context of {self.cfg.block_size}"
-            )
+        check_inputs(ids, mask, self.cfg)
         pos = positions_from_mask(mask)[:, S - T :]
         cols = torch.arange(S, device=ids.device)
         causal = cols[None, :] <= cols[S - T :, None]  # [T, S]
@@ -217,6 +249,25 @@ def _sample(logits, temperature, top_k, top_p, generator):
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
 
+def _check_sampling(model, max_new_tokens, temperature, top_k, top_p, stop_token, pad_token) -> None:
+    """generate's options, each error naming the argument."""
+    def is_int(x):
+        return isinstance(x, Integral) and not isinstance(x, bool)
+
+    if not is_int(max_new_tokens) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, Real) or not 0 <= top_p <= 1):
+        raise ValueError(f"top_p must be None or a number in [0, 1], got {top_p!r}")
+    vocab = model.cfg.vocab_size
+    for name, token in (("stop_token", stop_token), ("pad_token", pad_token)):
+        if token is not None and (not is_int(token) or not 0 <= token < vocab):
+            raise ValueError(f"{name} must be a token id in [0, {vocab}), got {token!r}")
+
+
 @torch.no_grad()
 def generate(
     model: GPT,
@@ -236,8 +287,15 @@ def generate(
     side (``prompt_mask`` True for real tokens). A row stops after emitting ``stop_token``; the
     whole batch stops when every row has. ``use_cache=False`` recomputes the full sequence at
     every step (the reference the KV cache is tested against)."""
+    _check_sampling(model, max_new_tokens, temperature, top_k, top_p, stop_token, pad_token)
+    if (not isinstance(prompt_ids, torch.Tensor) or prompt_ids.ndim != 2 or prompt_ids.is_floating_point()
+            or prompt_ids.is_complex() or prompt_ids.dtype == torch.bool):  # fmt: skip
+        raise TypeError("prompt_ids must be a 2-D integer tensor [B, P]")
     if prompt_mask is None:
         prompt_mask = torch.ones_like(prompt_ids, dtype=torch.bool)
+    if not isinstance(prompt_mask, torch.Tensor) or prompt_mask.shape != prompt_ids.shape:
+        raise ValueError(f"prompt_mask must be a tensor of the shape of prompt_ids {tuple(prompt_ids.shape)}")
+    prompt_mask = prompt_mask.bool()
     n_prompt = prompt_mask.sum(1)
     if bool((n_prompt == 0).any()):
         raise ValueError(f"prompt {int((n_prompt == 0).int().argmax())} is empty")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fastrl.nn.gpt import last_token_index, positions_from_mask
+from fastrl.nn.gpt import check_inputs, last_token_index, positions_from_mask
 
 __all__ = ["HFCausalLM", "HFScalar"]
 
@@ -38,15 +38,6 @@ def _config_view(model) -> HFConfigView:
     if context is None:
         raise ValueError("the transformers model's config names no context length")
     return HFConfigView(model.get_input_embeddings().num_embeddings, int(context))
-
-
-def _check_context(mask, block_size: int) -> None:
-    n_real = mask.sum(1)
-    if bool((n_real > block_size).any()):
-        raise ValueError(
-            f"sequence {int(n_real.argmax())} has {int(n_real.max())} tokens, more than the "
-            f"model's context of {block_size}"
-        )
 
 
 class HFCausalLM(nn.Module):
@@ -69,7 +60,7 @@ class HFCausalLM(nn.Module):
     def trunk(self, ids, mask, past=None):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
         Returns the final hidden states [B, T, C] and the cache."""
-        _check_context(mask, self.cfg.block_size)
+        check_inputs(ids, mask, self.cfg)
         out = self.hf(input_ids=ids, attention_mask=mask.long(), past_key_values=past,
                       position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                       use_cache=True, output_hidden_states=True)  # fmt: skip
@@ -122,7 +113,7 @@ class HFScalar(nn.Module):
     def forward(self, ids, mask=None):
         """Value per token ``[B, S]`` of ``ids [B, S]`` (padding columns hold meaningless values)."""
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
-        _check_context(mask, self.cfg.block_size)
+        check_inputs(ids, mask, self.cfg)
         out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(),
                                  position_ids=positions_from_mask(mask), use_cache=False)  # fmt: skip
         return self.hf.score(out.last_hidden_state).squeeze(-1)

@@ -1,15 +1,25 @@
-"""``fastrl rlhf ...`` commands; ``add_rlhf_parser`` registers them on the main parser."""
+"""``fastrl rlhf ...`` commands; ``add_rlhf_parser`` registers them on the main parser. A bad
+setting (a config value, an output path that cannot be a directory) is one line on stderr and
+exit code 2, before any work."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
     from fastrl.rlhf.demo import DemoConfig, run_demo
 
-    summary = run_demo(DemoConfig(algo=args.algo, out=args.out, seed=args.seed, device=args.device))
+    try:
+        cfg = DemoConfig(algo=args.algo, out=args.out, seed=args.seed, device=args.device)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"fastrl rlhf demo: {exc}", file=sys.stderr)
+        return 2
+    summary = run_demo(cfg)
     print(json.dumps(summary, indent=2))
     print(f"metrics: {args.out}/metrics.csv, plot: {args.out}/training.png")
     return 0
@@ -22,7 +32,7 @@ def add_rlhf_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="offline demo: SFT, reward model from synthetic preferences, PPO/GRPO")
     p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo")
     p.add_argument("--out", default="runs/rlhf-demo", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed, in [0, 2**63)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_demo)
     return rlhf

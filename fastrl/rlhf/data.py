@@ -5,11 +5,16 @@ Preference JSONL, one record per line, either a pair
     {"prompt": "...", "chosen": "...", "rejected": "...", "margin": 0.0}      (margin optional)
 or a ranking of K responses, best first, which gives the K(K-1)/2 pairs it implies
     {"prompt": "...", "ranking": ["best", "second", ..., "worst"]}
+The file is UTF-8 (a leading byte-order mark is accepted); the prompt must not be empty (responses
+may be); a margin is a finite number; other fields are ignored, but may not hold NaN, Infinity or
+numbers beyond float range either. Anything else is a ValueError naming the file, line and field.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +35,8 @@ __all__ = [
 
 @dataclass
 class Preference:
-    """One comparison: ``chosen`` was preferred to ``rejected`` as a response to ``prompt``."""
+    """One comparison: ``chosen`` was preferred to ``rejected`` as a response to ``prompt``.
+    Checked at construction: strings (the prompt not empty), a finite margin."""
 
     prompt: str
     chosen: str
@@ -39,6 +45,12 @@ class Preference:
     """How much better chosen is; the Bradley-Terry loss asks r_c - r_r to exceed it."""
     source: str = ""
     """Where the record came from (e.g. ``prefs.jsonl:12``), for error messages."""
+
+    def __post_init__(self):
+        where = self.source or "preference"
+        for name in ("prompt", "chosen", "rejected"):
+            _check_text(getattr(self, name), name, where)
+        self.margin = _check_margin(self.margin, where)
 
 
 @dataclass
@@ -65,7 +77,9 @@ class PairBatch:
 
 
 def ranking_to_pairs(prompt: str, ranking: list[str], source: str = "") -> list[Preference]:
-    """Every (better, worse) pair of a best-first ranking of K responses: K(K-1)/2 pairs."""
+    """Every (better, worse) pair of a best-first ranking of K >= 2 responses: K(K-1)/2 pairs."""
+    if not isinstance(ranking, (list, tuple)) or len(ranking) < 2:
+        raise ValueError(f"{source or 'ranking'}: 'ranking' must be a list of at least 2 responses")
     return [
         Preference(prompt, ranking[i], ranking[j], source=source)
         for i in range(len(ranking))
@@ -73,43 +87,172 @@ def ranking_to_pairs(prompt: str, ranking: list[str], source: str = "") -> list[
     ]
 
 
-def _text(record: dict, key: str, where: str) -> str:
-    if key not in record:
-        raise ValueError(f"{where}: missing field {key!r}")
-    if not isinstance(record[key], str):
-        raise ValueError(f"{where}: field {key!r} must be a string, got {type(record[key]).__name__}")
-    return record[key]
+# --------------------------------------------------------------------------- preference JSONL
+
+
+def _json_type(value) -> str:
+    """The JSON name of a parsed value, for error messages."""
+    if isinstance(value, _NonFinite):
+        return value.text
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    for kind, name in ((str, "a string"), (dict, "an object"), (list, "an array"), (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return f"the number {str(value)[:40]}" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _check_text(value, field: str, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} must be a string, got {_json_type(value)}")
+    if field == "prompt" and not value:
+        raise ValueError(f"{where}: field 'prompt' is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from the JSON escape "\ud800"
+        raise ValueError(f"{where}: field {field!r} is not valid Unicode text (an unpaired surrogate "
+                         f"{value[exc.start]!r} at character {exc.start})") from None
+    return value
+
+
+_FINITE = "(JSON has no NaN or Infinity, and a number must fit a float: |x| < 1.8e308)"
+
+
+def _check_margin(value, where: str) -> float:
+    if isinstance(value, _NonFinite):
+        raise ValueError(f"{where}: field 'margin' must be a finite number, got {value.text} {_FINITE}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: field 'margin' must be a number, got {_json_type(value)}")
+    try:
+        margin = float(value)
+    except OverflowError:  # an integer beyond float range
+        margin = math.inf
+    if not math.isfinite(margin):
+        shown = value if isinstance(value, float) else "an integer too large for a float"
+        raise ValueError(f"{where}: field 'margin' must be a finite number, got {shown}")
+    return margin
+
+
+class _NonFinite:
+    """What the parser makes of ``NaN``, ``Infinity`` and numbers beyond float range (``1e400``):
+    Python's json would accept them as floats; the record check reports them by field."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+def _parse_float(text: str):
+    value = float(text)
+    return value if math.isfinite(value) else _NonFinite(text)
+
+
+def _parse_int(text: str):
+    # beyond 309 digits no float holds it (and past 4300 digits int() itself refuses)
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= 309 else _NonFinite(f"{text[:12]}... (an integer of {digits} digits)")
+
+
+def _non_finite_field(record: dict) -> tuple[str, str] | None:
+    """``(field, text)`` of the first non-finite number anywhere in ``record`` (iterative: the
+    parser already accepted its nesting depth)."""
+    stack = [(repr(k), v) for k, v in reversed(record.items())]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, _NonFinite):
+            return name, value.text
+        if isinstance(value, dict):
+            stack += [(f"{name}[{k!r}]", v) for k, v in reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(f"{name}[{i}]", v) for i, v in reversed(list(enumerate(value)))]
+    return None
+
+
+_BLANK = object()  # what _parse_line gives for a blank line (JSON null parses to None)
+
+
+def _parse_line(raw: bytes, where: str, first: bool):
+    """One JSONL line -> the parsed value (``_BLANK`` for a blank line); every failure a ValueError
+    naming ``where``."""
+    if first and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]  # a UTF-8 byte-order mark, as some editors write
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        other_bom = first and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE))
+        hint = "the file starts with a UTF-16 or UTF-32 byte-order mark" if other_bom else "latin-1 or Windows-1252?"
+        raise ValueError(f"{where}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                         f"line; {hint} Save the file as UTF-8)") from None
+    if line.startswith("\ufeff"):
+        raise ValueError(f"{where}: a byte-order mark (U+FEFF) starts the line; only the file's first line "
+                         "may have one (were files concatenated?)")
+    if not line.strip():
+        return _BLANK
+    try:
+        return json.loads(line, parse_float=_parse_float, parse_int=_parse_int, parse_constant=_NonFinite)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # any other refusal of the parser
+        raise ValueError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def _record_pairs(record, where: str) -> list[Preference]:
+    """The pairs of one parsed JSONL record, checked field by field."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {_json_type(record)}")
+    pairs = _known_fields(record, where)
+    # the known fields are checked: a non-finite number left is in another field
+    bad = _non_finite_field(record)
+    if bad is not None:
+        raise ValueError(f"{where}: field {bad[0]} must be a finite number, got {bad[1]} {_FINITE}")
+    return pairs
+
+
+def _known_fields(record: dict, where: str) -> list[Preference]:
+    if "prompt" not in record:
+        raise ValueError(f"{where}: missing field 'prompt'")
+    prompt = _check_text(record["prompt"], "prompt", where)
+    if "ranking" in record:
+        extra = [k for k in ("chosen", "rejected", "margin") if k in record]
+        if extra:
+            raise ValueError(f"{where}: field {extra[0]!r} cannot be combined with 'ranking' (a record is "
+                             "either a pair or a ranking)")
+        ranking = record["ranking"]
+        if not isinstance(ranking, list) or len(ranking) < 2:
+            raise ValueError(f"{where}: 'ranking' must be a list of at least 2 strings, got {_json_type(ranking)}"
+                             + (f" of {len(ranking)}" if isinstance(ranking, list) else ""))
+        for i, response in enumerate(ranking):
+            _check_text(response, f"ranking[{i}]", where)
+        return ranking_to_pairs(prompt, ranking, where)
+    for name in ("chosen", "rejected"):
+        if name not in record:
+            raise ValueError(f"{where}: missing field {name!r} (a record holds 'chosen' and 'rejected', "
+                             "or a 'ranking')")
+        _check_text(record[name], name, where)
+    margin = _check_margin(record.get("margin", 0.0), where)
+    return [Preference(prompt, record["chosen"], record["rejected"], margin, where)]
 
 
 def load_preferences(path: str | Path) -> list[Preference]:
-    """Reads preference JSONL (see the module docstring); blank lines are skipped."""
+    """Reads preference JSONL (see the module docstring): UTF-8, a leading byte-order mark
+    allowed, blank lines skipped, fields other than those above ignored. Any bad line raises a
+    ValueError naming the file, the line and the field: invalid UTF-8 or JSON, a line that is not
+    an object, a missing field or one of the wrong type, an empty prompt, a non-finite number
+    (``NaN``, ``Infinity``, ``1e400``) anywhere in the record."""
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             where = f"{path}:{number}"
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            prompt = _text(record, "prompt", where)
-            if "ranking" in record:
-                ranking = record["ranking"]
-                if not isinstance(ranking, list) or len(ranking) < 2 or not all(isinstance(r, str) for r in ranking):
-                    raise ValueError(f"{where}: 'ranking' must be a list of at least 2 strings")
-                pairs += ranking_to_pairs(prompt, ranking, where)
-            else:
-                margin = record.get("margin", 0.0)
-                if isinstance(margin, bool) or not isinstance(margin, (int, float)):
-                    raise ValueError(f"{where}: 'margin' must be a number, got {margin!r}")
-                pairs.append(Preference(prompt, _text(record, "chosen", where),
-                                        _text(record, "rejected", where), float(margin), where))  # fmt: skip
+            record = _parse_line(raw, where, first=number == 1)
+            if record is not _BLANK:
+                pairs += _record_pairs(record, where)
     if not pairs:
         raise ValueError(f"{path}: no preference records")
     return pairs
+
+
+# --------------------------------------------------------------------------- token tensors
 
 
 def pad(seqs: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,23 +267,43 @@ def pad(seqs: list[list[int]], pad_id: int, side: str = "right") -> tuple[torch.
     return ids, mask
 
 
-def encode_prompts(prompts, tokenizer: Tokenizer | None = None, device=None):
-    """Prompts as a list of strings (needs ``tokenizer``) or of 1-D token tensors, to left-padded
-    ``(ids [B, P], mask [B, P])``. Raises on an empty list or an empty prompt."""
+def _check_ids(seq: list[int], vocab_size: int | None, where: str) -> None:
+    """Token ids must index the embedding: in [0, vocab_size) (only >= 0 when it is unknown)."""
+    low, high = min(seq), max(seq)
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        bad = low if low < 0 else high
+        span = f"[0, {vocab_size})" if vocab_size is not None else "the non-negative ints"
+        raise ValueError(f"{where}: token id {bad} at position {seq.index(bad)} is outside the vocabulary {span}")
+
+
+def encode_prompts(prompts, tokenizer: Tokenizer | None = None, device=None, *, vocab_size: int | None = None):
+    """Prompts as a list (or tuple) of strings (needs ``tokenizer``) or of 1-D integer token
+    tensors, to left-padded ``(ids [B, P], mask [B, P])``. Raises, naming the prompt's index, on
+    an empty prompt or a token id outside ``[0, vocab_size)`` (default: the tokenizer's); on an
+    empty list, or a single string or tensor where a list is expected."""
+    if isinstance(prompts, (str, bytes, torch.Tensor)) or not isinstance(prompts, (list, tuple)):
+        hint = ": wrap a single prompt in a list" if isinstance(prompts, (str, bytes, torch.Tensor)) else ""
+        raise TypeError(f"prompts must be a list of strings or of 1-D integer tensors, got "
+                        f"{type(prompts).__name__}{hint}")
     if len(prompts) == 0:
         raise ValueError("no prompts given")
+    if vocab_size is None and tokenizer is not None:
+        vocab_size = tokenizer.vocab_size
     seqs = []
     for i, p in enumerate(prompts):
         if isinstance(p, str):
             if tokenizer is None:
                 raise ValueError("prompts are strings: pass a tokenizer to encode them")
             seq = tokenizer.encode(p)
-        elif isinstance(p, torch.Tensor) and p.ndim == 1 and not p.is_floating_point():
+        elif (isinstance(p, torch.Tensor) and p.ndim == 1 and not p.is_floating_point()
+              and not p.is_complex() and p.dtype != torch.bool):  # fmt: skip
             seq = p.tolist()
         else:
-            raise TypeError(f"prompt {i}: expected a string or a 1-D integer tensor, got {type(p).__name__}")
+            kind = f"a {p.ndim}-D {p.dtype} tensor" if isinstance(p, torch.Tensor) else type(p).__name__
+            raise TypeError(f"prompt {i}: expected a string or a 1-D integer tensor, got {kind}")
         if not seq:
             raise ValueError(f"prompt {i} is empty")
+        _check_ids(seq, vocab_size, f"prompt {i}")
         seqs.append(seq)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
     ids, mask = pad(seqs, pad_id, side="left")
@@ -155,12 +318,16 @@ def encode_pairs(pairs: list[Preference], tokenizer: Tokenizer, block_size: int,
         raise ValueError("no preference pairs given")
     sides = {"chosen": [], "rejected": []}
     for i, pair in enumerate(pairs):
+        if not isinstance(pair, Preference):
+            raise TypeError(f"pairs[{i}] must be a Preference, got {type(pair).__name__}")
         where = pair.source or f"pair {i}"
+        _check_margin(pair.margin, where)  # again: the field may have changed since construction
         prompt = tokenizer.encode(pair.prompt)
         if not prompt:
             raise ValueError(f"{where}: empty prompt")
         for side, seqs in sides.items():
             seq = prompt + tokenizer.encode(getattr(pair, side)) + [tokenizer.eos_id]
+            _check_ids(seq, tokenizer.vocab_size, f"{where}: prompt + {side}")
             if len(seq) > block_size:
                 raise ValueError(
                     f"{where}: prompt + {side} response is {len(seq)} tokens (with EOS), longer "

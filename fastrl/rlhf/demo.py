@@ -22,7 +22,8 @@ import csv
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
+from os import PathLike
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastrl.nn.gpt import GPT, Generation, GPTConfig, generate
+from fastrl.rlhf import _validate
 from fastrl.rlhf.data import Preference, encode_prompts, pad
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
@@ -40,17 +42,19 @@ from fastrl.rlhf.tokenizer import CharTokenizer
 ALPHABET = "abcdefghijkl"
 SEP = "="
 MIN_GAP = 0.15
+MAX_PROMPT_TOKENS = 6  # up to 5 topic letters and SEP
+MAX_SFT_RESPONSE = 10  # letters of an SFT response (then EOS)
 TOKENIZER = CharTokenizer(ALPHABET + SEP)
 
 
 def sample_prompt(rng: random.Random) -> str:
-    return "".join(rng.sample(ALPHABET, rng.randint(3, 5))) + SEP
+    return "".join(rng.sample(ALPHABET, rng.randint(3, MAX_PROMPT_TOKENS - 1))) + SEP
 
 
 def sft_response(prompt: str, rng: random.Random) -> str:
     topic, focus = prompt[:-1], rng.random()
     return "".join(rng.choice(topic) if rng.random() < focus else rng.choice(ALPHABET)
-                   for _ in range(rng.randint(4, 10)))  # fmt: skip
+                   for _ in range(rng.randint(4, MAX_SFT_RESPONSE)))  # fmt: skip
 
 
 def hidden_score(prompt: str, response: str) -> float:
@@ -160,12 +164,51 @@ class DemoConfig:
     """Longest response (SFT responses have at most 10 letters + EOS)."""
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=64, lr=1e-3, target_kl=4.0, kl_horizon=2000))
     """PPO settings (max_new_tokens and seed are taken from this config)."""
-    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, lr=5e-4, kl_coef=0.3))
+    grpo: GRPOConfig = field(
+        default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, lr=5e-4, kl_coef=0.3))
     """GRPO settings (max_new_tokens and seed are taken from this config)."""
     eval_prompts: int = 512
     """Held-out prompts for the before/after hidden score and KL."""
     log_every: int = 5
     """Read metrics back to the host every this many RL steps."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises, naming the field, unless every field has a usable type and value (the nested
+        configs are validated too, and the model must hold the demo's sequences)."""
+        _validate.choice(self, "algo", ("ppo", "grpo"))
+        if not isinstance(self.out, (str, PathLike)) or not str(self.out):
+            raise TypeError(f"DemoConfig.out must be a directory path, got {self.out!r}")
+        _validate.seed(self)
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            raise ValueError(f"DemoConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"DemoConfig.device is {self.device!r} but CUDA is not available")
+        if self.cpu_threads is not None:
+            _validate.integer(self, "cpu_threads", 1)
+        for name in ("sft_examples", "sft_steps", "sft_batch_size", "preference_prompts", "rl_prompts",
+                     "iterations", "max_new_tokens", "eval_prompts", "log_every"):  # fmt: skip
+            _validate.integer(self, name, 1)
+        _validate.real(self, "sft_lr", 0.0, low_open=True)
+        _validate.nested(self, "model", GPTConfig)
+        _validate.nested(self, "reward", RewardModelConfig)
+        _validate.nested(self, "ppo", PPOConfig)
+        _validate.nested(self, "grpo", GRPOConfig)
+        if self.model.vocab_size != TOKENIZER.vocab_size:
+            raise ValueError(f"DemoConfig.model.vocab_size must be {TOKENIZER.vocab_size} (the demo's "
+                             f"tokenizer), got {self.model.vocab_size}")
+        # the longest sequences: an SFT example, and a prompt + sampled response + EOS
+        need = MAX_PROMPT_TOKENS + max(MAX_SFT_RESPONSE, self.max_new_tokens) + 1
+        if self.model.block_size < need:
+            raise ValueError(f"DemoConfig.model.block_size must be >= {need} for prompts of "
+                             f"{MAX_PROMPT_TOKENS} tokens and max_new_tokens={self.max_new_tokens}, "
+                             f"got {self.model.block_size}")
 
 
 @torch.no_grad()
@@ -226,6 +269,7 @@ def eval_prompts(cfg: DemoConfig) -> list[str]:
 
 def prepare(cfg: DemoConfig) -> Prepared:
     """SFT -> preference pairs labeled by the hidden rule -> reward model."""
+    _validate.config("cfg", cfg, DemoConfig)
     start = time.perf_counter()
     device = torch.device(cfg.device)
     if cfg.cpu_threads is not None:
@@ -249,18 +293,16 @@ def prepare(cfg: DemoConfig) -> Prepared:
 def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
     """PPO or GRPO from the prepared SFT model against the reward model; writes metrics.csv,
     training.png, summary.json and the models to ``cfg.out``; returns the summary."""
-    if cfg.algo not in ("ppo", "grpo"):
-        raise ValueError(f"algo must be 'ppo' or 'grpo', got {cfg.algo!r}")
+    _validate.config("cfg", cfg, DemoConfig)
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy, reward_model = prep.policy, prep.reward_model
+    shared = {"max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
     if cfg.algo == "ppo":
-        trainer = PPOTrainer(policy, reward_model, TOKENIZER,
-                             PPOConfig(**{**asdict(cfg.ppo), "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}))  # fmt: skip
+        trainer = PPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.ppo, **shared))
     else:
-        trainer = GRPOTrainer(policy, reward_model, TOKENIZER,
-                              GRPOConfig(**{**asdict(cfg.grpo), "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}))  # fmt: skip
+        trainer = GRPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.grpo, **shared))
     rows, pending = [], []
     bar = tqdm(total=cfg.iterations, desc=cfg.algo)
 
@@ -290,7 +332,7 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
     summary = {
         "algo": cfg.algo,
         "preference_pairs": prep.reward_metrics["pairs"],
-        "reward_model_eval_accuracy": prep.reward_metrics["eval_accuracy"],
+        "reward_model_eval_accuracy": prep.reward_metrics.get("eval_accuracy"),  # None: no held-out pairs
         "sft_hidden_score": prep.sft_score,
         "final_hidden_score": final_score,
         "best_hidden_score": BEST_SCORE,
@@ -304,7 +346,10 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """The whole demo: :func:`prepare` then :func:`run_rl`."""
+    """The whole demo: :func:`prepare` then :func:`run_rl`. The config is validated and the
+    output directory created before any work."""
+    _validate.config("cfg", cfg, DemoConfig)
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary = run_rl(cfg, prepare(cfg))
     summary["seconds"] = time.perf_counter() - start

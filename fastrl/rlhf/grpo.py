@@ -20,6 +20,8 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import ppo_loss_from_hidden
+from fastrl.ops.ppo_loss import NORMALIZATIONS
+from fastrl.rlhf import _validate
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -61,9 +63,27 @@ class GRPOConfig:
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
     max_grad_norm: float = 1.0
-    """Gradient-norm clip."""
+    """Gradient-norm clip (inf: no clipping)."""
     seed: int = 0
-    """Seed of sampling and minibatch order."""
+    """Seed of sampling and minibatch order, in [0, 2**63)."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises, naming the field, unless every field has a usable type and value."""
+        for name in ("prompts_per_step", "max_new_tokens", "epochs", "minibatches"):
+            _validate.integer(self, name, 1)
+        _validate.integer(self, "group_size", 2)  # a group of one has no spread to compare against
+        for name in ("temperature", "lr"):
+            _validate.real(self, name, 0.0, low_open=True)
+        _validate.real(self, "clip", 0.0)
+        _validate.real(self, "clip_high", 0.0, optional=True)
+        _validate.real(self, "kl_coef", 0.0)
+        _validate.boolean(self, "scale_rewards")
+        _validate.choice(self, "normalize", NORMALIZATIONS)
+        _validate.real(self, "max_grad_norm", 0.0, low_open=True, allow_inf=True)
+        _validate.seed(self)
 
 
 def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True,
@@ -86,10 +106,9 @@ class GRPOTrainer:
     policy at construction."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
+        _validate.config("cfg", cfg, GRPOConfig)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
-        if cfg.group_size < 2:
-            raise ValueError(f"group_size must be at least 2, got {cfg.group_size}")
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)

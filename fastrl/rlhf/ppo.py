@@ -22,6 +22,7 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
+from fastrl.rlhf import _validate
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -71,9 +72,28 @@ class PPOConfig:
     entropy_coef: float = 0.0
     """Entropy bonus weight in the policy loss."""
     max_grad_norm: float = 1.0
-    """Gradient-norm clip for policy and critic."""
+    """Gradient-norm clip for policy and critic (inf: no clipping)."""
     seed: int = 0
-    """Seed of sampling and minibatch order."""
+    """Seed of sampling and minibatch order, in [0, 2**63)."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises, naming the field, unless every field has a usable type and value."""
+        for name in ("batch_size", "max_new_tokens", "epochs", "minibatches", "kl_horizon"):
+            _validate.integer(self, name, 1)
+        for name in ("temperature", "lr", "critic_lr"):
+            _validate.real(self, name, 0.0, low_open=True)
+        _validate.real(self, "clip", 0.0)
+        _validate.real(self, "value_clip", 0.0, optional=True)
+        _validate.real(self, "gamma", 0.0, 1.0)
+        _validate.real(self, "lam", 0.0, 1.0)
+        _validate.real(self, "kl_coef", 0.0)
+        _validate.real(self, "target_kl", 0.0, low_open=True, optional=True)
+        _validate.real(self, "entropy_coef")
+        _validate.real(self, "max_grad_norm", 0.0, low_open=True, allow_inf=True)
+        _validate.seed(self)
 
 
 def per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef) -> torch.Tensor:
@@ -116,6 +136,7 @@ class PPOTrainer:
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
                  cfg: PPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
+        _validate.config("cfg", cfg, PPOConfig)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
         if critic is None and not isinstance(policy, GPT):

@@ -13,6 +13,8 @@ zero-mean, unit-std rewards for PPO/GRPO.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from fastrl.nn.gpt import GPT, GPTConfig, ScalarGPT
 from fastrl.nn.hf import HFScalar
+from fastrl.rlhf import _validate
 from fastrl.rlhf.data import PairBatch, Preference, encode_pairs
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
@@ -84,10 +87,79 @@ class RewardModel(nn.Module):
 
     @classmethod
     def load(cls, path, map_location=None) -> RewardModel:
-        saved = torch.load(path, map_location=map_location, weights_only=True)
-        model = cls(GPTConfig(**saved["config"]))
-        model.load_state_dict(saved["state_dict"])
+        """Loads what :meth:`save` wrote. Only tensors and plain containers are unpickled
+        (``weights_only=True``), so a crafted file cannot run code; a file that holds anything
+        else, or is not such a checkpoint, raises a ValueError naming it."""
+        try:
+            saved = torch.load(path, map_location=map_location, weights_only=True)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise  # the OS error names the file
+        except Exception as exc:
+            raise ValueError(f"{path}: {_load_failure(exc)}") from None
+        if not (isinstance(saved, dict) and isinstance(saved.get("config"), dict)
+                and isinstance(saved.get("state_dict"), dict)):  # fmt: skip
+            raise ValueError(f"{path}: not a reward model checkpoint (RewardModel.save writes a dict "
+                             "with 'config' and 'state_dict')")
+        try:
+            model = cls(GPTConfig(**saved["config"]))
+            model.load_state_dict(saved["state_dict"])
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: not a valid reward model checkpoint: {_first_line(exc)}") from None
+        _check_stats(model.mean.item(), model.std.item(), str(path))
         return model
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _load_failure(exc: Exception) -> str:
+    """One line on why ``torch.load(weights_only=True)`` failed."""
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    if unsafe:
+        return (f"refused: the file holds a Python object ({unsafe.group(1)}) where a checkpoint holds "
+                "only tensors and plain containers (loaded with weights_only=True: nothing in it ran)")
+    # torch's message opens with advice to load with weights_only=False: keep only the reason
+    reason = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", str(exc), re.S)
+    detail = " ".join(reason.group(1).split()) if reason else _first_line(exc)
+    kind = type(exc).__name__
+    why = kind if detail == kind else f"{kind}: {detail[:120]}"
+    return f"not a checkpoint written by RewardModel.save ({why})"
+
+
+def _check_stats(mean, std, where: str) -> None:
+    """The normalization statistics must be usable: finite mean, finite std > 0."""
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise ValueError(f"{where}: normalization statistic {name!r} must be a finite number, "
+                             f"got {repr(value)[:40]}")
+    if std <= 0:
+        raise ValueError(f"{where}: normalization statistic 'std' must be > 0, got {std!r}")
+
+
+def read_stats(path) -> tuple[float, float]:
+    """``(mean, std)`` from a ``fastrl_reward_stats.json`` written by ``save_pretrained``; raises a
+    ValueError naming the file and the field when it is not valid."""
+    try:
+        saved = json.loads(Path(path).read_bytes().decode("utf-8-sig"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'mean' and 'std'")
+    for name in ("mean", "std"):
+        if name not in saved:
+            raise ValueError(f"{path}: missing field {name!r}")
+    _check_stats(saved["mean"], saved["std"], str(path))
+    return float(saved["mean"]), float(saved["std"])
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 class HFRewardModel(RewardModel):
@@ -116,9 +188,9 @@ class HFRewardModel(RewardModel):
         model = cls(AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, **kwargs))
         stats = Path(path) / cls.STATS_FILE
         if stats.is_file():
-            saved = json.loads(stats.read_text())
-            model.mean.fill_(saved["mean"])
-            model.std.fill_(saved["std"])
+            mean, std = read_stats(stats)
+            model.mean.fill_(mean)
+            model.std.fill_(std)
         return model
 
     def save_pretrained(self, path) -> None:
@@ -148,9 +220,21 @@ class RewardModelConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     eval_fraction: float = 0.1
-    """Share of the pairs held out to measure accuracy."""
+    """Share of the pairs held out to measure accuracy, in [0, 1)."""
     seed: int = 0
-    """Seed of the train/held-out split and of the batch order."""
+    """Seed of the train/held-out split and of the batch order, in [0, 2**63)."""
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises, naming the field, unless every field has a usable type and value."""
+        _validate.integer(self, "epochs", 1)
+        _validate.integer(self, "batch_size", 1)
+        _validate.real(self, "lr", 0.0, low_open=True)
+        _validate.real(self, "weight_decay", 0.0)
+        _validate.real(self, "eval_fraction", 0.0, 1.0, high_open=True)
+        _validate.seed(self)
 
 
 def _scores(model: RewardModel, batch: PairBatch):
@@ -174,6 +258,9 @@ def train_reward_model(
     """Trains ``model`` in place on the pairs minus a held-out share; stores the normalization
     statistics. Returns ``loss`` (last epoch, train), ``train_accuracy``, ``eval_accuracy``,
     ``eval_pairs``, ``mean`` and ``std``. ``progress`` is called with 1 after each step."""
+    _validate.config("cfg", cfg, RewardModelConfig)
+    if not isinstance(model, RewardModel):
+        raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
     check_vocab(tokenizer, model.cfg.vocab_size, "reward model")
     device = model.mean.device
     data = encode_pairs(pairs, tokenizer, model.cfg.block_size, device)

@@ -5,6 +5,7 @@ hidden state at column ``P - 1 + t`` predicts response token ``t``."""
 from __future__ import annotations
 
 import copy
+from numbers import Integral
 
 import torch
 
@@ -64,7 +65,19 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
     """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
     ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
     ``on_step(iteration, metrics, generation)`` after each."""
-    ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)
+    if isinstance(iterations, bool) or not isinstance(iterations, Integral) or iterations < 0:
+        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
+    # a prompt too long for the context with a full response fails here, named, not mid-run
+    room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
+    lengths = mask.sum(1).tolist()
+    too_long = next((i for i, n in enumerate(lengths) if n > room), None)
+    if too_long is not None:
+        raise ValueError(
+            f"prompt {too_long} has {lengths[too_long]} tokens; with max_new_tokens="
+            f"{trainer.cfg.max_new_tokens} the response could run past the policy's context of "
+            f"{trainer.policy.cfg.block_size} (prompts may have at most {max(room, 0)} tokens)"
+        )
     for it in range(iterations):
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
         metrics, gen = trainer.step(ids[rows], mask[rows])

@@ -3,6 +3,7 @@ an adapter for a ``transformers`` tokenizer from a local directory (optional ext
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -24,12 +25,16 @@ class Tokenizer(Protocol):
 
 
 class CharTokenizer:
-    """One id per character of ``alphabet``; id 0 is padding and id 1 end-of-sequence."""
+    """One id per character of ``alphabet``; id 0 is padding and id 1 end-of-sequence.
+    ``encode`` raises ValueError on a character outside the alphabet, ``decode`` on an id outside
+    ``[0, vocab_size)`` (it drops the padding and EOS ids, replaces nothing)."""
 
     pad_id = 0
     eos_id = 1
 
     def __init__(self, alphabet: str):
+        if not isinstance(alphabet, str) or not alphabet:
+            raise ValueError(f"alphabet must be a non-empty string, got {alphabet!r}")
         if len(set(alphabet)) != len(alphabet):
             raise ValueError(f"alphabet has repeated characters: {alphabet!r}")
         self.alphabet = alphabet
@@ -37,14 +42,30 @@ class CharTokenizer:
         self.vocab_size = len(alphabet) + 2
 
     def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}")
         try:
             return [self._ids[c] for c in text]
         except KeyError as exc:
             raise ValueError(f"character {exc.args[0]!r} in {text!r} is not in the alphabet") from None
 
     def decode(self, ids) -> str:
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
-        return "".join(self.alphabet[i - 2] for i in ids if i >= 2)
+        """Text of a sequence of ids (a list or 1-D integer tensor); padding and EOS ids are
+        dropped. An id outside ``[0, vocab_size)`` raises ValueError naming it."""
+        if isinstance(ids, torch.Tensor):
+            if ids.ndim != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                raise TypeError(f"ids must be a 1-D integer tensor, got a {ids.ndim}-D {ids.dtype} tensor")
+            ids = ids.tolist()
+        chars = []
+        for pos, i in enumerate(ids):
+            if isinstance(i, bool) or not isinstance(i, Integral):
+                raise TypeError(f"ids[{pos}] must be an int, got {type(i).__name__} {i!r}")
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"ids[{pos}] = {i} is not a token id of this tokenizer (ids are 0 to "
+                                 f"{self.vocab_size - 1})")
+            if i >= 2:
+                chars.append(self.alphabet[i - 2])
+        return "".join(chars)
 
 
 class HFTokenizer:

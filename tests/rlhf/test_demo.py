@@ -48,14 +48,17 @@ def test_cli_parser():
         parser.parse_args(["rlhf", "demo", "--algo", "dqn"])
 
 
-@pytest.mark.parametrize("algo", ["ppo", "grpo"])
-def test_demo_pipeline_writes_metrics_plot_and_models(tmp_path, algo):
+@pytest.mark.parametrize(("algo", "eval_fraction"), [("ppo", 0.1), ("grpo", 0.0)])
+def test_demo_pipeline_writes_metrics_plot_and_models(tmp_path, algo, eval_fraction):
     cfg = demo.DemoConfig(
         algo=algo, out=str(tmp_path), sft_examples=200, sft_steps=3, preference_prompts=300,
-        reward=demo.RewardModelConfig(epochs=1), rl_prompts=50, iterations=3, eval_prompts=16,
-        log_every=2, cpu_threads=None,
+        reward=demo.RewardModelConfig(epochs=1, eval_fraction=eval_fraction), rl_prompts=50, iterations=3,
+        eval_prompts=16, log_every=2, cpu_threads=None,
     )  # fmt: skip
     summary = demo.run_demo(cfg)
+    # no held-out pairs, no held-out accuracy (was a KeyError after the whole run)
+    accuracy = summary["reward_model_eval_accuracy"]
+    assert accuracy is None if eval_fraction == 0 else 0 <= accuracy <= 1
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,score,kl,") and "hidden_score" in rows[0]
     assert len(rows) == 1 + cfg.iterations

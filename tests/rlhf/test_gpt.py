@@ -92,3 +92,54 @@ def test_generate_rejects_empty_prompts_and_responses_past_the_context():
 def test_forward_rejects_sequences_longer_than_the_context():
     with pytest.raises(ValueError, match="sequence 0 has 30 tokens"):
         _model()(torch.ones(1, 30, dtype=torch.long))
+
+
+def test_ids_outside_the_vocabulary_are_named_not_an_index_error():
+    model = _model()  # vocab_size 13
+    with pytest.raises(ValueError, match=r"sequence 1 holds token id 13, outside the model's vocabulary \[0, 13\)"):
+        model(torch.tensor([[1, 2, 3], [4, 13, 5]]))
+    with pytest.raises(ValueError, match=r"sequence 0 holds token id -2, outside"):
+        ScalarGPT(CFG)(torch.tensor([[1, -2]]))
+    ids, mask = _prompts()
+    ids[2, 1] = 99
+    with pytest.raises(ValueError, match=r"sequence 2 holds token id 99"):
+        generate(model, ids, mask, max_new_tokens=2)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"max_new_tokens": 0}, r"max_new_tokens must be an int >= 1, got 0"),
+    ({"max_new_tokens": 2.0}, r"max_new_tokens must be an int >= 1, got 2.0"),
+    ({"temperature": -1.0}, r"temperature must be a finite number >= 0 \(0: greedy\), got -1.0"),
+    ({"temperature": float("nan")}, r"temperature must be a finite number >= 0"),
+    ({"top_k": 0}, r"top_k must be None or an int >= 1, got 0"),
+    ({"top_p": -0.1}, r"top_p must be None or a number in \[0, 1\], got -0.1"),
+    ({"top_p": 1.5}, r"top_p must be None or a number in \[0, 1\], got 1.5"),
+    ({"stop_token": 13}, r"stop_token must be a token id in \[0, 13\), got 13"),
+    ({"pad_token": -1}, r"pad_token must be a token id in \[0, 13\), got -1"),
+])  # fmt: skip
+def test_generate_rejects_bad_options(options, message):
+    ids, mask = _prompts()
+    with pytest.raises(ValueError, match=message):
+        generate(_model(), ids, mask, **{"max_new_tokens": 3, **options})
+
+
+def test_generate_rejects_bad_prompt_tensors():
+    ids, mask = _prompts()
+    with pytest.raises(TypeError, match=r"prompt_ids must be a 2-D integer tensor"):
+        generate(_model(), ids[0], max_new_tokens=2)
+    with pytest.raises(TypeError, match=r"prompt_ids must be a 2-D integer tensor"):
+        generate(_model(), ids.float(), max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"prompt_mask must be a tensor of the shape of prompt_ids \(4, 5\)"):
+        generate(_model(), ids, mask[:, :3], max_new_tokens=2)
+
+
+@pytest.mark.parametrize(("fields", "error", "message"), [
+    ({"vocab_size": 0}, ValueError, r"GPTConfig.vocab_size must be >= 1, got 0"),
+    ({"vocab_size": 13, "block_size": -4}, ValueError, r"GPTConfig.block_size must be >= 1, got -4"),
+    ({"vocab_size": 13, "n_embd": 64.0}, TypeError, r"GPTConfig.n_embd must be an int, got float 64.0"),
+    ({"vocab_size": "13"}, TypeError, r"GPTConfig.vocab_size must be an int, got str"),
+    ({"vocab_size": 13, "n_head": 5, "n_embd": 16}, ValueError, r"GPTConfig.n_head \(5\) must divide n_embd \(16\)"),
+])  # fmt: skip
+def test_gpt_config_is_validated(fields, error, message):
+    with pytest.raises(error, match=message):
+        GPTConfig(**fields)
