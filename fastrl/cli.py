@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -61,22 +62,41 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- train / eval
+#
+# Bad input (a config value, a --config file, a checkpoint, a run directory) is one line on
+# stderr and exit code 2, before any work; a run that diverges (NaN/Inf) exits 1; Ctrl-C saves a
+# checkpoint and the plot and exits 130.
 
 _COMMON_FLAGS = {"env_id": "--env"}  # the issue's spelling for the most used flag
+# Config fields a resumed run may change (with a printed notice); any other flag that differs from
+# the checkpoint's config would change the algorithm mid-run, and is refused.
+RESUMABLE = ("total_steps", "log_every", "checkpoint_every", "target_return", "cpu_threads")
+
+
+class UsageError(Exception):
+    """A bad command line: printed as one line, exit code 2."""
+
+
+def _flag(name: str) -> str:
+    return _COMMON_FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One flag per dataclass field, typed from its annotation, documented by its docstring.
     Defaults are None so that only flags the user typed override the config."""
     from fastrl.algos.common import field_docs
+    from fastrl.algos.config import Range, field_rules
 
     docs = field_docs(config_cls)
+    rules = field_rules(config_cls)
     hints = typing.get_type_hints(config_cls)
     for f in dataclasses.fields(config_cls):
-        flag = _COMMON_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        flag = _flag(f.name)
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_ = f"{docs.get(f.name, '')} (default: {default})"
+        rule = rules.get(f.name)
+        allowed = f"; {rule}" if isinstance(rule, Range) else ""
+        help_ = f"{docs.get(f.name, '')} (default: {default}{allowed})"
         args = typing.get_args(kind)
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -84,55 +104,143 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
             parser.add_argument(flag, dest=f.name, type=args[0], nargs="+", default=None, help=help_)
         else:
             base = next((a for a in args if a is not type(None)), kind)  # X | None -> X
-            parser.add_argument(flag, dest=f.name, type=base, default=None, help=help_, metavar=base.__name__.upper())
+            choices = rule if isinstance(rule, tuple) else None
+            parser.add_argument(flag, dest=f.name, type=base, default=None, help=help_, choices=choices,
+                                metavar=base.__name__.upper() if choices is None else None)
 
 
 def _read_config_file(path: str) -> dict:
-    text = Path(path).read_text()
-    if path.endswith(".toml"):
-        import tomllib
+    """The table of config fields in a JSON or TOML (``.toml``) file; UsageError in one line
+    naming the file otherwise."""
+    import tomllib
 
-        return tomllib.loads(text)
-    return json.loads(text)
+    where = f"--config {path}"
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{where}: is a directory, not a JSON or TOML file") from None
+    except OSError as e:
+        raise UsageError(f"{where}: cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    if path.endswith(".toml"):
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise UsageError(f"{where}: invalid TOML: {e}") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            hint = ""
+            with contextlib.suppress(tomllib.TOMLDecodeError):
+                tomllib.loads(text)
+                hint = "; it reads as TOML: name the file .toml"
+            raise UsageError(f"{where}: invalid JSON: {e}{hint}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{where}: must hold a table of config fields (a JSON object), "
+                         f"not a {type(values).__name__}")
+    return values
+
+
+def _check_file_values(cls, values: dict, where: str) -> None:
+    """Type and range of each field a config file sets, so an error names the file."""
+    from fastrl.algos.config import ConfigError, check_field, field_rules
+
+    names = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UsageError(f"{where}: unknown config fields for {cls.algo}: {unknown}")
+    hints, rules = typing.get_type_hints(cls.Config), field_rules(cls.Config)
+    for name, value in values.items():
+        try:
+            check_field(name, value, hints[name], rules.get(name))
+        except ConfigError as e:
+            raise UsageError(f"{where}: {e}") from None
 
 
 def _train(args: argparse.Namespace) -> int:
     from fastrl.algos import ALGOS
+    from fastrl.algos.config import validate_config
     from fastrl.algos.defaults import tuned_defaults
 
     cls = ALGOS[args.algo]
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls.Config)
              if getattr(args, f.name) is not None}
-    out = Path(args.out) if args.out else None
+    if args.final_eval < 0:
+        raise UsageError(f"--final-eval must be >= 0, got {args.final_eval}")
     if args.resume:
-        overrides = {k: v for k, v in flags.items()
-                     if k in ("total_steps", "log_every", "checkpoint_every", "target_return", "cpu_threads")}
-        out = out or Path(args.resume)
-        trainer = cls.from_checkpoint(Path(args.resume), out_dir=out, progress=not args.quiet, **overrides)
+        trainer = _resume(cls, args, flags)
     else:
-        env_id = flags.get("env_id", cls.Config.env_id)
-        values = tuned_defaults(args.algo, env_id)
+        file_values = {}
         if args.config:
-            values.update(_read_config_file(args.config))
-        values.update(flags)
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls.Config)}
-        if unknown:
-            raise SystemExit(f"fastrl train: unknown config fields for {args.algo}: {sorted(unknown)}")
-        try:
-            config = cls.Config(**values)
-            trainer = cls(config, out_dir=out or Path("runs") / f"{args.algo}-{env_id}", progress=not args.quiet)
-        except (ValueError, TypeError) as e:
-            raise SystemExit(f"fastrl train: {e}") from None
+            file_values = _read_config_file(args.config)
+            _check_file_values(cls, file_values, f"--config {args.config}")
+        # tuned defaults of the env the run will use (a flag, else the file, else the default)
+        env_id = flags.get("env_id", file_values.get("env_id", cls.Config.env_id))
+        values = {**tuned_defaults(args.algo, env_id), **file_values, **flags}
+        config = validate_config(cls.Config(**values))  # every field, before any work
+        out = Path(args.out) if args.out else Path("runs") / f"{args.algo}-{config.env_id}"
+        trainer = cls(config, out_dir=out, progress=not args.quiet, overwrite=args.overwrite)
     cfg = trainer.config
     print(f"fastrl: {args.algo} on {cfg.env_id}, {cfg.num_envs} envs, {cfg.total_steps} steps, device {cfg.device}")
     start = time.perf_counter()
-    summary = trainer.train()
+    try:
+        summary = trainer.train()
+    except KeyboardInterrupt:
+        print(f"\nfastrl: interrupted at step {trainer.global_step}; wrote {trainer.out_dir}/checkpoint.pt and "
+              f"learning_curve.png (continue with: fastrl train {args.algo} --resume {trainer.out_dir})",
+              file=sys.stderr)
+        return 130
     print(f"fastrl: trained {summary['steps']} steps in {time.perf_counter() - start:.1f} s; mean return "
           f"of the last 100 training episodes {summary['return_last100']:.1f}")
-    returns = trainer.evaluate(args.final_eval)
-    _print_eval(returns)
+    if args.final_eval:
+        _print_eval(trainer.evaluate(args.final_eval))
     print(f"fastrl: wrote {trainer.out_dir}/metrics.csv, learning_curve.png, checkpoint.pt")
     return 0
+
+
+def _resume(cls, args: argparse.Namespace, flags: dict):
+    """``--resume RUN`` (a run directory or its checkpoint file). ``--out`` elsewhere continues a
+    copy of the run there, leaving RUN as it was. Flags equal to the checkpoint's config are
+    accepted; RESUMABLE ones that differ are applied with a notice; others are refused."""
+    from fastrl.algos.common import load_trainer_checkpoint
+    from fastrl.algos.config import check_field, field_rules
+
+    if args.config:
+        raise UsageError("--config cannot be combined with --resume: a resumed run keeps its checkpoint's config")
+    state, path = load_trainer_checkpoint(args.resume)
+    if state["algo"] != args.algo:
+        raise UsageError(f"{path} holds a {state['algo']} run, not {args.algo}: "
+                         f"resume it with `fastrl train {state['algo']} --resume {args.resume}`")
+    out = Path(args.out) if args.out else path.parent
+    if args.overwrite and out.resolve() == path.parent.resolve():
+        raise UsageError("--overwrite would delete the run that --resume continues")
+    saved = state["config"]
+    hints, rules = typing.get_type_hints(cls.Config), field_rules(cls.Config)
+    overrides = {}
+    for name, value in flags.items():
+        value = check_field(name, value, hints[name], rules.get(name))  # as the config will hold it
+        if name in saved and value == saved[name]:
+            continue
+        if name not in RESUMABLE:
+            raise UsageError(f"{_as_flag(name, value)} differs from the resumed run's {name} = {saved.get(name)!r}: "
+                             f"it would change the algorithm mid-run; on --resume only "
+                             f"{', '.join(_flag(n) for n in RESUMABLE)} may change")
+        overrides[name] = value
+    trainer = cls.from_checkpoint(path, out_dir=out, progress=not args.quiet, overwrite=args.overwrite, **overrides)
+    for name, value in overrides.items():
+        print(f"fastrl: resuming with {name} = {value!r} (the checkpoint had {saved.get(name)!r})")
+    return trainer
+
+
+def _as_flag(name: str, value) -> str:
+    """The flag as typed: ``--num-envs 4``, ``--no-anneal-lr``, ``--hidden 64 64``."""
+    if isinstance(value, bool):
+        return _flag(name) if value else "--no-" + _flag(name)[2:]
+    return f"{_flag(name)} {' '.join(map(str, value)) if isinstance(value, tuple) else value}"
 
 
 def _print_eval(returns: list[float]) -> None:
@@ -144,14 +252,20 @@ def _print_eval(returns: list[float]) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from fastrl.algos import ALGOS
-    from fastrl.utils.checkpoint import load_checkpoint
+    from fastrl.algos.common import load_trainer_checkpoint
+    from fastrl.algos.config import POSITIVE, SEED, check_device, check_field
 
-    state = load_checkpoint(args.checkpoint)
-    cls = ALGOS[state["algo"]]
+    check_field("--episodes", args.episodes, int, POSITIVE)
+    if args.seed is not None:
+        check_field("--seed", args.seed, int, SEED)
+    if args.device is not None:
+        check_device(args.device)
+    state, path = load_trainer_checkpoint(args.checkpoint)
+    cls = ALGOS.get(state["algo"])
+    if cls is None:
+        raise UsageError(f"{path} holds a run of an unknown algorithm {state['algo']!r}")
     overrides = {"device": args.device} if args.device else {}
-    config = cls.Config(**{**state["config"], **overrides})
-    trainer = cls(config)
-    trainer.load_state_dict(state)
+    trainer = cls.from_checkpoint(path, **overrides)
     _print_eval(trainer.evaluate(args.episodes, seed=args.seed))
     return 0
 
@@ -170,17 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
 )
         p.add_argument("--out", help="run directory (default runs/ALGO-ENV)")
         p.add_argument("--config", help="JSON or TOML file of config fields (flags override it)")
-        p.add_argument("--resume", metavar="DIR", help="continue the run whose checkpoint is in DIR")
+        p.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN (or from the checkpoint "
+                       "file RUN); with --out elsewhere, continue a copy of it there and leave RUN as it was")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the run that --out already holds (refused without this flag)")
         p.add_argument("--final-eval", type=int, default=100, metavar="EPISODES",
-                       help="episodes of the evaluation after training (default 100)")
+                       help="episodes of the evaluation after training (default 100; 0: none)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         _add_config_flags(p, cls.Config)
         p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint's greedy policy")
     p.add_argument("checkpoint", help="checkpoint.pt (or its run directory)")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=None, help="evaluation seed (default: apart from training's)")
+    p.add_argument("--episodes", type=int, default=100, help="episodes to run, >= 1 (default 100)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="evaluation seed, in [0, 2**63) (default: apart from training's)")
     p.add_argument("--device", default=None, help="override the device the checkpoint was trained on")
     p.set_defaults(func=_eval)
 
@@ -200,4 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    if args.command not in ("train", "eval"):
+        return args.func(args)
+    from fastrl.algos.common import TrainingDiverged
+    from fastrl.algos.config import ConfigError
+    from fastrl.utils.checkpoint import CheckpointError
+    from fastrl.utils.rundir import RunDirError
+
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, CheckpointError, RunDirError) as e:
+        print(f"fastrl {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"fastrl {args.command}: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nfastrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

@@ -6,16 +6,18 @@ Stable-Baselines3's A2C (RMSprop, 5-step rollouts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import check_positive, check_unit
+from fastrl.algos.config import POSITIVE, UNIT, Rule
 from fastrl.algos.onpolicy import (
     OnPolicyConfig,
     OnPolicyTrainer,
     bootstrapped_next_values,
+    check_normalizable,
     collect_rollout,
 )
 
@@ -33,16 +35,18 @@ class A2CConfig(OnPolicyConfig):
     normalize_advantages: bool = False
     """standardize advantages over the batch"""
 
+    field_rules: ClassVar[dict[str, Rule]] = {
+        "num_steps": POSITIVE, "learning_rate": POSITIVE, "gae_lambda": UNIT,
+    }
+
+    def check(self) -> None:
+        super().check()
+        check_normalizable(self, "normalize_advantages")
+
 
 class A2C(OnPolicyTrainer):
     algo = "a2c"
     Config = A2CConfig
-
-    def validate(self) -> None:
-        cfg = self.config
-        check_positive(cfg, "num_steps", "learning_rate", "max_grad_norm")
-        check_positive(cfg, "vf_coef", "ent_coef", allow_zero=True)
-        check_unit(cfg, "gamma", "gae_lambda")
 
     def setup(self) -> None:
         self.build_agent()

@@ -1,11 +1,20 @@
 """What every trainer shares: the common config fields, the environment, the training loop with
 logging and checkpoints, and evaluation. An algorithm file adds its networks (``setup``), one
-iteration of training (``train_iteration``), its policy (``act``) and what it checkpoints."""
+iteration of training (``train_iteration``), its policy (``act``) and what it checkpoints.
+
+What the loop guarantees: the config is validated before any work (``fastrl.algos.config``); a
+run directory holding another run is refused unless ``overwrite=True``, and is locked while a run
+writes (``fastrl.utils.rundir``); Ctrl-C saves a final checkpoint and plot before it propagates;
+NaN or Inf in a logged metric or in the weights stops the run and leaves the last good checkpoint
+in place; checkpoints load with ``weights_only=True`` and are checked before anything is loaded.
+"""
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
+import functools
 import inspect
 import math
 import textwrap
@@ -19,9 +28,29 @@ import gymnasium
 import torch
 
 from fastrl import envs
-from fastrl.utils.checkpoint import load_checkpoint, save_checkpoint
+from fastrl.algos.config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    ConfigError,
+    Rule,
+    check_device,
+    check_field,
+    validate_config,
+)
+from fastrl.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastrl.utils.logging import RunLogger
+from fastrl.utils.rundir import (
+    RunLock,
+    check_new_run,
+    check_not_locked,
+    clear_run,
+    copy_run_log,
+    remove_orphan_temp_files,
+)
 from fastrl.utils.seeding import rng_state, seed_everything, set_rng_state
+
+CHECKPOINT_FORMAT = 2  # 2: RNG states as tensors and plain values, loadable with weights_only=True
 
 
 @dataclass
@@ -52,9 +81,27 @@ class TrainConfig:
     eval_episodes: int = 25
     """episodes per evaluation during training"""
     cpu_threads: int | None = 1
-    """torch intra-op threads when training on the CPU (process-wide; None keeps torch's setting).
-    Small networks run fastest on one: extra threads only add synchronization, and collapse when
-    another process holds a core."""
+    """torch intra-op threads while training or evaluating on the CPU (restored afterwards; None
+    keeps torch's setting). Small networks run fastest on one: extra threads only add
+    synchronization, and collapse when another process holds a core."""
+
+    # The range of each numeric field (fastrl.algos.config checks every field's type).
+    field_rules: ClassVar[dict[str, Rule]] = {
+        "num_envs": POSITIVE, "total_steps": POSITIVE, "seed": SEED, "log_every": POSITIVE,
+        "checkpoint_every": NON_NEGATIVE, "eval_every": NON_NEGATIVE, "eval_episodes": POSITIVE,
+        "cpu_threads": POSITIVE,
+    }
+
+    def check(self) -> None:
+        """Rules across fields, and values only the environment can judge (after the per-field
+        checks). A subclass extends it; raise ConfigError naming the field."""
+        check_device(self.device)
+        if self.env_id not in gymnasium.registry:
+            raise ConfigError(f"env_id {self.env_id!r} is not a registered gymnasium environment", "env_id")
+
+
+class TrainingDiverged(RuntimeError):
+    """NaN or Inf in a training metric or in the weights: the run stopped."""
 
 
 class Trainer:
@@ -63,38 +110,75 @@ class Trainer:
     algo: ClassVar[str]
     Config: ClassVar[type[TrainConfig]]
     autoreset_mode: ClassVar[str] = "same_step"  # final_obs in info: bootstrap truncations
+    may_be_nan: ClassVar[frozenset[str]] = frozenset()  # diagnostics that are NaN when undefined
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path | None = None, progress: bool = False):
+    def __init__(self, config: TrainConfig, out_dir: str | Path | None = None, progress: bool = False, *,
+                 overwrite: bool = False):
+        """``out_dir``: where train() writes metrics.csv, the checkpoint and the plot; a directory
+        that already holds a run is refused unless ``overwrite`` (which deletes that run's files
+        when training starts)."""
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
+        self.config = config = validate_config(config)  # a checked copy: plain types only
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.overwrite = overwrite
+        if self.out_dir is not None:
+            check_new_run(self.out_dir, overwrite)  # fail early; train() checks again under the lock
         self.progress = progress
-        check_common(config)
         self.device = torch.device(config.device)
-        if self.device.type == "cpu" and config.cpu_threads is not None:
-            torch.set_num_threads(config.cpu_threads)
-        seed_everything(config.seed)
-        self.env = envs.make(config.env_id, config.num_envs, device=self.device, seed=config.seed,
-                             autoreset_mode=self.autoreset_mode)
-        self.discrete = isinstance(self.env.single_action_space, gymnasium.spaces.Discrete)
-        self.obs_dim = int(math.prod(self.env.single_observation_space.shape))
-        self.action_dim = (int(self.env.single_action_space.n) if self.discrete
-                           else int(math.prod(self.env.single_action_space.shape)))
-        self.validate()
-        self.global_step = 0
-        self.iteration = 0
-        self.recent_returns: deque[float] = deque(maxlen=100)
-        self.history: list[dict[str, float]] = []
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._next_eval = config.eval_every
-        self._resumed = False
-        self.setup()
-        self.obs, _ = self.env.reset(seed=config.seed)
+        self._resume_dir: Path | None = None  # the directory of the checkpoint this trainer resumed
+        self._writing_run = False  # whether train() has claimed out_dir
+        self._saved_step: int | None = None  # step of the checkpoint in out_dir, if any
+        with self._threads():
+            seed_everything(config.seed)
+            self.env = self._make_env()
+            self.discrete = isinstance(self.env.single_action_space, gymnasium.spaces.Discrete)
+            self.obs_dim = int(math.prod(self.env.single_observation_space.shape))
+            self.action_dim = (int(self.env.single_action_space.n) if self.discrete
+                               else int(math.prod(self.env.single_action_space.shape)))
+            self.validate()
+            self.global_step = 0
+            self.iteration = 0
+            self.recent_returns: deque[float] = deque(maxlen=100)
+            self.history: list[dict[str, float]] = []
+            self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+            self._next_eval = config.eval_every
+            self._resumed = False
+            self.setup()
+            self.obs, _ = self.env.reset(seed=config.seed)
+
+    def _make_env(self):
+        cfg = self.config
+        try:
+            env = envs.make(cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed,
+                            autoreset_mode=self.autoreset_mode)
+        except (ValueError, TypeError, ImportError, gymnasium.error.Error) as e:
+            raise ConfigError(f"env_id {cfg.env_id!r}: {e}", "env_id") from e
+        spaces = (gymnasium.spaces.Box, gymnasium.spaces.Discrete)
+        obs_space, action_space = env.single_observation_space, env.single_action_space
+        if not isinstance(obs_space, spaces) or not isinstance(action_space, spaces):
+            env.close()
+            raise ConfigError(f"env_id {cfg.env_id!r}: fastrl's trainers need Box or Discrete observation and action "
+                              f"spaces; it has observations {obs_space} and actions {action_space}", "env_id")
+        return env
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """torch's intra-op threads set to ``cpu_threads`` for the duration, then restored."""
+        n = self.config.cpu_threads
+        previous = torch.get_num_threads()
+        if self.device.type != "cpu" or n is None or n == previous:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     # -- hooks -------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Algorithm-specific config checks (raise ValueError naming the field)."""
+        """Algorithm-specific checks that need the environment (raise ConfigError naming the field)."""
 
     def setup(self) -> None:
         """Build networks, optimizers and buffers."""
@@ -128,43 +212,101 @@ class Trainer:
 
     def train(self, until_step: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` (or until ``until_step``, to train in segments: the result is
-        the same as one call), then save the checkpoint and the plot when there is an out_dir."""
+        the same as one call), then save the checkpoint and the plot when there is an out_dir.
+
+        Ctrl-C (KeyboardInterrupt) saves them too, then propagates. NaN or Inf in a logged metric
+        or in the weights raises TrainingDiverged, leaving the last good checkpoint in place."""
         cfg = self.config
         until_step = cfg.total_steps if until_step is None else min(until_step, cfg.total_steps)
-        logger = None
-        if self.out_dir is not None:
-            logger = RunLogger(self.out_dir, cfg.total_steps, start_step=self.global_step,
-                               resume=self._resumed, progress=self.progress)
-        try:
-            while self.global_step < until_step:
-                metrics = self.train_iteration()
-                self.iteration += 1
-                solved = False
-                evaluate = cfg.eval_every and self.global_step >= self._next_eval
-                if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
-                    row = self._log_row(metrics)
-                    if evaluate:
-                        self._next_eval += cfg.eval_every
-                        row["eval_return"] = _mean(self.evaluate(cfg.eval_episodes))
-                    self.history.append(row)
-                    if logger is not None:
-                        logger.log(self.global_step, **row)
-                    score = row.get("eval_return", math.nan) if cfg.eval_every else row["return_last100"]
-                    solved = cfg.target_return is not None and score >= cfg.target_return
-                if self.out_dir is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                    self.save()
-                if solved:
-                    break
-        finally:
-            if logger is not None:
-                logger.close()
-        if self.out_dir is not None:
-            self.save()
-            from fastrl.utils.plots import plot_learning_curve
-
-            plot_learning_curve(self.out_dir / "metrics.csv", self.out_dir / "learning_curve.png",
-                                title=f"{self.algo} on {cfg.env_id}")
+        with self._threads(), self._run_log() as logger:
+            try:
+                self._loop(until_step, logger)
+            except KeyboardInterrupt:
+                self._write_results()  # keep what was trained
+                raise
+            self._write_results()
         return self.summary()
+
+    @contextlib.contextmanager
+    def _run_log(self):
+        """Holds out_dir's lock; on the first train() claims the directory; yields the logger."""
+        if self.out_dir is None:
+            yield None
+            return
+        with RunLock(self.out_dir):
+            if not self._writing_run:
+                continuing = self._resume_dir is not None and _same_dir(self._resume_dir, self.out_dir)
+                if not continuing:  # a new run here (or a resumed run copied here): checked again, now locked
+                    check_new_run(self.out_dir, self.overwrite, check_lock=False)
+                    if self.overwrite:
+                        clear_run(self.out_dir)
+                    if self._resume_dir is not None:
+                        copy_run_log(self._resume_dir, self.out_dir)
+            remove_orphan_temp_files(self.out_dir)
+            logger = RunLogger(self.out_dir, self.config.total_steps, start_step=self.global_step,
+                               resume=self._resumed or self._writing_run, progress=self.progress)
+            self._writing_run = True
+            try:
+                yield logger
+            finally:
+                logger.close()
+
+    def _loop(self, until_step: int, logger: RunLogger | None) -> None:
+        cfg = self.config
+        while self.global_step < until_step:
+            metrics = self._train_iteration()
+            self.iteration += 1
+            solved = False
+            evaluate = cfg.eval_every and self.global_step >= self._next_eval
+            if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
+                row = self._log_row(metrics)
+                if evaluate:
+                    self._next_eval += cfg.eval_every
+                    row["eval_return"] = _mean(self.evaluate(cfg.eval_episodes))
+                self.history.append(row)
+                if logger is not None:
+                    logger.log(self.global_step, **row)
+                self._check_finite(row, metrics)
+                score = row.get("eval_return", math.nan) if cfg.eval_every else row["return_last100"]
+                solved = cfg.target_return is not None and score >= cfg.target_return
+            if self.out_dir is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                self.save()
+            if solved:
+                break
+
+    def _train_iteration(self) -> dict[str, torch.Tensor]:
+        try:
+            return self.train_iteration()
+        except (RuntimeError, ValueError) as e:
+            # Non-finite weights fail in sampling or in the env's action checks before a row
+            # is logged: report the divergence, not the symptom.
+            bad = self._non_finite_state()
+            if bad is None:
+                raise
+            raise TrainingDiverged(f"training diverged by step {self.global_step}: {bad} holds NaN or Inf "
+                                   f"({_first_line(e)}){self._kept_note()}") from e
+
+    def _check_finite(self, row: dict[str, float], metrics: dict) -> None:
+        bad = [k for k in metrics if k not in self.may_be_nan and not math.isfinite(row[k])]
+        if bad:
+            quantities = ", ".join(f"{k} = {row[k]}" for k in bad)
+            raise TrainingDiverged(f"training diverged at step {self.global_step}: {quantities}{self._kept_note()}")
+
+    def _kept_note(self) -> str:
+        if self.out_dir is None:
+            return ""
+        if self._saved_step is None:
+            return "; no checkpoint was written"
+        return f"; the last good checkpoint, {self.out_dir / 'checkpoint.pt'} (step {self._saved_step}), is left in place"
+
+    def _write_results(self) -> None:
+        if self.out_dir is None:
+            return
+        self.save()
+        from fastrl.utils.plots import plot_learning_curve
+
+        plot_learning_curve(self.out_dir / "metrics.csv", self.out_dir / "learning_curve.png",
+                            title=f"{self.algo} on {self.config.env_id}")
 
     def summary(self) -> dict[str, float]:
         return {
@@ -192,27 +334,30 @@ class Trainer:
     def evaluate(self, episodes: int = 10, seed: int | None = None, max_steps: int = 100_000) -> list[float]:
         """Returns of ``episodes`` episodes of the deterministic policy, one per env of a fresh
         batch of environments (seeded apart from training)."""
-        if episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {episodes}")
-        seed = self.config.seed + 1_000_003 if seed is None else seed
-        env = envs.make(self.config.env_id, episodes, device=self.device, seed=seed, autoreset_mode="same_step")
-        obs, _ = env.reset(seed=seed)
-        total = torch.zeros(episodes, dtype=torch.float64, device=self.device)
-        running = torch.ones(episodes, dtype=torch.bool, device=self.device)
-        for step in range(1, max_steps + 1):
-            obs, reward, term, trunc, _ = env.step(self.act(obs, deterministic=True))
-            total += reward.to(torch.float64) * running
-            running &= ~(term | trunc)
-            if step % 64 == 0 and not running.any():
-                break
-        if running.any():
-            raise RuntimeError(f"evaluation: some episodes did not end within {max_steps} steps")
-        env.close()
+        episodes = check_field("episodes", episodes, int, POSITIVE)
+        if seed is None:
+            seed = (self.config.seed + 1_000_003) % 2**63
+        seed = check_field("seed", seed, int, SEED)
+        with self._threads():
+            env = envs.make(self.config.env_id, episodes, device=self.device, seed=seed, autoreset_mode="same_step")
+            obs, _ = env.reset(seed=seed)
+            total = torch.zeros(episodes, dtype=torch.float64, device=self.device)
+            running = torch.ones(episodes, dtype=torch.bool, device=self.device)
+            for step in range(1, max_steps + 1):
+                obs, reward, term, trunc, _ = env.step(self.act(obs, deterministic=True))
+                total += reward.to(torch.float64) * running
+                running &= ~(term | trunc)
+                if step % 64 == 0 and not running.any():
+                    break
+            if running.any():
+                raise RuntimeError(f"evaluation: some episodes did not end within {max_steps} steps")
+            env.close()
         return total.tolist()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
+            "format": CHECKPOINT_FORMAT,
             "algo": self.algo,
             "config": dataclasses.asdict(self.config),
             "global_step": self.global_step,
@@ -225,87 +370,171 @@ class Trainer:
             "modules": {k: v.state_dict() for k, v in self.checkpointed().items()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], where: str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`; raises CheckpointError (naming ``where``) if it does not
+        fit this trainer. After an error the trainer may be partly restored: build a new one."""
+        check_checkpoint(state, where)
         if state["algo"] != self.algo:
-            raise ValueError(f"checkpoint is for {state['algo']}, not {self.algo}")
-        for k, v in self.checkpointed().items():
-            v.load_state_dict(state["modules"][k])
+            raise CheckpointError(f"{where} holds a {state['algo']} run, not {self.algo}")
+        missing = sorted(set(self.checkpointed()) - set(state["modules"]))
+        if missing:
+            raise CheckpointError(f"{where} is not a complete {self.algo} checkpoint: no state for {missing}")
+        if state["obs"].shape != self.obs.shape:
+            raise CheckpointError(f"{where}: its observations have shape {tuple(state['obs'].shape)}, "
+                                  f"this trainer's {tuple(self.obs.shape)}")
+        try:
+            for k, v in self.checkpointed().items():
+                v.load_state_dict(state["modules"][k])
+            if state["env"] is not None:
+                self.env.load_state_dict(state["env"])
+            set_rng_state(state["rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise CheckpointError(f"{where} does not fit this {self.algo} trainer: {_first_line(e, 300)}") from None
         if state["env"] is not None:
-            self.env.load_state_dict(state["env"])
             self.obs = state["obs"].to(self.device)
         else:  # an env that could not be saved starts afresh: the run continues, not exactly
             warnings.warn("this checkpoint holds no environment state: environments are reset, so the "
                           "resumed run is not an exact continuation", RuntimeWarning, stacklevel=2)
-            self.obs, _ = self.env.reset(seed=self.config.seed + state["global_step"])
+            self.obs, _ = self.env.reset(seed=(self.config.seed + state["global_step"]) % 2**63)
         self.global_step, self.iteration = state["global_step"], state["iteration"]
         self.recent_returns = deque(state["recent_returns"], maxlen=100)
         self._next_eval = state["next_eval"]
-        set_rng_state(state["rng"])
         self._resumed = True
 
     def _env_state(self):
         """The envs' state for exact resume; None for gymnasium's own envs, which cannot save it."""
         return self.env.state_dict() if hasattr(self.env, "state_dict") else None
 
+    def _non_finite_state(self) -> str | None:
+        """The name of the first network or optimizer tensor holding NaN or Inf, or None (one host sync)."""
+        named: list[tuple[str, torch.Tensor]] = []
+        for key, obj in self.checkpointed().items():
+            if isinstance(obj, torch.nn.Module):
+                named += [(f"{key}.{n}", t) for n, t in obj.state_dict().items()]
+            elif isinstance(obj, torch.optim.Optimizer):
+                named += [(f"{key}.state[{i}].{n}", t) for i, s in obj.state_dict()["state"].items()
+                          for n, t in s.items() if isinstance(t, torch.Tensor)]
+        named = [(n, t) for n, t in named if t.is_floating_point()]
+        if not named:
+            return None
+        finite = torch.stack([t.isfinite().all().cpu() for _, t in named]).tolist()
+        return next((n for (n, _), ok in zip(named, finite) if not ok), None)
+
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the checkpoint atomically (default ``out_dir/checkpoint.pt``)."""
-        if path is None:
+        """Write the checkpoint atomically (default ``out_dir/checkpoint.pt``). Weights or optimizer
+        state holding NaN or Inf are never saved: TrainingDiverged, and the previous file stays."""
+        default = path is None
+        if default:
             if self.out_dir is None:
                 raise ValueError("save() needs a path when the trainer has no out_dir")
             path = self.out_dir / "checkpoint.pt"
-        return save_checkpoint(self.state_dict(), path)
+        bad = self._non_finite_state()
+        if bad is not None:
+            raise TrainingDiverged(f"training diverged by step {self.global_step}: {bad} holds NaN or Inf, "
+                                   f"so no checkpoint is saved{self._kept_note()}")
+        saved = save_checkpoint(self.state_dict(), path)
+        if default:
+            self._saved_step = self.global_step
+        return saved
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, out_dir: str | Path | None = None, progress: bool = False,
-                        **overrides) -> Trainer:
-        """Rebuild a trainer from a checkpoint (``overrides`` e.g. total_steps=... to train on)."""
-        state = load_checkpoint(path)
-        config = cls.Config(**{**state["config"], **overrides})
-        trainer = cls(config, out_dir=out_dir, progress=progress)
-        trainer.load_state_dict(state)
+    def from_checkpoint(cls, path: str | Path, out_dir: str | Path | None = None, progress: bool = False, *,
+                        overwrite: bool = False, **overrides) -> Trainer:
+        """Rebuild a trainer from a checkpoint file (or a run directory holding ``checkpoint.pt``).
+
+        ``overrides``: config fields to change, e.g. ``total_steps=...`` to train on.
+        ``out_dir``: where the resumed run writes. The checkpoint's own directory continues that
+        run (its metrics.csv keeps the rows up to the checkpoint). Another directory receives a
+        copy of the run's metrics.csv and continues there, leaving the original untouched; like
+        a new run's, it must not hold a run unless ``overwrite``."""
+        state, path = load_trainer_checkpoint(path, cls.algo)
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        if set(overrides) - names:
+            raise ConfigError(f"unknown config fields for {cls.algo}: {sorted(set(overrides) - names)}")
+        if set(state["config"]) - names:
+            raise CheckpointError(f"{path}: its config has fields {cls.algo} does not know: "
+                                  f"{sorted(set(state['config']) - names)}")
+        try:
+            config = validate_config(cls.Config(**{**state["config"], **overrides}))
+        except ConfigError as e:
+            if e.field in overrides or (e.field is None and overrides):
+                raise
+            raise CheckpointError(f"{path}: its config is not valid: {e}") from None
+        source = path.parent
+        continuing = out_dir is not None and _same_dir(out_dir, source)
+        if out_dir is not None:
+            if continuing and overwrite:
+                raise ConfigError(f"overwrite=True would delete the run being resumed ({source})")
+            if continuing:
+                check_not_locked(Path(out_dir))
+            else:
+                check_new_run(out_dir, overwrite)
+        trainer = cls(config, progress=progress)
+        trainer.load_state_dict(state, where=str(path))
+        trainer.out_dir = Path(out_dir) if out_dir is not None else None
+        trainer.overwrite = overwrite
+        trainer._resume_dir = source
+        if continuing:
+            trainer._saved_step = trainer.global_step
         return trainer
 
 
-def check_common(cfg: TrainConfig) -> None:
-    """Errors at start-up, not mid-run."""
-    for name in ("num_envs", "total_steps", "log_every", "eval_episodes"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if cfg.cpu_threads is not None and (isinstance(cfg.cpu_threads, bool) or not isinstance(cfg.cpu_threads, int)
-                                        or cfg.cpu_threads < 1):
-        raise ValueError(f"cpu_threads must be a positive int or None, got {cfg.cpu_threads!r}")
-    for name in ("checkpoint_every", "eval_every"):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    try:
-        device = torch.device(cfg.device)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {cfg.device!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device!r} but CUDA is not available")
+# -- checkpoint files ------------------------------------------------------------------------
+
+_CHECKPOINT_LAYOUT: dict[str, type | tuple[type, ...]] = {
+    "format": int, "algo": str, "config": dict, "global_step": int, "iteration": int, "recent_returns": list,
+    "next_eval": int, "rng": dict, "env": (dict, type(None)), "obs": torch.Tensor, "modules": dict,
+}
 
 
-def check_positive(cfg, *names: str, allow_zero: bool = False) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        ok = value >= 0 if allow_zero else value > 0
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not ok:
-            raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+def check_checkpoint(state: Any, where: str = "checkpoint") -> None:
+    """Raise CheckpointError (naming ``where``) unless ``state`` has the layout of a trainer's
+    :meth:`Trainer.state_dict`."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where} is not a fastrl trainer checkpoint (it holds a {type(state).__name__})")
+    missing = [k for k in _CHECKPOINT_LAYOUT if k not in state]
+    if missing:
+        raise CheckpointError(f"{where} is not a complete fastrl trainer checkpoint: it has no {', '.join(missing)}")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{where} has checkpoint format {state['format']!r}; this fastrl reads "
+                              f"format {CHECKPOINT_FORMAT}")
+    for key, kind in _CHECKPOINT_LAYOUT.items():
+        value = state[key]
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
+            raise CheckpointError(f"{where}: {key} is not valid ({type(value).__name__})")
+    if not all(isinstance(r, (int, float)) for r in state["recent_returns"]):
+        raise CheckpointError(f"{where}: recent_returns is not a list of numbers")
 
 
-def check_unit(cfg, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+def load_trainer_checkpoint(path: str | Path, algo: str | None = None) -> tuple[dict[str, Any], Path]:
+    """The checked state of a trainer's checkpoint (a file, or a run directory holding
+    ``checkpoint.pt``) and the file's path; ``algo`` also checks which algorithm wrote it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    state = load_checkpoint(path)
+    check_checkpoint(state, str(path))
+    if algo is not None and state["algo"] != algo:
+        raise CheckpointError(f"{path} holds a {state['algo']} run, not {algo}: resume it as {state['algo']}")
+    return state, path
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (used for ``--help``)."""
+    return dict(_field_docs(cls))
+
+
+@functools.cache  # parsing the source costs milliseconds per class; the CLI asks for every algorithm
+def _field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from fastrl import ops
-from fastrl.algos.common import TrainConfig, Trainer, check_positive, check_unit
+from fastrl.algos.common import TrainConfig, Trainer
+from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
 from fastrl.nn import QNetwork
 
 
@@ -62,6 +64,20 @@ class DQNConfig(TrainConfig):
     """global gradient norm clip"""
     hidden: tuple[int, ...] = (120, 84)
     """hidden layer sizes of the Q-network"""
+
+    field_rules: ClassVar[dict[str, Rule]] = {
+        "learning_rate": POSITIVE, "buffer_size": POSITIVE, "batch_size": POSITIVE, "gamma": UNIT,
+        "n_step": POSITIVE, "tau": Range(0, 1, low_open=True), "target_update_every": POSITIVE,
+        "train_every": POSITIVE, "gradient_steps": POSITIVE, "learning_starts": NON_NEGATIVE,
+        "start_epsilon": UNIT, "end_epsilon": UNIT, "exploration_fraction": UNIT, "loss": ("huber", "mse"),
+        "max_grad_norm": POSITIVE, "hidden": POSITIVE,
+    }
+
+    def check(self) -> None:
+        super().check()
+        if self.buffer_size < self.num_envs * (self.n_step + 1):
+            raise ConfigError(f"buffer_size must hold at least n_step+1 steps of every env "
+                              f"({self.num_envs * (self.n_step + 1)}), got {self.buffer_size}", "buffer_size")
 
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
@@ -111,8 +127,16 @@ class ReplayBuffer:
         return {**{k: getattr(self, k) for k in fields}, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
+        expected = set(self.state_dict())
+        if set(state) != expected:
+            raise KeyError(f"replay buffer state must have the keys {sorted(expected)}, got {sorted(state)}")
+        for k in ("pos", "size"):
+            if isinstance(state[k], bool) or not isinstance(state[k], int) or not 0 <= state[k] <= self.steps:
+                raise ValueError(f"replay buffer {k} must be an int in [0, {self.steps}], got {state[k]!r}")
         for k, v in state.items():
-            if isinstance(v, torch.Tensor):
+            if isinstance(getattr(self, k), torch.Tensor):
+                if not isinstance(v, torch.Tensor) or v.shape != getattr(self, k).shape:
+                    raise ValueError(f"replay buffer {k} must be a tensor of shape {tuple(getattr(self, k).shape)}")
                 getattr(self, k).copy_(v)
         self.pos, self.size = state["pos"], state["size"]
 
@@ -130,18 +154,9 @@ class DQN(Trainer):
     Config = DQNConfig
 
     def validate(self) -> None:
-        cfg = self.config
         if not self.discrete:
-            raise ValueError(f"DQN needs a discrete action space; {cfg.env_id} has {self.env.single_action_space}")
-        check_positive(cfg, "learning_rate", "buffer_size", "batch_size", "n_step", "target_update_every",
-                       "train_every", "gradient_steps", "max_grad_norm")
-        check_positive(cfg, "learning_starts", allow_zero=True)
-        check_unit(cfg, "gamma", "tau", "start_epsilon", "end_epsilon", "exploration_fraction")
-        if cfg.loss not in ("huber", "mse"):
-            raise ValueError(f"loss must be 'huber' or 'mse', got {cfg.loss!r}")
-        if cfg.buffer_size < cfg.num_envs * (cfg.n_step + 1):
-            raise ValueError(f"buffer_size must hold at least n_step+1 steps of every env "
-                             f"({cfg.num_envs * (cfg.n_step + 1)}), got {cfg.buffer_size}")
+            raise ConfigError(f"DQN needs a discrete action space; env_id {self.config.env_id!r} has "
+                              f"{self.env.single_action_space}", "env_id")
 
     def setup(self) -> None:
         cfg = self.config

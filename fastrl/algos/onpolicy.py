@@ -5,11 +5,13 @@ current policy, and the bootstrapped next values for GAE — all on the device."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from fastrl import ops
 from fastrl.algos.common import TrainConfig, Trainer
+from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 from fastrl.nn import ActorCritic
 from fastrl.nn.normalize import ObsNormalizer
 
@@ -32,6 +34,18 @@ class OnPolicyConfig(TrainConfig):
     """normalize observations with running statistics"""
     init_log_std: float = 0.0
     """initial log standard deviation of a Gaussian policy (continuous actions)"""
+
+    field_rules: ClassVar[dict[str, Rule]] = {
+        "gamma": UNIT, "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "max_grad_norm": POSITIVE,
+        "hidden": POSITIVE,
+    }
+
+
+def check_normalizable(cfg, flag: str) -> None:
+    """Standardizing advantages divides by their std over the batch (or minibatch): undefined for one sample."""
+    if getattr(cfg, flag) and cfg.num_envs * cfg.num_steps < 2:
+        raise ConfigError(f"{flag} needs at least 2 samples per batch; num_envs * num_steps is "
+                          f"{cfg.num_envs * cfg.num_steps}", flag)
 
 
 class OnPolicyTrainer(Trainer):

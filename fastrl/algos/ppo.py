@@ -10,12 +10,13 @@ a clipped value loss and an entropy bonus.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import check_positive, check_unit
+from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 from fastrl.algos.onpolicy import (
     OnPolicyConfig,
     OnPolicyTrainer,
@@ -50,19 +51,26 @@ class PPOConfig(OnPolicyConfig):
     normalize_reward: bool = False
     """scale rewards by the running std of the discounted return"""
 
+    field_rules: ClassVar[dict[str, Rule]] = {
+        "num_steps": POSITIVE, "learning_rate": POSITIVE, "gae_lambda": UNIT, "num_minibatches": POSITIVE,
+        "update_epochs": POSITIVE, "clip_coef": NON_NEGATIVE,
+    }
+
+    def check(self) -> None:
+        super().check()
+        batch = self.num_envs * self.num_steps
+        if batch % self.num_minibatches:
+            raise ConfigError(f"num_envs * num_steps ({batch}) must be divisible by num_minibatches "
+                              f"({self.num_minibatches})", "num_minibatches")
+        if self.norm_adv and batch // self.num_minibatches < 2:
+            raise ConfigError(f"norm_adv needs minibatches of at least 2 samples; num_envs * num_steps / "
+                              f"num_minibatches is {batch // self.num_minibatches}", "norm_adv")
+
 
 class PPO(OnPolicyTrainer):
     algo = "ppo"
     Config = PPOConfig
-
-    def validate(self) -> None:
-        cfg = self.config
-        check_positive(cfg, "num_steps", "learning_rate", "num_minibatches", "update_epochs", "max_grad_norm")
-        check_positive(cfg, "clip_coef", "vf_coef", "ent_coef", allow_zero=True)
-        check_unit(cfg, "gamma", "gae_lambda")
-        if (cfg.num_envs * cfg.num_steps) % cfg.num_minibatches:
-            raise ValueError(f"num_envs * num_steps ({cfg.num_envs * cfg.num_steps}) must be divisible by "
-                             f"num_minibatches ({cfg.num_minibatches})")
+    may_be_nan = frozenset({"explained_variance"})  # 0/0 when the returns of a batch are all equal
 
     def setup(self) -> None:
         cfg = self.config

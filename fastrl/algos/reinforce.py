@@ -10,12 +10,13 @@ and the advantage is ``G_t - V(s_t)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.common import check_positive, check_unit
+from fastrl.algos.config import POSITIVE, Rule
 from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer, collect_rollout
 
 
@@ -32,16 +33,12 @@ class ReinforceConfig(OnPolicyConfig):
     normalize_advantages: bool = True
     """standardize G - b over the batch"""
 
+    field_rules: ClassVar[dict[str, Rule]] = {"num_steps": POSITIVE, "learning_rate": POSITIVE}
+
 
 class Reinforce(OnPolicyTrainer):
     algo = "reinforce"
     Config = ReinforceConfig
-
-    def validate(self) -> None:
-        cfg = self.config
-        check_positive(cfg, "num_steps", "learning_rate", "max_grad_norm")
-        check_positive(cfg, "vf_coef", "ent_coef", allow_zero=True)
-        check_unit(cfg, "gamma")
 
     def setup(self) -> None:
         self.build_agent()

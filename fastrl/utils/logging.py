@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from fastrl.utils.checkpoint import write_atomically
+from fastrl.utils.rundir import RunDirError
 
 
 class RunLogger:
@@ -16,6 +20,7 @@ class RunLogger:
     when tensorboard is installed, and a tqdm bar with steps/s and the recent return.
 
     ``resume=True`` appends to an existing CSV and continues the wall clock from its last row.
+    Rewrites of the file (its header, a new column, rows dropped on resume) are atomic.
     """
 
     BASE = ("step", "wall_time", "episodic_return", "episodic_length")
@@ -28,10 +33,7 @@ class RunLogger:
         self._fields: list[str] | None = None
         self._time_offset = 0.0
         if resume and self.csv_path.exists():
-            with open(self.csv_path, newline="") as f:
-                reader = csv.DictReader(f)
-                rows = [r for r in reader if float(r["step"]) <= start_step]
-                self._fields = list(reader.fieldnames or [])
+            self._fields, rows = read_rows_until(self.csv_path, start_step)
             if rows:
                 self._time_offset = float(rows[-1]["wall_time"])
             self._rewrite(rows)  # drop rows logged after the checkpoint we resume from
@@ -81,12 +83,45 @@ class RunLogger:
         self._bar.set_postfix(ret=f"{self.recent_return:.1f}", refresh=False)
 
     def _rewrite(self, rows: list[dict]) -> None:
-        with open(self.csv_path, "w", newline="") as f:
-            w = csv.DictWriter(f, self._fields or list(self.BASE))
-            w.writeheader()
-            w.writerows(rows)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, self._fields or list(self.BASE))
+        w.writeheader()
+        w.writerows(rows)
+        write_atomically(self.csv_path, lambda f: f.write(text.getvalue().encode()))
 
     def close(self) -> None:
         self._bar.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def read_rows_until(path: Path, last_step: float) -> tuple[list[str] | None, list[dict]]:
+    """The header and the rows of metrics.csv up to ``last_step``. A last line without its newline
+    is a row whose write was interrupted (a crash): it is dropped. Any other malformed row raises
+    RunDirError naming the file and the line."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: not UTF-8 text: not a fastrl metrics file") from None
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = reader.fieldnames
+    if fields is None:  # empty file
+        return None, []
+    if "step" not in fields or "wall_time" not in fields:
+        raise RunDirError(f"{path}: the header has no step and wall_time columns: not a fastrl metrics file")
+    rows = []
+    for row in reader:
+        try:
+            if None in row or None in row.values():  # too many or too few cells
+                raise ValueError
+            step = float(row["step"])
+            float(row["wall_time"])
+        except ValueError:
+            raise RunDirError(f"{path}: line {reader.line_num} is malformed; "
+                              f"fix or delete that line to resume") from None
+        if step <= last_step:
+            rows.append(row)
+    return list(fields), rows

@@ -2,6 +2,7 @@
 the rollout's bootstrap on truncation, config checks."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -83,12 +84,12 @@ def test_rollout_bootstraps_truncation_from_final_observation():
     "cls,kwargs,match",
     [
         (PPO, dict(env_id="NoSuchEnv-v0"), "NoSuchEnv"),
-        (PPO, dict(total_steps=-5), "total_steps must be a positive int"),
-        (PPO, dict(num_envs=0), "num_envs must be a positive int"),
+        (PPO, dict(total_steps=-5), "total_steps must be > 0"),
+        (PPO, dict(num_envs=0), "num_envs must be > 0"),
         (PPO, dict(num_envs=3, num_steps=5, num_minibatches=4), "divisible by num_minibatches"),
         (PPO, dict(gamma=1.5), r"gamma must be in \[0, 1\]"),
         (DQN, dict(env_id="Pendulum-v1"), "DQN needs a discrete action space"),
-        (DQN, dict(loss="l1"), "loss must be 'huber' or 'mse'"),
+        (DQN, dict(loss="l1"), "loss must be one of 'huber', 'mse'"),
         (A2C, dict(learning_rate=0.0), "learning_rate must be > 0"),
         (Reinforce, dict(device="tpu"), "device must be cpu or cuda"),
     ],
@@ -107,7 +108,7 @@ def gymnasium_error():
 def test_every_config_field_is_documented():
     for cfg in (PPOConfig, DQNConfig, A2CConfig, ReinforceConfig):
         docs = field_docs(cfg)
-        missing = [f for f in cfg.__dataclass_fields__ if not docs.get(f)]
+        missing = [f.name for f in dataclasses.fields(cfg) if not docs.get(f.name)]
         assert not missing, f"{cfg.__name__} fields without a docstring: {missing}"
 
 

@@ -84,14 +84,19 @@ def test_cli_config_file_and_errors(tmp_path, capsys):
     assert cli.main(["train", "ppo", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet",
                      "--final-eval", "1"]) == 0
     assert "ppo on CartPole-v1, 2 envs, 64 steps" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="DQN needs a discrete action space"):
-        cli.main(["train", "dqn", "--env", "Pendulum-v1", "--out", str(tmp_path / "x"), "--quiet"])
-    with pytest.raises(SystemExit, match="total_steps must be a positive int"):
-        cli.main(["train", "a2c", "--total-steps", "-1", "--out", str(tmp_path / "y"), "--quiet"])
+    # Bad input: one line on stderr, exit code 2, nothing written.
+    for argv, match in [
+        (["train", "dqn", "--env", "Pendulum-v1", "--out", str(tmp_path / "x")], "DQN needs a discrete action space"),
+        (["train", "a2c", "--total-steps", "-1", "--out", str(tmp_path / "y")], "total_steps must be > 0"),
+    ]:
+        assert cli.main([*argv, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1
     bad = tmp_path / "bad.json"
     bad.write_text('{"no_such_field": 1}')
-    with pytest.raises(SystemExit, match="unknown config fields"):
-        cli.main(["train", "ppo", "--config", str(bad), "--quiet"])
+    assert cli.main(["train", "ppo", "--config", str(bad), "--quiet"]) == 2
+    assert "unknown config fields for ppo: ['no_such_field']" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_cli_help_lists_every_field(capsys):
