@@ -2,10 +2,13 @@
 //
 // Both are first-order linear recurrences run backwards in time over each column j of a
 // time-major [T, N] problem:
-//     carry_t = d_t + c_t * carry_{t+1}
-//   GAE:                d_t = r_t + gamma * (terminated_t ? 0 : next_value_t) - value_t
-//                       c_t = done_t ? 0 : gamma * lam          (carry = advantage)
-//   discounted returns: d_t = r_t,  c_t = done_t ? 0 : gamma     (carry = return)
+//     carry_t = d_t + c * (done_t ? 0 : carry_{t+1})
+//   GAE:                d_t = r_t + gamma * (terminated_t ? 0 : next_value_t) - value_t,
+//                       c = gamma * lam                         (carry = advantage)
+//   discounted returns: d_t = r_t,  c = gamma                     (carry = return)
+// A done step drops the carry rather than multiplying it by 0, like the reference's
+// `torch.where(done, 0, carry)`: 0 * inf = NaN, so a non-finite value in one episode would
+// otherwise reach every earlier episode of the column.
 // A masked (padding) step leaves the carry unchanged and writes a zero advantage/return, so the
 // last valid token of a sequence links to the next valid one.
 //
@@ -18,22 +21,35 @@
 // FP contraction disabled the sequential sweep is bit-identical to it.
 #pragma once
 
+#include <limits>
+
 #include "core/common.h"
 
 namespace fastrl::core {
 
-// The map x -> d + c * x.
+// The map x -> d + c * (reset ? 0 : x): one step (reset = done), or several folded into one.
 template <typename T>
 struct Affine {
   T c;
   T d;
+  bool reset;
 };
 
+template <typename T>
+FASTRL_HD T apply(Affine<T> f, T x) {
+  return f.d + f.c * (f.reset ? T(0) : x);
+}
+
 // `earlier` applied after `later`: the map from the carry entering `later` (from the future)
-// to the carry leaving `earlier`.
+// to the carry leaving `earlier`. A reset in `earlier` ignores `later` entirely (never 0 * inf).
 template <typename T>
 FASTRL_HD Affine<T> compose(Affine<T> earlier, Affine<T> later) {
-  return {earlier.c * later.c, earlier.d + earlier.c * later.d};
+  if (earlier.reset) return earlier;
+  T c = earlier.c * later.c;
+  // A product of positive discounts that underflows to 0 would make 0 * inf = NaN of an
+  // infinite carry, which the reference (one discount at a time) keeps infinite.
+  if (c == T(0) && earlier.c != T(0) && later.c != T(0)) c = std::numeric_limits<T>::min();
+  return {c, earlier.d + earlier.c * later.d, later.reset};
 }
 
 // kMasked: whether `mask` is read at all (a compile-time switch keeps the unmasked loop free of
@@ -53,7 +69,7 @@ struct GaeProblem {
     const T next_value = next_values(t, j);  // loaded unconditionally: a select, not a branch
     const T bootstrap = terminated(t, j) ? T(0) : next_value;
     const T delta = rewards(t, j) + gamma * bootstrap - values(t, j);
-    return {done(t, j) ? T(0) : gamma_lam, delta};
+    return {gamma_lam, delta, done(t, j) != 0};
   }
   FASTRL_HD void write(int64_t t, int64_t j, T advantage) const {
     advantages(t, j) = advantage;
@@ -73,7 +89,7 @@ struct DiscountedReturnsProblem {
   FASTRL_HD T initial_carry(int64_t j) const { return bootstrap[j]; }
   FASTRL_HD bool valid(int64_t t, int64_t j) const { return !kMasked || mask(t, j); }
   FASTRL_HD Affine<T> affine(int64_t t, int64_t j) const {
-    return {done(t, j) ? T(0) : gamma, rewards(t, j)};
+    return {gamma, rewards(t, j), done(t, j) != 0};
   }
   FASTRL_HD void write(int64_t t, int64_t j, T ret) const { returns(t, j) = ret; }
 };
@@ -84,7 +100,7 @@ template <typename Problem, typename T>
 FASTRL_HD T step(const Problem& p, int64_t t, int64_t j, T carry) {
   const bool valid = p.valid(t, j);
   const Affine<T> f = p.affine(t, j);
-  const T out = f.d + f.c * carry;
+  const T out = apply(f, carry);
   p.write(t, j, valid ? out : T(0));
   return valid ? out : carry;
 }
@@ -99,7 +115,7 @@ FASTRL_HD T sweep(const Problem& p, int64_t j, int64_t begin, int64_t end, T car
 // The steps [begin, end) of column j folded into one map (masked steps are the identity).
 template <typename Problem, typename T = typename Problem::scalar_t>
 FASTRL_HD Affine<T> aggregate(const Problem& p, int64_t j, int64_t begin, int64_t end) {
-  Affine<T> acc{T(1), T(0)};
+  Affine<T> acc{T(1), T(0), false};
   for (int64_t t = end - 1; t >= begin; --t) {
     if (p.valid(t, j)) acc = compose(p.affine(t, j), acc);
   }

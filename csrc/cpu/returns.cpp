@@ -70,8 +70,7 @@ void run_chunked_scan(const Problem& p, int64_t T, int64_t N) {
     scalar_t carry = p.initial_carry(j);
     for (int64_t c = chunks - 1; c >= 0; --c) {
       carry_in[j * chunks + c] = carry;
-      const auto& f = maps[j * chunks + c];
-      carry = f.d + f.c * carry;
+      carry = core::apply(maps[j * chunks + c], carry);
     }
   }
   at::parallel_for(0, N * chunks, 1, [&](int64_t b, int64_t e) {

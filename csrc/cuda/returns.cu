@@ -31,6 +31,7 @@ __global__ void chunked_scan_kernel(Problem p, int64_t T) {
   using scalar_t = typename Problem::scalar_t;
   __shared__ scalar_t cs[kScanThreads];
   __shared__ scalar_t ds[kScanThreads];
+  __shared__ bool resets[kScanThreads];
   const int64_t j = blockIdx.x;
   const int k = threadIdx.x;
   const int64_t chunk = (T + kScanThreads - 1) / kScanThreads;
@@ -38,18 +39,22 @@ __global__ void chunked_scan_kernel(Problem p, int64_t T) {
 
   core::Affine<scalar_t> f = core::aggregate(p, j, lo, hi);
   // Inclusive suffix scan: after it, thread k holds the map of chunks k..last.
+  auto share = [&](const core::Affine<scalar_t>& g) {
+    cs[k] = g.c;
+    ds[k] = g.d;
+    resets[k] = g.reset;
+  };
+  auto shared_map = [&](int i) { return core::Affine<scalar_t>{cs[i], ds[i], resets[i]}; };
   for (int offset = 1; offset < kScanThreads; offset <<= 1) {
-    cs[k] = f.c;
-    ds[k] = f.d;
+    share(f);
     __syncthreads();
-    if (k + offset < kScanThreads) f = core::compose(f, core::Affine<scalar_t>{cs[k + offset], ds[k + offset]});
+    if (k + offset < kScanThreads) f = core::compose(f, shared_map(k + offset));
     __syncthreads();
   }
-  cs[k] = f.c;
-  ds[k] = f.d;
+  share(f);
   __syncthreads();
   const scalar_t init = p.initial_carry(j);
-  const scalar_t carry = (k + 1 < kScanThreads) ? ds[k + 1] + cs[k + 1] * init : init;
+  const scalar_t carry = (k + 1 < kScanThreads) ? core::apply(shared_map(k + 1), init) : init;
   core::sweep(p, j, lo, hi, carry);
 }
 

@@ -4,7 +4,7 @@ raised before any kernel runs."""
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 
@@ -55,13 +55,29 @@ def unit_interval(name: str, x) -> float:
     return x
 
 
-def time_dim(x: int, ndim: int) -> int:
+def shape(name: str, x: torch.Tensor, expected) -> None:
+    if x.shape != expected:
+        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(x.shape)}")
+
+
+def broadcasts_to(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    """x broadcasts to ref's shape without enlarging it (``[D]`` or ``[1, D]`` against ``[N, D]``)."""
+    try:
+        ok = torch.broadcast_shapes(x.shape, ref.shape) == ref.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must broadcast to the shape of {ref_name} {tuple(ref.shape)}, got {tuple(x.shape)}")
+
+
+def time_dim(x: int, name: str, ndim: int) -> int:
+    """A valid time dimension of the ``ndim``-dim tensor called ``name``, made non-negative."""
     if isinstance(x, bool) or not isinstance(x, int):
         raise TypeError(f"time_dim must be an int, got {type(x).__name__}")
     if ndim == 0:
-        raise ValueError("rewards must have a time dimension, got a 0-dim tensor")
+        raise ValueError(f"{name} must have a time dimension, got a 0-dim tensor")
     if not -ndim <= x < ndim:
-        raise ValueError(f"time_dim must be in [{-ndim}, {ndim - 1}] for {ndim}-dim rewards, got {x}")
+        raise ValueError(f"time_dim must be in [{-ndim}, {ndim - 1}] for {ndim}-dim {name}, got {x}")
     return x % ndim
 
 
@@ -85,6 +101,13 @@ def number(name: str, x, *, low: float, low_inclusive: bool = True) -> float:
     if math.isnan(x) or x < low or (x == low and not low_inclusive):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {x}")
     return x
+
+
+def positive_int(name: str, x) -> int:
+    """A positive integer (numpy integers too)."""
+    if isinstance(x, bool) or not isinstance(x, Integral) or x < 1:
+        raise ValueError(f"{name} must be a positive int, got {x!r}")
+    return int(x)
 
 
 def choice(name: str, x, choices: tuple[str, ...]) -> str:

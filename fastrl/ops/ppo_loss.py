@@ -67,10 +67,8 @@ class PpoOptions:
         set_("entropy_coef", _checks.number("entropy_coef", self.entropy_coef, low=-math.inf))
         set_("temperature", _checks.number("temperature", self.temperature, low=0.0, low_inclusive=False))
         _checks.choice("normalize", self.normalize, NORMALIZATIONS)
-        if self.max_len is not None and (
-            isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1
-        ):
-            raise ValueError(f"max_len must be a positive int, got {self.max_len!r}")
+        if self.max_len is not None:
+            set_("max_len", _checks.positive_int("max_len", self.max_len))
 
 
 class TokenTerms(NamedTuple):
@@ -92,13 +90,15 @@ def token_logprobs_reference(logits, actions, temperature=1.0):
     token, in float32 (float64 for float64 logits)."""
     logprobs = torch.log_softmax(logits.to(_acc_dtype(logits)) / temperature, dim=-1)
     logp = logprobs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logprobs.exp() * logprobs).sum(-1)
+    # p log p -> 0 as p -> 0: a -inf logit (a banned action) adds 0 to the entropy and gets no
+    # gradient from it, instead of 0 * -inf = NaN in both.
+    entropy = -(logprobs.exp() * torch.where(logprobs == -math.inf, 0, logprobs)).sum(-1)
     return logp, entropy
 
 
-def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts: PpoOptions):
-    """Per-token PPO terms from log-probs (no masking): returns ``TokenTerms``."""
-    ratio = torch.exp(logp - old_logprobs)
+def clipped_pg_reference(ratio, advantages, opts: PpoOptions):
+    """``(pg, was_clipped)``: the clipped policy-gradient loss per token, and where a clip (either
+    bound, or the dual clip) set it."""
     unclipped = -ratio * advantages
     clipped = -torch.clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high) * advantages
     pg = torch.maximum(unclipped, clipped)
@@ -107,6 +107,18 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
         dual = torch.minimum(pg, -opts.dual_clip * advantages)
         was_clipped = was_clipped | ((advantages < 0) & (dual < pg))
         pg = torch.where(advantages < 0, dual, pg)
+    return pg, was_clipped
+
+
+def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts: PpoOptions):
+    """Per-token PPO terms from log-probs (no masking): returns ``TokenTerms``."""
+    log_ratio = logp - old_logprobs
+    with torch.no_grad():
+        _, was_clipped = clipped_pg_reference(torch.exp(log_ratio), advantages, opts)
+    # Where a clip set pg it is constant in logp, so no gradient may flow there; cut before exp,
+    # or autograd forms 0 * ratio = NaN where ratio = inf (old_logprobs = -inf). Same values.
+    ratio = torch.exp(torch.where(was_clipped, log_ratio.detach(), log_ratio))
+    pg, _ = clipped_pg_reference(ratio, advantages, opts)
     if ref_logprobs is None:
         kl = torch.zeros_like(logp)
     elif opts.kl_estimator == "k1":
@@ -127,11 +139,15 @@ def ppo_loss_reference(
     log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
     opts = PpoOptions(**options)
     acc = _acc_dtype(logits)
+    if mask is not None:  # masked tokens: inputs never used, outputs and gradients 0
+        mask = mask.bool()
+        logits, old_logprobs, advantages, ref_logprobs = _zero_masked(
+            mask, logits, old_logprobs, advantages, ref_logprobs)  # fmt: skip
     logp, entropy = token_logprobs_reference(logits, actions, opts.temperature)
     ref = None if ref_logprobs is None else ref_logprobs.to(acc)
     terms = ppo_terms_reference(logp, entropy, old_logprobs.to(acc), advantages.to(acc), ref, opts)
     if mask is not None:
-        terms = TokenTerms(*(torch.where(mask.bool(), t, 0) for t in terms))
+        terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
     return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref is not None)
 
 
@@ -155,6 +171,7 @@ def ppo_loss(
     temperature: float = 1.0,
     normalize: str = "token_mean",
     max_len: int | None = None,
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Clipped PPO loss with a KL penalty to a reference policy and an entropy bonus.
 
@@ -171,14 +188,18 @@ def ppo_loss(
         "seq_mean_token_sum":  mean over sequences (with a valid token) of the token sum
         "constant":            sum / (number of sequences * max_len), max_len default T
     A sequence is a row of the last per-token dim: per-token tensors ``[B, T]`` hold B
-    sequences; 1-D ones are a single sequence. An all-masked batch gives loss 0.
+    sequences; 1-D ones are a single sequence. An all-masked or empty batch gives loss 0.
 
     Args:
         logits: ``[..., V]`` float16/bfloat16/float32/float64; the only input that gets a gradient.
+            A -inf logit (a banned action) has probability 0 and gets gradient 0.
         actions: integer ``[...]`` in [0, V).
         old_logprobs, advantages, ref_logprobs: floating ``[...]``; ref_logprobs is needed when
-            kl_coef != 0 (without it KL = 0).
-        mask: optional bool-like ``[...]``; masked tokens cost nothing and get zero gradient.
+            kl_coef != 0 (without it KL = 0). old_logprobs = -inf gives ratio = inf: where a clip
+            then sets pg, the token's gradient is that of a large finite ratio (no NaN).
+        mask: optional bool-like ``[...]``; masked tokens are never read (NaN or inf there changes
+            nothing), cost nothing and get zero gradient.
+        validate: check that actions are in [0, V) (a host sync on CUDA); default: on the CPU.
 
     Returns ``(loss, stats)``: a scalar in float32 (float64 for float64 logits) and detached
     scalar tensors (no host sync) averaged over valid tokens: ``clip_fraction``, ``approx_kl``
@@ -186,14 +207,18 @@ def ppo_loss(
     ``ref_logprobs``, ``kl_ref``.
 
     Actions outside [0, V) raise ValueError on the CPU. On CUDA that check would cost a host
-    sync, so it is skipped: the native kernel writes NaN for such tokens (never reads outside
-    the row), which makes the loss NaN. Under torch.compile the CPU kernel raises instead.
+    sync, so unless ``validate=True`` it is skipped: the native kernel writes NaN for such tokens
+    (never reads outside the row), which makes the loss NaN. Under torch.compile the wrapper
+    does not check; the CPU kernel raises instead.
+
+    Differentiable once with the native kernels (a second derivative raises); the PyTorch
+    backend supports higher-order gradients.
     """
     opts = PpoOptions(clip_low, clip_high, dual_clip, kl_coef, kl_estimator, entropy_coef,
                       temperature, normalize, max_len)  # fmt: skip
     vocab = _check_logits("logits", logits)
-    tokens = _check_tokens(logits.shape[:-1], vocab, logits, actions, old_logprobs, advantages,
-                           ref_logprobs, mask, opts)  # fmt: skip
+    tokens = _check_tokens(logits.shape[:-1], vocab, "logits", logits, actions, old_logprobs, advantages,
+                           ref_logprobs, mask, opts, validate)  # fmt: skip
     terms = _token_terms(logits.reshape(-1, vocab), tokens, opts)
     return _finish(terms, tokens, logits.shape[:-1], opts)
 
@@ -209,6 +234,7 @@ def ppo_loss_from_hidden(
     chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    validate: bool | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """:func:`ppo_loss` on ``logits = hidden @ weight.T + bias`` without building them: rows
@@ -216,12 +242,15 @@ def ppo_loss_from_hidden(
     backward), and gradients flow to ``hidden [..., H]``, ``weight [V, H]`` and ``bias [V]``.
     The default chunk_size makes a chunk of logits about as big as ``hidden`` (at least 32
     rows), so the extra memory is about 2 H / V of the full logits. The weight gradient is
-    accumulated in the weight's dtype, one chunk after another."""
+    accumulated in the weight's dtype, one chunk after another. Masked tokens' hidden states are
+    never used (a NaN there reaches no gradient). Differentiable once on every backend."""
     opts = PpoOptions(**options)
     vocab = _check_linear(hidden, weight, bias, chunk_size)
     chunk_size = _default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
-    tokens = _check_tokens(hidden.shape[:-1], vocab, hidden, actions, old_logprobs, advantages,
-                           ref_logprobs, mask, opts)  # fmt: skip
+    tokens = _check_tokens(hidden.shape[:-1], vocab, "hidden", hidden, actions, old_logprobs, advantages,
+                           ref_logprobs, mask, opts, validate)  # fmt: skip
+    if tokens.mask is not None:  # a NaN there would reach the weight gradient (0 * NaN)
+        (hidden,) = _zero_masked(tokens.mask.reshape(hidden.shape[:-1]), hidden)
     row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
     outs = _ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
                                 bias, *tokens)  # fmt: skip
@@ -237,6 +266,7 @@ def token_logprobs(
     temperature: float = 1.0,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token ``(logp, entropy)`` of ``softmax(logits / temperature)`` at ``actions``, in
     float32 (float64 for float64 logits), without a full log-softmax — for old and reference
@@ -245,15 +275,23 @@ def token_logprobs(
     ``x`` is the logits ``[..., V]``, or, when ``weight [V, H]`` is given, hidden states
     ``[..., H]`` whose logits ``x @ weight.T + bias`` are built ``chunk_size`` rows at a time
     (default: as in :func:`ppo_loss_from_hidden`).
-    Masked tokens (``mask`` False) get 0 and cost nothing.
+    Masked tokens (``mask`` False) are never read, get 0 and cost nothing. ``bias`` and
+    ``chunk_size`` need ``weight``; ``validate`` as in :func:`ppo_loss`. Differentiable once with
+    the native kernels or with ``weight`` (a second derivative raises).
     """
     temperature = _checks.number("temperature", temperature, low=0.0, low_inclusive=False)
     if weight is None:
+        for name, value in (("bias", bias), ("chunk_size", chunk_size)):
+            if value is not None:
+                raise ValueError(f"{name} applies only with weight (x = hidden states); got weight=None")
         vocab = _check_logits("logits", x)
     else:
         vocab = _check_linear(x, weight, bias, chunk_size)
         chunk_size = _default_chunk_size(x, vocab) if chunk_size is None else chunk_size
-    actions, mask = _check_actions(x.shape[:-1], vocab, x, actions, mask)
+    like_name = "logits" if weight is None else "hidden"
+    actions, mask = _check_actions(x.shape[:-1], vocab, like_name, x, actions, mask, validate)
+    if weight is not None and mask is not None:  # a NaN there would reach the weight gradient
+        (x,) = _zero_masked(mask.reshape(x.shape[:-1]), x)
     row_fn = lambda logits, acts, m: _token_logprobs_rows(logits, acts, m, temperature)
     if weight is None:
         logp, entropy = row_fn(x.reshape(-1, vocab), actions, mask)
@@ -265,30 +303,74 @@ def token_logprobs(
 
 def value_loss(values, old_values, returns, *, clip=None, mask=None):
     """PPO's value loss ``0.5 * max((v - R)^2, (old + clip(v - old, -clip, clip) - R)^2)``
-    averaged over valid tokens; ``clip=None`` gives the plain ``0.5 (v - R)^2``."""
-    loss = (values - returns) ** 2
+    averaged over valid tokens; ``clip=None`` gives the plain ``0.5 (v - R)^2``.
+
+    ``values``, ``old_values`` and ``returns`` are floating tensors of one shape (no broadcasting:
+    ``[N, 1]`` against ``[N]`` is an error), ``mask`` a bool-like tensor of that shape. Masked
+    entries are never used (loss and gradient 0 there); an empty or all-masked batch gives 0."""
+    _checks.floating("values", values)
+    for name, x in (("old_values", old_values), ("returns", returns)):
+        _checks.floating(name, x)
+        _checks.same_shape(name, x, "values", values)
+        _checks.same_device(name, x, "values", values)
     if clip is not None:
         clip = _checks.number("clip", clip, low=0.0)
+    if mask is not None:
+        mask = _checks.flag("mask", mask, "values", values)
+        values, old_values, returns = _zero_masked(mask, values, old_values, returns)
+    loss = (values - returns) ** 2
+    if clip is not None:
         clipped = old_values + torch.clamp(values - old_values, -clip, clip)
         loss = torch.maximum(loss, (clipped - returns) ** 2)
     return _masked_mean(0.5 * loss, mask)
 
 
-def gaussian_ppo_loss(mean, log_std, actions, old_logprobs, advantages, *, mask=None, **options):
+def gaussian_ppo_loss(mean, log_std, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
+                      **options):  # fmt: skip
     """PPO loss of a diagonal Gaussian policy for continuous actions: ``mean [..., D]``,
     ``log_std [..., D]`` (or broadcastable, e.g. ``[D]``), ``actions [..., D]``; per-token
-    inputs ``[...]``. logp and entropy are summed over the D action dims; ``options`` as in
-    :func:`ppo_loss` (``temperature`` does not apply). Returns ``(loss, stats)``."""
+    inputs ``[...]`` (``old_logprobs``, ``advantages``, ``mask``, ``ref_logprobs``). logp and
+    entropy are summed over the D action dims; ``options`` as in :func:`ppo_loss` (``temperature``
+    does not apply; ``kl_coef != 0`` needs ``ref_logprobs``). Masked tokens are never used (loss
+    and gradient 0 there); an empty or all-masked batch gives 0. Returns ``(loss, stats)``."""
     opts = PpoOptions(**options)
     if opts.temperature != 1.0:
         raise ValueError("temperature does not apply to gaussian_ppo_loss")
-    dist = torch.distributions.Normal(mean, log_std.exp())
-    logp = dist.log_prob(actions).sum(-1)
-    entropy = dist.entropy().sum(-1)
-    terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, None, opts)
+    _checks.floating("mean", mean)
+    if mean.ndim == 0 or mean.shape[-1] == 0:
+        raise ValueError(f"mean must be [..., D] with D >= 1, got shape {tuple(mean.shape)}")
+    _checks.floating("log_std", log_std)
+    _checks.broadcasts_to("log_std", log_std, "mean", mean)
+    _checks.same_device("log_std", log_std, "mean", mean)
+    _checks.floating("actions", actions)
+    _checks.same_shape("actions", actions, "mean", mean)
+    _checks.same_device("actions", actions, "mean", mean)
+    batch_shape = mean.shape[:-1]
+    for name, x in (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs)):
+        if x is None and name == "ref_logprobs":
+            continue
+        _checks.floating(name, x)
+        _checks.shape(name, x, batch_shape)
+        _checks.same_device(name, x, "mean", mean)
+    if opts.kl_coef != 0 and ref_logprobs is None:
+        raise ValueError("kl_coef != 0 needs ref_logprobs")
     if mask is not None:
-        terms = TokenTerms(*(torch.where(mask.bool(), t, 0) for t in terms))
-    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, False)
+        _checks.tensor("mask", mask)
+        _checks.shape("mask", mask, batch_shape)
+        mask = _checks.flag("mask", mask, "old_logprobs", old_logprobs)
+        log_std = log_std.expand(mean.shape)
+        mean, log_std, actions, old_logprobs, advantages, ref_logprobs = _zero_masked(
+            mask, mean, log_std, actions, old_logprobs, advantages, ref_logprobs)  # fmt: skip
+
+    # log N(a; mean, std) and the entropy of N(mean, std), as torch.distributions.Normal has them
+    std = log_std.exp()
+    logp = -((actions - mean) ** 2) / (2 * std**2) - log_std - math.log(math.sqrt(2 * math.pi))
+    entropy = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
+    logp, entropy = logp.sum(-1), entropy.expand(mean.shape).sum(-1)
+    terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts)
+    if mask is not None:
+        terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
+    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref_logprobs is not None)
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -317,8 +399,11 @@ def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions) -> TokenTer
             opts.entropy_coef, opts.temperature,
         )  # fmt: skip
         return TokenTerms(loss, logp, entropy, ratio, kl, clipped)
+    old, adv, ref = t.old_logprobs, t.advantages, t.ref_logprobs
+    if t.mask is not None:  # as the native kernel: masked rows are never read
+        logits, old, adv, ref = _zero_masked(t.mask, logits, old, adv, ref)
     logp, entropy = token_logprobs_reference(logits, t.actions, opts.temperature)
-    terms = ppo_terms_reference(logp, entropy, t.old_logprobs, t.advantages, t.ref_logprobs, opts)
+    terms = ppo_terms_reference(logp, entropy, old, adv, ref, opts)
     if t.mask is not None:
         terms = TokenTerms(*(torch.where(t.mask, x, 0) for x in terms))
     return terms
@@ -329,10 +414,19 @@ def _token_logprobs_rows(logits, actions, mask, temperature):
     if _native.use_native(logits.device):
         logp, entropy, _lse = torch.ops.fastrl.token_logprobs(logits, actions, mask, temperature)
         return logp, entropy
+    if mask is not None:  # as the native kernel: masked rows are never read
+        (logits,) = _zero_masked(mask, logits)
     logp, entropy = token_logprobs_reference(logits, actions, temperature)
     if mask is not None:
         logp, entropy = torch.where(mask, logp, 0), torch.where(mask, entropy, 0)
     return logp, entropy
+
+
+def _zero_masked(mask: torch.Tensor, *xs):
+    """Each x (``[...]`` like mask, or ``[..., K]``; None passes) with 0 at masked tokens, so that
+    NaN or inf there reaches neither the outputs nor, through autograd, the gradients: where()
+    selects gradients where a multiplication by a 0 mask would make 0 * inf = NaN."""
+    return [x if x is None else torch.where(mask if x.ndim == mask.ndim else mask.unsqueeze(-1), x, 0) for x in xs]
 
 
 def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions):
@@ -346,9 +440,9 @@ def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions):
 def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) -> torch.Tensor:
     """Reduces per-token losses ``[...]`` (0 where masked) to a scalar by ``opts.normalize``."""
     seq_len = loss.shape[-1] if loss.ndim else 1
-    per_seq = loss.reshape(-1, seq_len)  # [S, T]
+    per_seq = loss.reshape(math.prod(loss.shape[:-1]), seq_len)  # [S, T]; S, T may be 0
     valid = (
-        torch.ones_like(per_seq, dtype=torch.bool) if mask is None else mask.reshape(-1, seq_len).bool()
+        torch.ones_like(per_seq, dtype=torch.bool) if mask is None else mask.reshape(per_seq.shape).bool()
     )
     counts = valid.sum(-1)  # [S]
     sums = per_seq.sum(-1)
@@ -360,12 +454,13 @@ def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) 
     if opts.normalize == "seq_mean_token_sum":
         return sums.sum() / nonempty
     max_len = seq_len if opts.max_len is None else opts.max_len  # "constant"
-    return sums.sum() / (per_seq.shape[0] * max_len)
+    return sums.sum() / max(1, per_seq.shape[0] * max_len)  # an empty batch: 0, not 0 / 0
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over valid entries; 0 when there are none (all masked, or an empty batch)."""
     if mask is None:
-        return x.mean()
+        return x.mean() if x.numel() else x.sum()  # sum: 0, still part of the autograd graph
     mask = mask.bool()
     return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
 
@@ -394,6 +489,9 @@ class _ChunkedLinear(torch.autograd.Function):
     backward recomputes it, runs row_fn's own backward (the fused kernel when native) and
     accumulates into the gradients of x ``[N, H]``, weight ``[V, H]`` and bias ``[V]``.
     ``row_fn`` returns a tuple of ``[rows]`` tensors; token_args are ``[N]`` tensors or None.
+
+    Differentiable once: the backward computes its gradients without a graph, so a second
+    derivative through them raises (see _FirstOrderOnly) instead of silently being 0.
     """
 
     @staticmethod
@@ -407,21 +505,48 @@ class _ChunkedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         x, weight, bias, *token_args = ctx.saved_tensors
-        grad_x = torch.empty_like(x)
-        grad_w = torch.zeros_like(weight)
-        grad_b = None if bias is None else torch.zeros_like(bias)
-        for rows in _chunks(x.shape[0], ctx.chunk_size):
-            with torch.enable_grad():
-                logits = F.linear(x[rows], weight, bias).requires_grad_()
-                outs = ctx.row_fn(logits, *_rows_of(token_args, rows))
-                used = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
-                outs, out_grads = zip(*used)
-                (grad_logits,) = torch.autograd.grad(outs, logits, out_grads)
-            grad_x[rows] = grad_logits @ weight
-            grad_w.addmm_(grad_logits.t(), x[rows])
-            if grad_b is not None:
-                grad_b += grad_logits.sum(0)
+        create_graph = torch.is_grad_enabled()
+        with torch.no_grad():
+            grad_x = torch.empty_like(x)
+            grad_w = torch.zeros_like(weight)
+            grad_b = None if bias is None else torch.zeros_like(bias)
+            for rows in _chunks(x.shape[0], ctx.chunk_size):
+                logits = F.linear(x[rows], weight, bias)
+                with torch.enable_grad():
+                    logits.requires_grad_()
+                    outs = ctx.row_fn(logits, *_rows_of(token_args, rows))
+                    used = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
+                    outs, out_grads = zip(*used)
+                    (grad_logits,) = torch.autograd.grad(outs, logits, out_grads)
+                grad_x[rows] = grad_logits @ weight
+                grad_w.addmm_(grad_logits.t(), x[rows])
+                if grad_b is not None:
+                    grad_b += grad_logits.sum(0)
+        if create_graph:
+            grad_x, grad_w, grad_b = _FirstOrderOnly.apply(x, weight, bias, grad_x, grad_w, grad_b)
         return None, None, grad_x, grad_w, grad_b, *(None for _ in token_args)
+
+
+_DOUBLE_BACKWARD_ERROR = (
+    "fastrl: ppo_loss_from_hidden, token_logprobs and the native ppo_loss kernels are differentiable "
+    "once; a second derivative (a grad of a grad taken with create_graph=True) is not supported. For "
+    "higher-order gradients use ppo_loss on logits with the PyTorch backend (fastrl.set_backend('torch') "
+    "or FASTRL_BACKEND=torch)."
+)
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Passes gradients computed without a graph through, tied to the tensors they depend on
+    (x, weight, bias), with a backward that raises: differentiating them again would otherwise
+    treat them as constants and give 0 in silence."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, *grads):
+        return tuple(None if g is None else g.view_as(g) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(_DOUBLE_BACKWARD_ERROR)
 
 
 def _default_chunk_size(hidden: torch.Tensor, vocab: int) -> int:
@@ -432,7 +557,8 @@ def _default_chunk_size(hidden: torch.Tensor, vocab: int) -> int:
 
 
 def _chunks(n: int, size: int):
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    """Row slices of at most ``size``; one empty slice when n = 0, so outputs still get built."""
+    return [slice(i, min(i + size, n)) for i in range(0, max(n, 1), size)]
 
 
 def _rows_of(tensors, rows: slice):
@@ -464,34 +590,35 @@ def _check_linear(hidden, weight, bias, chunk_size) -> int:
         if bias.shape != weight.shape[:1] or bias.dtype != weight.dtype:
             raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, got {tuple(bias.shape)} {bias.dtype}")
         _checks.same_device("bias", bias, "hidden", hidden)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if chunk_size is not None:
+        _checks.positive_int("chunk_size", chunk_size)
     return weight.shape[0]
 
 
-def _check_actions(batch_shape, vocab, like, actions, mask):
-    """Flat int64 actions ``[N]`` (checked in [0, V) on the CPU) and bool mask ``[N]`` or None."""
+def _check_actions(batch_shape, vocab, like_name, like, actions, mask, validate=None):
+    """Flat int64 actions ``[N]`` and bool mask ``[N]`` or None. Action values are checked in
+    [0, V) when ``validate`` (default: on the CPU; on CUDA the check syncs with the host)."""
     _checks.integer("actions", actions)
-    if actions.shape != batch_shape:
-        raise ValueError(f"actions must have shape {tuple(batch_shape)}, got {tuple(actions.shape)}")
-    _checks.same_device("actions", actions, "logits", like)
-    if actions.device.type == "cpu" and not torch.compiler.is_compiling() and actions.numel():
+    _checks.shape("actions", actions, batch_shape)
+    _checks.same_device("actions", actions, like_name, like)
+    if validate is not None and not isinstance(validate, bool):
+        raise TypeError(f"validate must be a bool or None, got {type(validate).__name__}")
+    if validate is None:
+        validate = actions.device.type == "cpu"
+    if validate and not torch.compiler.is_compiling() and actions.numel():
         low, high = actions.min().item(), actions.max().item()
         if low < 0 or high >= vocab:
             raise ValueError(f"actions must be in [0, {vocab}), got values in [{low}, {high}]")
     if mask is not None:
         _checks.tensor("mask", mask)
-        if mask.shape != batch_shape:
-            raise ValueError(f"mask must have shape {tuple(batch_shape)}, got {tuple(mask.shape)}")
+        _checks.shape("mask", mask, batch_shape)
         mask = _checks.flag("mask", mask, "actions", actions).reshape(-1)
     return actions.reshape(-1).long(), mask
 
 
-def _check_tokens(batch_shape, vocab, like, actions, old_logprobs, advantages, ref_logprobs,
-                  mask, opts: PpoOptions) -> _Tokens:  # fmt: skip
-    actions, mask = _check_actions(batch_shape, vocab, like, actions, mask)
+def _check_tokens(batch_shape, vocab, like_name, like, actions, old_logprobs, advantages, ref_logprobs,
+                  mask, opts: PpoOptions, validate=None) -> _Tokens:  # fmt: skip
+    actions, mask = _check_actions(batch_shape, vocab, like_name, like, actions, mask, validate)
     acc = _acc_dtype(like)
     flat = {}
     for name, x in (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs)):
@@ -499,9 +626,8 @@ def _check_tokens(batch_shape, vocab, like, actions, old_logprobs, advantages, r
             flat[name] = None
             continue
         _checks.floating(name, x)
-        if x.shape != batch_shape:
-            raise ValueError(f"{name} must have shape {tuple(batch_shape)}, got {tuple(x.shape)}")
-        _checks.same_device(name, x, "logits", like)
+        _checks.shape(name, x, batch_shape)
+        _checks.same_device(name, x, like_name, like)
         flat[name] = x.detach().reshape(-1).to(acc)
     if opts.kl_coef != 0 and ref_logprobs is None:
         raise ValueError("kl_coef != 0 needs ref_logprobs")
@@ -568,9 +694,15 @@ if _native._C is not None:
     def _zeros_if_none(grad, like):
         return torch.zeros_like(like) if grad is None else grad
 
+    # The backward kernel is not differentiable itself. Without a formula autograd would treat
+    # its output as a constant and a second derivative would silently come out as 0: raise.
+    def _no_double_backward(ctx, *grads):
+        raise RuntimeError(_DOUBLE_BACKWARD_ERROR)
+
     torch.library.register_autograd(
         "fastrl::token_logprobs", _token_logprobs_backward, setup_context=_token_logprobs_setup
     )
     torch.library.register_autograd(
         "fastrl::ppo_loss", _ppo_loss_backward, setup_context=_ppo_loss_setup
     )
+    torch.library.register_autograd("fastrl::token_logprobs_backward", _no_double_backward)

@@ -106,7 +106,7 @@ def gae(
         mask = _checks.flag("mask", mask, "rewards", rewards)
     gamma = _checks.unit_interval("gamma", gamma)
     lam = _checks.unit_interval("lam", lam)
-    dim = _checks.time_dim(time_dim, rewards.ndim)
+    dim = _checks.time_dim(time_dim, "rewards", rewards.ndim)
     dtype = _checks.compute_dtype(rewards, values, next_values)
 
     layout = _Columns(rewards, dim)
@@ -140,7 +140,7 @@ def discounted_returns(
         time_dim: 0 for time-major ``[T, *batch]``, 1 or -1 for batch-first.
     """
     _checks.floating("rewards", rewards)
-    dim = _checks.time_dim(time_dim, rewards.ndim)
+    dim = _checks.time_dim(time_dim, "rewards", rewards.ndim)
     if done is None:
         done = torch.zeros(rewards.shape, dtype=torch.bool, device=rewards.device)
     done = _checks.flag("done", done, "rewards", rewards)
@@ -186,21 +186,25 @@ def rollout_next_values(
     (gymnasium's SAME_STEP autoreset ``info["final_obs"]``).
     """
     _checks.floating("values", values)
-    dim = _checks.time_dim(time_dim, values.ndim)
-    _checks.floating("last_value", last_value)
+    dim = _checks.time_dim(time_dim, "values", values.ndim)
     moved = values.movedim(dim, 0)
+    _checks.floating("last_value", last_value)
     if last_value.shape != moved.shape[1:]:
         raise ValueError(
             f"last_value must have the batch shape of values {tuple(moved.shape[1:])}, got {tuple(last_value.shape)}"
         )
-    nxt = torch.cat([moved[1:], last_value.unsqueeze(0).to(moved.dtype)])
-    nxt = nxt.movedim(0, dim)
-    if final_values is not None or final_mask is not None:
-        if final_values is None or final_mask is None:
-            raise ValueError("final_values and final_mask go together: pass both or neither")
+    _checks.same_device("last_value", last_value, "values", values)
+    if (final_values is None) != (final_mask is None):
+        raise ValueError("final_values and final_mask go together: pass both or neither")
+    if final_values is not None:
         _checks.floating("final_values", final_values)
         _checks.same_shape("final_values", final_values, "values", values)
+        _checks.same_device("final_values", final_values, "values", values)
         final_mask = _checks.flag("final_mask", final_mask, "values", values)
+    # [:T]: an empty rollout (T = 0) has no next values, not just last_value
+    nxt = torch.cat([moved[1:], last_value.unsqueeze(0).to(moved.dtype)])[: moved.shape[0]]
+    nxt = nxt.movedim(0, dim)
+    if final_values is not None:
         nxt = torch.where(final_mask, final_values.to(nxt.dtype), nxt)
     return nxt
 

@@ -11,6 +11,7 @@ from fastrl import _native
 from fastrl.ops import discounted_returns, gae, rollout_next_values
 from fastrl.ops.returns import discounted_returns_reference, gae_reference
 from tests.conftest import DEVICES, requires_native
+from tests.ops.helpers import assert_same_bits
 
 GAMMA, LAM = 0.99, 0.95
 
@@ -395,3 +396,104 @@ def test_all_combinations_of_flags_small():
         nv = torch.tensor([[0.2], [0.3], [5.0]], dtype=torch.float64)
         adv, _ = gae(r, v, nv, term, done, 0.9, 0.8)
         torch.testing.assert_close(adv, scalar_gae(r, v, nv, term, done, 0.9, 0.8), rtol=1e-14, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- non-finite inputs
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_non_finite_value_stays_in_its_episode(backend, bad, dtype):
+    # Column 0: an episode ends (done) at t = 1; the next one has a non-finite reward at t = 3
+    # and a non-finite value at t = 4. The first episode cannot depend on them: it must equal the
+    # same rollout with those entries set to 0, and everything must equal the reference.
+    r, v, nv, term, done = make_rollout(6, (3,), dtype, backend, p_term=0, p_trunc=0)
+    done[1, 0] = term[1, 0] = True
+    done[2, 1] = True  # truncated: bootstraps from next_values, which is non-finite here
+    clean = [x.clone() for x in (r, v, nv)]
+    r[3, 0], v[4, 0], nv[2, 1] = bad, bad, bad
+    adv, ret = gae(r, v, nv, term, done, GAMMA, LAM)
+    ref_adv, ref_ret = gae_reference(*(x.cpu() for x in (r, v, nv, term, done)), GAMMA, LAM)
+    assert_same_bits(adv.cpu(), ref_adv)
+    assert_same_bits(ret.cpu(), ref_ret)
+    clean_adv, _ = gae(*clean, term, done, GAMMA, LAM)
+    assert_same_bits(adv[:2, 0].cpu(), clean_adv[:2, 0].cpu())
+    assert torch.isfinite(adv[:2, 0]).all() and torch.isfinite(adv[:, 2]).all()
+
+    boot = torch.tensor([1.0, bad, 2.0], dtype=dtype, device=backend)
+    g = discounted_returns(r, done, GAMMA, bootstrap=boot)
+    assert_same_bits(g.cpu(), discounted_returns_reference(r.cpu(), done.cpu(), GAMMA, boot.cpu()))
+    assert torch.isfinite(g[:2, 0]).all() and torch.isfinite(g[:3, 1]).all()
+
+
+@requires_native
+@pytest.mark.parametrize("masked", [False, True])
+def test_non_finite_in_cpu_chunked_scan_path(masked):
+    # The scan composes steps into maps: a done step inside a map must cut an infinite carry
+    # off too, and a long product of small discounts (lam = 0.3: 0.297^256 underflows float32)
+    # must not turn an infinite carry into NaN. Non-finite entries as in the reference; the rest
+    # close (re-association).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        T = 3000
+        r, v, nv, term, done = make_rollout(T, (3,), torch.float32, p_term=0, p_trunc=0)
+        done[[500, 1700, 2200], 0] = True
+        r[2000, 0] = float("inf")         # poisons 1700..2000 of column 0, not before 1700
+        r[2500, 1] = float("nan")         # no done: everything before it in column 1 is NaN
+        r[2999, 2] = float("-inf")        # -inf through 2999 steps of small discounts
+        mask = padding_mask(T, 3) if masked else None
+        if mask is not None:
+            mask[[2000, 2500, 2999], [0, 1, 2]] = True
+        for lam in (LAM, 0.3):
+            adv, _ = gae(r, v, nv, term, done, GAMMA, lam, mask=mask)
+            ref, _ = gae_reference(r, v, nv, term, done, GAMMA, lam, mask)
+            torch.testing.assert_close(adv, ref, rtol=2e-5, atol=2e-4, equal_nan=True)
+            g = discounted_returns(r, done, GAMMA * lam, mask=mask)
+            g_ref = discounted_returns_reference(r, done, GAMMA * lam, torch.zeros(3), mask)
+            torch.testing.assert_close(g, g_ref, rtol=2e-5, atol=2e-4, equal_nan=True)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_rollout_next_values_checks_every_argument():
+    values, last = torch.zeros(4, 3), torch.zeros(3)
+    final, final_mask = torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.bool)
+    cases = [
+        (dict(values=torch.tensor(1.0)), ValueError, "values must have a time dimension"),
+        (dict(last_value=last.to("meta")), ValueError, "last_value is on meta but values is on cpu"),
+        (dict(final_values=final.to("meta")), ValueError, "final_values is on meta but values is on cpu"),
+        (dict(final_mask=final_mask.to("meta")), ValueError, "final_mask is on meta"),
+        (dict(last_value=torch.zeros(4)), ValueError, "last_value must have the batch shape"),
+        (dict(last_value=torch.zeros(3, dtype=torch.long)), TypeError, "last_value must be a floating"),
+        (dict(final_values=torch.zeros(4, 2)), ValueError, "final_values must have the shape of values"),
+        (dict(final_mask=None), ValueError, "final_values and final_mask go together"),
+        (dict(time_dim=2), ValueError, "time_dim must be in"),
+    ]
+    for change, error, match in cases:
+        args = dict(dict(values=values, last_value=last, final_values=final, final_mask=final_mask), **change)
+        with pytest.raises(error, match=match):
+            rollout_next_values(**args)
+
+
+@pytest.mark.cuda
+@requires_native
+def test_non_finite_in_cuda_chunked_scan():
+    # Few long columns take the block scan on CUDA: the same cut at done steps and no NaN from
+    # an underflowed product of discounts, as the reference.
+    T = 8192
+    r, v, nv, term, done = make_rollout(T, (4,), torch.float32, p_term=0, p_trunc=0)
+    done[[100, 4000, 6000], 0] = True
+    r[5000, 0], r[8000, 1], r[8191, 2] = float("inf"), float("nan"), float("-inf")
+    mask = padding_mask(T, 4)
+    mask[[5000, 8000, 8191], [0, 1, 2]] = True
+    for lam in (LAM, 0.3):
+        adv, _ = gae(*(x.cuda() for x in (r, v, nv, term, done)), GAMMA, lam, mask=mask.cuda())
+        ref, _ = gae_reference(r, v, nv, term, done, GAMMA, lam, mask)
+        torch.testing.assert_close(adv.cpu(), ref, rtol=2e-5, atol=2e-4, equal_nan=True)
+
+
+def test_rollout_next_values_of_an_empty_rollout():
+    # T = 0 gave [1, N] (just last_value) where values is [0, N].
+    nv = rollout_next_values(torch.zeros(0, 3), torch.ones(3))
+    assert nv.shape == (0, 3)
