@@ -93,6 +93,13 @@ core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<dou
 using StepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                                at::Tensor, at::Tensor, at::Tensor>;
 
+// A shape as Python prints it, "(4,)" or "(4, 1)", so errors read like the Python checks'.
+inline std::string py_shape(at::IntArrayRef sizes) {
+  std::string s = "(";
+  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
+  return s + (sizes.size() == 1 ? ",)" : ")");
+}
+
 // The actions as the kernels read them: int64 [N] for discrete envs, [N, 1] in the state's dtype
 // for continuous ones, contiguous (other integer or float dtypes are converted). The errors are
 // the ones fastrl.envs raises: TypeError for the wrong kind of dtype, ValueError for a wrong
@@ -108,14 +115,14 @@ at::Tensor checked_action(const at::Tensor& action, const at::Tensor& state,
                      "actions must be an integer tensor for ", env, ", got ",
                      action.scalar_type());
     TORCH_CHECK_VALUE(action.dim() == 1 && action.size(0) == n, "actions must have shape (", n,
-                      ",), got ", action.sizes());
+                      ",), got ", py_shape(action.sizes()));
     return action.to(at::kLong).contiguous();
   } else {
     TORCH_CHECK_TYPE(at::isFloatingType(action.scalar_type()),
                      "actions must be a floating-point tensor for ", env, ", got ",
                      action.scalar_type());
     TORCH_CHECK_VALUE(action.dim() == 2 && action.size(0) == n && action.size(1) == 1,
-                      "actions must have shape (", n, ", 1), got ", action.sizes());
+                      "actions must have shape (", n, ", 1), got ", py_shape(action.sizes()));
     return action.to(state.scalar_type()).contiguous();
   }
 }
@@ -127,13 +134,15 @@ inline at::Tensor new_output(at::IntArrayRef size, const at::TensorOptions& opti
   return at::empty(size, options);
 }
 
-// The batch of a step: `action` as checked_action returned it.
+// The batch of a step: `action` as checked_action returned it; max_episode_steps in
+// [1, 2^31 - 1], or 0 for no time limit (episode lengths are int32).
 template <typename Env, typename T>
 core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& action,
                                        const std::vector<double>& params,
                                        int64_t max_episode_steps, bool same_step,
                                        StepOutputs& out) {
-  TORCH_CHECK_VALUE(max_episode_steps >= 1, "max_episode_steps must be >= 1, got ",
+  TORCH_CHECK_VALUE(max_episode_steps >= 0 && max_episode_steps <= core::kMaxElapsed,
+                    "max_episode_steps must be in [1, 2**31 - 1], or 0 for no time limit, got ",
                     max_episode_steps);
   const int64_t n = e.state.size(1);
   const auto fopts = e.state.options();
@@ -152,7 +161,8 @@ core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& ac
   b.final_obs = same_step ? std::get<5>(out).template data_ptr<T>() : nullptr;
   b.final_return = std::get<6>(out).template data_ptr<T>();
   b.final_length = std::get<7>(out).template data_ptr<int32_t>();
-  b.max_episode_steps = static_cast<int32_t>(max_episode_steps);
+  b.max_episode_steps =
+      max_episode_steps == 0 ? core::kNoTimeLimit : static_cast<uint32_t>(max_episode_steps);
   b.same_step = same_step;
   return b;
 }

@@ -14,6 +14,7 @@ import gymnasium
 import torch
 from gymnasium.vector import AutoresetMode
 
+from fastrl.envs import _checks
 from fastrl.envs.classic import CLASSIC
 from fastrl.envs.gym_vector import GymnasiumVectorEnv
 from fastrl.envs.vector import ClassicVectorEnv
@@ -36,21 +37,26 @@ def make(
     """``num_envs`` copies of ``env_id`` as one VectorEnv on ``device``.
 
     Args:
+        num_envs: an int >= 1 (numpy integers are accepted wherever ints are).
         dtype: float32 (fast) or float64 (reproduces gymnasium bit for bit on the CPU).
-        seed: seed of the first ``reset()`` without one (default: random).
+        seed: seed of the first ``reset()`` without one (default: random): an int in [0, 2**63)
+            or one per env.
         autoreset_mode: "next_step" (gymnasium's default), "same_step", or an AutoresetMode.
         validate: check action values (range, NaN) on every step. Default: True on the CPU and
             False on a GPU, where the check would synchronize with the host; shapes, dtypes and
             devices are always checked.
-        env_kwargs: ``max_episode_steps`` and the env's own keyword arguments
+        env_kwargs: ``max_episode_steps`` (default: the gymnasium spec's; an int in
+            [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments
             (CartPole: sutton_barto_reward; MountainCar(Continuous): goal_velocity; Pendulum: g).
+
+    Other gymnasium ids run on gymnasium's own envs (:class:`GymnasiumVectorEnv`); their spaces
+    must be Box, Discrete, MultiDiscrete or MultiBinary (a Tuple or Dict space is refused).
     """
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a str, got {type(env_id).__name__}")
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int):
-        raise TypeError(f"num_envs must be an int, got {type(num_envs).__name__}")
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    num_envs = _checks.integer("num_envs", num_envs, 1)
+    if seed is not None:
+        seed = _checks.seeds(seed, num_envs)
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     device = torch.device(device)
@@ -67,16 +73,19 @@ def make(
     if env_id not in gymnasium.registry:
         raise ValueError(f"env_id {env_id!r} is not a registered gymnasium environment")
 
+    max_episode_steps = _checks.max_episode_steps(
+        env_kwargs.pop("max_episode_steps", gymnasium.spec(env_id).max_episode_steps)
+    )
     spec = CLASSIC.get(env_id)
     if spec is None:
-        return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, **env_kwargs)
-    max_episode_steps = env_kwargs.pop("max_episode_steps", gymnasium.spec(env_id).max_episode_steps)
+        return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, max_episode_steps, **env_kwargs)
     unknown = set(env_kwargs) - set(spec.params)
     if unknown:
         raise TypeError(f"{env_id} got unexpected keyword arguments {sorted(unknown)}; "
                         f"it takes max_episode_steps and {sorted(spec.params)}")
-    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or max_episode_steps < 1:
-        raise ValueError(f"max_episode_steps must be an int >= 1, got {max_episode_steps!r}")
+    # Checked here, as the native ops take them as floats (a bool flag as 0 or 1).
+    for k, v in env_kwargs.items():
+        env_kwargs[k] = (_checks.flag if isinstance(spec.params[k], bool) else _checks.real)(k, v)
     params = {**spec.params, **env_kwargs}
     if validate is None:
         validate = device.type == "cpu"

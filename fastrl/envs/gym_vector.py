@@ -3,15 +3,23 @@
 This is the slow path: every step moves actions to the host and observations back (a host sync
 on a GPU) and steps the envs in Python. Its state cannot be saved (gymnasium's vector envs hold
 closures), so a trainer resumed from a checkpoint resets these envs: not an exact continuation.
+Actions are checked as the native envs check them (fastrl/envs/_checks.py), values included
+(they are on the host anyway), so a bad action raises the same error and never reaches
+gymnasium, whose envs would fail halfway through a step.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+from fastrl.envs import _checks
 
 
 class GymnasiumVectorEnv(VectorEnv):
@@ -19,13 +27,24 @@ class GymnasiumVectorEnv(VectorEnv):
     ``device`` (floating observations and rewards in ``dtype``). ``info`` keeps the native envs'
     contract: ``info["episode"]["r"/"l"]`` and ``info["_episode"]`` (gymnasium's
     RecordEpisodeStatistics), and with SAME_STEP autoreset a dense ``info["final_obs"]`` tensor
-    (zeros where no episode ended) with its mask ``info["_final_obs"]``."""
+    (zeros where no episode ended) with its mask ``info["_final_obs"]``. ``max_episode_steps``
+    None means no time limit. Spaces other than Box, Discrete, MultiDiscrete and MultiBinary are
+    refused (ValueError)."""
 
-    def __init__(self, env_id: str, num_envs: int, device, dtype, seed, autoreset_mode, **kwargs):
-        self.env = RecordEpisodeStatistics(gymnasium.make_vec(
-            env_id, num_envs=num_envs, vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": autoreset_mode}, **kwargs,
-        ))
+    def __init__(self, env_id: str, num_envs: int, device, dtype, seed, autoreset_mode,
+                 max_episode_steps: int | None, **kwargs):
+        # gymnasium.make reads max_episode_steps=None as "the spec's": no limit needs a spec without one.
+        spec = dataclasses.replace(gymnasium.spec(env_id), max_episode_steps=max_episode_steps)
+        env = gymnasium.make_vec(spec, num_envs=num_envs, vectorization_mode="sync",
+                                 vector_kwargs={"autoreset_mode": autoreset_mode}, **kwargs)
+        try:
+            _checks.tensor_spaces(env_id, env.single_observation_space, env.single_action_space)
+        except ValueError:
+            env.close()
+            raise
+        self.env = RecordEpisodeStatistics(env)
+        self.env_id = env_id
+        self.max_episode_steps = max_episode_steps
         self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
         self.num_envs = num_envs
         self.device = device
@@ -36,6 +55,7 @@ class GymnasiumVectorEnv(VectorEnv):
         self.observation_space = self.env.observation_space
         self.action_space = self.env.action_space
         self._initial_seed = seed
+        self._reset_done = False  # step before reset raises ResetNeeded, as on the native envs
 
     def _tensor(self, x):
         if isinstance(x, dict):
@@ -46,15 +66,23 @@ class GymnasiumVectorEnv(VectorEnv):
         return x
 
     def reset(self, *, seed=None, options=None):
+        """``seed``: an int (env i gets seed + i, as in gymnasium) or one per env; None continues
+        (using ``make``'s seed the first time)."""
         if seed is None:
             seed, self._initial_seed = self._initial_seed, None
+        else:
+            seed = _checks.seeds(seed, self.num_envs)
         obs, info = self.env.reset(seed=seed, options=options)
+        self._reset_done = True
         return self._tensor(obs), self._tensor(info)
 
     def step(self, actions):
-        if isinstance(actions, torch.Tensor):
-            actions = actions.detach().cpu().numpy()
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if not self._reset_done:
+            raise ResetNeeded("Cannot call env.step() before calling env.reset()")
+        space = self.single_action_space
+        actions = _checks.actions(self.env_id, actions, space, self.num_envs, self.device).detach().cpu()
+        _checks.action_values(self.env_id, actions, space)
+        obs, reward, terminated, truncated, info = self.env.step(actions.numpy().astype(space.dtype))
         info = dict(info)
         ended = terminated | truncated
         info.setdefault("episode", {"r": np.zeros(self.num_envs), "l": np.zeros(self.num_envs, dtype=np.int64)})

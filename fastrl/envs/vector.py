@@ -16,10 +16,12 @@ import secrets
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from fastrl import _native
+from fastrl.envs import _checks
 from fastrl.envs.classic import CLASSIC, Classic
 from fastrl.envs.rng import reset_uniforms
 
@@ -32,16 +34,19 @@ class ClassicVectorEnv(VectorEnv):
     the episodes that ended at this step (0 elsewhere) and ``info["_episode"]`` their mask (like
     gymnasium's RecordEpisodeStatistics); with SAME_STEP autoreset also ``info["final_obs"]``
     (the observation each env reached before its reset) and ``info["_final_obs"]``.
-    ``episode_returns`` / ``episode_lengths`` are the running ones.
+    ``episode_returns`` / ``episode_lengths`` are the running ones (lengths saturate at
+    2**31 - 1). ``max_episode_steps`` None means no time limit.
     """
 
     def __init__(self, spec: Classic, num_envs: int, device, dtype, seed, autoreset_mode,
-                 max_episode_steps: int, params: dict, validate: bool):
+                 max_episode_steps: int | None, params: dict, validate: bool):
         self.spec_ = spec
         self.num_envs = num_envs
         self.device = device
         self.dtype = dtype
         self.max_episode_steps = max_episode_steps
+        # The native ops take 0 for "no time limit".
+        self._op_max_episode_steps = 0 if max_episode_steps is None else max_episode_steps
         self.params = params
         self.validate = validate
         self.metadata = {"autoreset_mode": autoreset_mode}
@@ -66,6 +71,8 @@ class ClassicVectorEnv(VectorEnv):
         self._resets = torch.zeros(n, dtype=torch.int64, **kw)
         self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
         self._initial_seed = seed
+        # Set by the first reset (and by load_state_dict): until then step raises ResetNeeded,
+        # as gymnasium's envs do, rather than stepping all-zero states from unseeded streams.
         self._seeded = False
         self._binding = self._bind()
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
@@ -81,7 +88,8 @@ class ClassicVectorEnv(VectorEnv):
         if seed is None and not self._seeded:
             seed = self._initial_seed if self._initial_seed is not None else secrets.randbits(63)
         if seed is not None:
-            self._seeds.copy_(_seed_tensor(seed, self.num_envs))
+            seed = _checks.seeds(seed, self.num_envs)
+            self._seeds.copy_(torch.tensor(seed, dtype=torch.int64))  # an int fills every env's
             self._resets.zero_()
             self._seeded = True
         if _native.use_native(self.device):
@@ -94,6 +102,8 @@ class ClassicVectorEnv(VectorEnv):
         return obs, {}
 
     def step(self, actions):
+        if not self._seeded:
+            raise ResetNeeded("Cannot call env.step() before calling env.reset()")
         if not isinstance(actions, torch.Tensor):
             actions = self._as_tensor(actions)
         if _native.use_native(self.device):
@@ -103,7 +113,7 @@ class ClassicVectorEnv(VectorEnv):
             if torch.compiler.is_compiling():
                 out = torch.ops.fastrl.env_step(
                     self.spec_.id, *self._op_tensors(), actions, self._param_list,
-                    self.max_episode_steps, self._same_step,
+                    self._op_max_episode_steps, self._same_step,
                 )
             else:
                 out = self._binding.step(actions)
@@ -121,7 +131,7 @@ class ClassicVectorEnv(VectorEnv):
         if not _native.native_compiled_for(self.device):
             return None
         return _native._C.EnvBinding(
-            self.spec_.id, *self._op_tensors(), self._param_list, self.max_episode_steps, self._same_step
+            self.spec_.id, *self._op_tensors(), self._param_list, self._op_max_episode_steps, self._same_step
         )
 
     # copy.deepcopy and pickle: the binding is rebuilt around the copied tensors, and the spec
@@ -143,24 +153,77 @@ class ClassicVectorEnv(VectorEnv):
         return self._state.t().clone()
 
     def set_state(self, state, elapsed_steps=None) -> None:
-        """Sets every env's state (``[N, S]``, gymnasium's ``env.unwrapped.state`` layout) and
-        its elapsed steps (int or ``[N]``; default 0), and starts counting returns from here; no
-        env autoresets on the next step."""
-        state = torch.as_tensor(state, dtype=self.dtype, device=self.device)
+        """Sets every env's state (``[N, S]``, gymnasium's ``env.unwrapped.state`` layout, finite)
+        and its elapsed steps (an int or ``[N]`` ints in [0, 2**31 - 1]; default 0), and starts
+        counting returns from here; no env autoresets on the next step. Needs a reset first, which
+        seeds the streams the next autoresets draw from."""
+        if not self._seeded:
+            raise ResetNeeded("Cannot call env.set_state() before calling env.reset()")
+        state = torch.as_tensor(state, device=self.device)
+        if state.dtype == torch.bool or state.is_complex():
+            raise TypeError(f"state must hold real numbers, got {state.dtype}")
+        state = state.to(self.dtype)
         expected = (self.num_envs, self.spec_.state_dim)
         if tuple(state.shape) != expected:
             raise ValueError(f"state must have shape {expected}, got {tuple(state.shape)}")
+        if not bool(torch.isfinite(state).all()):
+            raise ValueError("state must be finite")
+        elapsed = self._elapsed_tensor(0 if elapsed_steps is None else elapsed_steps)
         self._state.copy_(state.t())
-        elapsed = 0 if elapsed_steps is None else elapsed_steps
-        self._elapsed.copy_(torch.as_tensor(elapsed, dtype=torch.int32).expand(self.num_envs))
+        self._elapsed.copy_(elapsed)
         self._episode_return.zero_()
         self._autoreset.zero_()
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything a step depends on (states, counters, RNG streams), for exact resume."""
-        return {k: getattr(self, "_" + k).clone() for k in self._STATE_KEYS} | {"seeded": self._seeded}
+    def _elapsed_tensor(self, x) -> torch.Tensor:
+        """elapsed_steps as int32 [N]: an int, or integers of shape () or [N], in [0, 2**31 - 1]."""
+        top = _checks.MAX_EPISODE_STEPS
+        if _checks.is_int(x):
+            x = _checks.integer("elapsed_steps", x, 0, top)
+        if not isinstance(x, (int, list, tuple, np.ndarray, torch.Tensor)):
+            raise TypeError(f"elapsed_steps must be an int or integers, got {type(x).__name__}")
+        x = torch.as_tensor(x, device=self.device)
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"elapsed_steps must be an int or integers, got {x.dtype}")
+        if x.dim() > 1 or (x.dim() == 1 and x.shape[0] != self.num_envs):
+            raise ValueError(f"elapsed_steps must be an int or have shape ({self.num_envs},), got {tuple(x.shape)}")
+        x = x.to(torch.int64)
+        if bool(((x < 0) | (x > top)).any()):
+            raise ValueError(f"elapsed_steps must be in [0, {top}], got {x.flatten()[:8].tolist()}")
+        return x.to(torch.int32).expand(self.num_envs)
+
+    def state_dict(self) -> dict:
+        """Everything a step depends on (states, counters, RNG streams), for exact resume, and
+        the env id, so that a state dict is loaded into the same kind of env only."""
+        tensors = {k: getattr(self, "_" + k).clone() for k in self._STATE_KEYS}
+        return tensors | {"seeded": self._seeded, "env_id": self.spec_.id}
 
     def load_state_dict(self, state: dict) -> None:
+        """Loads a :meth:`state_dict` of an env of the same id, number of envs and dtype; refuses
+        any other (naming what differs) before changing anything."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict (from state_dict()), got {type(state).__name__}")
+        keys = {*self._STATE_KEYS, "seeded", "env_id"}
+        if set(state) != keys:
+            raise ValueError(f"state_dict must have the keys {sorted(keys)}: missing {sorted(keys - set(state))}, "
+                             f"unexpected {sorted(set(state) - keys)}")
+        if state["env_id"] != self.spec_.id:
+            raise ValueError(f"state_dict is of {state['env_id']!r} envs, this env is {self.spec_.id!r}")
+        if not isinstance(state["seeded"], bool):
+            raise TypeError(f"state_dict['seeded'] must be a bool, got {type(state['seeded']).__name__}")
+        for k in self._STATE_KEYS:
+            x, mine = state[k], getattr(self, "_" + k)
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"state_dict[{k!r}] must be a torch.Tensor, got {type(x).__name__}")
+            if x.shape != mine.shape:
+                raise ValueError(f"state_dict[{k!r}] has shape {tuple(x.shape)}, this env's is {tuple(mine.shape)} "
+                                 f"({self.num_envs} {self.spec_.id} envs)")
+            if x.dtype != mine.dtype:
+                raise ValueError(f"state_dict[{k!r}] is {x.dtype}, this env's is {mine.dtype}")
+        if not bool(torch.isfinite(state["state"]).all()):
+            raise ValueError("state_dict['state'] must be finite")
+        for k in ("elapsed", "resets", "seeds"):
+            if bool((state[k] < 0).any()):
+                raise ValueError(f"state_dict[{k!r}] must be >= 0, got {state[k].flatten()[:8].tolist()}")
         for k in self._STATE_KEYS:
             getattr(self, "_" + k).copy_(state[k])
         self._seeded = state["seeded"]
@@ -180,44 +243,19 @@ class ClassicVectorEnv(VectorEnv):
 
     # -- checks --------------------------------------------------------------------------------
     def _as_tensor(self, actions) -> torch.Tensor:
-        if isinstance(actions, np.ndarray):
-            return torch.from_numpy(actions).to(self.device)
-        raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+        """numpy actions as a tensor on the env's device; anything else is refused."""
+        return _checks.actions(self.spec_.id, actions, self.single_action_space, self.num_envs, self.device)
 
     def _check_action(self, actions: torch.Tensor) -> torch.Tensor:
         """The fallback's checks: the native ones (csrc/ops/envs.h, checked_action) in Python."""
-        if actions.device != self.device:
-            raise ValueError(f"actions are on {actions.device} but the env is on {self.device}")
-        n = self.num_envs
-        if self._discrete:
-            if actions.dtype.is_floating_point or actions.dtype.is_complex or actions.dtype == torch.bool:
-                raise TypeError(f"actions must be an integer tensor for {self.spec_.id}, got {actions.dtype}")
-            if tuple(actions.shape) != (n,):
-                raise ValueError(f"actions must have shape ({n},), got {tuple(actions.shape)}")
-        else:
-            if not actions.dtype.is_floating_point:
-                raise TypeError(f"actions must be a floating-point tensor for {self.spec_.id}, got {actions.dtype}")
-            if tuple(actions.shape) != (n, 1):
-                raise ValueError(f"actions must have shape ({n}, 1), got {tuple(actions.shape)}")
+        _checks.actions(self.spec_.id, actions, self.single_action_space, self.num_envs, self.device)
         if self.validate:
             self._check_action_values(actions)
         return actions.to(torch.int64 if self._discrete else self.dtype).contiguous()
 
     def _check_action_values(self, actions: torch.Tensor) -> None:
         """Discrete actions in range, continuous ones not NaN (a host sync on a GPU)."""
-        if self._discrete:
-            k = self.single_action_space.n
-            if bool(((actions < 0) | (actions >= k)).any()):
-                raise ValueError(f"actions must be in [0, {k - 1}] for {self.spec_.id}, got {actions.tolist()[:8]}...")
-        elif bool(torch.isnan(actions).any()):
-            raise ValueError("actions contain NaN")
-
-
-def _seed_tensor(seed, num_envs: int) -> torch.Tensor:
-    seeds = [seed] * num_envs if isinstance(seed, int) else list(seed)
-    if len(seeds) != num_envs or not all(isinstance(s, int) and 0 <= s < 2**63 for s in seeds):
-        raise ValueError(f"seed must be an int in [0, 2**63) or a list of {num_envs} of them, got {seed!r}")
-    return torch.tensor(seeds, dtype=torch.int64)
+        _checks.action_values(self.spec_.id, actions, self.single_action_space)
 
 
 def _fallback_reset(env: ClassicVectorEnv, mask: torch.Tensor, all_envs: bool = False) -> torch.Tensor:
@@ -263,9 +301,13 @@ def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
     per-env tensors updated in place."""
     spec = env.spec_
     reward, term = spec.step(env.params, env._state, action, env._elapsed)
-    env._elapsed += 1
+    # Lengths saturate at 2**31 - 1 (core::advance): an int32 counter that never overflows.
+    env._elapsed.clamp_(max=_checks.MAX_EPISODE_STEPS - 1).add_(1)
     length, ret = env._elapsed, env._episode_return.add_(reward)
-    trunc = length >= env.max_episode_steps
+    if env.max_episode_steps is None:
+        trunc = torch.zeros_like(term)
+    else:
+        trunc = length >= env.max_episode_steps
     done = term | trunc
     if env._same_step:
         reset_now = ended = done

@@ -54,3 +54,11 @@ def gym_state(genv) -> list[float]:
 def to_torch_actions(actions: np.ndarray, env) -> torch.Tensor:
     a = torch.from_numpy(actions)
     return a if a.dtype == torch.int64 else a.to(env.dtype)
+
+
+# A non-native id with a Box action space (the installed gymnasium's other ids have Discrete
+# ones): gymnasium's own Pendulum under another name, so it runs on GymnasiumVectorEnv.
+FALLBACK_PENDULUM = "fastrl-test/Pendulum-v1"
+if FALLBACK_PENDULUM not in gymnasium.registry:
+    gymnasium.register(FALLBACK_PENDULUM, entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+                       max_episode_steps=200)

@@ -56,6 +56,10 @@ struct Acrobot {
   FASTRL_HD static T wrap(T x) {
     const T pi = T(3.141592653589793), diff = pi - -pi;
     if (kExact<T>) {  // gymnasium's loops, bit for bit
+      // Past 1024 turns (only an injected state gets there) the loops would run for hours, or
+      // forever at inf, as gymnasium's do: the whole turns come off first, exactly (fmod).
+      const T far = T(1024) * diff;
+      if (x > far || x < -far) x = static_cast<T>(fmod(static_cast<double>(x), double(diff)));
       while (x > pi) x = x - diff;
       while (x < -pi) x = x + diff;
       return x;
@@ -76,7 +80,8 @@ struct Acrobot {
   FASTRL_HD static void step(const Params&, T* s, Action action, int32_t, T& reward,
                              bool& terminated) {
     const T dt = T(0.2), dt2 = dt / T(2), pi = T(3.141592653589793);
-    const T torque = static_cast<T>(static_cast<int32_t>(action) - 1);  // 0, 1, 2 -> -1, 0, +1
+    // 0, 1, 2 -> -1, 0, +1; in T, so an unchecked action (validate=False on a GPU) cannot overflow.
+    const T torque = static_cast<T>(static_cast<int32_t>(action)) - T(1);
     T k1[4], k2[4], k3[4], k4[4], y[4];
     dsdt(s, torque, k1);
     for (int i = 0; i < 4; ++i) y[i] = s[i] + dt2 * k1[i];

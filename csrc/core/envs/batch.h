@@ -23,6 +23,12 @@
 
 namespace fastrl::core {
 
+// Episode lengths are int32 and saturate at kMaxElapsed rather than overflow (an env without a
+// time limit can run 2^31 steps: about 10 hours at 4096 CartPoles on one core). The time limit is
+// compared as uint32, and kNoTimeLimit is above every length.
+constexpr int32_t kMaxElapsed = 2147483647;
+constexpr uint32_t kNoTimeLimit = 0x80000000u;
+
 template <typename Env, typename T>
 struct EnvBatch {
   using Action = typename Env::Action;
@@ -45,7 +51,7 @@ struct EnvBatch {
   T* final_return = nullptr;          // [N] return of the episode that ended at this step, else 0
   int32_t* final_length = nullptr;    // [N] its length, else 0
   typename Env::Params params{};
-  int32_t max_episode_steps = 0;
+  uint32_t max_episode_steps = kNoTimeLimit;  // in [1, kMaxElapsed], or kNoTimeLimit
   bool same_step = false;
 
   FASTRL_HD void load(int64_t j, T* s) const {
@@ -69,7 +75,8 @@ FASTRL_HD void reset_env_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
   Env::reset(b.params, rng, s);
   b.store(j, s);
   b.observe(s, b.obs, j);
-  b.resets[j] += 1;
+  // Wraps (in uint64, like the Philox counter it feeds) instead of overflowing; never reached.
+  b.resets[j] = static_cast<int64_t>(static_cast<uint64_t>(b.resets[j]) + 1u);
   b.elapsed[j] = 0;
   b.episode_return[j] = T(0);
   b.autoreset[j] = 0;
@@ -91,8 +98,8 @@ FASTRL_HD uint8_t advance(const EnvBatch<Env, T>& b, int64_t j) {
   T r;
   bool term;
   Env::step(b.params, s, b.action[j], elapsed, r, term);
-  const int32_t length = elapsed + 1;
-  const bool trunc = length >= b.max_episode_steps;
+  const int32_t length = elapsed + static_cast<int32_t>(elapsed != kMaxElapsed);
+  const bool trunc = static_cast<uint32_t>(length) >= b.max_episode_steps;
   const bool done = term | trunc;
   const T ret = b.episode_return[j] + r;
   // NEXT_STEP: an env flagged on the previous step resets instead: its outputs are those of the

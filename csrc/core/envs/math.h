@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstring>
 
 #include "core/common.h"
 
@@ -44,17 +45,31 @@ FASTRL_HD double ceil_(double x) { return ::ceil(x); }
 FASTRL_HD double sin_(double x) { return ::sin(x); }
 FASTRL_HD double cos_(double x) { return ::cos(x); }
 
+FASTRL_HD int32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(x);
+#else
+  int32_t i;
+  std::memcpy(&i, &x, sizeof i);
+  return i;
+#endif
+}
+
 // sin and cos of x for |x| < 2^22 (plenty for angles that grow by at most a few hundred radians
 // per episode). x = j * pi/2 + r with |r| <= pi/4, then the quadrant j picks and signs them.
+// Any other x (an injected state, NaN) gives some value without undefined behaviour.
 FASTRL_HD void sincos_fast(float x, float& s, float& c) {
   const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
-  const float j = (x * 0.636619772367581343f + magic) - magic;
+  const float shifted = x * 0.636619772367581343f + magic;
+  const float j = shifted - magic;
   const float r = ((x - j * 1.5703125f) - j * 4.837512969970703125e-4f) - j * 7.54978995489188216e-8f;
   const float r2 = r * r;
   const float sr = r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
   const float cr = 1.0f - 0.5f * r2 +
                    r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
-  const int q = static_cast<int>(j) & 3;
+  // j & 3 from the low mantissa bits of j + 1.5 * 2^23 (equal for |j| <= 2^22): int(j) would
+  // be undefined for |j| >= 2^31 or NaN.
+  const int q = float_bits(shifted) & 3;
   const float s0 = (q & 1) ? cr : sr;
   const float c0 = (q & 1) ? sr : cr;
   s = (q & 2) ? -s0 : s0;

@@ -39,7 +39,8 @@ struct MountainCar {
     const T min_position = p.min_position, max_position = p.max_position, max_speed = p.max_speed;
     T position = s[0], velocity = s[1];
     // The action through int32 (it is 0, 1 or 2): SSE2/AVX2 convert int32 lanes to float, not int64.
-    const T force = static_cast<T>(static_cast<int32_t>(action) - 1);
+    // In T: an unchecked action (validate=False on a GPU) cannot overflow the subtraction.
+    const T force = static_cast<T>(static_cast<int32_t>(action)) - T(1);
     velocity += force * T(0.001) + cos_(T(3) * position) * -T(0.0025);
     velocity = velocity < -max_speed ? -max_speed : (velocity > max_speed ? max_speed : velocity);
     position += velocity;

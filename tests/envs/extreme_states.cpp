@@ -1,0 +1,94 @@
+// Steps every env, float32 and float64, through the CPU kernel's loop (cpu/env_kernel.h) from
+// extreme inputs: huge, infinite and NaN states and actions (discrete ones out of range too, as
+// an unchecked GPU step may pass them), episode lengths at 2^31 - 1, reset counters at 2^63 - 1,
+// with and without a time limit, in both autoreset modes. Built with
+// -fsanitize=undefined,float-cast-overflow by tests/envs/test_errors.py: any undefined behaviour
+// aborts, and a loop that never ends fails on the test's timeout.
+#include <cstdio>
+#include <limits>
+#include <type_traits>
+
+#include "cpu/env_kernel.h"
+
+namespace core = fastrl::core;
+
+template <bool kSameStep, template <typename> class E, typename T>
+void run(uint32_t limit) {
+  using Env = E<T>;
+  constexpr int n = 24;
+  constexpr int S = Env::kStateDim, O = Env::kObsDim;
+  const T big = std::numeric_limits<T>::max(), inf = std::numeric_limits<T>::infinity();
+  const T values[] = {big, -big, inf, -inf, std::numeric_limits<T>::quiet_NaN(), T(1e12), T(-3e9), T(0)};
+  constexpr int kValues = sizeof(values) / sizeof(values[0]);
+  static T state[S * n], ret[n], obs[n * O], final_obs[n * O], reward[n], final_return[n];
+  static uint8_t autoreset[n], terminated[n], truncated[n], done[n];
+  static int64_t resets[n], seeds[n];
+  static int32_t elapsed[n], final_length[n];
+  static typename Env::Action action[n];
+  for (int j = 0; j < n; ++j) {
+    for (int k = 0; k < S; ++k) state[k * n + j] = values[(j + k) % kValues];
+    // Far out but finite, slow: Acrobot's float64 angle loops would run for minutes.
+    if (j == 0) for (int k = 0; k < S; ++k) state[k * n] = k < 2 ? T(k ? -1e12 : 3e11) : T(0.5);
+    elapsed[j] = j % 3 == 0 ? 0 : 2147483647 - j % 2;
+    ret[j] = T(0);
+    autoreset[j] = static_cast<uint8_t>(j % 2);
+    resets[j] = j % 2 ? std::numeric_limits<int64_t>::max() : j;
+    seeds[j] = j % 2 ? std::numeric_limits<int64_t>::max() : j;
+    if constexpr (std::is_integral<typename Env::Action>::value) {
+      // In range, and out of it: validate=False on a GPU lets any action reach the same core.
+      const int64_t wild[] = {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
+                              -1, int64_t(1) << 31, Env::kNumActions};
+      action[j] = j < 5 ? wild[j] : j % Env::kNumActions;
+    } else {
+      action[j] = values[j % kValues];
+    }
+  }
+  core::EnvBatch<Env, T> b;
+  b.n = n;
+  b.state = state;
+  b.elapsed = elapsed;
+  b.episode_return = ret;
+  b.autoreset = autoreset;
+  b.resets = resets;
+  b.seeds = seeds;
+  b.action = action;
+  b.obs = obs;
+  b.reward = reward;
+  b.terminated = terminated;
+  b.truncated = truncated;
+  b.done = done;
+  b.final_obs = kSameStep ? final_obs : nullptr;
+  b.final_return = final_return;
+  b.final_length = final_length;
+  const double params[1] = {0.0};
+  b.params = Env::params(params);
+  b.max_episode_steps = limit;
+  b.same_step = kSameStep;
+  for (int step = 0; step < 3; ++step) fastrl::cpu::step_range<kSameStep>(b, 0, n);
+  for (int j = 0; j < n; ++j) {
+    if (elapsed[j] < 0) {
+      std::printf("negative episode length %d\n", elapsed[j]);
+      std::exit(1);
+    }
+  }
+}
+
+template <template <typename> class E>
+void run_all() {
+  for (uint32_t limit : {core::kNoTimeLimit, 2147483647u, 1u}) {
+    run<false, E, float>(limit);
+    run<true, E, float>(limit);
+    run<false, E, double>(limit);
+    run<true, E, double>(limit);
+  }
+}
+
+int main() {
+  run_all<core::CartPole>();
+  run_all<core::Acrobot>();
+  run_all<core::MountainCar>();
+  run_all<core::MountainCarContinuous>();
+  run_all<core::Pendulum>();
+  std::printf("ok\n");
+  return 0;
+}
