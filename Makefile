@@ -31,21 +31,25 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check fastrl tests bench tools
-	$(BIN)/python -m pytest tests --require-extension
+	$(BIN)/python -m pytest tests --require-extension --cov=fastrl --cov-branch --cov-report=term
+	$(BIN)/python tools/coverage_gate.py python
 
 # The op and env tests on an AddressSanitizer + UBSan build of the extension (build/sanitize,
 # loaded through FASTRL_EXTENSION): an out-of-bounds access or undefined behaviour aborts the run.
+# The same build counts lines for gcov: the C++ coverage of csrc/core and csrc/cpu is then gated.
 SAN_DIR := build/sanitize
 SAN_RUNTIME = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
 test-sanitize: setup
-	PATH="$(abspath $(BIN)):$$PATH" cmake -S . -B $(SAN_DIR) -G Ninja -DFASTRL_SANITIZE=ON -DFASTRL_CUDA=0 \
+	PATH="$(abspath $(BIN)):$$PATH" cmake -S . -B $(SAN_DIR) -G Ninja -DFASTRL_SANITIZE=ON -DFASTRL_COVERAGE=ON -DFASTRL_CUDA=0 \
 		-DPython_EXECUTABLE="$(abspath $(BIN))/python" -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 	PATH="$(abspath $(BIN)):$$PATH" cmake --build $(SAN_DIR)
+	find $(SAN_DIR) -name '*.gcda' -delete
 	LD_PRELOAD="$(SAN_RUNTIME)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 FASTRL_BACKEND=native \
 		FASTRL_EXTENSION="$$(ls $(abspath $(SAN_DIR))/_C*.so)" $(BIN)/python -m pytest tests/ops tests/envs -q \
 		--require-extension \
 		--capture=sys  # C-level stderr (the sanitizer report) stays visible
+	$(BIN)/python tools/coverage_gate.py cpp --build $(SAN_DIR)
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-only
