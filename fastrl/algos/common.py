@@ -50,7 +50,10 @@ from fastrl.utils.rundir import (
 )
 from fastrl.utils.seeding import rng_state, seed_everything, set_rng_state
 
-CHECKPOINT_FORMAT = 2  # 2: RNG states as tensors and plain values, loadable with weights_only=True
+# 2: RNG states as tensors and plain values, loadable with weights_only=True; 3: adds the finished
+# episodes not yet logged (a format-2 checkpoint lost them: it loads with none)
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (2, 3)
 
 
 @dataclass
@@ -141,7 +144,10 @@ class Trainer:
             self.iteration = 0
             self.recent_returns: deque[float] = deque(maxlen=100)
             self.history: list[dict[str, float]] = []
+            # Finished episodes not yet logged: per step on the device (return, length, ended), and
+            # those already read back to the host (at a checkpoint) as returns and lengths.
             self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+            self._unlogged: tuple[list[float], list[float]] = ([], [])
             self._next_eval = config.eval_every
             self._resumed = False
             self.setup()
@@ -210,6 +216,16 @@ class Trainer:
         """Keep the finished episodes' returns and lengths on the device until the next log."""
         self._pending.append((info["episode"]["r"], info["episode"]["l"], info["_episode"]))
 
+    def _read_back_episodes(self) -> tuple[list[float], list[float]]:
+        """The returns and lengths of the episodes finished since the last row, in the order they
+        ended (the pending ones read back from the device: one host sync)."""
+        if self._pending:
+            ret, length, ended = (torch.stack(x) for x in zip(*self._pending))
+            self._unlogged[0].extend(ret[ended].tolist())
+            self._unlogged[1].extend(length[ended].tolist())
+            self._pending.clear()
+        return self._unlogged
+
     def train(self, until_step: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` (or until ``until_step``, to train in segments: the result is
         the same as one call), then save the checkpoint and the plot when there is an out_dir.
@@ -258,7 +274,9 @@ class Trainer:
             self.iteration += 1
             solved = False
             evaluate = cfg.eval_every and self.global_step >= self._next_eval
-            if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= until_step:
+            # The end of a segment (until_step) is no reason to log: training in segments logs
+            # the rows of one call.
+            if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= cfg.total_steps:
                 row = self._log_row(metrics)
                 if evaluate:
                     self._next_eval += cfg.eval_every
@@ -318,11 +336,8 @@ class Trainer:
 
     def _log_row(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         """Read everything back in one go: the only host sync of an iteration."""
-        returns, lengths = [], []
-        if self._pending:
-            ret, length, ended = (torch.stack(x) for x in zip(*self._pending))
-            returns, lengths = ret[ended].tolist(), length[ended].tolist()
-            self._pending.clear()
+        returns, lengths = self._read_back_episodes()
+        self._unlogged = ([], [])
         self.recent_returns.extend(returns)
         row = {"episodic_return": _mean(returns), "episodic_length": _mean(lengths)}
         row.update({k: float(v) for k, v in metrics.items()})
@@ -356,6 +371,8 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        # the episodes finished since the last row: read back now (saving syncs anyway), kept for that row
+        unlogged_returns, unlogged_lengths = self._read_back_episodes()
         return {
             "format": CHECKPOINT_FORMAT,
             "algo": self.algo,
@@ -363,6 +380,8 @@ class Trainer:
             "global_step": self.global_step,
             "iteration": self.iteration,
             "recent_returns": list(self.recent_returns),
+            "unlogged_returns": list(unlogged_returns),
+            "unlogged_lengths": list(unlogged_lengths),
             "next_eval": self._next_eval,
             "rng": rng_state(),
             "env": self._env_state(),
@@ -398,6 +417,8 @@ class Trainer:
             self.obs, _ = self.env.reset(seed=(self.config.seed + state["global_step"]) % 2**63)
         self.global_step, self.iteration = state["global_step"], state["iteration"]
         self.recent_returns = deque(state["recent_returns"], maxlen=100)
+        self._pending.clear()
+        self._unlogged = (list(state.get("unlogged_returns", [])), list(state.get("unlogged_lengths", [])))
         self._next_eval = state["next_eval"]
         self._resumed = True
 
@@ -483,8 +504,10 @@ class Trainer:
 
 _CHECKPOINT_LAYOUT: dict[str, type | tuple[type, ...]] = {
     "format": int, "algo": str, "config": dict, "global_step": int, "iteration": int, "recent_returns": list,
-    "next_eval": int, "rng": dict, "env": (dict, type(None)), "obs": torch.Tensor, "modules": dict,
+    "unlogged_returns": list, "unlogged_lengths": list, "next_eval": int, "rng": dict, "env": (dict, type(None)),
+    "obs": torch.Tensor, "modules": dict,
 }
+_NEW_IN_FORMAT_3 = ("unlogged_returns", "unlogged_lengths")
 
 
 def check_checkpoint(state: Any, where: str = "checkpoint") -> None:
@@ -492,18 +515,22 @@ def check_checkpoint(state: Any, where: str = "checkpoint") -> None:
     :meth:`Trainer.state_dict`."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{where} is not a fastrl trainer checkpoint (it holds a {type(state).__name__})")
-    missing = [k for k in _CHECKPOINT_LAYOUT if k not in state]
+    layout = {k: v for k, v in _CHECKPOINT_LAYOUT.items() if state.get("format") != 2 or k not in _NEW_IN_FORMAT_3}
+    missing = [k for k in layout if k not in state]
     if missing:
         raise CheckpointError(f"{where} is not a complete fastrl trainer checkpoint: it has no {', '.join(missing)}")
-    if state["format"] != CHECKPOINT_FORMAT:
+    if state["format"] not in READABLE_FORMATS:
         raise CheckpointError(f"{where} has checkpoint format {state['format']!r}; this fastrl reads "
-                              f"format {CHECKPOINT_FORMAT}")
-    for key, kind in _CHECKPOINT_LAYOUT.items():
+                              f"formats {' and '.join(map(str, READABLE_FORMATS))}")
+    for key, kind in layout.items():
         value = state[key]
         if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
             raise CheckpointError(f"{where}: {key} is not valid ({type(value).__name__})")
-    if not all(isinstance(r, (int, float)) for r in state["recent_returns"]):
-        raise CheckpointError(f"{where}: recent_returns is not a list of numbers")
+    for key in ("recent_returns", "unlogged_returns", "unlogged_lengths"):
+        if key in layout and not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in state[key]):
+            raise CheckpointError(f"{where}: {key} is not a list of numbers")
+    if "unlogged_returns" in layout and len(state["unlogged_returns"]) != len(state["unlogged_lengths"]):
+        raise CheckpointError(f"{where}: unlogged_returns and unlogged_lengths differ in length")
 
 
 def load_trainer_checkpoint(path: str | Path, algo: str | None = None) -> tuple[dict[str, Any], Path]:

@@ -104,6 +104,9 @@ def corpus(good_path, marker) -> dict[str, bytes]:
         "rng-python-garbage": (("rng", "python"), "x"),
         "rng-torch-garbage": (("rng", "torch"), torch.zeros(3)),
         "recent-returns-strings": (("recent_returns",), ["a"]),
+        "unlogged-returns-strings": (("unlogged_returns",), ["a"]),
+        "unlogged-lengths-missing": (("unlogged_lengths",), ...),
+        "unlogged-returns-without-lengths": (("unlogged_returns",), [1.0]),
     }
     for name, (path, value) in damaged.items():
         files[name] = torch_bytes(changed(good, path, value))
@@ -131,7 +134,8 @@ def corpus_names():
             "step-as-string", "unknown-algo", "config-not-a-dict", "config-bad-value", "config-bad-seed",
             "config-unknown-field", "wrong-weight-shape", "missing-weight", "missing-optimizer",
             "optimizer-garbage", "env-state-wrong-shape", "env-state-missing", "obs-wrong-shape",
-            "rng-missing-numpy", "rng-python-garbage", "rng-torch-garbage", "recent-returns-strings"]
+            "rng-missing-numpy", "rng-python-garbage", "rng-torch-garbage", "recent-returns-strings",
+            "unlogged-returns-strings", "unlogged-lengths-missing", "unlogged-returns-without-lengths"]
 
 
 def test_corpus_names_are_complete(ppo_run, tmp_path):

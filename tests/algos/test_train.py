@@ -1,13 +1,15 @@
-"""Every algorithm trains on every native env it supports, checkpoints resume exactly, the CLI
-works end to end, and (marked slow) the learning targets are reached."""
+"""Every algorithm trains on every native env it supports, the CLI works end to end (a resumed
+run writes the rows of one straight run), and (marked slow) the learning targets are reached on
+the median of three seeds. Exact resume from checkpoints: test_resume_exact.py."""
 
 import math
+import statistics
 
 import pytest
-import torch
 
 from fastrl import _native, cli
 from fastrl.algos import ALGOS, DQN, PPO, DQNConfig, PPOConfig
+from fastrl.algos.defaults import tuned_defaults
 from fastrl.envs import NATIVE_ENVS
 
 CONTINUOUS = {"Pendulum-v1", "MountainCarContinuous-v0"}
@@ -34,48 +36,35 @@ def test_smoke(algo, env_id, tmp_path):
     assert len(returns) == 2 and all(math.isfinite(r) for r in returns)
 
 
-def _run(cls, config, split, tmp_path):
-    """Train straight through, and again with a save/restore in the middle: same metrics."""
-    straight = cls(config)
-    straight.train()
-    first = cls(config, out_dir=tmp_path)
-    first.train(until_step=split)  # saves the checkpoint, as an interrupted run would have
-    resumed = cls.from_checkpoint(tmp_path / "checkpoint.pt")
-    resumed.train()
-    return straight, first, resumed
-
-
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
-def test_resume_is_exact(algo, tmp_path):
-    if algo == "ppo":
-        cfg = PPOConfig(env_id="CartPole-v1", num_envs=4, num_steps=32, total_steps=4 * 32 * 6, seed=3)
-        split = 4 * 32 * 3
-    else:
-        cfg = DQNConfig(env_id="CartPole-v1", num_envs=4, total_steps=4 * 150, learning_starts=100,
-                        batch_size=16, target_update_every=20, seed=3)
-        split = 4 * 70
-    straight, first, resumed = _run(ALGOS[algo], cfg, split, tmp_path)
-    assert first.history + resumed.history == straight.history
-    for a, b in zip(straight.checkpointed()["q" if algo == "dqn" else "agent"].parameters(),
-                    resumed.checkpointed()["q" if algo == "dqn" else "agent"].parameters()):
-        assert torch.equal(a, b)
-
-
 def test_cli_train_eval_resume(tmp_path, capsys):
+    common = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "64", "--quiet", "--no-anneal-lr",
+              "--hidden", "32", "32"]
     out = tmp_path / "run"
-    rc = cli.main(["train", "ppo", "--env", "CartPole-v1", "--total-steps", "1024", "--num-envs", "4",
-                   "--num-steps", "64", "--out", str(out), "--quiet", "--final-eval", "3", "--no-anneal-lr",
-                   "--hidden", "32", "32"])
+    rc = cli.main(["train", "ppo", *common, "--total-steps", "1024", "--out", str(out), "--final-eval", "3"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "eval: 3 episodes, return" in text
     assert {p.name for p in out.iterdir()} >= {"metrics.csv", "learning_curve.png", "checkpoint.pt", "tb"}
     assert cli.main(["eval", str(out / "checkpoint.pt"), "--episodes", "2"]) == 0
     assert "eval: 2 episodes" in capsys.readouterr().out
+    first_rows = (out / "metrics.csv").read_text().splitlines()
     assert cli.main(["train", "ppo", "--resume", str(out), "--total-steps", "2048", "--quiet",
                      "--final-eval", "1"]) == 0
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert int(float(lines[-1].split(",")[0])) == 2048
+    # The same rows as one run of 2048 steps: the resumed run continued the state, not a fresh start.
+    straight = tmp_path / "straight"
+    assert cli.main(["train", "ppo", *common, "--total-steps", "2048", "--out", str(straight),
+                     "--final-eval", "1"]) == 0
+    resumed_rows = (out / "metrics.csv").read_text().splitlines()
+    assert without_wall_time(resumed_rows) == without_wall_time((straight / "metrics.csv").read_text().splitlines())
+    assert len(resumed_rows) == 1 + 2048 // 256
+    # the rows up to the checkpoint are kept as written (wall times too): a run that started over would rewrite them
+    assert resumed_rows[:len(first_rows)] == first_rows
+
+
+def without_wall_time(lines: list[str]) -> list[list[str]]:
+    rows = [line.split(",") for line in lines]
+    column = rows[0].index("wall_time")
+    return [row[:column] + row[column + 1:] for row in rows]
 
 
 def test_cli_config_file_and_errors(tmp_path, capsys):
@@ -110,36 +99,51 @@ def test_cli_help_lists_every_field(capsys):
 
 # --------------------------------------------------------------------------- learning (slow)
 
+# Each learning test trains the tuned config on three seeds and asserts that the median meets the
+# threshold: one unlucky seed may miss it, a trainer that learns worse than it should cannot pass.
+SEEDS = (0, 1, 2)
+
+
+def median_over_seeds(train_and_score) -> tuple[float, ...]:
+    """``train_and_score(seed)`` gives a tuple of scores per seed: the median of each over the seeds."""
+    scores = [train_and_score(seed) for seed in SEEDS]
+    return tuple(statistics.median(column) for column in zip(*scores))
+
+
+def mean(xs) -> float:
+    return sum(xs) / len(xs)
+
 
 @pytest.mark.slow
 def test_ppo_solves_cartpole():
-    from fastrl.algos.defaults import tuned_defaults
+    def train_and_score(seed):
+        t = PPO(PPOConfig(**tuned_defaults("ppo", "CartPole-v1"), seed=seed))
+        return t.train()["return_last100"], mean(t.evaluate(100))
 
-    t = PPO(PPOConfig(**tuned_defaults("ppo", "CartPole-v1"), seed=0))
-    summary = t.train()
-    assert summary["return_last100"] >= 475
-    returns = t.evaluate(100)
-    assert sum(returns) / len(returns) >= 475
+    last100, greedy = median_over_seeds(train_and_score)
+    assert last100 >= 475 and greedy >= 475, f"medians over seeds {SEEDS}: last 100 {last100}, greedy {greedy}"
 
 
 @pytest.mark.slow
 def test_dqn_solves_cartpole():
-    from fastrl.algos.defaults import tuned_defaults
+    def train_and_score(seed):
+        t = DQN(DQNConfig(**tuned_defaults("dqn", "CartPole-v1"), seed=seed))
+        t.train()
+        return (mean(t.evaluate(100)),)
 
-    t = DQN(DQNConfig(**tuned_defaults("dqn", "CartPole-v1"), seed=0))
-    t.train()
-    returns = t.evaluate(100)
-    assert sum(returns) / len(returns) >= 475
+    (greedy,) = median_over_seeds(train_and_score)
+    assert greedy >= 475, f"median greedy return over seeds {SEEDS}: {greedy}"
 
 
 @pytest.mark.slow
 def test_ppo_pendulum():
-    from fastrl.algos.defaults import tuned_defaults
+    def train_and_score(seed):
+        t = PPO(PPOConfig(**tuned_defaults("ppo", "Pendulum-v1"), seed=seed))
+        t.train()
+        return (mean(t.evaluate(20)),)
 
-    t = PPO(PPOConfig(**tuned_defaults("ppo", "Pendulum-v1"), seed=0))
-    t.train()
-    returns = t.evaluate(20)
-    assert sum(returns) / len(returns) >= -200
+    (greedy,) = median_over_seeds(train_and_score)
+    assert greedy >= -200, f"median greedy return over seeds {SEEDS}: {greedy}"
 
 
 def test_cli_info_reports_the_build(capsys):
