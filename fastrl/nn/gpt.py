@@ -25,6 +25,7 @@ __all__ = [
     "GPT",
     "ScalarGPT",
     "Generation",
+    "filter_logits",
     "generate",
     "left_align",
     "last_token_index",
@@ -232,20 +233,36 @@ class Generation:
         return self.mask[:, self.prompt_len :]
 
 
-def _sample(logits, temperature, top_k, top_p, generator):
-    """One token per row from logits [B, V]; temperature 0 is greedy."""
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """``logits [B, V]`` with the tokens that top-k, then top-p (nucleus) filtering drop set to
+    -inf; the others keep their logits. Tied tokens are kept or dropped together, so two tokens
+    with equal logits always get equal probabilities.
+
+    top_k: keeps the ``top_k`` highest logits and every token tied with the k-th (None or
+    ``top_k >= V``: no filtering). top_p: keeps the smallest set of most probable tokens whose
+    probability (after top-k, renormalized) reaches ``top_p``, i.e. drops a token when the tokens
+    strictly more probable than it already hold ``top_p`` of the mass; the most probable token
+    always stays (``top_p = 0``: only it and its ties; None or 1: no filtering)."""
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = logits.sort(-1, descending=True)
         probs = sorted_logits.softmax(-1)
-        # drop a token when the tokens ranked above it already hold top_p of the mass
-        drop = probs.cumsum(-1) - probs > top_p
+        before = F.pad(probs.cumsum(-1)[:, :-1], (1, 0))  # mass of the tokens sorted ahead of each
+        # a run of tied tokens shares the mass ahead of its first token (the mass strictly above)
+        negated = -sorted_logits.contiguous()  # ascending, as searchsorted needs
+        above = before.gather(-1, torch.searchsorted(negated, negated))
+        drop = (above >= top_p) & (above > 0)
         logits = logits.masked_fill(drop.scatter(-1, order, drop), -math.inf)
+    return logits
+
+
+def _sample(logits, temperature, top_k, top_p, generator):
+    """One token per row from logits [B, V]; temperature 0 is greedy (no filtering needed)."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = filter_logits(logits / temperature, top_k, top_p)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
 
 
@@ -285,8 +302,10 @@ def generate(
 ) -> Generation:
     """Samples up to ``max_new_tokens`` per prompt. Prompts ``[B, P]`` may be padded on either
     side (``prompt_mask`` True for real tokens). A row stops after emitting ``stop_token``; the
-    whole batch stops when every row has. ``use_cache=False`` recomputes the full sequence at
-    every step (the reference the KV cache is tested against)."""
+    whole batch stops when every row has. Each token is drawn from ``softmax(logits /
+    temperature)`` filtered by ``top_k`` and ``top_p`` as :func:`filter_logits` says (temperature
+    0: the argmax). ``use_cache=False`` recomputes the full sequence at every step (the reference
+    the KV cache is tested against)."""
     _check_sampling(model, max_new_tokens, temperature, top_k, top_p, stop_token, pad_token)
     if (not isinstance(prompt_ids, torch.Tensor) or prompt_ids.ndim != 2 or prompt_ids.is_floating_point()
             or prompt_ids.is_complex() or prompt_ids.dtype == torch.bool):  # fmt: skip

@@ -14,6 +14,7 @@ prompts and KV-cache steps see the same positions as an unpadded sequence.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,13 @@ def _config_view(model) -> HFConfigView:
     return HFConfigView(model.get_input_embeddings().num_embeddings, int(context))
 
 
+def _cache_keyword(model) -> str:
+    """The name under which ``model.forward`` takes (and its output returns) the KV cache:
+    ``cache`` from transformers 5.x on, where ``past_key_values`` still works but warns that it
+    is deprecated on every call; ``past_key_values`` before (4.x)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class HFCausalLM(nn.Module):
     """Wraps a ``transformers`` causal LM instance, or loads one from a local directory
     (``HFCausalLM.from_pretrained(path)``, no download)."""
@@ -50,6 +58,7 @@ class HFCausalLM(nn.Module):
         self.hf = model.eval()
         self.cfg = _config_view(model)
         self.lm_head = model.get_output_embeddings()
+        self._cache_keyword = _cache_keyword(model)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> HFCausalLM:
@@ -61,10 +70,10 @@ class HFCausalLM(nn.Module):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
         Returns the final hidden states [B, T, C] and the cache."""
         check_inputs(ids, mask, self.cfg)
-        out = self.hf(input_ids=ids, attention_mask=mask.long(), past_key_values=past,
+        out = self.hf(input_ids=ids, attention_mask=mask.long(), **{self._cache_keyword: past},
                       position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                       use_cache=True, output_hidden_states=True)  # fmt: skip
-        return out.hidden_states[-1], out.past_key_values
+        return out.hidden_states[-1], getattr(out, self._cache_keyword)
 
     def hidden(self, ids, mask=None):
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask

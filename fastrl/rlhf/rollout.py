@@ -44,11 +44,14 @@ def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> tor
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the valid entries (``mask`` True; the others may hold anything, even NaN); 0 when
+    none is valid."""
     return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
 
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / std`` over the valid entries; 0 at padding."""
+    """``(x - mean) / sqrt(var + eps)`` over the valid entries (``mask`` True), with the population
+    variance (divided by the number of valid entries, as the mean is); 0 at padding."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     return torch.where(mask, (x - mean) * torch.rsqrt(var + eps), 0)

@@ -22,3 +22,38 @@ def snapshot(model):
 
 def same_state(model, state):
     return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def eager_to_stop(policy, eos_logit=1.5):
+    """Makes ``policy`` likely to emit EOS (about 0.4 per token), so that sampled responses end at
+    different lengths and a batch stops before max_new_tokens: the final LayerNorm's output is
+    shrunk and shifted toward EOS's embedding (the LM head is tied to it)."""
+    with torch.no_grad():
+        eos = policy.lm_head.weight[TOK.eos_id]
+        policy.trunk.ln_f.weight.mul_(0.3)
+        policy.trunk.ln_f.bias.copy_(eos_logit * eos / eos.dot(eos))
+    return policy
+
+
+class Spy:
+    """Records every call of ``module.ppo_loss_from_hidden`` (copies of its args and kwargs, and
+    its (loss, stats)) and the rows of every ``module.response_hidden`` call (the trainers call it
+    once per minibatch, after the rollout)."""
+
+    def __init__(self, monkeypatch, module):
+        self.calls, self.rows = [], []
+        loss_fn, hidden_fn = module.ppo_loss_from_hidden, module.response_hidden
+
+        def loss(*args, **kwargs):
+            out = loss_fn(*args, **kwargs)
+            # copies: the optimizer step changes the LM head's weight in place after this call
+            copy = lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x
+            self.calls.append(([copy(a) for a in args], {k: copy(v) for k, v in kwargs.items()}, out))
+            return out
+
+        def hidden(model, gen, rows=slice(None)):
+            self.rows.append(rows.tolist())
+            return hidden_fn(model, gen, rows)
+
+        monkeypatch.setattr(module, "ppo_loss_from_hidden", loss)
+        monkeypatch.setattr(module, "response_hidden", hidden)

@@ -1,7 +1,9 @@
 """The transformers adapters, on tiny GPT-2 models built from a config (no download); skipped
 without transformers."""
 
+import logging
 import math
+import warnings
 
 import pytest
 import torch
@@ -39,6 +41,35 @@ def test_padding_and_kv_cache_sampling_match_full_recompute():
     runs = [generate(model, ids, mask, max_new_tokens=8, stop_token=TOK.eos_id, use_cache=cache,
                      generator=torch.Generator().manual_seed(0)) for cache in (True, False)]  # fmt: skip
     assert torch.equal(runs[0].ids, runs[1].ids)
+
+
+def test_kv_cache_calls_use_no_deprecated_argument():
+    # transformers 5.x renamed past_key_values to cache: the old name warns (a FutureWarning, and
+    # a logged warning when the output's past_key_values is read) on every call
+    model = _tiny_gpt2()
+    ids, mask = encode_prompts(PROMPTS, TOK)
+    warning_once = getattr(transformers.utils.logging, "warning_once", None)
+    if warning_once is not None:
+        warning_once.cache_clear()  # logged only once per process otherwise
+    logged = []
+    handler = logging.Handler()
+    handler.emit = logged.append
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _, cache = model.trunk(ids, mask)
+            step = torch.ones(ids.shape[0], 1, dtype=torch.bool)
+            hidden, _ = model.trunk(ids[:, -1:], torch.cat([mask, step], 1), cache)
+            generate(model, ids, mask, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    finally:
+        logger.removeHandler(handler)
+    messages = [str(w.message) for w in caught] + [record.getMessage() for record in logged]
+    assert not [m for m in messages if "deprecated" in m.lower()], messages
+    # the cached step saw the cache: it equals the full recompute of the longer sequence
+    full = model.hidden(torch.cat([ids, ids[:, -1:]], 1), torch.cat([mask, step], 1))[:, -1:]
+    torch.testing.assert_close(hidden, full)
 
 
 def test_ppo_runs_on_a_transformers_policy():
