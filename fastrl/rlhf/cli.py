@@ -12,14 +12,18 @@ from pathlib import Path
 
 def _demo(args: argparse.Namespace) -> int:
     from fastrl.rlhf.demo import DemoConfig, run_demo
+    from fastrl.utils.rundir import RunDirError, RunLock, check_new_run, clear_run
 
     try:
         cfg = DemoConfig(algo=args.algo, out=args.out, seed=args.seed, device=args.device)
-        Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    except (ValueError, TypeError, OSError) as exc:
+        check_new_run(cfg.out, overwrite=args.overwrite)  # an earlier run's files are never replaced silently
+        with RunLock(cfg.out):
+            if args.overwrite:
+                clear_run(Path(cfg.out))
+            summary = run_demo(cfg)
+    except (ValueError, TypeError, OSError, RunDirError) as exc:
         print(f"fastrl rlhf demo: {exc}", file=sys.stderr)
         return 2
-    summary = run_demo(cfg)
     print(json.dumps(summary, indent=2))
     print(f"metrics: {args.out}/metrics.csv, plot: {args.out}/training.png")
     return 0
@@ -32,6 +36,7 @@ def add_rlhf_parser(subparsers) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="offline demo: SFT, reward model from synthetic preferences, PPO/GRPO")
     p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo")
     p.add_argument("--out", default="runs/rlhf-demo", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--seed", type=int, default=0, help="seed, in [0, 2**63)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_demo)

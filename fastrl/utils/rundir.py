@@ -17,7 +17,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-RUN_FILES = ("checkpoint.pt", "metrics.csv", "learning_curve.png")
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "learning_curve.png", "training.png")  # training.png: RLHF demo
 LOCK_FILE = ".fastrl.lock"
 
 

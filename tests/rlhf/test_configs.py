@@ -181,7 +181,7 @@ def no_demo_run(monkeypatch):
     (["--seed", "-1"], r"DemoConfig.seed must be in \[0, 2\*\*63\), got -1"),
     (["--seed", str(2**64)], r"DemoConfig.seed must be in \[0, 2\*\*63\)"),
     (["--out", "{file}/run"], r"Not a directory"),
-    (["--out", "{file}"], r"File exists"),
+    (["--out", "{file}"], r"file is not a directory"),
 ])  # fmt: skip
 def test_cli_bad_settings_are_one_line_and_exit_code_2(tmp_path, capsys, no_demo_run, args, message):
     (tmp_path / "file").write_text("not a directory")
@@ -204,3 +204,19 @@ def test_cli_cuda_without_cuda(tmp_path, capsys, no_demo_run):
 def test_cli_good_settings_run_the_demo(tmp_path, capsys, no_demo_run):
     assert cli.main(["rlhf", "demo", "--seed", "3", "--out", str(tmp_path / "run")]) == 0
     assert [(c.seed, c.out) for c in no_demo_run] == [(3, str(tmp_path / "run"))]
+
+
+def test_cli_never_replaces_an_earlier_run(tmp_path, capsys, monkeypatch):
+    """A second demo into the same --out is refused (files untouched) unless --overwrite."""
+    def fake_run(cfg):
+        (tmp_path / "run" / "metrics.csv").write_text(f"seed\n{cfg.seed}\n")
+        return {"seconds": 0.0}
+
+    monkeypatch.setattr(demo, "run_demo", fake_run)
+    run = ["rlhf", "demo", "--out", str(tmp_path / "run")]
+    assert cli.main([*run, "--seed", "1"]) == 0
+    assert cli.main([*run, "--seed", "2"]) == 2
+    assert "already holds a run (metrics.csv)" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "seed\n1\n"
+    assert cli.main([*run, "--seed", "2", "--overwrite"]) == 0
+    assert (tmp_path / "run" / "metrics.csv").read_text() == "seed\n2\n"
