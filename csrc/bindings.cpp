@@ -3,18 +3,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
-#include <torch/csrc/Exceptions.h>
 #include <torch/python.h>
 
 #include <mutex>
 #include <set>
-#include <string>
 #include <thread>
-#include <utility>
-#include <vector>
 
 #include "cpu/avx2.h"
+#include "env_binding.h"
 #include "ops/envs.h"
 #include "ops/ppo_loss.h"
 #include "ops/returns.h"
@@ -26,7 +22,7 @@ TORCH_LIBRARY(fastrl, m) {
   m.def("discounted_returns(Tensor rewards, Tensor done, Tensor bootstrap, Tensor? mask, "
         "float gamma) -> Tensor");
   // Batched environments, stepped in place: state [S, N] SoA, per-env counters [N]; `params` are
-  // the env's keyword arguments in the order of fastrl/envs/classic.py.
+  // the env's keyword arguments in the order of its kParams (core/envs/<env>.h, _C.native_envs).
   m.def("env_reset(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
         "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, float[] params) -> Tensor obs");
   m.def("env_step(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
@@ -83,50 +79,6 @@ int parallel_threads_used() {
   return static_cast<int>(ids.size());
 }
 
-// fastrl.envs' hot path: env_reset / env_step with the env's tensors and arguments bound once and
-// called from pybind11 rather than through the dispatcher, whose boxing of env_step's eleven
-// arguments costs about 3 us a step (as much as stepping a thousand CartPoles). The same entry
-// points, kernels and checks as the ops; torch.compile and TorchScript use the ops.
-class EnvBinding {
- public:
-  EnvBinding(std::string env, fastrl::EnvTensors tensors, std::vector<double> params,
-             int64_t max_episode_steps, bool same_step)
-      : env_(std::move(env)),
-        t_(std::move(tensors)),
-        params_(std::move(params)),
-        max_episode_steps_(max_episode_steps),
-        same_step_(same_step) {}
-
-  // op(env, the six tensors, args...): the signature of every env op.
-  template <typename Op, typename... Args>
-  auto call(Op op, const Args&... args) const {
-    return op(env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset, t_.resets, t_.seeds,
-              args...);
-  }
-
-  at::Tensor reset() const {
-#ifdef FASTRL_WITH_CUDA
-    if (t_.state.is_cuda()) return call(&fastrl::cuda::env_reset, params_);
-#endif
-    return call(&fastrl::cpu::env_reset, params_);
-  }
-
-  fastrl::StepOutputs step(const at::Tensor& action) const {
-#ifdef FASTRL_WITH_CUDA
-    if (t_.state.is_cuda())
-      return call(&fastrl::cuda::env_step, action, params_, max_episode_steps_, same_step_);
-#endif
-    return call(&fastrl::cpu::env_step, action, params_, max_episode_steps_, same_step_);
-  }
-
- private:
-  std::string env_;
-  fastrl::EnvTensors t_;
-  std::vector<double> params_;
-  int64_t max_episode_steps_;
-  bool same_step_;
-};
-
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -144,35 +96,5 @@ PYBIND11_MODULE(_C, m) {
     return info;
   });
   m.def("parallel_threads_used", &parallel_threads_used);
-  namespace py = pybind11;
-  py::class_<EnvBinding>(m, "EnvBinding")
-      .def(py::init([](std::string env, at::Tensor state, at::Tensor elapsed,
-                       at::Tensor episode_return, at::Tensor autoreset, at::Tensor resets,
-                       at::Tensor seeds, std::vector<double> params, int64_t max_episode_steps,
-                       bool same_step) {
-             return EnvBinding(std::move(env),
-                               {state, elapsed, episode_return, autoreset, resets, seeds},
-                               std::move(params), max_episode_steps, same_step);
-           }),
-           py::arg("env"), py::arg("state"), py::arg("elapsed"), py::arg("episode_return"),
-           py::arg("autoreset"), py::arg("resets"), py::arg("seeds"), py::arg("params"),
-           py::arg("max_episode_steps"), py::arg("same_step"))
-      // HANDLE_TH_ERRORS: c10 errors become the Python exceptions torch raises for them
-      // (TypeError, ValueError, ...), without the C++ backtrace.
-      .def("reset",
-           [](const EnvBinding& b) {
-             HANDLE_TH_ERRORS
-             py::gil_scoped_release no_gil;
-             return b.reset();
-             END_HANDLE_TH_ERRORS_PYBIND
-           })
-      .def(
-          "step",
-          [](const EnvBinding& b, const at::Tensor& action) {
-            HANDLE_TH_ERRORS
-            py::gil_scoped_release no_gil;
-            return b.step(action);
-            END_HANDLE_TH_ERRORS_PYBIND
-          },
-          py::arg("action"));
+  fastrl::bind_envs(m);  // EnvBinding and the env registry: csrc/env_binding.cpp
 }

@@ -1,5 +1,6 @@
 """Compile every CUDA source with nvcc, compile-only, against the installed torch's headers, and
-check the C++ that only a CUDA build compiles (csrc/bindings.cpp with FASTRL_WITH_CUDA).
+check the C++ that only a CUDA build compiles (csrc/bindings.cpp and csrc/env_binding.cpp with
+FASTRL_WITH_CUDA).
 
 CI has no GPU and usually a CPU build of torch, so the extension it builds has no CUDA kernels;
 this keeps the .cu files from rotting between GPU sessions. Flags mirror CMakeLists.txt.
@@ -67,7 +68,7 @@ def main() -> int:
         print("check_cuda: no .cu files found under csrc/cuda", file=sys.stderr)
         return 2
 
-    glue = [ROOT / "csrc" / "bindings.cpp"]
+    glue = [ROOT / "csrc" / "bindings.cpp", ROOT / "csrc" / "env_binding.cpp"]
     with tempfile.TemporaryDirectory() as tmp:
         def compile_one(src: Path):
             start = time.perf_counter()

@@ -11,6 +11,11 @@ struct Philox4x32 {
   uint32_t v[4];
 };
 
+// Philox4x32's multipliers (of words 0 and 2) and key increments (of k0 and k1): the one copy;
+// the AVX2 reset draws (cpu/env_kernel.h) and fastrl/envs/rng.py (via _C.philox_constants()) use it.
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 FASTRL_HD void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
   const uint64_t p = static_cast<uint64_t>(a) * b;
   hi = static_cast<uint32_t>(p >> 32);
@@ -21,11 +26,11 @@ FASTRL_HD void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
 FASTRL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
   for (int round = 0; round < 10; ++round) {
     uint32_t hi0, lo0, hi1, lo1;
-    mulhilo(0xD2511F53u, c.v[0], hi0, lo0);
-    mulhilo(0xCD9E8D57u, c.v[2], hi1, lo1);
+    mulhilo(kPhiloxM0, c.v[0], hi0, lo0);
+    mulhilo(kPhiloxM1, c.v[2], hi1, lo1);
     c = {{hi1 ^ c.v[1] ^ k0, lo1, hi0 ^ c.v[3] ^ k1, lo0}};
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   return c;
 }

@@ -26,6 +26,8 @@
 namespace fastrl::cpu {
 
 constexpr int64_t kChunk = 512;
+// Batches of more envs than this are split over torch's threads (csrc/cpu/envs.cpp says why).
+constexpr int64_t kThreadGrain = 16384;
 
 // The first kWords words of the reset streams of a list of envs, word-major: w[word][i].
 template <int kWords>
@@ -48,8 +50,7 @@ struct WordStream {
   double uniform(double low, double high) { return core::uniform_from(next_double(), low, high); }
 };
 
-constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
-constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+using core::kPhiloxM0, core::kPhiloxM1, core::kPhiloxW0, core::kPhiloxW1;
 
 #if defined(__AVX2__)
 // The (hi, lo) words of the 32 x 32 -> 64-bit products a * m of 8 lanes: even lanes in one

@@ -2,10 +2,12 @@
 // cpu/env_kernel.h).
 //
 // float32 is the fast path: its sin/cos are the vectorizable polynomials of core/envs/math.h.
-// Threads: at::parallel_for with a grain of kGrain envs, so batches up to kGrain run on the
-// calling thread. Measured on the 2-core VM at 4096 CartPoles (~14 us of work): two threads are
-// 1.2x faster when the second core is idle but 1.5x slower when another process keeps it busy
-// (the team waits for a core it cannot get); from 65536 envs two threads win 1.5x either way.
+// Threads: at::parallel_for with a grain of kThreadGrain envs (cpu/env_kernel.h), so batches up
+// to kThreadGrain run on the calling thread and larger ones are split into
+// min(threads, ceil(N / kThreadGrain)) equal ranges, one per thread. Measured on the 2-core VM
+// at 4096 CartPoles (~14 us of work): two threads are 1.2x faster when the second core is idle
+// but 1.5x slower when another process keeps it busy (the team waits for a core it cannot get);
+// from 65536 envs two threads win 1.5x either way.
 #include <ATen/Parallel.h>
 
 #include <type_traits>
@@ -16,8 +18,6 @@
 
 namespace fastrl::cpu {
 namespace {
-
-constexpr int64_t kGrain = 16384;
 
 // Action values checked in the same C++ call (ValueError in Python), instead of three torch ops
 // in the wrapper: discrete ones in [0, kNumActions), continuous ones not NaN.
@@ -37,7 +37,7 @@ void check_action_values(const core::EnvBatch<Env, T>& b) {
 
 template <bool kSameStep, typename Env, typename T>
 void run_step(const core::EnvBatch<Env, T> b) {
-  at::parallel_for(0, b.n, kGrain, [&b](int64_t begin, int64_t end) {
+  at::parallel_for(0, b.n, kThreadGrain, [&b](int64_t begin, int64_t end) {
 #if defined(FASTRL_WITH_AVX2)
     if (avx2::enabled()) return avx2::step_range<kSameStep>(b, begin, end);
 #endif
@@ -54,7 +54,7 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   return env_reset_op(
       [](const auto& b) {
-        at::parallel_for(0, b.n, kGrain, [&](int64_t begin, int64_t end) {
+        at::parallel_for(0, b.n, kThreadGrain, [&](int64_t begin, int64_t end) {
           for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
         });
       },

@@ -5,6 +5,7 @@
 // for AVX2 can be picked by the linker for the baseline build's callers.
 #include "cpu/envs_avx2.h"
 
+#include "core/envs/registry.h"
 #include "cpu/env_kernel.h"
 
 #if !defined(__AVX2__)
@@ -24,15 +25,12 @@ __attribute__((flatten)) bool actions_valid(const core::EnvBatch<Env, T>& b) {
   return cpu::actions_valid(b);
 }
 
+// Every env of the registry, float32 and float64, both autoreset modes.
 #define FASTRL_AVX2_ENV(Env, T)                                                                \
   template void step_range<false>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t); \
   template void step_range<true>(const core::EnvBatch<core::Env<T>, T>&, int64_t, int64_t);  \
   template bool actions_valid(const core::EnvBatch<core::Env<T>, T>&);
 #define FASTRL_AVX2_ENVS(Env) FASTRL_AVX2_ENV(Env, float) FASTRL_AVX2_ENV(Env, double)
-FASTRL_AVX2_ENVS(CartPole)
-FASTRL_AVX2_ENVS(Acrobot)
-FASTRL_AVX2_ENVS(MountainCar)
-FASTRL_AVX2_ENVS(MountainCarContinuous)
-FASTRL_AVX2_ENVS(Pendulum)
+FASTRL_NATIVE_ENVS(FASTRL_AVX2_ENVS)
 
 }  // namespace fastrl::cpu::avx2

@@ -12,10 +12,11 @@
 #include <vector>
 
 #include "core/envs/batch.h"
+#include "core/envs/registry.h"
 
 namespace fastrl {
 
-// Calls fn(EnvTag<E>{}) for the env named `env` (gymnasium's id).
+// Calls fn(EnvTag<E>{}) for the env named `env` (gymnasium's id), E any env of the registry.
 template <template <typename> class E>
 struct EnvTag {
   template <typename T>
@@ -24,19 +25,11 @@ struct EnvTag {
 
 template <typename Fn>
 void visit_env(const std::string& env, Fn&& fn) {
-  if (env == "CartPole-v1") {
-    fn(EnvTag<core::CartPole>{});
-  } else if (env == "Acrobot-v1") {
-    fn(EnvTag<core::Acrobot>{});
-  } else if (env == "MountainCar-v0") {
-    fn(EnvTag<core::MountainCar>{});
-  } else if (env == "MountainCarContinuous-v0") {
-    fn(EnvTag<core::MountainCarContinuous>{});
-  } else if (env == "Pendulum-v1") {
-    fn(EnvTag<core::Pendulum>{});
-  } else {
-    TORCH_CHECK(false, "fastrl: unknown env '", env, "'");
-  }
+#define FASTRL_VISIT_ENV(Env) \
+  if (env == core::Env<float>::kId) return fn(EnvTag<core::Env>{});
+  FASTRL_NATIVE_ENVS(FASTRL_VISIT_ENV)
+#undef FASTRL_VISIT_ENV
+  TORCH_CHECK(false, "fastrl: unknown env '", env, "'");
 }
 
 // The per-env tensors of a batch: state [S, N] float, elapsed [N] int32, episode_return [N]
@@ -69,8 +62,8 @@ void check_env_tensors(const EnvTensors& e, const std::vector<double>& params) {
   check_vector(e.autoreset, "autoreset", at::kBool, s);
   check_vector(e.resets, "resets", at::kLong, s);
   check_vector(e.seeds, "seeds", at::kLong, s);
-  TORCH_CHECK(static_cast<int>(params.size()) == Env::kNumParams, "fastrl: expected ",
-              Env::kNumParams, " env params, got ", params.size());
+  TORCH_CHECK(params.size() == Env::kParams.size(), "fastrl: expected ", Env::kParams.size(),
+              " env params for ", Env::kId, ", got ", params.size());
 }
 
 template <typename Env, typename T>

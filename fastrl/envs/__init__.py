@@ -4,8 +4,8 @@
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(torch.randint(0, 2, (4096,), device="cuda"))
 
-CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and Pendulum-v1 run natively
-(C++/CUDA, or their PyTorch fallback); any other gymnasium id runs on gymnasium's own vector env.
+The ids in ``NATIVE_ENVS`` (the registry of csrc/core/envs/registry.h) run natively (C++/CUDA, or
+their PyTorch fallback); any other gymnasium id runs on gymnasium's own vector env.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from fastrl.envs import _checks
-from fastrl.envs.classic import CLASSIC
 from fastrl.envs.gym_vector import GymnasiumVectorEnv
+from fastrl.envs.registry import NATIVE_ENVS, NATIVE_SPECS, NativeEnvSpec
 from fastrl.envs.vector import ClassicVectorEnv
 
-__all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "NATIVE_ENVS"]
-
-NATIVE_ENVS = tuple(CLASSIC)
+__all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "NATIVE_ENVS", "NATIVE_SPECS", "NativeEnvSpec"]
 
 
 def make(
@@ -46,8 +44,8 @@ def make(
             False on a GPU, where the check would synchronize with the host; shapes, dtypes and
             devices are always checked.
         env_kwargs: ``max_episode_steps`` (default: the gymnasium spec's; an int in
-            [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments
-            (CartPole: sutton_barto_reward; MountainCar(Continuous): goal_velocity; Pendulum: g).
+            [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments,
+            gymnasium's (``NATIVE_SPECS[env_id].params`` lists them with their defaults).
 
     Other gymnasium ids run on gymnasium's own envs (:class:`GymnasiumVectorEnv`); their spaces
     must be Box, Discrete, MultiDiscrete or MultiBinary (a Tuple or Dict space is refused).
@@ -76,7 +74,7 @@ def make(
     max_episode_steps = _checks.max_episode_steps(
         env_kwargs.pop("max_episode_steps", gymnasium.spec(env_id).max_episode_steps)
     )
-    spec = CLASSIC.get(env_id)
+    spec = NATIVE_SPECS.get(env_id)
     if spec is None:
         return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, max_episode_steps, **env_kwargs)
     unknown = set(env_kwargs) - set(spec.params)

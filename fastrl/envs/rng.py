@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from fastrl import _native
+
 _MASK = 0xFFFFFFFF
-_MUL = (0xD2511F53, 0xCD9E8D57)  # multipliers of words 0 and 2
-_BUMP = (0x9E3779B9, 0xBB67AE85)  # key schedule of k0 and k1
+# Philox's constants are the C++ kernels' (_C.philox_constants()); this copy serves only where the
+# extension is missing (tests/envs/test_registry.py checks that it equals the kernels').
+FALLBACK_PHILOX = {"multipliers": (0xD2511F53, 0xCD9E8D57), "key_increments": (0x9E3779B9, 0xBB67AE85)}
+PHILOX = _native._C.philox_constants() if _native._C is not None else FALLBACK_PHILOX
+_MUL = tuple(PHILOX["multipliers"])  # of words 0 and 2
+_BUMP = tuple(PHILOX["key_increments"])  # the key schedule of k0 and k1
 
 
 def _philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,9 +4,9 @@ The whole batch lives on the device as a few tensors: the SoA state ``[S, N]``, 
 running returns, autoreset flags and the Philox counters/keys of every env. A step is one native
 call (physics + reward + termination + TimeLimit truncation + autoreset + episode statistics, in
 place, no host sync) or, without native kernels for the device, the same semantics in PyTorch
-(:func:`_fallback_step`). The native call is ``torch.ops.fastrl.env_step`` under
-``torch.compile``, and otherwise the same kernel through ``fastrl._C.EnvBinding``, which binds the
-env's tensors once: going through the dispatcher would cost more than stepping 1000 envs.
+(:class:`~fastrl.envs.fallback.TorchEnvBinding`). The native call is ``torch.ops.fastrl.env_step``
+under ``torch.compile``, and otherwise the same kernel through ``fastrl._C.EnvBinding``, which binds
+the env's tensors once: going through the dispatcher would cost more than stepping 1000 envs.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from gymnasium.vector.utils import batch_space
 
 from fastrl import _native
 from fastrl.envs import _checks
-from fastrl.envs.classic import CLASSIC, Classic
-from fastrl.envs.rng import reset_uniforms
+from fastrl.envs.classic import FALLBACKS
+from fastrl.envs.fallback import EnvTensors, TorchEnvBinding
+from fastrl.envs.registry import NATIVE_SPECS, NativeEnvSpec
 
 
 class ClassicVectorEnv(VectorEnv):
@@ -38,7 +39,7 @@ class ClassicVectorEnv(VectorEnv):
     2**31 - 1). ``max_episode_steps`` None means no time limit.
     """
 
-    def __init__(self, spec: Classic, num_envs: int, device, dtype, seed, autoreset_mode,
+    def __init__(self, spec: NativeEnvSpec, num_envs: int, device, dtype, seed, autoreset_mode,
                  max_episode_steps: int | None, params: dict, validate: bool):
         self.spec_ = spec
         self.num_envs = num_envs
@@ -51,7 +52,7 @@ class ClassicVectorEnv(VectorEnv):
         self.validate = validate
         self.metadata = {"autoreset_mode": autoreset_mode}
         self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
-        self._param_list = [float(params[k]) for k in spec.params]
+        self._param_list = spec.op_params(params)
 
         reference = gymnasium.make(spec.id, **params).unwrapped
         obs_space, np_dtype = reference.observation_space, torch.empty(0, dtype=dtype).numpy().dtype
@@ -74,7 +75,7 @@ class ClassicVectorEnv(VectorEnv):
         # Set by the first reset (and by load_state_dict): until then step raises ResetNeeded,
         # as gymnasium's envs do, rather than stepping all-zero states from unseeded streams.
         self._seeded = False
-        self._binding = self._bind()
+        self._bind()
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
         self._check_values_on_host = validate and device.type != "cpu"
 
@@ -98,7 +99,7 @@ class ClassicVectorEnv(VectorEnv):
             else:
                 obs = self._binding.reset()
         else:
-            obs = _fallback_reset(self, torch.ones(self.num_envs, dtype=torch.bool, device=self.device), all_envs=True)
+            obs = self._fallback.reset()
         return obs, {}
 
     def step(self, actions):
@@ -118,7 +119,7 @@ class ClassicVectorEnv(VectorEnv):
             else:
                 out = self._binding.step(actions)
         else:
-            out = _fallback_step(self, self._check_action(actions))
+            out = self._fallback.step(self._check_action(actions))
         obs, reward, term, trunc, done, final_obs, ret, length = out
         info = {"episode": {"r": ret, "l": length}, "_episode": done}
         if self._same_step:
@@ -126,26 +127,29 @@ class ClassicVectorEnv(VectorEnv):
             info["_final_obs"] = done
         return obs, reward, term, trunc, info
 
-    def _bind(self):
-        """The native kernels with this env's tensors bound (None without kernels for the device)."""
-        if not _native.native_compiled_for(self.device):
-            return None
-        return _native._C.EnvBinding(
-            self.spec_.id, *self._op_tensors(), self._param_list, self._op_max_episode_steps, self._same_step
-        )
+    def _bind(self) -> None:
+        """Binds this env's tensors to its kernels: ``_binding`` the native ones (None without
+        kernels for the device), ``_fallback`` the PyTorch ones (used when the backend says so)."""
+        tensors = self._op_tensors()
+        self._binding = None
+        if _native.native_compiled_for(self.device):
+            self._binding = _native._C.EnvBinding(
+                self.spec_.id, *tensors, self._param_list, self._op_max_episode_steps, self._same_step
+            )
+        physics = FALLBACKS[self.spec_.id](**self.params)
+        self._fallback = TorchEnvBinding(physics, tensors, self.max_episode_steps, self._same_step)
 
-    # copy.deepcopy and pickle: the binding is rebuilt around the copied tensors, and the spec
-    # (whose fallback functions are lambdas) travels by name.
+    # copy.deepcopy and pickle: the bindings are rebuilt around the copied tensors.
     def __getstate__(self) -> dict:
-        return self.__dict__ | {"_binding": None, "spec_": self.spec_.id}
+        return self.__dict__ | {"_binding": None, "_fallback": None}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, spec_=CLASSIC[state["spec_"]])
-        self._binding = self._bind()
+        self.__dict__.update(state)
+        self._bind()
 
-    def _op_tensors(self) -> tuple[torch.Tensor, ...]:
-        """The tensors the native ops step in place, in their order."""
-        return self._state, self._elapsed, self._episode_return, self._autoreset, self._resets, self._seeds
+    def _op_tensors(self) -> EnvTensors:
+        """The tensors the kernels step in place, in the native ops' order."""
+        return EnvTensors(self._state, self._elapsed, self._episode_return, self._autoreset, self._resets, self._seeds)
 
     # -- state access ------------------------------------------------------------------------
     def get_state(self) -> torch.Tensor:
@@ -258,87 +262,16 @@ class ClassicVectorEnv(VectorEnv):
         _checks.action_values(self.spec_.id, actions, self.single_action_space)
 
 
-def _fallback_reset(env: ClassicVectorEnv, mask: torch.Tensor, all_envs: bool = False) -> torch.Tensor:
-    """Resets the envs in ``mask`` (core::reset_env); returns the observations of all envs.
-    ``all_envs``: mask is all True (skips the selection)."""
-    spec = env.spec_
-    if all_envs:
-        idx = torch.arange(env.num_envs, device=env.device)
-        fresh = spec.reset(reset_uniforms(env._seeds, idx, env._resets, spec.reset_draws), env.dtype)
-        env._state.copy_(fresh)
-        env._resets += 1
-        env._elapsed.zero_()
-        env._episode_return.zero_()
-        env._autoreset.zero_()
-        return spec.observe(env._state)
-    if env.device.type == "cpu":
-        # Draw only for the envs that reset (about 1 in 20 per step): on the CPU the host knows
-        # which, and Philox on all envs would cost 20 times more.
-        # Index writes: masked_fill_ is several times slower on the CPU.
-        idx = mask.nonzero().squeeze(1)
-        if idx.numel():
-            fresh = spec.reset(reset_uniforms(env._seeds[idx], idx, env._resets[idx], spec.reset_draws), env.dtype)
-            env._state[:, idx] = fresh
-            env._resets[idx] += 1
-            env._elapsed[idx] = 0
-            env._episode_return[idx] = 0
-            env._autoreset[idx] = False
-        return spec.observe(env._state)
-    else:
-        # On a GPU, drawing for all envs avoids a host sync.
-        idx = torch.arange(env.num_envs, device=env.device)
-        fresh = spec.reset(reset_uniforms(env._seeds, idx, env._resets, spec.reset_draws), env.dtype)
-        env._state.copy_(torch.where(mask, fresh, env._state))
-        env._resets += mask
-    env._elapsed.masked_fill_(mask, 0)
-    env._episode_return.masked_fill_(mask, 0)
-    env._autoreset.masked_fill_(mask, False)
-    return spec.observe(env._state)
-
-
-def _fallback_step(env: ClassicVectorEnv, action: torch.Tensor):
-    """env_step in PyTorch: the two passes of csrc/core/envs/batch.h on the whole batch, with the
-    per-env tensors updated in place."""
-    spec = env.spec_
-    reward, term = spec.step(env.params, env._state, action, env._elapsed)
-    # Lengths saturate at 2**31 - 1 (core::advance): an int32 counter that never overflows.
-    env._elapsed.clamp_(max=_checks.MAX_EPISODE_STEPS - 1).add_(1)
-    length, ret = env._elapsed, env._episode_return.add_(reward)
-    if env.max_episode_steps is None:
-        trunc = torch.zeros_like(term)
-    else:
-        trunc = length >= env.max_episode_steps
-    done = term | trunc
-    if env._same_step:
-        reset_now = ended = done
-        final_obs = spec.observe(env._state)
-    else:
-        reset_now = env._autoreset.clone()
-        final_obs = torch.empty(0, spec.obs_dim, dtype=env.dtype, device=env.device)
-        # The reset step has no reward and ends nothing.
-        keep = ~reset_now
-        reward = torch.where(keep, reward, 0.0)
-        term, trunc = term & keep, trunc & keep
-        ended = done & keep
-        env._autoreset.copy_(ended)  # reset on the next step
-    # ret * ended, with + 0.0 turning the -0.0 of negative returns into +0.0 (like torch.where,
-    # and much faster than it or masked_fill on the CPU); returns are finite.
-    final_return = ret * ended.to(ret.dtype) + 0.0
-    final_length = length * ended
-    obs = _fallback_reset(env, reset_now)
-    return obs, reward, term, trunc, ended, final_obs, final_return, final_length
-
-
 if _native._C is not None:
     # Fake kernels: output shapes and dtypes as allocated in csrc/ops/envs.h.
     @torch.library.register_fake("fastrl::env_reset")
     def _env_reset_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, params):
-        return state.new_empty(state.shape[1], CLASSIC[env].obs_dim)
+        return state.new_empty(state.shape[1], NATIVE_SPECS[env].obs_dim)
 
     @torch.library.register_fake("fastrl::env_step")
     def _env_step_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, action,
                        params, max_episode_steps, same_step):
-        n, o = state.shape[1], CLASSIC[env].obs_dim
+        n, o = state.shape[1], NATIVE_SPECS[env].obs_dim
         return (
             state.new_empty(n, o),
             state.new_empty(n),

@@ -8,6 +8,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "core/envs/registry.h"
 #include "cpu/env_kernel.h"
 
 namespace core = fastrl::core;
@@ -60,7 +61,8 @@ void run(uint32_t limit) {
   b.final_obs = kSameStep ? final_obs : nullptr;
   b.final_return = final_return;
   b.final_length = final_length;
-  const double params[1] = {0.0};
+  double params[Env::kParams.size() + 1];  // the defaults (+ 1: no zero-length array)
+  for (size_t i = 0; i < Env::kParams.size(); ++i) params[i] = Env::kParams[i].default_value;
   b.params = Env::params(params);
   b.max_episode_steps = limit;
   b.same_step = kSameStep;
@@ -84,11 +86,8 @@ void run_all() {
 }
 
 int main() {
-  run_all<core::CartPole>();
-  run_all<core::Acrobot>();
-  run_all<core::MountainCar>();
-  run_all<core::MountainCarContinuous>();
-  run_all<core::Pendulum>();
+#define FASTRL_RUN_ALL(Env) run_all<core::Env>();
+  FASTRL_NATIVE_ENVS(FASTRL_RUN_ALL)
   std::printf("ok\n");
   return 0;
 }

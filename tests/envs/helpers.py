@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import gymnasium
 import numpy as np
 import torch
 
-# Start states next to every termination boundary (and clipping/wrapping edge), then ordinary ones.
-START_STATES = {
-    "CartPole-v1": [
-        [2.395, 0.3, 0.0, 0.0], [-2.395, -0.3, 0.0, 0.0], [0.0, 0.0, 0.2090, 0.3],
-        [0.0, 0.0, -0.2090, -0.3], [0.01, -0.02, 0.03, 0.04], [-0.04, 0.03, -0.02, 0.01],
-    ],
-    "Acrobot-v1": [
-        [2.2, 0.6, 1.0, 0.5], [-2.2, -0.6, -1.0, -0.5], [3.1, -3.1, 12.5, -28.2],
-        [-3.1, 3.1, -12.5, 28.2], [0.05, -0.02, 0.03, 0.07],
-    ],
-    "MountainCar-v0": [[0.49, 0.02], [-1.19, -0.07], [0.55, 0.069], [-0.5, 0.0], [-0.3, -0.05]],
-    "MountainCarContinuous-v0": [[0.44, 0.02], [-1.19, -0.07], [0.59, 0.069], [-0.5, 0.0], [-0.3, 0.05]],
-    "Pendulum-v1": [[3.14, 7.9], [-3.14, -7.9], [50.0, 1.0], [0.1, -0.2], [-1.5, 3.0]],
+PI = math.pi
+THETA = 12 * 2 * PI / 360  # CartPole's termination angle
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EnvCase:
+    """What the env tests need of a native env beyond its spec (a new native env adds one)."""
+
+    # Start states next to every termination boundary (and clipping/wrapping edge), then ordinary ones.
+    start_states: list[list[float]]
+    # Per state component, the range states reach (the property tests draw from them, bounds
+    # included). Velocities without a bound in gymnasium get a range wider than episodes reach.
+    state_ranges: list[tuple[float, float]]
+    # max_episode_steps of the parity tests: short, so that truncation happens too.
+    parity_limit: int
+
+
+ENV_CASES = {
+    "CartPole-v1": EnvCase(
+        start_states=[[2.395, 0.3, 0.0, 0.0], [-2.395, -0.3, 0.0, 0.0], [0.0, 0.0, 0.2090, 0.3],
+                      [0.0, 0.0, -0.2090, -0.3], [0.01, -0.02, 0.03, 0.04], [-0.04, 0.03, -0.02, 0.01]],
+        state_ranges=[(-2.4, 2.4), (-4.0, 4.0), (-THETA, THETA), (-4.0, 4.0)],
+        parity_limit=60,
+    ),
+    "Acrobot-v1": EnvCase(
+        start_states=[[2.2, 0.6, 1.0, 0.5], [-2.2, -0.6, -1.0, -0.5], [3.1, -3.1, 12.5, -28.2],
+                      [-3.1, 3.1, -12.5, 28.2], [0.05, -0.02, 0.03, 0.07]],
+        state_ranges=[(-PI, PI), (-PI, PI), (-4 * PI, 4 * PI), (-9 * PI, 9 * PI)],
+        parity_limit=80,
+    ),
+    "MountainCar-v0": EnvCase(
+        start_states=[[0.49, 0.02], [-1.19, -0.07], [0.55, 0.069], [-0.5, 0.0], [-0.3, -0.05]],
+        state_ranges=[(-1.2, 0.6), (-0.07, 0.07)],
+        parity_limit=50,
+    ),
+    "MountainCarContinuous-v0": EnvCase(
+        start_states=[[0.44, 0.02], [-1.19, -0.07], [0.59, 0.069], [-0.5, 0.0], [-0.3, 0.05]],
+        state_ranges=[(-1.2, 0.6), (-0.07, 0.07)],
+        parity_limit=50,
+    ),
+    "Pendulum-v1": EnvCase(
+        start_states=[[3.14, 7.9], [-3.14, -7.9], [50.0, 1.0], [0.1, -0.2], [-1.5, 3.0]],
+        # The angle is never wrapped: several turns.
+        state_ranges=[(-6 * PI, 6 * PI), (-8.0, 8.0)],
+        parity_limit=40,
+    ),
 }
 
 

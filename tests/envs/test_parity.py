@@ -13,7 +13,7 @@ import torch
 import fastrl.envs as fenvs
 from tests.conftest import requires_native
 from tests.envs.helpers import (
-    START_STATES,
+    ENV_CASES,
     gym_state,
     inject,
     make_gym,
@@ -24,8 +24,6 @@ from tests.envs.helpers import (
 ENV_IDS = list(fenvs.NATIVE_ENVS)
 N = 4
 STEPS = 1000  # total env steps per test (N envs in parallel)
-MAX_STEPS = {"CartPole-v1": 60, "Acrobot-v1": 80, "MountainCar-v0": 50,
-             "MountainCarContinuous-v0": 50, "Pendulum-v1": 40}  # short, so truncation happens too
 # Tolerances of the step-by-step comparisons. The fallback's float64 is a few ulps off glibc (and
 # Pendulum's float32 action terms then round differently); its MountainCarContinuous computes
 # in float32 throughout (gymnasium's first step of an episode is float64).
@@ -34,11 +32,11 @@ TOL = {torch.float64: dict(rtol=1e-10, atol=1e-9), torch.float32: dict(rtol=2e-5
 
 def run_parity(env_id, dtype, resync):
     rng = np.random.default_rng(0)
-    max_steps = MAX_STEPS[env_id]
+    max_steps = ENV_CASES[env_id].parity_limit
     genvs = make_gym(env_id, N, max_episode_steps=max_steps)
     env = fenvs.make(env_id, N, dtype=dtype, seed=0, max_episode_steps=max_steps)
     env.reset()
-    starts = START_STATES[env_id]
+    starts = ENV_CASES[env_id].start_states
     next_start = [i % len(starts) for i in range(N)]
     next_start[0] = len(starts) - 1  # a calm state, near truncation
     elapsed = [max_steps - 3 if i == 0 else 0 for i in range(N)]

@@ -9,8 +9,9 @@ at the edges of each env's valid ranges, random elapsed steps and time limits, r
 """
 
 import contextlib
-import math
+import functools
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -20,24 +21,10 @@ from hypothesis import strategies as st
 import fastrl.envs as fenvs
 from fastrl import _native
 from tests.conftest import requires_native
-from tests.envs.helpers import gym_state, inject, make_gym
+from tests.envs.helpers import ENV_CASES, gym_state, inject, make_gym
 
 pytestmark = requires_native
 
-PI = math.pi
-THETA = 12 * 2 * PI / 360  # CartPole's termination angle
-# Per state component, the range states reach (bounds included: hypothesis draws them often).
-# Velocities without a bound in gymnasium get a range wider than episodes reach; Pendulum's angle
-# is never wrapped, so it gets several turns.
-STATE_RANGES = {
-    "CartPole-v1": [(-2.4, 2.4), (-4.0, 4.0), (-THETA, THETA), (-4.0, 4.0)],
-    "Acrobot-v1": [(-PI, PI), (-PI, PI), (-4 * PI, 4 * PI), (-9 * PI, 9 * PI)],
-    "MountainCar-v0": [(-1.2, 0.6), (-0.07, 0.07)],
-    "MountainCarContinuous-v0": [(-1.2, 0.6), (-0.07, 0.07)],
-    "Pendulum-v1": [(-6 * PI, 6 * PI), (-8.0, 8.0)],
-}
-ACTION_BOUND = {"MountainCarContinuous-v0": 1.0, "Pendulum-v1": 2.0}  # continuous envs
-NUM_ACTIONS = {"CartPole-v1": 2, "Acrobot-v1": 3, "MountainCar-v0": 3}
 MAX_ENVS = 9  # more than one vector of 8, so the CPU loop's tail runs too
 _gym_envs: dict[str, list] = {}
 
@@ -47,6 +34,11 @@ def gym_envs(env_id: str) -> list:
     if env_id not in _gym_envs:
         _gym_envs[env_id] = make_gym(env_id, MAX_ENVS, max_episode_steps=10)
     return _gym_envs[env_id]
+
+
+@functools.cache
+def action_space(env_id: str) -> gymnasium.Space:
+    return gymnasium.make(env_id).action_space
 
 
 @st.composite
@@ -61,16 +53,17 @@ def scenarios(draw, env_id: str):
     for e in elapsed:
         # gymnasium stores MountainCarContinuous's state as float32 after a step (helpers.inject).
         if env_id == "MountainCarContinuous-v0" and e > 0:
-            ranges = [(float(np.float32(lo)), float(np.float32(hi))) for lo, hi in STATE_RANGES[env_id]]
+            ranges = [(float(np.float32(lo)), float(np.float32(hi))) for lo, hi in ENV_CASES[env_id].state_ranges]
             states.append([draw(st.floats(lo, hi, width=32)) for lo, hi in ranges])
         else:
-            states.append([draw(st.floats(lo, hi)) for lo, hi in STATE_RANGES[env_id]])
-    if env_id in ACTION_BOUND:  # float32 actions, out of the box too (gymnasium clips them)
-        b = 1.25 * ACTION_BOUND[env_id]
+            states.append([draw(st.floats(lo, hi)) for lo, hi in ENV_CASES[env_id].state_ranges])
+    space = action_space(env_id)
+    if isinstance(space, gymnasium.spaces.Box):  # float32 actions, out of the box too (gymnasium clips them)
+        b = 1.25 * float(space.high[0])
         action = st.lists(st.floats(-b, b, width=32), min_size=k, max_size=k).map(
             lambda a: np.array(a, dtype=np.float32).reshape(k, 1))
     else:
-        action = st.lists(st.integers(0, NUM_ACTIONS[env_id] - 1), min_size=k, max_size=k).map(np.array)
+        action = st.lists(st.integers(0, int(space.n) - 1), min_size=k, max_size=k).map(np.array)
     actions = draw(st.lists(action, min_size=1, max_size=8))
     return states, elapsed, limit, actions
 

@@ -6,6 +6,7 @@
 // torque -1, 0, +1; reward -1 per step and 0 on the terminating one.
 #pragma once
 
+#include "core/envs/env.h"
 #include "core/envs/math.h"
 #include "core/rng.h"
 
@@ -13,12 +14,13 @@ namespace fastrl::core {
 
 template <typename T>
 struct Acrobot {
+  static constexpr const char* kId = "Acrobot-v1";
   static constexpr int kStateDim = 4;
   static constexpr int kObsDim = 6;
-  static constexpr int kNumParams = 0;
   static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;
   static constexpr int64_t kNumActions = 3;
+  static constexpr std::array<EnvParam, 0> kParams{};  // gymnasium's Acrobot takes none
 
   struct Params {};
   static Params params(const double*) { return {}; }

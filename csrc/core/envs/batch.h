@@ -1,5 +1,5 @@
-// The batched environment step shared by the CPU and CUDA kernels: physics (from the env
-// headers) + reward + termination + truncation (gymnasium's TimeLimit) + autoreset + episode
+// The batched environment step shared by the CPU and CUDA kernels: physics (of any env in
+// core/envs/registry.h) + reward + termination + truncation (gymnasium's TimeLimit) + autoreset + episode
 // statistics for env j, reading and writing the batch in place.
 //
 // Layout: state is SoA [kStateDim, N] so that neighbouring envs are neighbouring in memory
@@ -15,11 +15,8 @@
 //     final_obs the one the step reached (for every env: it equals obs where nothing ended).
 #pragma once
 
-#include "core/envs/acrobot.h"
-#include "core/envs/cartpole.h"
-#include "core/envs/continuous_mountain_car.h"
-#include "core/envs/mountain_car.h"
-#include "core/envs/pendulum.h"
+#include "core/common.h"
+#include "core/rng.h"
 
 namespace fastrl::core {
 

@@ -4,6 +4,7 @@
 // State [x, x_dot, theta, theta_dot]; the observation is the state.
 #pragma once
 
+#include "core/envs/env.h"
 #include "core/envs/math.h"
 #include "core/rng.h"
 
@@ -11,12 +12,14 @@ namespace fastrl::core {
 
 template <typename T>
 struct CartPole {
+  static constexpr const char* kId = "CartPole-v1";
   static constexpr int kStateDim = 4;
   static constexpr int kObsDim = 4;
-  static constexpr int kNumParams = 1;  // sutton_barto_reward
   static constexpr int kResetDraws = 4;  // uniforms per reset
   using Action = int64_t;               // 0: push left, 1: push right
   static constexpr int64_t kNumActions = 2;
+  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
+  static constexpr std::array kParams{flag_param("sutton_barto_reward", false)};
 
   // The rewards of a step that terminates and of one that does not: 1 and 1, or Sutton-Barto's
   // -1 and 0 (values rather than a flag, so the loop picks one with a vector select).

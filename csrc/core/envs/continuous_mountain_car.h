@@ -10,6 +10,7 @@
 // That is the float64 env; the float32 one (the fast path) computes every step in float32.
 #pragma once
 
+#include "core/envs/env.h"
 #include "core/envs/math.h"
 #include "core/rng.h"
 
@@ -17,11 +18,13 @@ namespace fastrl::core {
 
 template <typename T>
 struct MountainCarContinuous {
+  static constexpr const char* kId = "MountainCarContinuous-v0";
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 2;
-  static constexpr int kNumParams = 1;  // goal_velocity
   static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = T;
+  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
+  static constexpr std::array kParams{real_param("goal_velocity", 0.0)};
 
   // The float32 path's bounds travel as run-time values, for the reason given in
   // mountain_car.h (GCC would fold the tests on clipped values into unvectorizable selects).

@@ -3,6 +3,7 @@
 // -1 reward per step; the episode ends on reaching position 0.5 with velocity >= goal_velocity.
 #pragma once
 
+#include "core/envs/env.h"
 #include "core/envs/math.h"
 #include "core/rng.h"
 
@@ -10,12 +11,14 @@ namespace fastrl::core {
 
 template <typename T>
 struct MountainCar {
+  static constexpr const char* kId = "MountainCar-v0";
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 2;
-  static constexpr int kNumParams = 1;  // goal_velocity
   static constexpr int kResetDraws = 1;  // uniforms per reset
   using Action = int64_t;
   static constexpr int64_t kNumActions = 3;
+  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
+  static constexpr std::array kParams{real_param("goal_velocity", 0.0)};
 
   // The bounds are gymnasium's constants, carried as run-time values: with compile-time ones GCC
   // folds `position == min_position` after the clip into selects of booleans it cannot

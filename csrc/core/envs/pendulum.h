@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "core/envs/env.h"
 #include "core/envs/math.h"
 #include "core/rng.h"
 
@@ -37,11 +38,13 @@ FASTRL_HD float remainder_like_numpy(float a, float b) {
 
 template <typename T>
 struct Pendulum {
+  static constexpr const char* kId = "Pendulum-v1";
   static constexpr int kStateDim = 2;
   static constexpr int kObsDim = 3;
-  static constexpr int kNumParams = 1;  // g
   static constexpr int kResetDraws = 2;  // uniforms per reset
   using Action = T;
+  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
+  static constexpr std::array kParams{real_param("g", 10.0)};
 
   struct Params {
     T g;

@@ -1,0 +1,12 @@
+// The env part of the pybind11 module fastrl._C (csrc/env_binding.cpp), added to it by
+// csrc/bindings.cpp.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace fastrl {
+
+// Adds EnvBinding, native_envs(), philox_constants() and env_kernel_sizes() to `m`.
+void bind_envs(pybind11::module_& m);
+
+}  // namespace fastrl
