@@ -1,10 +1,15 @@
-"""fastrl.ops.ppo_loss and friends against the readable reference (ppo_loss_reference).
+"""fastrl.ops.ppo_loss and friends on every backend against an independent oracle: the scalar
+loop of tests/ops/oracles.py (one token at a time, float64, autograd for the gradient), written
+from the formulas, never the reference, which is what the PyTorch backend runs.
 
-Tolerances: float32/float64 per-token quantities, loss and stats to rtol 1e-5 / atol 1e-5
-(summation order differs from log_softmax); gradients to rtol 1e-4 and atol 1e-5 * max|grad|
-(they scale like 1/V). bfloat16 logits: the forward reads the same bf16 values and accumulates
-in float32 like the reference, so the same forward tolerances hold; the gradient is rounded to
-bf16 by both, so it may differ by one bf16 ulp: rtol 1e-2, atol 1e-2 * max|grad|.
+Inputs reach every branch: each sequence cycles through RATIO_CASES, ratios placed in bands far
+from every clip bound (so float32 and float64 agree on the branch): both clips, the dual clip and
+the unclipped side of each, with masked tokens and a fully masked sequence.
+
+Tolerances against the float64 oracle: float32/bfloat16/float16 logits (computed in float32) give
+the loss, stats and per-token values to rtol 1e-5 / atol 1e-5, gradients to rtol 1e-4 and atol
+1e-5 * max|grad| (they scale like 1/V); bfloat16 and float16 gradients are rounded to that dtype:
+rtol 1e-2, atol 1e-2 * max|grad|. float64 logits: rtol 1e-10 / atol 1e-12, gradients rtol 1e-9.
 """
 
 import math
@@ -16,15 +21,9 @@ import torch.nn.functional as F
 
 from fastrl import _native
 from fastrl.ops import gaussian_ppo_loss, ppo_loss, ppo_loss_from_hidden, token_logprobs, value_loss
-from fastrl.ops.ppo_loss import (
-    KL_ESTIMATORS,
-    NORMALIZATIONS,
-    PpoOptions,
-    _aggregate,
-    ppo_loss_reference,
-    token_logprobs_reference,
-)
+from fastrl.ops.ppo_loss import KL_ESTIMATORS, NORMALIZATIONS, PpoOptions, _aggregate
 from tests.conftest import requires_native, run_with_baseline_cpu_kernels
+from tests.ops.oracles import ppo_loss_loop, token_logprobs_loop
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 BACKENDS = [pytest.param("native", marks=requires_native), "torch"]
@@ -32,6 +31,19 @@ FULL_OPTIONS = dict(
     clip_low=0.2, clip_high=0.28, dual_clip=3.0, kl_coef=0.05, kl_estimator="k3",
     entropy_coef=0.01, temperature=0.7, normalize="seq_mean_token_mean",
 )  # fmt: skip
+
+# (ratio, sign of A). With the clip ranges used here ([0.8, 1.28], [1, 1.28], [0.8, 1.5]) and a
+# dual clip of 3 they reach every branch of the clipped objective.
+RATIO_CASES = (
+    (0.5, -1.0),  # below the range, A < 0: the lower clip sets pg
+    (0.5, 1.0),  # below the range, A > 0: -ratio A wins
+    (0.9, 1.0),  # inside (below it with clip_low = 0)
+    (1.1, -1.0),  # inside
+    (1.9, 1.0),  # above the range, A > 0: the upper clip sets pg
+    (1.9, -1.0),  # above the range, A < 0, under the dual clip: -ratio A wins
+    (5.0, -1.0),  # above the dual clip, A < 0: the dual clip sets pg
+    (5.0, 1.0),  # far above the range, A > 0: the upper clip
+)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -42,24 +54,40 @@ def backend(request):
     _native.set_backend(previous)
 
 
-def make_inputs(shape, vocab, dtype=torch.float32, device="cpu", seed=0):
-    """Logits, actions and per-token inputs whose ratios straddle the clip range; the mask
-    leaves one sequence (row of the last dim) empty."""
+def make_inputs(shape, vocab, dtype=torch.float32, device="cpu", seed=0, temperature=0.7, banned=0.0, logits=None):
+    """Logits, actions and per-token inputs. The tokens of each sequence (row of the last dim)
+    take RATIO_CASES in a random order, cycling, so a sequence of 8 or more tokens has them all:
+    old_logprobs = logp - log(ratio) at ``temperature``, ratios jittered by at most 2%. The mask
+    (2-D and up) leaves the first sequence empty, drops about a third of the second's tokens and
+    keeps every later sequence whole. ``banned``: that fraction of the logits is -inf (never an action's; the
+    last logit of every row, in the tail of the vectorized loops, always). ``logits``: use these
+    values (e.g. those of hidden states) instead of random ones."""
     g = torch.Generator().manual_seed(seed)
-    logits = (2 * torch.randn(*shape, vocab, generator=g)).to(dtype)
+    logits = (2 * torch.randn(*shape, vocab, generator=g)).to(dtype) if logits is None else logits.detach().clone()
     actions = torch.randint(0, vocab, shape, generator=g)
-    logp, _ = token_logprobs_reference(logits, actions, 0.7)
-    old = logp.double() + 0.3 * torch.randn(shape, generator=g, dtype=torch.float64)
-    ref = logp.double() + 0.3 * torch.randn(shape, generator=g, dtype=torch.float64)
-    adv = torch.randn(shape, generator=g, dtype=torch.float64)
+    if banned:
+        out = torch.rand(logits.shape, generator=g) < banned
+        out[..., -1] = True
+        out.scatter_(-1, actions.unsqueeze(-1), False)
+        logits[out] = -math.inf
+    logp = torch.log_softmax(logits.double() / temperature, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    seq_len, sequences = (shape[-1], math.prod(shape[:-1])) if shape else (1, 1)
+    cycle = torch.arange(seq_len) % len(RATIO_CASES)
+    order = [torch.randperm(len(RATIO_CASES), generator=g)[cycle] for _ in range(sequences)]
+    case = torch.cat(order).reshape(shape) if sequences else torch.zeros(shape, dtype=torch.long)
+    table = torch.tensor(RATIO_CASES, dtype=torch.float64)[case]
+    ratio = table[..., 0] * torch.exp(0.02 * (2 * torch.rand(shape, generator=g, dtype=torch.float64) - 1))
+    adv = table[..., 1] * (0.5 + torch.rand(shape, generator=g, dtype=torch.float64))
+    ref = logp + 0.5 * torch.randn(shape, generator=g, dtype=torch.float64)
     mask = torch.rand(shape, generator=g) > 0.3
     if len(shape) > 1 and shape[0] > 0:
         mask[0] = False
+        mask[2:] = True
     acc = torch.float64 if dtype == torch.float64 else torch.float32
-    to = lambda x, t=acc: x.to(device=device, dtype=t)
+    to = lambda x, t=acc: x.to(device=device, dtype=t)  # noqa: E731
     return dict(
         logits=logits.to(device).requires_grad_(), actions=actions.to(device),
-        old_logprobs=to(old), advantages=to(adv), ref_logprobs=to(ref), mask=mask.to(device),
+        old_logprobs=to(logp - torch.log(ratio)), advantages=to(adv), ref_logprobs=to(ref), mask=mask.to(device),
     )  # fmt: skip
 
 
@@ -70,99 +98,133 @@ def run(fn, inputs, upstream=2.5, **options):
     return loss, stats, grad
 
 
-def assert_matches(got, want, grad_rtol=1e-4, grad_atol=1e-5):
-    (loss, stats, grad), (loss_ref, stats_ref, grad_ref) = got, want
-    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-5)
+def oracle(inputs, upstream=2.5, **options):
+    """(loss, stats, grad, tokens) of the scalar-loop oracle on the same values, in float64 on
+    the CPU."""
+    cpu = {k: None if v is None else v.detach().cpu() for k, v in inputs.items()}
+    cpu["logits"] = cpu["logits"].double().requires_grad_()
+    loss, stats, tokens = ppo_loss_loop(**cpu, **options)
+    (grad,) = torch.autograd.grad(upstream * loss, cpu["logits"])
+    return loss, stats, grad, tokens
+
+
+def tolerances(dtype):
+    """(rtol, atol) of the loss and stats, and (rtol, atol relative to max|grad|) of the gradient
+    (see the top of the file)."""
+    if dtype == torch.float64:
+        return (1e-10, 1e-12), (1e-9, 1e-12)
+    if dtype in (torch.bfloat16, torch.float16):
+        return (1e-5, 1e-5), (1e-2, 1e-2)
+    return (1e-5, 1e-5), (1e-4, 1e-5)
+
+
+def assert_matches(got, want, dtype=torch.float32):
+    """got = (loss, stats, grad) of the op, want = the oracle's; compared in float64 on the CPU."""
+    (loss, stats, grad), (loss_ref, stats_ref, grad_ref) = got[:3], want[:3]
+    (rtol, atol), (grad_rtol, grad_atol) = tolerances(dtype)
+    double = lambda x: x.detach().cpu().double()  # noqa: E731
+    torch.testing.assert_close(double(loss), double(loss_ref), rtol=rtol, atol=atol)
     assert stats.keys() == stats_ref.keys()
     for key in stats:
-        torch.testing.assert_close(stats[key], stats_ref[key], rtol=1e-5, atol=1e-5, msg=key)
-    atol = grad_atol * grad_ref.abs().max().item()
-    torch.testing.assert_close(grad.float(), grad_ref.float(), rtol=grad_rtol, atol=atol)
+        torch.testing.assert_close(double(stats[key]), double(stats_ref[key]), rtol=rtol, atol=atol, msg=key)
+    scale = grad_ref.abs().max().item() if grad_ref.numel() else 0.0
+    # + 1e-15: V = 1 has a zero gradient, which the oracle rounds to about 1e-17
+    torch.testing.assert_close(double(grad), double(grad_ref), rtol=grad_rtol, atol=grad_atol * scale + 1e-15)
 
 
-def reference_on_cpu(inputs, **options):
-    cpu = {k: v.detach().cpu() for k, v in inputs.items()}
-    cpu["logits"].requires_grad_()
-    return run(ppo_loss_reference, cpu, **options)
+def assert_every_branch(tokens, inputs, clip_low, clip_high=None, dual_clip=None, **_):
+    """The oracle's tokens reach every branch that the options have; masked tokens and a fully
+    masked sequence are there too."""
+    low, high = 1 - clip_low, 1 + (clip_low if clip_high is None else clip_high)
+    seen = {(t.branch, t.ratio < low, t.ratio > high, t.advantage > 0) for t in tokens}
+    assert ("clip", True, False, False) in seen, "the lower clip (ratio < 1 - clip_low, A < 0)"
+    assert ("clip", False, True, True) in seen, "the upper clip (ratio > 1 + clip_high, A > 0)"
+    assert ("none", True, False, True) in seen, "below the range with A > 0: unclipped"
+    assert ("none", False, True, False) in seen, "above the range with A < 0: unclipped"
+    assert any(t.branch == "none" and low < t.ratio < high and t.advantage != 0 for t in tokens), "inside"
+    if dual_clip is not None:
+        assert any(t.branch == "dual" and t.ratio > dual_clip and t.advantage < 0 for t in tokens), "dual clip"
+    mask = inputs["mask"]
+    assert not mask.all() and not mask[0].any(), "masked tokens and a fully masked sequence"
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
-    "shape, vocab", [((3, 5), 1), ((4, 7), 3), ((2, 9), 64), ((2, 3), 50257), ((2, 2), 128256)]
+    "shape, vocab",
+    [((3, 8), 1), ((4, 8), 3), ((3, 9), 64), ((2, 3), 50257), ((2, 2), 128256), ((3, 2, 8), 5), ((8,), 5)],
+    ids=["V=1", "V=3", "V=64", "V=50257", "V=128256", "3d-batch", "one-sequence"],
 )
-def test_matches_reference(backend, device, shape, vocab):
+def test_matches_oracle(backend, device, shape, vocab):
     inputs = make_inputs(shape, vocab, device=device)
-    got = run(ppo_loss, inputs, **FULL_OPTIONS)
-    want = reference_on_cpu(inputs, **FULL_OPTIONS)
-    assert_matches((got[0].cpu(), {k: v.cpu() for k, v in got[1].items()}, got[2].cpu()), want)
+    want = oracle(inputs, **FULL_OPTIONS)
+    if vocab < 100 and len(shape) == 2:
+        assert_every_branch(want[3], inputs, **FULL_OPTIONS)
+    assert_matches(run(ppo_loss, inputs, **FULL_OPTIONS), want)
 
 
-@requires_native
-@pytest.mark.parametrize("estimator", KL_ESTIMATORS)
-@pytest.mark.parametrize("normalize", NORMALIZATIONS)
-def test_every_estimator_and_normalization(estimator, normalize):
-    inputs = make_inputs((3, 6), 17, seed=1)
-    options = {**FULL_OPTIONS, "kl_estimator": estimator, "normalize": normalize, "kl_coef": 0.3}
-    if normalize == "constant":
-        options["max_len"] = 8
-    assert_matches(run(ppo_loss, inputs, **options), run(ppo_loss_reference, inputs, **options))
+# Every KL estimator with every normalization (full options: both clips, the dual clip, an entropy
+# bonus, T != 1), and the option combinations around them.
+BRANCH_OPTIONS = {
+    f"{estimator}-{normalize}": dict(FULL_OPTIONS, kl_estimator=estimator, normalize=normalize, kl_coef=0.3,
+                                     max_len=11 if normalize == "constant" else None)
+    for estimator in KL_ESTIMATORS
+    for normalize in NORMALIZATIONS
+}  # fmt: skip
+BRANCH_OPTIONS.update({
+    "defaults-no-ref": dict(),  # symmetric clip, no KL, no entropy, T = 1, no reference
+    "ref-without-kl-coef": dict(clip_low=0.2, kl_estimator="k2"),  # kl_ref is reported, loss has no KL
+    "no-dual-clip-T2": dict(clip_high=0.5, temperature=2.0, normalize="token_mean"),
+    "clip-low-0-negative-entropy": dict(clip_low=0.0, clip_high=0.28, entropy_coef=-0.1, temperature=0.3,
+                                        dual_clip=3.0, normalize="constant"),
+})  # fmt: skip
 
 
-@requires_native
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},  # defaults: symmetric clip, no KL, no entropy, T = 1
-        {"dual_clip": None, "clip_high": 0.5, "temperature": 2.0},
-        {"entropy_coef": -0.1, "temperature": 0.3},
-    ],
-)
-def test_option_combinations(options):
-    inputs = make_inputs((4, 5), 33, seed=2)
-    del inputs["ref_logprobs"]
-    assert_matches(run(ppo_loss, inputs, **options), run(ppo_loss_reference, inputs, **options))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", list(BRANCH_OPTIONS))
+def test_every_branch_matches_oracle(backend, case, dtype):
+    """Loss, every stat and the gradient on inputs that provably reach each branch; NaN and inf
+    in every input of the masked tokens, which must never be read."""
+    options = BRANCH_OPTIONS[case]
+    inputs = make_inputs((5, 8), 17, dtype=dtype, seed=1, temperature=options.get("temperature", 1.0))
+    if case == "defaults-no-ref":
+        del inputs["ref_logprobs"]
+    masked = ~inputs["mask"]
+    with torch.no_grad():
+        inputs["logits"][masked] = math.nan
+        inputs["logits"][tuple(masked.nonzero()[0].tolist())] = math.inf
+        for key, bad in (("old_logprobs", -math.inf), ("advantages", math.nan), ("ref_logprobs", math.inf)):
+            if key in inputs:
+                inputs[key] = torch.where(masked, bad, inputs[key])
+    want = oracle(inputs, **options)
+    assert_every_branch(want[3], inputs, **PpoOptions(**options).__dict__)
+    got = run(ppo_loss, inputs, **options)
+    assert_matches(got, want, dtype)
+    assert (got[2][masked] == 0).all() and torch.isfinite(got[2]).all()
 
 
-@requires_native
 @pytest.mark.parametrize(
     "device, dtype",
     [("cpu", torch.bfloat16), ("cpu", torch.float16), pytest.param("cuda", torch.bfloat16, marks=pytest.mark.cuda)],
+    ids=["cpu-bfloat16", "cpu-float16", "cuda-bfloat16"],
 )  # fmt: skip
-def test_bfloat16_logits(device, dtype):
-    inputs = make_inputs((2, 3), 50257, dtype=dtype, device=device, seed=3)
+def test_half_precision_logits(backend, device, dtype):
+    inputs = make_inputs((3, 8), 50257, dtype=dtype, device=device, seed=3)
     got = run(ppo_loss, inputs, **FULL_OPTIONS)
     assert got[2].dtype == dtype
-    got = (got[0].cpu(), {k: v.cpu() for k, v in got[1].items()}, got[2].cpu())
-    assert_matches(got, reference_on_cpu(inputs, **FULL_OPTIONS), grad_rtol=1e-2, grad_atol=1e-2)
-
-
-@requires_native
-def test_float64_matches_tightly():
-    inputs = make_inputs((3, 4), 1000, dtype=torch.float64, seed=4)
-    loss, _, grad = run(ppo_loss, inputs, **FULL_OPTIONS)
-    loss_ref, _, grad_ref = run(ppo_loss_reference, inputs, **FULL_OPTIONS)
-    torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(grad, grad_ref, rtol=1e-10, atol=1e-14)
+    assert_matches(got, oracle(inputs, **FULL_OPTIONS), dtype)
 
 
 @pytest.mark.parametrize("vocab", [37, 1000, 4133])  # whole vectors of 32 plus a tail
 def test_negative_infinite_logits(backend, vocab):
-    """-inf logits (banned tokens) count as probability 0 with gradient 0, like finite logits
-    too small for exp(): compared with the reference on -1e4 in their place. On every backend
-    (the fallback once made the entropy 0 * log 0 = NaN)."""
-    inputs = make_inputs((3, 4), vocab, seed=13)
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(1)
-        banned = torch.rand(inputs["logits"].shape, generator=g) < 0.3
-        banned[..., -1] = True  # in the tail of the row
-        banned.scatter_(-1, inputs["actions"].unsqueeze(-1), False)
-        inputs["logits"][banned] = float("-inf")
-    finite = dict(inputs, logits=inputs["logits"].detach().clamp_min(-1e4).requires_grad_())
+    """-inf logits (banned tokens) count as probability 0 with gradient 0, on every backend (the
+    fallback once made the entropy 0 * log 0 = NaN)."""
+    inputs = make_inputs((3, 8), vocab, seed=13, banned=0.3)
+    banned = inputs["logits"].detach() == -math.inf
     for entropy_coef in (FULL_OPTIONS["entropy_coef"], 0.0):
         options = dict(FULL_OPTIONS, entropy_coef=entropy_coef)
         got = run(ppo_loss, inputs, **options)
         assert (got[2][banned] == 0).all()
-        assert_matches(got, run(ppo_loss_reference, finite, **options))
+        assert_matches(got, oracle(inputs, **options))
 
 
 @requires_native
@@ -180,29 +242,10 @@ def test_scalar_cpu_path_matches_vectorized(tmp_path):
     scalar = run_with_baseline_cpu_kernels(script, tmp_path / "scalar.pt")
     for (vocab, dtype), want in zip([(1000, torch.float32), (777, torch.bfloat16)], scalar):
         got = run(ppo_loss, make_inputs((2, 3), vocab, dtype=dtype, seed=14), **FULL_OPTIONS)
-        tol = 1e-2 if dtype == torch.bfloat16 else 1e-4
-        assert_matches(got, want, grad_rtol=tol, grad_atol=tol / 10)
+        assert_matches(got, want, dtype)
 
 
-def test_masked_rows_are_never_read(backend):
-    """NaN or inf anywhere in a masked token (logits, log-probs, advantages) changes nothing:
-    same loss, stats and gradient as with finite values there, and a zero gradient row."""
-    inputs = make_inputs((3, 4), 40, seed=5)
-    masked = ~inputs["mask"]
-    want = run(ppo_loss, inputs, **FULL_OPTIONS)
-    with torch.no_grad():
-        inputs["logits"][masked] = float("nan")
-        inputs["logits"][tuple(masked.nonzero()[0].tolist())] = float("inf")
-        for key, bad in (("old_logprobs", -math.inf), ("advantages", math.nan), ("ref_logprobs", math.inf)):
-            inputs[key] = torch.where(masked, bad, inputs[key])
-    loss, stats, grad = run(ppo_loss, inputs, **FULL_OPTIONS)
-    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in stats.values())
-    assert (grad[masked] == 0).all()
-    assert (grad[inputs["mask"]] != 0).any()
-    assert_matches((loss, stats, grad), want)
-
-
-@pytest.mark.parametrize("use_weight", [False, True])
+@pytest.mark.parametrize("use_weight", [False, True], ids=["ppo_loss_from_hidden", "token_logprobs"])
 def test_masked_hidden_states_are_never_read(backend, use_weight):
     """NaN hidden states of masked tokens reach no gradient (they once made the LM head's weight
     gradient NaN through 0 * NaN): the same results as with those hidden states set to 0."""
@@ -240,10 +283,9 @@ def test_clipped_tokens_with_infinite_ratio(backend):
     inputs = make_inputs((2, 5), 9, seed=17)
     del inputs["mask"]
     inputs["advantages"] = inputs["advantages"].abs() + 0.1
-    logp, _ = token_logprobs_reference(inputs["logits"].detach(), inputs["actions"], FULL_OPTIONS["temperature"])
     infinite = torch.zeros(2, 5, dtype=torch.bool)
     infinite[0, 1] = infinite[1, 3] = True
-    big = dict(inputs, old_logprobs=torch.where(infinite, logp - 40, inputs["old_logprobs"]))
+    big = dict(inputs, old_logprobs=torch.where(infinite, inputs["old_logprobs"] - 40, inputs["old_logprobs"]))
     inf = dict(inputs, old_logprobs=torch.where(infinite, -math.inf, inputs["old_logprobs"]))
     loss, stats, grad = run(ppo_loss, inf, **FULL_OPTIONS)
     loss_big, stats_big, grad_big = run(ppo_loss, big, **FULL_OPTIONS)
@@ -262,13 +304,55 @@ def test_all_masked_gives_zero_loss(backend):
 
 @requires_native
 def test_strided_logits():
-    base = torch.randn(30, 8).requires_grad_()  # [V, N]: logits.t() has column stride N
     inputs = make_inputs((8,), 30, seed=6)
-    inputs["logits"] = base.t()
+    base = inputs["logits"].detach().t().contiguous().requires_grad_()  # [V, N]
+    inputs["logits"] = base.t()  # column stride N
     assert not inputs["logits"].is_contiguous()
-    got = run(ppo_loss, inputs, **FULL_OPTIONS)
-    inputs["logits"] = base.t().detach().contiguous().requires_grad_()
-    assert_matches(got, run(ppo_loss_reference, inputs, **FULL_OPTIONS))
+    loss, stats = ppo_loss(**inputs, **FULL_OPTIONS)
+    (grad,) = torch.autograd.grad(2.5 * loss, base)
+    assert_matches((loss, stats, grad.t()), oracle(inputs, **FULL_OPTIONS))
+
+
+def test_three_tokens_by_hand(backend):
+    """Loss, every stat and the gradient of a worked example: one sequence of 3 valid tokens and a
+    masked 4th (NaN inputs, never read, counted nowhere); V = 2, logits (0, 0), so p = (1/2, 1/2),
+    logp = -ln 2 and H = ln 2 for each; T = 1, clip 0.2, dual clip 3, k3 with kl_coef 0.1,
+    entropy_coef 0.01, token mean.
+        token  ratio  A     pg                                   ref - logp   k3 = e^x - x - 1
+        0      4      -1    max(4, 1.2 * 1) = 4, dual: min(4, 3) = 3   ln 2    2 - ln 2 - 1 = 1 - ln 2
+        1      1/2    -2    max(1/2 * 2, 0.8 * 2) = 1.6 (lower clip)   -ln 2   1/2 + ln 2 - 1
+        2      1      1/2   -1/2 (no clip)                             0       0
+    """
+    ln2, nan = math.log(2), math.nan
+    logits = torch.tensor([[[0.0, 0.0]] * 3 + [[nan, nan]]], requires_grad=True)
+    actions = torch.tensor([[0, 1, 0, 1]])
+    old = torch.tensor([[-ln2 - math.log(4), -ln2 - math.log(0.5), -ln2, nan]])  # logp - log(ratio)
+    adv = torch.tensor([[-1.0, -2.0, 0.5, nan]])
+    ref = torch.tensor([[0.0, -2 * ln2, -ln2, nan]])  # logp + (ref - logp)
+    mask = torch.tensor([[True, True, True, False]])
+    loss, stats = ppo_loss(logits, actions, old, adv, mask=mask, ref_logprobs=ref, clip_low=0.2, dual_clip=3.0,
+                           kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01)  # fmt: skip
+    kl = [1 - ln2, ln2 - 0.5, 0.0]  # sum 1/2
+    expected = {
+        "clip_fraction": 2 / 3,  # the dual clip and the lower clip
+        "approx_kl": ((4 - 1 - math.log(4)) + (0.5 - 1 - math.log(0.5)) + 0) / 3,  # ratio - 1 - log ratio
+        "entropy": ln2,
+        "ratio_mean": (4 + 0.5 + 1) / 3,
+        "ratio_max": 4.0,
+        "kl_ref": sum(kl) / 3,
+    }
+    assert stats.keys() == expected.keys()
+    for key, value in expected.items():
+        assert stats[key].item() == pytest.approx(value, rel=1e-6, abs=1e-6), key
+    pg = [3.0, 1.6, -0.5]
+    assert loss.item() == pytest.approx(sum(p + 0.1 * k - 0.01 * ln2 for p, k in zip(pg, kl)) / 3, rel=1e-6)
+    # dloss/dlogp: 0 from a clipped pg, -ratio A = -1/2 from token 2; kl_coef * (1 - e^x) from k3:
+    # -0.1, 0.05, 0. The entropy's gradient is 0 at the uniform distribution. dlogp/dz = 1[a] - 1/2.
+    dlogp = torch.tensor([-0.1, 0.05, -0.5]) / 3
+    sign = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]])  # +1 at the action
+    (grad,) = torch.autograd.grad(loss, logits)
+    torch.testing.assert_close(grad[0, :3], 0.5 * dlogp[:, None] * sign, rtol=1e-5, atol=1e-7)
+    assert (grad[0, 3] == 0).all()
 
 
 def test_aggregation_definitions():
@@ -317,57 +401,68 @@ def test_opcheck():
 
 @requires_native
 def test_torch_compile_fullgraph():
-    inputs = make_inputs((2, 5), 50, seed=9)
+    inputs = make_inputs((3, 8), 50, seed=9)
 
     @torch.compile(fullgraph=True, backend="aot_eager")
     def step(**kw):
         loss, stats = ppo_loss(**kw, **FULL_OPTIONS)
         return loss, stats
 
-    assert_matches(run(step, inputs), run(ppo_loss_reference, inputs, **FULL_OPTIONS))
+    assert_matches(run(step, inputs), oracle(inputs, **FULL_OPTIONS))
 
 
-@pytest.mark.parametrize("use_bias", [False, True])
+@pytest.mark.parametrize("use_bias", [False, True], ids=["no-bias", "bias"])
 def test_from_hidden_matches_full_logits(backend, use_bias):
     g = torch.Generator().manual_seed(10)
-    shape, hidden_size, vocab = (2, 5), 16, 300
+    shape, hidden_size, vocab = (3, 8), 16, 300
     hidden = torch.randn(*shape, hidden_size, generator=g, requires_grad=True)
     weight = (0.3 * torch.randn(vocab, hidden_size, generator=g)).requires_grad_()
     bias = torch.randn(vocab, generator=g, requires_grad=True) if use_bias else None
-    token = {k: v for k, v in make_inputs(shape, vocab, seed=11).items() if k != "logits"}
+    inputs = make_inputs(shape, vocab, seed=11, logits=F.linear(hidden, weight, bias))
+    token = {k: v for k, v in inputs.items() if k != "logits"}
     params = [hidden, weight] + ([bias] if use_bias else [])
 
     loss, stats = ppo_loss_from_hidden(hidden, weight, bias=bias, chunk_size=3, **token, **FULL_OPTIONS)
     grads = torch.autograd.grad(2.5 * loss, params)
-    logits = F.linear(hidden, weight, bias)
-    loss_ref, stats_ref = ppo_loss_reference(logits, **token, **FULL_OPTIONS)
-    grads_ref = torch.autograd.grad(2.5 * loss_ref, params)
-    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+    params64 = [p.detach().double().requires_grad_() for p in params]
+    logits64 = F.linear(params64[0], params64[1], params64[2] if use_bias else None)
+    loss_ref, stats_ref, _ = ppo_loss_loop(logits64, **token, **FULL_OPTIONS)
+    grads_ref = torch.autograd.grad(2.5 * loss_ref, params64)
+    torch.testing.assert_close(loss.double(), loss_ref, rtol=1e-5, atol=1e-5)
+    assert stats.keys() == stats_ref.keys()
     for key in stats_ref:
-        torch.testing.assert_close(stats[key], stats_ref[key], rtol=1e-5, atol=1e-6, msg=key)
+        torch.testing.assert_close(stats[key].double(), stats_ref[key], rtol=1e-5, atol=1e-5, msg=key)
     for got, want in zip(grads, grads_ref):
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5 * want.abs().max().item())
+
+
+def oracle_logprobs(logits, actions, temperature, mask=None):
+    """(logp, entropy) ``[...]`` of the scalar-loop oracle, float64, 0 where masked."""
+    logp, entropy = token_logprobs_loop(logits, actions, temperature, mask)
+    stack = lambda xs: torch.stack([torch.as_tensor(x, dtype=torch.float64) for x in xs])  # noqa: E731
+    return stack(logp).reshape(logits.shape[:-1]), stack(entropy).reshape(logits.shape[:-1])
 
 
 def test_token_logprobs(backend):
     inputs = make_inputs((3, 4), 70, seed=12)
     logits, actions, mask = inputs["logits"], inputs["actions"], inputs["mask"]
-    weights = torch.randn(2, 3, 4)
+    weights = torch.randn(2, 3, 4, dtype=torch.float64)
     logp, entropy = token_logprobs(logits, actions, temperature=0.7, mask=mask)
     grad = torch.autograd.grad((weights[0] * logp + weights[1] * entropy).sum(), logits)[0]
-    logp_ref, entropy_ref = token_logprobs_reference(logits, actions, 0.7)
-    logp_ref, entropy_ref = torch.where(mask, logp_ref, 0), torch.where(mask, entropy_ref, 0)
-    grad_ref = torch.autograd.grad((weights[0] * logp_ref + weights[1] * entropy_ref).sum(), logits)[0]
-    torch.testing.assert_close(logp, logp_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(entropy, entropy_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)
+    logits64 = logits.detach().double().requires_grad_()
+    logp_ref, entropy_ref = oracle_logprobs(logits64, actions, 0.7, mask)
+    grad_ref = torch.autograd.grad((weights[0] * logp_ref + weights[1] * entropy_ref).sum(), logits64)[0]
+    torch.testing.assert_close(logp.double(), logp_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy.double(), entropy_ref, rtol=1e-5, atol=1e-5)
+    assert (logp[~mask] == 0).all() and (entropy[~mask] == 0).all() and (grad[~mask] == 0).all()
+    torch.testing.assert_close(grad.double(), grad_ref, rtol=1e-4, atol=1e-6)
 
     # From hidden states, chunk by chunk.
     hidden, weight = torch.randn(3, 4, 8), torch.randn(70, 8)
     logp_h, entropy_h = token_logprobs(hidden, actions, weight=weight, temperature=0.7, chunk_size=5)
-    logp_ref, entropy_ref = token_logprobs_reference(F.linear(hidden, weight), actions, 0.7)
-    torch.testing.assert_close(logp_h, logp_ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(entropy_h, entropy_ref, rtol=1e-5, atol=1e-5)
+    logp_ref, entropy_ref = oracle_logprobs(F.linear(hidden, weight).double(), actions, 0.7)
+    torch.testing.assert_close(logp_h.double(), logp_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(entropy_h.double(), entropy_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_value_loss():
@@ -413,7 +508,8 @@ def bad_inputs():
 
 
 @pytest.mark.parametrize("case", bad_inputs(), ids=lambda c: c[0])
-def test_bad_input(backend, case):
+def test_bad_input(case):
+    """The wrapper checks arguments before it picks a backend: one run covers both."""
     _, changes, error, match = case
     inputs = make_inputs((2, 3), 5)
     inputs.update(changes)
@@ -441,6 +537,7 @@ def test_validate_false_skips_the_action_check_on_the_cpu(backend):
     the row, and the fallback's gather raises too."""
     inputs = make_inputs((2, 3), 5)
     inputs["actions"][1, 1] = 7
+    inputs["mask"][1, 1] = True  # a valid token: the kernel reads it
     with pytest.raises((RuntimeError, IndexError), match="outside|out of bounds|index"):
         ppo_loss(**inputs, validate=False)
     with pytest.raises(TypeError, match="validate must be a bool or None"):
