@@ -1,6 +1,7 @@
 """Shared test set-up: CUDA tests are marked `cuda` and skipped without a GPU; `devices` lists
 the devices the native kernels can be compared on."""
 
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -46,13 +47,41 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@contextlib.contextmanager
+def backend(name: str):
+    """Runs the body with ``fastrl.set_backend(name)``, restoring the previous backend."""
+    previous = _native.get_backend()
+    _native.set_backend(name)
+    try:
+        yield
+    finally:
+        _native.set_backend(previous)
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Runs the body with ``torch.set_num_threads(n)``, restoring the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def torch_backend():
     """Run the test body with the PyTorch fallbacks forced."""
-    previous = _native.get_backend()
-    _native.set_backend("torch")
-    yield
-    _native.set_backend(previous)
+    with backend("torch"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """No test leaks a thread setting into the next (a leaked 1 would leave threaded kernels
+    untested for the rest of the run)."""
+    with threads(torch.get_num_threads()):
+        yield
 
 
 def run_with_baseline_cpu_kernels(script: str, out: pathlib.Path):

@@ -13,7 +13,6 @@ three chunks + 1 and thread_grain + 7 envs (on two threads) step until every env
 - the AVX2 build against the baseline build, bit for bit (tests/conftest.py).
 """
 
-import contextlib
 import hashlib
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 import fastrl.envs as fenvs
 from fastrl import _native
-from tests.conftest import requires_native, run_with_baseline_cpu_kernels
+from tests.conftest import backend, requires_native, run_with_baseline_cpu_kernels, threads
 from tests.envs.helpers import ENV_CASES, sample_actions, to_torch_actions
 
 pytestmark = requires_native
@@ -35,24 +34,6 @@ LIMIT = 6  # max_episode_steps: every env truncates within 6 steps of a reset
 STEPS = 16  # NEXT_STEP: at least two resets in 16 steps (an episode and its reset step take 7)
 
 
-@contextlib.contextmanager
-def backend(name: str):
-    previous = _native.get_backend()
-    _native.set_backend(name)
-    try:
-        yield
-    finally:
-        _native.set_backend(previous)
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def make_batch(env_id: str, n: int, dtype, mode: str):

@@ -8,7 +8,6 @@ at the edges of each env's valid ranges, random elapsed steps and time limits, r
   flags equal, numbers within the fallback's documented rounding (torch's sin/cos are not glibc's).
 """
 
-import contextlib
 import functools
 
 import gymnasium
@@ -19,8 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastrl.envs as fenvs
-from fastrl import _native
-from tests.conftest import requires_native
+from tests.conftest import backend, requires_native
 from tests.envs.helpers import ENV_CASES, gym_state, inject, make_gym
 
 pytestmark = requires_native
@@ -97,15 +95,6 @@ def test_native_float64_equals_gymnasium(env_id, data):
             if g_term or g_trunc:  # gymnasium's env needs a reset; fastrl's autoresets
                 alive.remove(i)
 
-
-@contextlib.contextmanager
-def backend(name: str):
-    previous = _native.get_backend()
-    _native.set_backend(name)
-    try:
-        yield
-    finally:
-        _native.set_backend(previous)
 
 
 @pytest.mark.parametrize("env_id", fenvs.NATIVE_ENVS)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
-
-from fastrl import _native
 
 _INTS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
          torch.float64: torch.int64}  # fmt: skip
@@ -22,13 +18,3 @@ def assert_same_bits(got: torch.Tensor, want: torch.Tensor) -> None:
     same = got.contiguous().view(ints)[keep] == want.contiguous().view(ints)[keep]
     assert same.all(), f"{(~same).sum().item()} values differ: {got[keep][~same][:5]} vs {want[keep][~same][:5]}"
 
-
-@contextlib.contextmanager
-def backend(name: str):
-    """Runs the body with ``fastrl.set_backend(name)``."""
-    previous = _native.get_backend()
-    _native.set_backend(name)
-    try:
-        yield
-    finally:
-        _native.set_backend(previous)

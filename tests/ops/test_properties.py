@@ -39,8 +39,8 @@ from fastrl.ops.ppo_loss import (
     token_logprobs_reference,
 )
 from fastrl.ops.returns import discounted_returns_reference, gae_reference
-from tests.conftest import requires_native
-from tests.ops.helpers import assert_same_bits, backend
+from tests.conftest import backend, requires_native
+from tests.ops.helpers import assert_same_bits
 
 SEEDS = st.integers(0, 2**32 - 1)
 LAYOUTS = ("contiguous", "transposed", "sliced", "expanded")
