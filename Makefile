@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fastrl-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: setup run test test-sanitize bench check-cuda clean
+.PHONY: setup run test test-sanitize bench check-cuda mutants clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ test-sanitize: setup
 		--require-extension \
 		--capture=sys  # C-level stderr (the sanitizer report) stays visible
 	$(BIN)/python tools/coverage_gate.py cpp --build $(SAN_DIR)
+
+# Mutation testing (docs/testing.md): mutants of the references, rollout, sampling and trainers,
+# then the hand-made C++ mutants, each in a scratch copy under /tmp/mut (about 1.5 h on 2 cores).
+mutants: setup
+	mkdir -p build
+	$(BIN)/python tools/mutants.py --preset all --json build/mutants.json
+	$(BIN)/python tools/mutants.py --cpp --json build/mutants-cpp.json
 
 bench: setup
 	$(BIN)/python -m pytest bench --benchmark-only

@@ -1,13 +1,14 @@
 """Mutation testing: does the suite fail when the code is wrong?
 
-A mutant is the code with one small defect put in by hand: ``<`` for ``<=``, ``-`` for ``+``, a
-constant off by one, ``and`` for ``or``, a ``not`` or a unary minus dropped, ``torch.where(c, a,
-b)`` replaced by ``a``. The tests that cover the module run on each mutant, one at a time, in a
+A mutant is the code with one small defect put in: ``<`` for ``<=`` (``>``/``>=``, ``==``/``!=``,
+``is``/``is not``), ``-`` for ``+`` (``*``/``/``), a constant changed (0 and 1 swapped, any other
+number n to n + 1, True/False), ``and`` for ``or`` (``&``/``|`` on bool tensors), a ``not`` (``~``)
+or a unary minus dropped, ``torch.where(c, a, b)`` replaced by ``a``. The tests that cover the module run on each mutant, one at a time, in a
 scratch copy of the repository (never in the working tree); a mutant is *killed* when they fail
 (or time out) and *survives* when they pass. A survivor is either equivalent (the defect changes
 nothing observable) or a gap in the tests. The score is killed / (killed + survived).
 
-    python tools/mutants.py --preset all --json mutants.json          # what `make mutants` runs
+    python tools/mutants.py --preset all --json build/mutants.json    # what `make mutants` runs
     python tools/mutants.py --preset returns-reference ppo-reference  # some presets (--list)
     python tools/mutants.py --module fastrl/nn/gpt.py --functions filter_logits \\
         --tests tests/rlhf/test_sampling.py                             # one module, by hand
@@ -82,7 +83,7 @@ PRESETS = [
            ["response_hidden", "response_logprobs", "response_values", "masked_mean", "masked_whiten",
             "sequence_kl", "train_on_prompts"],
            ["tests/rlhf/test_rollout.py", "tests/rlhf/test_ppo.py", "tests/rlhf/test_grpo.py",
-            "tests/rlhf/test_configs.py"]),
+            "tests/rlhf/test_configs.py", "tests/rlhf/test_demo.py"], _NOT_SLOW),
     Target("gpt-sampling", "fastrl/nn/gpt.py",
            ["positions_from_mask", "last_token_index", "left_align", "filter_logits", "_sample", "generate"],
            ["tests/rlhf/test_sampling.py", "tests/rlhf/test_gpt.py", "tests/rlhf/test_rollout.py"]),
@@ -114,7 +115,8 @@ class CppMutant:
 
 _RETURNS_TESTS = ["tests/ops/test_returns.py", "tests/ops/test_properties.py"]
 _LOSS_TESTS = ["tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]
-_ENV_TESTS = ["tests/envs/test_vector.py", "tests/envs/test_parity.py", "tests/envs/test_properties.py"]
+_ENV_TESTS = ["tests/envs/test_vector.py", "tests/envs/test_parity.py", "tests/envs/test_properties.py",
+              "tests/envs/test_large_batches.py"]
 
 CPP_MUTANTS = [
     CppMutant("gae-no-termination", "csrc/core/returns.h",
@@ -413,9 +415,10 @@ class PytestServer:
         self.proc.stdin.flush()
         reply = json.loads(self.proc.stdout.readline())
         rc = reply["rc"]
-        # 1: a test failed; 2: a test module did not import; 3, 4, < 0: pytest crashed or a
-        # conftest did not import (a mutant can do all that); 5: nothing ran (a tool error)
-        status = "passed" if rc == 0 else "timeout" if rc == "timeout" else "no tests" if rc == 5 else "failed"
+        # 1: a test failed; 2: a test module did not import; 3, < 0: pytest crashed (a mutant can
+        # do all that); 4: a usage error (a test id not found, or a conftest that did not import);
+        # 5: nothing ran (a tool error)
+        status = {0: "passed", "timeout": "timeout", 4: "usage error", 5: "no tests"}.get(rc, "failed")
         return status, reply["seconds"]
 
     def close(self) -> None:
@@ -521,14 +524,16 @@ def run_target(target: Target, server: PytestServer, scratch: Path, logs: Path, 
             log = logs / f"{target.name}-{m.id}.log"
             status, m.seconds = server.run([*(selected or target.tests), *target.pytest_args, *_PYTEST], log, timeout)
             m.tests = len(selected)
-            if status == "passed" and selected and confirm:  # confirm on the whole test files
+            # a survivor is confirmed on the whole test files; a usage error may be a test id
+            # pytest does not take back, so the whole files decide that too
+            if selected and (status == "usage error" or (status == "passed" and confirm)):
                 status, more = server.run([*target.tests, *target.pytest_args, *_PYTEST], log, timeout)
                 m.seconds += more
                 m.tests = 0
             path.write_text(original)
             if status == "no tests":
                 raise SystemExit(f"no test ran for mutant {m.id}; see {log}")
-            m.status = {"passed": "survived", "failed": "killed"}.get(status, status)
+            m.status = {"passed": "survived", "timeout": "timeout"}.get(status, "killed")
             print(f"  {m.id:4d} {m.status:8s} {m.seconds:5.0f} s  {target.module}:{m.line} {m.kind}: "
                   f"{m.old} -> {m.new}", flush=True)  # fmt: skip
     finally:
@@ -577,9 +582,10 @@ def run_cpp(scratch: Path, logs: Path) -> list[dict]:
         shutil.rmtree(build)
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=f"{venv_bin}:{os.environ['PATH']}")
-    subprocess.run(["nice", "-n", "10", "cmake", "-S", str(scratch), "-B", str(build), "-G", "Ninja",
-                    "-DFASTRL_CUDA=0", f"-DPython_EXECUTABLE={sys.executable}"],
-                   check=True, env=env, stdout=subprocess.DEVNULL)  # fmt: skip
+    with open(logs / "cpp-configure.log", "w") as f:
+        subprocess.run(["nice", "-n", "10", "cmake", "-S", str(scratch), "-B", str(build), "-G", "Ninja",
+                        "-DFASTRL_CUDA=0", f"-DPython_EXECUTABLE={sys.executable}"],
+                       check=True, env=env, stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
 
     def rebuild(log: Path) -> bool:
         with open(log, "w") as f:
@@ -684,7 +690,7 @@ def main() -> int:
     if not targets and not args.cpp:
         p.error("nothing to do: give --preset, --module or --cpp")
 
-    deadline = time.monotonic() + (args.budget_minutes * 60 if args.budget_minutes else float("inf"))
+    deadline = time.monotonic() + (float("inf") if args.budget_minutes is None else args.budget_minutes * 60)
     logs = SCRATCH / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     result: dict = {"tree": args.tree, "head": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
