@@ -22,22 +22,10 @@ import torch
 from gymnasium.error import ResetNeeded
 
 import fastrl.envs as fenvs
-from fastrl import _native
 from tests.conftest import requires_native
 from tests.envs.helpers import FALLBACK_PENDULUM
 
-BACKENDS = ["native", "torch"]
 FALLBACK_IDS = ["FrozenLake-v1", FALLBACK_PENDULUM]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "native" and _native._C is None:
-        pytest.skip("fastrl._C not built")
-    previous = _native.get_backend()
-    _native.set_backend(request.param)
-    yield request.param
-    _native.set_backend(previous)
 
 
 def zero_actions(env) -> torch.Tensor:

@@ -15,18 +15,6 @@ from fastrl import _native
 from tests.conftest import requires_native, run_with_baseline_cpu_kernels
 from tests.envs.helpers import gym_state, inject, sample_actions, to_torch_actions
 
-BACKENDS = ["native", "torch"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param == "native" and _native._C is None:
-        pytest.skip("fastrl._C not built")
-    previous = _native.get_backend()
-    _native.set_backend(request.param)
-    yield request.param
-    _native.set_backend(previous)
-
 
 @pytest.mark.parametrize("mode", ["next_step", "same_step"])
 def test_autoreset_matches_sync_vector_env(mode, backend):
