@@ -60,8 +60,16 @@ mutants: setup
 	$(BIN)/python tools/mutants.py --preset all --json build/mutants.json
 	$(BIN)/python tools/mutants.py --cpp --json build/mutants-cpp.json
 
+# Every bench file's JSON in bench/results/<family>-$(MACHINE).json, then a table per family and a
+# PNG chart next to the JSON (bench/report.py; bench/README.md's tables come from the same script).
+MACHINE ?= local
 bench: setup
-	$(BIN)/python -m pytest bench --benchmark-only
+	for file in bench/bench_*.py; do \
+		family=$$(basename $$file .py); family=$${family#bench_}; \
+		$(BIN)/python -m pytest $$file --benchmark-only -p no:cacheprovider \
+			--benchmark-json bench/results/$$family-$(MACHINE).json || exit 1; \
+	done
+	$(BIN)/python bench/report.py bench/results/*-$(MACHINE).json --png bench/results
 
 check-cuda: setup
 	$(BIN)/python tools/check_cuda.py

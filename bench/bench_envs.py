@@ -36,8 +36,9 @@ def _actions(env_id, n, device="cpu", dtype=torch.float32):
     return [(torch.rand(n, 1, generator=g) * 4 - 2).to(device, dtype) for _ in range(STEPS)]
 
 
-def _record(benchmark, env_id, n):
+def _record(benchmark, env_id, n, impl):
     rate = n * STEPS / benchmark.stats.stats.median
+    benchmark.extra_info["impl"] = impl  # bench/report.py's column; fastrl_* are ours
     benchmark.extra_info["num_envs"] = n
     benchmark.extra_info["threads"] = torch.get_num_threads()
     benchmark.extra_info["steps_per_s"] = rate
@@ -63,7 +64,7 @@ def test_gymnasium_numpy_cartpole(benchmark, n):
     env = gymnasium.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
     env.reset(seed=0)
     _time_steps(benchmark, env, [a.numpy() for a in _actions("CartPole-v1", n)])
-    _GYM_NUMPY[n] = _record(benchmark, "CartPole-v1", n)
+    _GYM_NUMPY[n] = _record(benchmark, "CartPole-v1", n, "gymnasium_numpy")
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -81,7 +82,8 @@ def test_fastrl(benchmark, env_id, n, backend):
         env = fenvs.make(env_id, n, seed=0, validate=False)
         env.reset()
         _time_steps(benchmark, env, _actions(env_id, n))
-        _record(benchmark, env_id, n)
+        _record(benchmark, env_id, n, {"native": "fastrl_native", "native-1thread": "fastrl_native_1thread",
+                                       "torch": "fastrl_fallback"}[backend])
     finally:
         _native.set_backend(previous)
         torch.set_num_threads(threads)
@@ -96,7 +98,7 @@ def test_fastrl_cuda(benchmark, env_id, n):
     env = fenvs.make(env_id, n, device="cuda", seed=0, validate=False)
     env.reset()
     _time_steps(benchmark, env, _actions(env_id, n, device="cuda"), after=torch.cuda.synchronize)
-    rate = _record(benchmark, env_id, n)
+    rate = _record(benchmark, env_id, n, "fastrl_native")
     benchmark.extra_info["device"] = torch.cuda.get_device_name()
     if env_id == "CartPole-v1":
         benchmark.extra_info["GB_per_s"] = rate * CARTPOLE_BYTES_PER_STEP / 1e9
@@ -110,7 +112,7 @@ def test_envpool(benchmark, env_id, n):
     env = envpool.make(env_id, env_type="gymnasium", num_envs=n, seed=0)
     env.reset()
     _time_steps(benchmark, env, [a.numpy() for a in _actions(env_id, n)], rounds=3)
-    _record(benchmark, env_id, n)
+    _record(benchmark, env_id, n, "envpool")
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
@@ -120,4 +122,4 @@ def test_gymnasium_sync(benchmark, env_id, n):
     env = gymnasium.make_vec(env_id, num_envs=n, vectorization_mode="sync")
     env.reset(seed=0)
     _time_steps(benchmark, env, [a.numpy() for a in _actions(env_id, n)], rounds=3)
-    _record(benchmark, env_id, n)
+    _record(benchmark, env_id, n, "gymnasium_sync")

@@ -91,6 +91,9 @@ def test_ppo_loss(benchmark, impl, device, shape, dtype):
         (grad,) = torch.autograd.grad(loss, logits)
         return grad
 
+    benchmark.group = f"ppo_loss {device} {'x'.join(map(str, shape))} {str(dtype)[6:]}"
+    benchmark.extra_info["impl"] = {"fused": "fastrl_fused", "eager": "reference_eager",
+                                    "compiled": "reference_compiled"}[impl]
     timed(benchmark, step, device)
     peak = peak_extra_bytes(step, device)
     logits_bytes = logits.numel() * logits.element_size()  # = the gradient's size
@@ -116,6 +119,8 @@ def test_ppo_loss_from_hidden(benchmark, device, batch, hidden_size, dtype):
         loss, _ = ppo_loss_from_hidden(hidden, weight, **inputs, **OPTIONS)
         return torch.autograd.grad(loss, (hidden, weight))
 
+    benchmark.group = f"ppo_loss_from_hidden {device} {'x'.join(map(str, batch))} H={hidden_size} V={vocab}"
+    benchmark.extra_info["impl"] = "fastrl_from_hidden"
     timed(benchmark, step, device)
     peak = peak_extra_bytes(step, device)
     grads_bytes = (hidden.numel() + weight.numel()) * hidden.element_size()

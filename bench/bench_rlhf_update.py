@@ -52,6 +52,8 @@ def test_ppo_policy_update(benchmark, impl, device, vocab, batch, prompt, respon
         model.zero_grad(set_to_none=True)
         loss.backward()
 
+    benchmark.group = f"rlhf ppo update {device} V={vocab} {batch}x{response}"
+    benchmark.extra_info["impl"] = "reference_eager" if impl == "eager" else f"fastrl_{impl}"
     timed(benchmark, step, device)
     peak = peak_extra_bytes(step, device)
     logits_bytes = batch * response * vocab * 4

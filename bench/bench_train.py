@@ -29,6 +29,7 @@ def _solve(benchmark, cls, cfg_cls, algo, seed):
         box["summary"] = box["trainer"].train()
 
     benchmark.group = f"{algo} CartPole-v1 time to solve"
+    benchmark.extra_info["impl"] = f"fastrl_{algo}"
     benchmark.pedantic(run, rounds=1, iterations=1)
     returns = box["trainer"].evaluate(100)
     benchmark.extra_info.update(
@@ -64,6 +65,7 @@ def test_ppo_throughput(benchmark, num_envs, device):
         if device == "cuda":
             torch.cuda.synchronize()
 
-    benchmark.group = f"ppo CartPole-v1 throughput {device}"
+    benchmark.group = f"ppo CartPole-v1 throughput {device} n={num_envs}"
+    benchmark.extra_info["impl"] = "fastrl_ppo"
     benchmark.pedantic(iteration, rounds=5, iterations=1)
     benchmark.extra_info["steps_per_s"] = num_envs * cfg.num_steps / benchmark.stats.stats.median

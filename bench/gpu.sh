@@ -37,4 +37,6 @@ for family in returns envs ppo_loss; do
   "$PY" -m pytest "bench/bench_$family.py" --benchmark-only -q -p no:cacheprovider -m cuda \
     --benchmark-columns=median --benchmark-json "$OUT/$family-$gpu.json" 2>&1 | tail -30 || status=1
 done
+# The tables and charts of bench/README.md's format, from the JSON just written.
+"$PY" bench/report.py "$OUT"/*-"$gpu".json --png "$OUT" 2>&1 | tee "$OUT/report-$gpu.md" || status=1
 exit $status
