@@ -1,0 +1,169 @@
+"""Many processes, one algorithm: the torch.distributed pieces fastrl's trainers scale out with.
+
+Launched by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous),
+:func:`init` joins the process group: NCCL when the trainer runs on CUDA (one GPU per local rank),
+gloo on the CPU. Without torchrun every function here is the single-process identity, so code
+written against it runs unchanged on one process.
+
+What a trainer keeps global (docs/distributed.md): configs count the whole job (``num_envs`` is
+the total, split by :func:`shard`), statistics are reduced over every rank (:func:`global_sum`,
+:func:`global_moments`), gradients are averaged (:func:`average_gradients`), and rank 0 alone
+writes files (:attr:`World.is_main`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+# A rank that died leaves the others waiting in a collective: this bounds the wait, so the job
+# fails with the error instead of hanging (torchrun then stops every rank).
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the job: rank ``rank`` of ``size``, ``local_rank`` on its node."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes metrics, checkpoints, plots and progress bars."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """Whether the environment describes a job of more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def current() -> World:
+    """The job this process belongs to (a single-process World when no group was joined)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(device: str | torch.device = "cpu", timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> World:
+    """Join the process group torchrun describes, once; a single-process World without torchrun.
+
+    ``device``: where this rank trains. ``"cuda"`` becomes ``cuda:LOCAL_RANK`` (see
+    :func:`rank_device`) and selects NCCL; anything else uses gloo."""
+    if dist.is_available() and dist.is_initialized():
+        return current()
+    if not launched_by_torchrun():
+        return World()
+    device = rank_device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
+    return current()
+
+
+def rank_device(device: str | torch.device) -> torch.device:
+    """``cuda`` without an index means this rank's GPU, ``cuda:LOCAL_RANK``; other devices pass."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and launched_by_torchrun():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def shutdown() -> None:
+    """Leave the process group (at the end of a run, so that torchrun sees a clean exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def shard(total: int, world: World | None = None, name: str = "num_envs") -> range:
+    """The slice of ``total`` items (envs, samples) this rank owns: ``[r·n/W, (r+1)·n/W)``.
+
+    ``total`` must divide evenly, so every rank does the same work and the set of items, each
+    known by its global index, does not depend on the world size."""
+    world = world or current()
+    if total % world.size:
+        raise ValueError(f"{name} = {total} must be a multiple of the number of processes ({world.size}), "
+                         f"so that every process owns the same number")
+    per_rank = total // world.size
+    return range(world.rank * per_rank, (world.rank + 1) * per_rank)
+
+
+def global_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each tensor summed over every rank, in one all-reduce (returned as new tensors)."""
+    if not current().distributed:
+        return tuple(t.clone() for t in tensors)
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    dist.all_reduce(flat)
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start:start + t.numel()].reshape(t.shape).to(t.dtype))
+        start += t.numel()
+    return tuple(out)
+
+
+def global_moments(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean, (population) variance and count of ``x``'s elements (where ``mask``) over every rank.
+
+    Reduced as sums of x and x² and the count, in float64, so that ranks holding different numbers
+    of elements weigh them as one batch would. Mean and variance are NaN when the count is 0."""
+    x = x.detach().to(torch.float64)
+    if mask is not None:
+        if mask.shape != x.shape:
+            raise ValueError(f"mask must have x's shape {tuple(x.shape)}, got {tuple(mask.shape)}")
+        x = x[mask]
+    count = torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)
+    total, squares, count = global_sum(x.sum(), (x * x).sum(), count)
+    mean = total / count
+    return mean, (squares / count - mean * mean).clamp_min(0), count
+
+
+def average_gradients(parameters) -> None:
+    """Replace each gradient by its mean over the ranks (one flat all-reduce), as DDP would.
+
+    With every rank's loss a mean over an equal share of the batch, the result is the gradient of
+    the whole batch's mean loss. Parameters without a gradient are skipped on every rank alike."""
+    world = current()
+    if not world.distributed:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.size
+    start = 0
+    for g in grads:
+        g.copy_(flat[start:start + g.numel()].view_as(g))
+        start += g.numel()
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable) as a list on rank 0, by rank; None on the other ranks."""
+    world = current()
+    if not world.distributed:
+        return [obj]
+    out = [None] * world.size if world.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (a decision rank 0 took, e.g. to stop early)."""
+    if not current().distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
