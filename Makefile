@@ -22,7 +22,7 @@ $(STAMP): $(SOURCES)
 	# Venvs made before the distribution was renamed torch-fastrl still hold the old one.
 	$(BIN)/pip uninstall --quiet --yes fastrl 2>/dev/null || true
 	# --no-build-isolation: compile against the torch installed above (its C++ ABI is per release).
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,rlhf]"
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,rlhf,render]"
 	$(BIN)/python -m fastrl info
 	touch $(STAMP)
 

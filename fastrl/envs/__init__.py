@@ -5,7 +5,9 @@
     obs, reward, terminated, truncated, info = env.step(torch.randint(0, 2, (4096,), device="cuda"))
 
 The ids in ``NATIVE_ENVS`` (the registry of csrc/core/envs/registry.h) run natively (C++/CUDA, or
-their PyTorch fallback); any other gymnasium id runs on gymnasium's own vector env.
+their PyTorch fallback); any other gymnasium id runs on gymnasium's own vector env. Importing this
+module registers the native envs with gymnasium as ``fastrl/<id>`` (``gymnasium.make_vec``);
+:class:`TorchToNumpy` makes any of these envs a numpy one, for gymnasium's vector wrappers.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import gymnasium
 import torch
 from gymnasium.vector import AutoresetMode
 
-from fastrl.envs import _checks
+from fastrl.envs import _checks, gym_registration
 from fastrl.envs.gym_vector import GymnasiumVectorEnv
+from fastrl.envs.numpy_wrapper import TorchToNumpy
 from fastrl.envs.registry import NATIVE_ENVS, NATIVE_SPECS, NativeEnvSpec
 from fastrl.envs.vector import ClassicVectorEnv
 
-__all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "NATIVE_ENVS", "NATIVE_SPECS", "NativeEnvSpec"]
+__all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "TorchToNumpy", "NATIVE_ENVS", "NATIVE_SPECS",
+           "NativeEnvSpec"]
 
 
 def make(
@@ -30,6 +34,7 @@ def make(
     seed: int | None = None,
     autoreset_mode="next_step",
     validate: bool | None = None,
+    render_mode: str | None = None,
     **env_kwargs,
 ):
     """``num_envs`` copies of ``env_id`` as one VectorEnv on ``device``.
@@ -43,6 +48,9 @@ def make(
         validate: check action values (range, NaN) on every step. Default: True on the CPU and
             False on a GPU, where the check would synchronize with the host; shapes, dtypes and
             devices are always checked.
+        render_mode: None or "rgb_array" (``render()`` then returns a frame per env, drawn by
+            gymnasium's renderer: needs pygame: the ``render`` extra); other ids take
+            the render modes of their gymnasium env.
         env_kwargs: ``max_episode_steps`` (default: the gymnasium spec's; an int in
             [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments,
             gymnasium's (``NATIVE_SPECS[env_id].params`` lists them with their defaults).
@@ -76,7 +84,10 @@ def make(
     )
     spec = NATIVE_SPECS.get(env_id)
     if spec is None:
-        return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, max_episode_steps, **env_kwargs)
+        return GymnasiumVectorEnv(env_id, num_envs, device, dtype, seed, mode, max_episode_steps,
+                                  render_mode=render_mode, **env_kwargs)
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array' for {env_id}, got {render_mode!r}")
     unknown = set(env_kwargs) - set(spec.params)
     if unknown:
         raise TypeError(f"{env_id} got unexpected keyword arguments {sorted(unknown)}; "
@@ -87,4 +98,8 @@ def make(
     params = {**spec.params, **env_kwargs}
     if validate is None:
         validate = device.type == "cpu"
-    return ClassicVectorEnv(spec, num_envs, device, dtype, seed, mode, max_episode_steps, params, validate)
+    return ClassicVectorEnv(spec, num_envs, device, dtype, seed, mode, max_episode_steps, params, validate,
+                            render_mode)
+
+
+gym_registration.register(NATIVE_ENVS)

@@ -82,7 +82,7 @@ def actions(env_id: str, x, space: gymnasium.Space, num_envs: int, device: torch
     """The actions' type, device, dtype kind and shape: ``[num_envs, *space.shape]``, integers for
     Discrete/MultiDiscrete/MultiBinary spaces and floats for Box ones. numpy arrays are converted."""
     if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x).to(device)
+        x = _from_numpy(x).to(device)
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"actions must be a torch.Tensor, got {type(x).__name__}")
     if x.device != device:
@@ -96,6 +96,41 @@ def actions(env_id: str, x, space: gymnasium.Space, num_envs: int, device: torch
     if tuple(x.shape) != shape:
         raise ValueError(f"actions must have shape {shape}, got {tuple(x.shape)}")
     return x
+
+
+def _from_numpy(x: np.ndarray) -> torch.Tensor:
+    """A numpy array as a tensor; a read-only one (a broadcast, another library's buffer) is copied
+    first: torch.from_numpy warns on those (an error under ``-W error``)."""
+    return torch.from_numpy(x if x.flags.writeable else x.copy())
+
+
+def reset_mask(x, num_envs: int, device: torch.device) -> torch.Tensor:
+    """``options["reset_mask"]``: bools of shape ``(num_envs,)`` with at least one True (as
+    gymnasium's vector envs require), a numpy array or a tensor; returned as a tensor on ``device``."""
+    if isinstance(x, np.ndarray):
+        x = _from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"options['reset_mask'] must be a numpy array or a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != torch.bool:
+        raise TypeError(f"options['reset_mask'] must hold bools, got {x.dtype}")
+    if tuple(x.shape) != (num_envs,):
+        raise ValueError(f"options['reset_mask'] must have shape ({num_envs},), got {tuple(x.shape)}")
+    x = x.to(device)
+    if not bool(x.any()):
+        raise ValueError("options['reset_mask'] must have at least one True value")
+    return x
+
+
+def reset_options(env_id: str, options) -> dict:
+    """``reset``'s options: None or a dict whose only key is "reset_mask"."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
+    unknown = set(options) - {"reset_mask"}
+    if unknown:
+        raise ValueError(f"{env_id} takes only the reset option 'reset_mask', got {sorted(unknown)}")
+    return options
 
 
 def action_values(env_id: str, x: torch.Tensor, space: gymnasium.Space) -> None:

@@ -15,7 +15,7 @@ import dataclasses
 import gymnasium
 import numpy as np
 import torch
-from gymnasium.error import ResetNeeded
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
@@ -50,6 +50,7 @@ class GymnasiumVectorEnv(VectorEnv):
         self.device = device
         self.dtype = dtype
         self.metadata = dict(self.env.metadata, autoreset_mode=autoreset_mode)
+        self.render_mode = self.env.render_mode
         self.single_observation_space = self.env.single_observation_space
         self.single_action_space = self.env.single_action_space
         self.observation_space = self.env.observation_space
@@ -67,16 +68,36 @@ class GymnasiumVectorEnv(VectorEnv):
 
     def reset(self, *, seed=None, options=None):
         """``seed``: an int (env i gets seed + i, as in gymnasium) or one per env; None continues
-        (using ``make``'s seed the first time)."""
+        (using ``make``'s seed the first time). ``options["reset_mask"]`` (bools ``[N]``, numpy or
+        torch) resets only those envs, as gymnasium's vector envs do."""
+        if self.closed:
+            raise ClosedEnvironmentError(f"{self!r} is closed: make a new env")
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"options must be a dict or None, got {type(options).__name__}")
+        options = dict(options) if options else None
+        mask = options.get("reset_mask") if options else None
+        if mask is not None:
+            mask = _checks.reset_mask(mask, self.num_envs, torch.device("cpu")).numpy()
+            if not self._reset_done:
+                raise ResetNeeded("Cannot reset some envs (options['reset_mask']) before a full env.reset()")
+            options["reset_mask"] = mask
         if seed is None:
             seed, self._initial_seed = self._initial_seed, None
         else:
             seed = _checks.seeds(seed, self.num_envs)
+        # gymnasium's SyncVectorEnv pops the mask from the options RecordEpisodeStatistics passes
+        # it, which then restarts every env's statistics: the other envs' are put back.
+        stats = ("episode_returns", "episode_lengths", "episode_start_times", "prev_dones")
+        kept = {k: getattr(self.env, k).copy() for k in stats} if mask is not None else {}
         obs, info = self.env.reset(seed=seed, options=options)
+        for k, old in kept.items():
+            getattr(self.env, k)[~mask] = old[~mask]
         self._reset_done = True
         return self._tensor(obs), self._tensor(info)
 
     def step(self, actions):
+        if self.closed:
+            raise ClosedEnvironmentError(f"{self!r} is closed: make a new env")
         if not self._reset_done:
             raise ResetNeeded("Cannot call env.step() before calling env.reset()")
         space = self.single_action_space
@@ -96,5 +117,12 @@ class GymnasiumVectorEnv(VectorEnv):
         return (self._tensor(obs), self._tensor(np.asarray(reward)), self._tensor(terminated),
                 self._tensor(truncated), self._tensor(info))
 
-    def close(self, **kwargs):
+    def render(self):
+        """gymnasium's frames, one per env (with ``make``'s ``render_mode``)."""
+        return self.env.render()
+
+    def close_extras(self, **kwargs):
         self.env.close(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"GymnasiumVectorEnv({self.env_id}, num_envs={self.num_envs}, device={self.device})"

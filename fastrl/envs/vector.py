@@ -16,7 +16,7 @@ import secrets
 import gymnasium
 import numpy as np
 import torch
-from gymnasium.error import ResetNeeded
+from gymnasium.error import ClosedEnvironmentError, ResetNeeded
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -36,11 +36,12 @@ class ClassicVectorEnv(VectorEnv):
     gymnasium's RecordEpisodeStatistics); with SAME_STEP autoreset also ``info["final_obs"]``
     (the observation each env reached before its reset) and ``info["_final_obs"]``.
     ``episode_returns`` / ``episode_lengths`` are the running ones (lengths saturate at
-    2**31 - 1). ``max_episode_steps`` None means no time limit.
+    2**31 - 1). ``max_episode_steps`` None means no time limit. With ``render_mode="rgb_array"``,
+    ``render()`` returns one frame per env, drawn by gymnasium's own renderer (needs pygame).
     """
 
     def __init__(self, spec: NativeEnvSpec, num_envs: int, device, dtype, seed, autoreset_mode,
-                 max_episode_steps: int | None, params: dict, validate: bool):
+                 max_episode_steps: int | None, params: dict, validate: bool, render_mode: str | None = None):
         self.spec_ = spec
         self.num_envs = num_envs
         self.device = device
@@ -50,11 +51,14 @@ class ClassicVectorEnv(VectorEnv):
         self._op_max_episode_steps = 0 if max_episode_steps is None else max_episode_steps
         self.params = params
         self.validate = validate
-        self.metadata = {"autoreset_mode": autoreset_mode}
         self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
         self._param_list = spec.op_params(params)
 
         reference = gymnasium.make(spec.id, **params).unwrapped
+        self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": ["rgb_array"],
+                         "render_fps": reference.metadata.get("render_fps", 30)}
+        self.render_mode = render_mode
+        self._renderer = None  # gymnasium's env of the same id, made by the first render()
         obs_space, np_dtype = reference.observation_space, torch.empty(0, dtype=dtype).numpy().dtype
         self.single_observation_space = gymnasium.spaces.Box(
             obs_space.low.astype(np_dtype), obs_space.high.astype(np_dtype), dtype=np_dtype
@@ -75,6 +79,7 @@ class ClassicVectorEnv(VectorEnv):
         # Set by the first reset (and by load_state_dict): until then step raises ResetNeeded,
         # as gymnasium's envs do, rather than stepping all-zero states from unseeded streams.
         self._seeded = False
+        self._obs = None  # the observations last returned: a partial reset returns them for the other envs
         self._bind()
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
         self._check_values_on_host = validate and device.type != "cpu"
@@ -83,9 +88,20 @@ class ClassicVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Resets every env. ``seed``: an int seeds env i with the Philox stream (seed, i); a list
         gives one seed per env; None continues the current streams (drawing a random seed the
-        first time when ``make`` got none)."""
-        if options:
-            raise ValueError(f"options are not supported by fastrl's {self.spec_.id}, got {options!r}")
+        first time when ``make`` got none).
+
+        ``options={"reset_mask": mask}`` (bools ``[N]``, numpy or torch, as gymnasium >= 1.1
+        takes it) resets only the envs in ``mask`` (and seeds only those); the others keep their
+        state, counters and pending autoreset, and their rows of the returned observations are the
+        ones last returned. It needs a full reset first."""
+        if self.closed:
+            raise ClosedEnvironmentError(f"{self!r} is closed: make a new env")
+        mask = _checks.reset_options(self.spec_.id, options).get("reset_mask")
+        if mask is not None:
+            mask = _checks.reset_mask(mask, self.num_envs, self.device)
+            if not self._seeded:
+                raise ResetNeeded("Cannot reset some envs (options['reset_mask']) before a full env.reset()")
+            return self._reset_some(mask, seed), {}
         if seed is None and not self._seeded:
             seed = self._initial_seed if self._initial_seed is not None else secrets.randbits(63)
         if seed is not None:
@@ -100,9 +116,29 @@ class ClassicVectorEnv(VectorEnv):
                 obs = self._binding.reset()
         else:
             obs = self._fallback.reset()
+        self._obs = obs
         return obs, {}
 
+    def _reset_some(self, mask: torch.Tensor, seed) -> torch.Tensor:
+        """Resets the envs in ``mask [N]``: a full reset (the kernels have no masked one; partial
+        resets are rare), then the other envs' tensors put back as they were."""
+        if seed is not None:
+            seed = torch.tensor(_checks.seeds(seed, self.num_envs), dtype=torch.int64).to(self.device)
+            self._seeds.copy_(torch.where(mask, seed, self._seeds))
+            self._resets.masked_fill_(mask, 0)
+        kept = [t.clone() for t in self._op_tensors()]
+        # The other envs' observations: the ones last returned; after set_state or load_state_dict
+        # the fallback's (the same values, or within rounding for Acrobot's and Pendulum's sin/cos).
+        last = self._obs if self._obs is not None else self._fallback.physics.observe(kept[0])
+        obs, _ = self.reset()
+        for t, old in zip(self._op_tensors(), kept):
+            t.copy_(torch.where(mask, t, old))  # the state [S, N] broadcasts the mask over rows
+        self._obs = torch.where(mask[:, None], obs, last)
+        return self._obs
+
     def step(self, actions):
+        if self.closed:
+            raise ClosedEnvironmentError(f"{self!r} is closed: make a new env")
         if not self._seeded:
             raise ResetNeeded("Cannot call env.step() before calling env.reset()")
         if not isinstance(actions, torch.Tensor):
@@ -121,11 +157,34 @@ class ClassicVectorEnv(VectorEnv):
         else:
             out = self._fallback.step(self._check_action(actions))
         obs, reward, term, trunc, done, final_obs, ret, length = out
+        self._obs = obs
         info = {"episode": {"r": ret, "l": length}, "_episode": done}
         if self._same_step:
             info["final_obs"] = final_obs
             info["_final_obs"] = done
         return obs, reward, term, trunc, info
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One ``[H, W, 3]`` uint8 frame per env (``render_mode="rgb_array"``), drawn by gymnasium's
+        renderer of the same id from this env's state (so it needs pygame: the ``render`` extra);
+        None, with gymnasium's warning, without a render mode."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(f"{self!r} has no render_mode: make it with render_mode='rgb_array' to render")
+            return None
+        if self._renderer is None:
+            self._renderer = gymnasium.make(self.spec_.id, render_mode=self.render_mode, **self.params).unwrapped
+            self._renderer.reset(seed=0)  # sets what render() reads besides the state (Pendulum's last_u)
+        frames = []
+        for state in self._state.t().to("cpu", torch.float64, copy=True).numpy():
+            self._renderer.state = state
+            frames.append(self._renderer.render())
+        return tuple(frames)
+
+    def close_extras(self, **kwargs) -> None:
+        """Closes the renderer (its pygame surface); ``step`` and ``reset`` then raise."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def _bind(self) -> None:
         """Binds this env's tensors to its kernels: ``_binding`` the native ones (None without
@@ -141,7 +200,7 @@ class ClassicVectorEnv(VectorEnv):
 
     # copy.deepcopy and pickle: the bindings are rebuilt around the copied tensors.
     def __getstate__(self) -> dict:
-        return self.__dict__ | {"_binding": None, "_fallback": None}
+        return self.__dict__ | {"_binding": None, "_fallback": None, "_renderer": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -174,6 +233,7 @@ class ClassicVectorEnv(VectorEnv):
             raise ValueError("state must be finite")
         elapsed = self._elapsed_tensor(0 if elapsed_steps is None else elapsed_steps)
         self._state.copy_(state.t())
+        self._obs = None
         self._elapsed.copy_(elapsed)
         self._episode_return.zero_()
         self._autoreset.zero_()
@@ -231,6 +291,7 @@ class ClassicVectorEnv(VectorEnv):
         for k in self._STATE_KEYS:
             getattr(self, "_" + k).copy_(state[k])
         self._seeded = state["seeded"]
+        self._obs = None
 
     _STATE_KEYS = ("state", "elapsed", "episode_return", "autoreset", "resets", "seeds")
 
