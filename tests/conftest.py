@@ -1,5 +1,13 @@
-"""Shared test set-up: CUDA tests are marked `cuda` and skipped without a GPU; `devices` lists
-the devices the native kernels can be compared on."""
+"""Shared test set-up, the one place for it (issue 18):
+
+- ``DEVICES``: the devices this machine has ("cuda" only where ``torch.cuda.is_available()``);
+  tests parametrized over ``DEVICE_PARAMS`` list CUDA always, marked ``cuda``: skipped without one.
+- ``backend(name)``: a context manager running its body on a backend ("native", "torch" or
+  "auto"; what ``FASTRL_BACKEND`` sets), restoring the previous one; ``threads(n)`` likewise.
+- fixtures: ``backend`` (every test on both backends: native and the PyTorch fallback),
+  ``device`` (cpu, and cuda where there is one), ``torch_backend``; every test gets torch's
+  thread count restored after it.
+"""
 
 import contextlib
 import os
@@ -22,6 +30,8 @@ settings.register_profile("thorough", parent=settings.get_profile("ci"), max_exa
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICE_PARAMS = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+BACKENDS = ("native", "torch")
 requires_native = pytest.mark.skipif(
     _native._C is None, reason=f"fastrl._C not built: {_native.load_error}"
 )
@@ -67,6 +77,29 @@ def threads(n: int):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(name="backend", params=BACKENDS)
+def backend_fixture(request):
+    """Runs the test on the native kernels and on the PyTorch fallback; the value is the
+    backend's name. Parametrize it indirectly to pick one."""
+    if request.param == "native" and _native._C is None:
+        pytest.skip(f"fastrl._C not built: {_native.load_error}")
+    with backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=DEVICE_PARAMS)
+def device(request):
+    """The device the test's tensors live on (a string); with the native backend, only devices
+    the extension has kernels for."""
+    name = request.param
+    if name not in DEVICES:
+        pytest.skip(f"needs a {name.upper()} device")
+    native = "backend" in request.fixturenames and request.getfixturevalue("backend") == "native"
+    if native and not _native.native_compiled_for(torch.device(name)):
+        pytest.skip(f"fastrl._C has no {name} kernels")
+    return name
 
 
 @pytest.fixture

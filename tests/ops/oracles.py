@@ -109,11 +109,49 @@ def token_logprobs_loop(logits, actions, temperature=1.0, mask=None):
     return logp, entropy
 
 
-def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, clip_low=0.2,
-                  clip_high=None, dual_clip=None, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0,
-                  temperature=1.0, normalize="token_mean", max_len=None):  # fmt: skip
+def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, temperature=1.0,
+                  **options):  # fmt: skip
     """``(loss, stats, tokens)`` of fastrl.ops.ppo_loss from its docstring, token by token in
-    float64 (``logits`` a float64 leaf ``[..., V]``: autograd gives the gradient):
+    float64 (``logits`` a float64 leaf ``[..., V]``: autograd gives the gradient); the per-token
+    loss, aggregation and stats as in :func:`ppo_tokens_loop`."""
+    logps, entropies = token_logprobs_loop(logits, actions, temperature, mask)
+    zero = logits.reshape(-1)[:0].sum()  # 0, part of the graph (even with NaN in masked rows)
+    return ppo_tokens_loop(logps, entropies, logits.shape[:-1], old_logprobs, advantages, zero, mask=mask,
+                           ref_logprobs=ref_logprobs, **options)  # fmt: skip
+
+
+def gaussian_ppo_loss_loop(mean, log_std, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
+                           **options):  # fmt: skip
+    """``(loss, stats, tokens)`` of fastrl.ops.gaussian_ppo_loss: per token the log-density and
+    entropy of a diagonal Gaussian summed over the D action dims,
+        logp = sum_d -(a_d - mu_d)^2 / (2 exp(2 s_d)) - s_d - log(2 pi) / 2
+        H    = sum_d 1/2 + log(2 pi) / 2 + s_d
+    then the PPO terms of :func:`ppo_tokens_loop`. ``mean`` (and ``log_std``) float64, autograd
+    gives their gradients."""
+    batch = mean.shape[:-1]
+    dims = mean.shape[-1]
+    std = log_std.expand(mean.shape).reshape(-1, dims)
+    mu, act = mean.reshape(-1, dims), actions.reshape(-1, dims).tolist()
+    valid = [True] * len(act) if mask is None else mask.reshape(-1).bool().tolist()
+    logps, entropies = [], []
+    for i, ok in enumerate(valid):
+        logp = entropy = 0.0
+        for d in range(dims if ok else 0):
+            s = std[i, d]
+            logp = logp - (act[i][d] - mu[i, d]) ** 2 / (2 * torch.exp(2 * s)) - s - 0.5 * math.log(2 * math.pi)
+            entropy = entropy + 0.5 + 0.5 * math.log(2 * math.pi) + s
+        logps.append(logp)
+        entropies.append(entropy)
+    zero = mean.reshape(-1)[:0].sum()
+    return ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, mask=mask,
+                           ref_logprobs=ref_logprobs, **options)  # fmt: skip
+
+
+def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, mask=None, ref_logprobs=None,
+                    clip_low=0.2, clip_high=None, dual_clip=None, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0,
+                    normalize="token_mean", max_len=None):  # fmt: skip
+    """``(loss, stats, tokens)`` from per-token log-probs and entropies (lists, one per token of
+    ``batch``, 0-dim float64 tensors at valid tokens), token by token:
         ratio = exp(logp - old)
         pg    = -min(ratio A, clip(ratio, 1 - clip_low, 1 + clip_high) A);  for A < 0 with a
                 dual clip c: pg = min(pg, -c A)
@@ -121,12 +159,11 @@ def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_l
         loss  = pg + kl_coef KL - entropy_coef H
     aggregated over valid tokens by ``normalize``; stats are means over valid tokens (ratio_max
     their maximum), approx_kl the k3 estimate of KL(old || new): ratio - 1 - log ratio.
-    ``tokens`` lists a :class:`Token` per valid token."""
+    ``zero`` is a 0 that is part of the autograd graph; ``tokens`` lists a :class:`Token` per
+    valid token."""
     high = clip_low if clip_high is None else clip_high
-    batch = logits.shape[:-1]
     seq_len = batch[-1] if batch else 1
     valid = [True] * math.prod(batch) if mask is None else mask.reshape(-1).bool().tolist()
-    logps, entropies = token_logprobs_loop(logits, actions, temperature, mask)
     old, adv = old_logprobs.reshape(-1).tolist(), advantages.reshape(-1).tolist()
     ref = None if ref_logprobs is None else ref_logprobs.reshape(-1).tolist()
 
@@ -164,9 +201,8 @@ def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_l
         ratio_max = max(ratio_max, r)
 
     # Sequences are runs of seq_len tokens (rows of the last per-token dim).
-    zero = logits.reshape(-1)[:0].sum()  # 0, part of the graph (even with NaN in masked rows)
     total, count, per_seq = zero, 0, []
-    for start in range(0, len(losses), seq_len):
+    for start in range(0, len(losses), max(seq_len, 1)):
         seq = [x for x in losses[start : start + seq_len] if x is not None]
         per_seq.append((sum(seq, zero), len(seq)))
         total, count = total + per_seq[-1][0], count + len(seq)
@@ -177,8 +213,9 @@ def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_l
         loss = sum((s / n for s, n in nonempty), zero) / max(len(nonempty), 1)
     elif normalize == "seq_mean_token_sum":
         loss = total / max(len(nonempty), 1)
-    else:  # "constant"
-        loss = total / max(len(per_seq) * (seq_len if max_len is None else max_len), 1)
+    else:  # "constant": sequences * max_len (an empty batch: 0, not 0 / 0)
+        sequences = math.prod(batch[:-1]) if batch else 1
+        loss = total / max(sequences * (seq_len if max_len is None else max_len), 1)
 
     mean = lambda key: torch.tensor(sums[key] / max(count, 1), dtype=torch.float64)  # noqa: E731
     stats = {"clip_fraction": mean("clipped"), "approx_kl": mean("approx_kl"), "entropy": mean("entropy"),
@@ -186,3 +223,35 @@ def ppo_loss_loop(logits, actions, old_logprobs, advantages, *, mask=None, ref_l
     if ref is not None:
         stats["kl_ref"] = mean("kl")
     return loss, stats, tokens
+
+
+# --------------------------------------------------------------------------- the PyTorch-only ops
+
+
+def value_loss_loop(values, old_values, returns, clip=None, mask=None):
+    """``0.5 * max((v - R)^2, (old + clip(v - old, -clip, clip) - R)^2)`` (``clip=None``: the
+    first term) averaged over valid entries, one entry at a time (``values`` a float64 leaf:
+    autograd gives the gradient); 0 without a valid entry."""
+    v, old, ret = values.reshape(-1), old_values.reshape(-1).tolist(), returns.reshape(-1).tolist()
+    valid = [True] * len(old) if mask is None else [bool(m) for m in mask.reshape(-1).tolist()]
+    total, count = values.reshape(-1)[:0].sum(), 0
+    for i, ok in enumerate(valid):
+        if not ok:
+            continue
+        term = (v[i] - ret[i]) ** 2
+        if clip is not None:
+            clipped = old[i] + torch.clamp(v[i] - old[i], -clip, clip)
+            term = torch.maximum(term, (clipped - ret[i]) ** 2)
+        total, count = total + 0.5 * term, count + 1
+    return total / max(count, 1)
+
+
+def rollout_next_values_loop(values, last_value, final_values=None, final_mask=None):
+    """``next[t] = values[t + 1]``, ``last_value`` at the last step, ``final_values[t]`` where
+    ``final_mask[t]``; time-major ``[T, *batch]``, one step at a time."""
+    out = torch.empty_like(values)
+    for t in range(values.shape[0]):
+        out[t] = values[t + 1] if t + 1 < values.shape[0] else last_value.to(values.dtype)
+        if final_mask is not None:
+            out[t] = torch.where(final_mask[t].bool(), final_values[t].to(values.dtype), out[t])
+    return out
