@@ -3,7 +3,6 @@
 #include "env_binding.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/core/LegacyTypeDispatch.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/python.h>
@@ -28,9 +27,10 @@ using EnvStepFn = decltype(env_step<void>);
 // fastrl.envs' hot path: env_reset / env_step with the env's tensors and arguments bound once and
 // called from pybind11 rather than from Python, whose boxing of env_step's eleven arguments for
 // the dispatcher costs about 3 us a step (as much as stepping a thousand CartPoles). The call goes
-// through the dispatcher unboxed (typed handles, looked up once) to the same kernels and checks
-// as the ops, below autograd: these tensors never require grad. torch.compile and TorchScript use
-// the ops.
+// straight to the op's CPU or CUDA kernel (the same kernels and checks as the ops): unboxed,
+// through handles looked up once, and redispatched to the backend's key, which skips computing
+// the key set from eight tensors and the autograd layer (these tensors never require grad).
+// torch.compile and TorchScript use the ops.
 class EnvBinding {
  public:
   EnvBinding(std::string env, EnvTensors tensors, std::vector<double> params,
@@ -45,9 +45,8 @@ class EnvBinding {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("fastrl::env_reset", "")
                                .typed<EnvResetFn>();
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op.call(env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset, t_.resets,
-                   t_.seeds, params_);
+    return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
+                         t_.resets, t_.seeds, params_);
   }
 
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -56,12 +55,15 @@ class EnvBinding {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("fastrl::env_step", "")
                                .typed<EnvStepFn>();
-    const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op.call(env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset, t_.resets,
-                   t_.seeds, action, params_, max_episode_steps_, same_step_);
+    return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
+                         t_.resets, t_.seeds, action, params_, max_episode_steps_, same_step_);
   }
 
  private:
+  c10::DispatchKeySet backend() const {
+    return c10::DispatchKeySet(t_.state.is_cuda() ? c10::DispatchKey::CUDA : c10::DispatchKey::CPU);
+  }
+
   std::string env_;
   EnvTensors t_;
   std::vector<double> params_;
