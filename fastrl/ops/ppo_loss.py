@@ -49,7 +49,7 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 NORMALIZATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "constant")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PpoOptions:
     """The loss options, checked; build it with keywords. See :func:`ppo_loss` for their meaning."""
 
