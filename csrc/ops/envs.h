@@ -1,6 +1,7 @@
-// Tensor glue for the environment ops, shared by the CPU and CUDA kernels: argument checks (for
-// callers of torch.ops.fastrl.* that skip fastrl.envs), output allocation, the env-name dispatch
-// and the translation of tensors into core::EnvBatch.
+// The environment ops, written once for the CPU and CUDA kernels (templates over the backend that
+// cpu/envs.cpp and cuda/envs.cu register): argument checks (for callers of torch.ops.fastrl.* that
+// skip fastrl.envs), output allocation, the env-name dispatch and the translation of tensors into
+// core::EnvBatch.
 #pragma once
 
 #include <ATen/ATen.h>

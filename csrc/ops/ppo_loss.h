@@ -1,6 +1,7 @@
-// Tensor-level glue for the token_logprobs and ppo_loss ops, shared by the CPU and CUDA kernels:
-// argument checks (for callers of torch.ops.fastrl.* that skip the Python wrapper), output
-// allocation, and the translation into the torch-free problems of core/ppo_loss.h.
+// The token_logprobs and ppo_loss ops, written once for the CPU and CUDA kernels (templates over
+// the backend that cpu/ppo_loss.cpp and cuda/ppo_loss.cu register): argument checks (for callers
+// of torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the translation
+// into the torch-free problems of core/ppo_loss.h.
 //
 // Layout: logits [N, V] (any strides, float16/bfloat16/float32/float64), actions int64 [N],
 // mask bool [N]. Per-token tensors are [N] in the accumulation dtype: float64 for float64 logits,

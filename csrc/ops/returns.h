@@ -1,6 +1,7 @@
-// Tensor-level glue for the returns ops, shared by the CPU and CUDA kernels: argument checks
-// (for callers of torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the
-// translation of tensors into the torch-free problems of core/returns.h.
+// The returns ops, written once for the CPU and CUDA kernels (templates over the backend that
+// cpu/returns.cpp and cuda/returns.cu register): argument checks (for callers of
+// torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the translation of
+// tensors into the torch-free problems of core/returns.h.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -125,7 +126,6 @@ core::DiscountedReturnsProblem<T, kMasked> make_discounted_returns_problem(
   p.gamma = static_cast<T>(gamma);
   return p;
 }
-
 
 inline bool is_time_major(const at::Tensor& x) { return x.stride(1) == 1 || x.size(1) == 1; }
 
