@@ -2,6 +2,7 @@
 // instead of restating it, and EnvBinding, the env ops' hot path.
 #include "env_binding.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <pybind11/stl.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/python.h>
@@ -19,10 +20,17 @@ namespace {
 
 namespace py = pybind11;
 
+// The C++ signatures of the env ops (ops/envs.h), whichever backend implements them.
+using EnvResetFn = decltype(env_reset<void>);
+using EnvStepFn = decltype(env_step<void>);
+
 // fastrl.envs' hot path: env_reset / env_step with the env's tensors and arguments bound once and
-// called from pybind11 rather than through the dispatcher, whose boxing of env_step's eleven
-// arguments costs about 3 us a step (as much as stepping a thousand CartPoles). The same entry
-// points, kernels and checks as the ops; torch.compile and TorchScript use the ops.
+// called from pybind11 rather than from Python, whose boxing of env_step's eleven arguments for
+// the dispatcher costs about 3 us a step (as much as stepping a thousand CartPoles). The call goes
+// straight to the op's CPU or CUDA kernel (the same kernels and checks as the ops): unboxed,
+// through handles looked up once, and redispatched to the backend's key, which skips computing
+// the key set from eight tensors and the autograd layer (these tensors never require grad).
+// torch.compile and TorchScript use the ops.
 class EnvBinding {
  public:
   EnvBinding(std::string env, EnvTensors tensors, std::vector<double> params,
@@ -33,29 +41,29 @@ class EnvBinding {
         max_episode_steps_(max_episode_steps),
         same_step_(same_step) {}
 
-  // op(env, the six tensors, args...): the signature of every env op.
-  template <typename Op, typename... Args>
-  auto call(Op op, const Args&... args) const {
-    return op(env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset, t_.resets, t_.seeds,
-              args...);
-  }
-
   at::Tensor reset() const {
-#ifdef FASTRL_WITH_CUDA
-    if (t_.state.is_cuda()) return call(&cuda::env_reset, params_);
-#endif
-    return call(&cpu::env_reset, params_);
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("fastrl::env_reset", "")
+                               .typed<EnvResetFn>();
+    return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
+                         t_.resets, t_.seeds, params_);
   }
 
-  StepOutputs step(const at::Tensor& action) const {
-#ifdef FASTRL_WITH_CUDA
-    if (t_.state.is_cuda())
-      return call(&cuda::env_step, action, params_, max_episode_steps_, same_step_);
-#endif
-    return call(&cpu::env_step, action, params_, max_episode_steps_, same_step_);
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+             at::Tensor>
+  step(const at::Tensor& action) const {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("fastrl::env_step", "")
+                               .typed<EnvStepFn>();
+    return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
+                         t_.resets, t_.seeds, action, params_, max_episode_steps_, same_step_);
   }
 
  private:
+  c10::DispatchKeySet backend() const {
+    return c10::DispatchKeySet(t_.state.is_cuda() ? c10::DispatchKey::CUDA : c10::DispatchKey::CPU);
+  }
+
   std::string env_;
   EnvTensors t_;
   std::vector<double> params_;

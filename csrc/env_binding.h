@@ -1,5 +1,5 @@
 // The env part of the pybind11 module fastrl._C (csrc/env_binding.cpp), added to it by
-// csrc/bindings.cpp.
+// csrc/module.cpp.
 #pragma once
 
 #include <pybind11/pybind11.h>

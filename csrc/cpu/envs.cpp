@@ -9,6 +9,7 @@
 // but 1.5x slower when another process keeps it busy (the team waits for a core it cannot get);
 // from 65536 envs two threads win 1.5x either way.
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <type_traits>
 
@@ -45,33 +46,25 @@ void run_step(const core::EnvBatch<Env, T> b) {
   });
 }
 
+// The backend of the ops in ops/envs.h.
+struct Cpu {
+  template <typename Env, typename T>
+  static void reset(const core::EnvBatch<Env, T>& b) {
+    at::parallel_for(0, b.n, kThreadGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
+    });
+  }
+  template <typename Env, typename T>
+  static void step(const core::EnvBatch<Env, T>& b, bool same_step) {
+    check_action_values(b);
+    same_step ? run_step<true>(b) : run_step<false>(b);
+  }
+};
+
 }  // namespace
-
-at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds,
-                     std::vector<double> params) {
-  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  return env_reset_op(
-      [](const auto& b) {
-        at::parallel_for(0, b.n, kThreadGrain, [&](int64_t begin, int64_t end) {
-          for (int64_t j = begin; j < end; ++j) core::reset_env(b, j);
-        });
-      },
-      env, e, params);
-}
-
-StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
-                     std::vector<double> params, int64_t max_episode_steps, bool same_step) {
-  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
-  return env_step_op(
-      [same_step](const auto& b) {
-        check_action_values(b);
-        same_step ? run_step<true>(b) : run_step<false>(b);
-      },
-      env, e, action, params, max_episode_steps, same_step);
-}
-
 }  // namespace fastrl::cpu
+
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  m.impl("env_reset", TORCH_FN(fastrl::env_reset<fastrl::cpu::Cpu>));
+  m.impl("env_step", TORCH_FN(fastrl::env_step<fastrl::cpu::Cpu>));
+}

@@ -11,6 +11,7 @@
 // ppo_loss_avx2.cpp instead (ATen's vectorized exp, about 4x faster); float64, strided rows and
 // other CPUs keep the scalar passes below.
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <string>
@@ -108,32 +109,25 @@ void run_grad(const core::GradProblem<scalar_t, T>& p) {
   });
 }
 
+// The backend of the ops in ops/ppo_loss.h.
+struct Cpu {
+  template <typename scalar_t, typename T>
+  static void run(const core::RowProblem<scalar_t, T>& p) { run_rows(p); }
+  template <typename scalar_t, typename T>
+  static void run(const core::GradProblem<scalar_t, T>& p) { run_grad(p); }
+};
+
 }  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
-    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
-    double temperature) {
-  return token_logprobs_op([](const auto& p) { run_rows(p); }, logits, actions, mask,
-                           temperature);
-}
-
-PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
-                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
-                    const std::optional<at::Tensor>& ref_logprobs,
-                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
-                    std::optional<double> dual_clip, double kl_coef,
-                    c10::string_view kl_estimator, double entropy_coef, double temperature) {
-  return ppo_loss_op([](const auto& p) { run_rows(p); }, logits, actions, old_logprobs,
-                     advantages, ref_logprobs, mask, clip_low, clip_high, dual_clip, kl_coef,
-                     kl_estimator, entropy_coef, temperature);
-}
-
-at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
-                                   const at::Tensor& logits, const at::Tensor& actions,
-                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
-                                   const at::Tensor& entropy, double temperature) {
-  return token_logprobs_backward_op([](const auto& p) { run_grad(p); }, grad_logp, grad_entropy,
-                                    logits, actions, mask, lse, entropy, temperature);
-}
-
 }  // namespace fastrl::cpu
+
+// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
+// (<op>_tensor_hyper, ops/hyper.h).
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cpu::Cpu;
+  m.impl("token_logprobs", TORCH_FN((fastrl::token_logprobs<Cpu, FloatHypers>)));
+  m.impl("token_logprobs_tensor_hyper", TORCH_FN((fastrl::token_logprobs<Cpu, TensorHypers>)));
+  m.impl("token_logprobs_backward", TORCH_FN((fastrl::token_logprobs_backward<Cpu, FloatHypers>)));
+  m.impl("token_logprobs_backward_tensor_hyper", TORCH_FN((fastrl::token_logprobs_backward<Cpu, TensorHypers>)));
+  m.impl("ppo_loss", TORCH_FN((fastrl::ppo_loss<Cpu, FloatHypers>)));
+  m.impl("ppo_loss_tensor_hyper", TORCH_FN((fastrl::ppo_loss<Cpu, TensorHypers>)));
+}

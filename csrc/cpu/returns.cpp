@@ -8,6 +8,7 @@
 // Narrow, long problems (fewer columns than threads): the chunked scan of core/returns.h, so
 // every thread has work: aggregate chunks in parallel, scan the chunk maps, replay in parallel.
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
@@ -82,7 +83,7 @@ void run_chunked_scan(const Problem& p, int64_t T, int64_t N) {
 }
 
 template <typename Problem>
-void run(const Problem& p, int64_t T, int64_t N, bool time_major) {
+void run_problem(const Problem& p, int64_t T, int64_t N, bool time_major) {
   if (T == 0 || N == 0) return;
   if (N < at::get_num_threads() && T >= kScanMinT) {
     run_chunked_scan(p, T, N);
@@ -93,38 +94,23 @@ void run(const Problem& p, int64_t T, int64_t N, bool time_major) {
   }
 }
 
-bool is_time_major(const at::Tensor& x) { return x.stride(1) == 1 || x.size(1) == 1; }
+// The backend of the ops in ops/returns.h.
+struct Cpu {
+  template <typename Problem>
+  static void run(const Problem& p, int64_t T, int64_t N, bool time_major) {
+    run_problem(p, T, N, time_major);
+  }
+};
 
 }  // namespace
-
-std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
-                                       const at::Tensor& next_values, const at::Tensor& terminated,
-                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
-                                       double gamma, double lam) {
-  auto [advantages, returns] =
-      check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
-  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
-    dispatch_mask(mask, [&](auto masked) {
-      run(make_gae_problem<scalar_t, masked>(rewards, values, next_values, terminated, done, mask,
-                                             gamma, lam, advantages, returns),
-          rewards.size(0), rewards.size(1), is_time_major(rewards));
-    });
-  });
-  return {advantages, returns};
-}
-
-at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
-                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
-                              double gamma) {
-  at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
-  const at::Tensor boot = bootstrap.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
-    dispatch_mask(mask, [&](auto masked) {
-      run(make_discounted_returns_problem<scalar_t, masked>(rewards, done, boot, mask, gamma, returns),
-          rewards.size(0), rewards.size(1), is_time_major(rewards));
-    });
-  });
-  return returns;
-}
-
 }  // namespace fastrl::cpu
+
+// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
+// (<op>_tensor_hyper, ops/hyper.h).
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cpu::Cpu;
+  m.impl("gae", TORCH_FN((fastrl::gae<Cpu, FloatHypers>)));
+  m.impl("gae_tensor_hyper", TORCH_FN((fastrl::gae<Cpu, TensorHypers>)));
+  m.impl("discounted_returns", TORCH_FN((fastrl::discounted_returns<Cpu, FloatHypers>)));
+  m.impl("discounted_returns_tensor_hyper", TORCH_FN((fastrl::discounted_returns<Cpu, TensorHypers>)));
+}

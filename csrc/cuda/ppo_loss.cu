@@ -8,8 +8,8 @@
 // after a short unaligned head, since row starts are not aligned when V is odd.
 // Actions outside [0, V) cannot raise without a host sync: their outputs are NaN.
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
 
 #include <cstdint>
 #include <limits>
@@ -124,45 +124,25 @@ void launch(const Problem& p, Kernel kernel) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-template <typename scalar_t, typename T>
-void run_rows(const core::RowProblem<scalar_t, T>& p) {
-  launch(p, rows_kernel<scalar_t, T>);
-}
-
-template <typename scalar_t, typename T>
-void run_grad(const core::GradProblem<scalar_t, T>& p) {
-  launch(p, grad_kernel<scalar_t, T>);
-}
+// The backend of the ops in ops/ppo_loss.h.
+struct Cuda {
+  template <typename scalar_t, typename T>
+  static void run(const core::RowProblem<scalar_t, T>& p) { launch(p, rows_kernel<scalar_t, T>); }
+  template <typename scalar_t, typename T>
+  static void run(const core::GradProblem<scalar_t, T>& p) { launch(p, grad_kernel<scalar_t, T>); }
+};
 
 }  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
-    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
-    double temperature) {
-  const c10::cuda::CUDAGuard guard(logits.device());
-  return token_logprobs_op([](const auto& p) { run_rows(p); }, logits, actions, mask,
-                           temperature);
-}
-
-PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
-                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
-                    const std::optional<at::Tensor>& ref_logprobs,
-                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
-                    std::optional<double> dual_clip, double kl_coef,
-                    c10::string_view kl_estimator, double entropy_coef, double temperature) {
-  const c10::cuda::CUDAGuard guard(logits.device());
-  return ppo_loss_op([](const auto& p) { run_rows(p); }, logits, actions, old_logprobs,
-                     advantages, ref_logprobs, mask, clip_low, clip_high, dual_clip, kl_coef,
-                     kl_estimator, entropy_coef, temperature);
-}
-
-at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
-                                   const at::Tensor& logits, const at::Tensor& actions,
-                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
-                                   const at::Tensor& entropy, double temperature) {
-  const c10::cuda::CUDAGuard guard(logits.device());
-  return token_logprobs_backward_op([](const auto& p) { run_grad(p); }, grad_logp, grad_entropy,
-                                    logits, actions, mask, lse, entropy, temperature);
-}
-
 }  // namespace fastrl::cuda
+
+// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
+// (<op>_tensor_hyper, ops/hyper.h).
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cuda::Cuda;
+  m.impl("token_logprobs", TORCH_FN((fastrl::token_logprobs<Cuda, FloatHypers>)));
+  m.impl("token_logprobs_tensor_hyper", TORCH_FN((fastrl::token_logprobs<Cuda, TensorHypers>)));
+  m.impl("token_logprobs_backward", TORCH_FN((fastrl::token_logprobs_backward<Cuda, FloatHypers>)));
+  m.impl("token_logprobs_backward_tensor_hyper", TORCH_FN((fastrl::token_logprobs_backward<Cuda, TensorHypers>)));
+  m.impl("ppo_loss", TORCH_FN((fastrl::ppo_loss<Cuda, FloatHypers>)));
+  m.impl("ppo_loss_tensor_hyper", TORCH_FN((fastrl::ppo_loss<Cuda, TensorHypers>)));
+}

@@ -7,8 +7,8 @@
 // in shared memory (Hillis-Steele, from the last chunk backwards), and each thread replays its
 // chunk from the carry entering it. Tuning notes live in bench/README.md.
 #include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
 
 #include "ops/returns.h"
 
@@ -71,39 +71,23 @@ void launch(const Problem& p, int64_t T, int64_t N) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// The backend of the ops in ops/returns.h (the layout does not change the choice of kernel).
+struct Cuda {
+  template <typename Problem>
+  static void run(const Problem& p, int64_t T, int64_t N, bool /*time_major*/) {
+    launch(p, T, N);
+  }
+};
+
 }  // namespace
-
-std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
-                                       const at::Tensor& next_values, const at::Tensor& terminated,
-                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
-                                       double gamma, double lam) {
-  const c10::cuda::CUDAGuard guard(rewards.device());
-  auto [advantages, returns] =
-      check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
-  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
-    dispatch_mask(mask, [&](auto masked) {
-      launch(make_gae_problem<scalar_t, masked>(rewards, values, next_values, terminated, done,
-                                                mask, gamma, lam, advantages, returns),
-             rewards.size(0), rewards.size(1));
-    });
-  });
-  return {advantages, returns};
-}
-
-at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
-                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
-                              double gamma) {
-  const c10::cuda::CUDAGuard guard(rewards.device());
-  at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
-  const at::Tensor boot = bootstrap.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
-    dispatch_mask(mask, [&](auto masked) {
-      launch(make_discounted_returns_problem<scalar_t, masked>(rewards, done, boot, mask, gamma,
-                                                               returns),
-             rewards.size(0), rewards.size(1));
-    });
-  });
-  return returns;
-}
-
 }  // namespace fastrl::cuda
+
+// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
+// (<op>_tensor_hyper, ops/hyper.h).
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cuda::Cuda;
+  m.impl("gae", TORCH_FN((fastrl::gae<Cuda, FloatHypers>)));
+  m.impl("gae_tensor_hyper", TORCH_FN((fastrl::gae<Cuda, TensorHypers>)));
+  m.impl("discounted_returns", TORCH_FN((fastrl::discounted_returns<Cuda, FloatHypers>)));
+  m.impl("discounted_returns_tensor_hyper", TORCH_FN((fastrl::discounted_returns<Cuda, TensorHypers>)));
+}

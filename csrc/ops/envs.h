@@ -1,10 +1,12 @@
-// Tensor glue for the environment ops, shared by the CPU and CUDA kernels: argument checks (for
-// callers of torch.ops.fastrl.* that skip fastrl.envs), output allocation, the env-name dispatch
-// and the translation of tensors into core::EnvBatch.
+// The environment ops, written once for the CPU and CUDA kernels (templates over the backend that
+// cpu/envs.cpp and cuda/envs.cu register): argument checks (for callers of torch.ops.fastrl.* that
+// skip fastrl.envs), output allocation, the env-name dispatch and the translation of tensors into
+// core::EnvBatch.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/EmptyTensor.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <string>
 #include <tuple>
@@ -50,7 +52,7 @@ inline void check_vector(const at::Tensor& t, const char* name, at::ScalarType d
 }
 
 template <typename Env>
-void check_env_tensors(const EnvTensors& e, const std::vector<double>& params) {
+void check_env_tensors(const EnvTensors& e, at::ArrayRef<double> params) {
   const at::Tensor& s = e.state;
   TORCH_CHECK(s.dim() == 2 && s.size(0) == Env::kStateDim, "fastrl: state must be [",
               Env::kStateDim, ", N], got ", s.sizes());
@@ -67,7 +69,7 @@ void check_env_tensors(const EnvTensors& e, const std::vector<double>& params) {
 }
 
 template <typename Env, typename T>
-core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<double>& params) {
+core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, at::ArrayRef<double> params) {
   core::EnvBatch<Env, T> b;
   b.n = e.state.size(1);
   b.state = e.state.data_ptr<T>();
@@ -80,11 +82,17 @@ core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, const std::vector<dou
   return b;
 }
 
-// Outputs of env_step: obs, reward, terminated, truncated, done (terminated | truncated),
-// final_obs, final_return, final_length. final_obs is [0, O] unless same_step (the fake kernel
+// Outputs of env_step, by name; the schema (csrc/bindings.cpp) returns them as a tuple in this
+// order. done = terminated | truncated; final_obs is [0, O] unless same_step (the fake kernel
 // does the same).
-using StepOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                               at::Tensor, at::Tensor, at::Tensor>;
+struct StepOutputs {
+  at::Tensor obs, reward, terminated, truncated, done, final_obs, final_return, final_length;
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+             at::Tensor>
+  tuple() const {
+    return {obs, reward, terminated, truncated, done, final_obs, final_return, final_length};
+  }
+};
 
 // A shape as Python prints it, "(4,)" or "(4, 1)", so errors read like the Python checks'.
 inline std::string py_shape(at::IntArrayRef sizes) {
@@ -131,7 +139,7 @@ inline at::Tensor new_output(at::IntArrayRef size, const at::TensorOptions& opti
 // [1, 2^31 - 1], or 0 for no time limit (episode lengths are int32).
 template <typename Env, typename T>
 core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& action,
-                                       const std::vector<double>& params,
+                                       at::ArrayRef<double> params,
                                        int64_t max_episode_steps, bool same_step,
                                        StepOutputs& out) {
   TORCH_CHECK_VALUE(max_episode_steps >= 0 && max_episode_steps <= core::kMaxElapsed,
@@ -144,27 +152,35 @@ core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& ac
          new_output({n}, bopts), new_output({n}, bopts),
          new_output({same_step ? n : 0, Env::kObsDim}, fopts), new_output({n}, fopts),
          new_output({n}, fopts.dtype(at::kInt))};
+  auto flags = [](const at::Tensor& t) { return reinterpret_cast<uint8_t*>(t.data_ptr<bool>()); };
   auto b = make_env_batch<Env, T>(e, params);
   b.action = action.data_ptr<typename Env::Action>();
-  b.obs = std::get<0>(out).template data_ptr<T>();
-  b.reward = std::get<1>(out).template data_ptr<T>();
-  b.terminated = reinterpret_cast<uint8_t*>(std::get<2>(out).template data_ptr<bool>());
-  b.truncated = reinterpret_cast<uint8_t*>(std::get<3>(out).template data_ptr<bool>());
-  b.done = reinterpret_cast<uint8_t*>(std::get<4>(out).template data_ptr<bool>());
-  b.final_obs = same_step ? std::get<5>(out).template data_ptr<T>() : nullptr;
-  b.final_return = std::get<6>(out).template data_ptr<T>();
-  b.final_length = std::get<7>(out).template data_ptr<int32_t>();
+  b.obs = out.obs.data_ptr<T>();
+  b.reward = out.reward.data_ptr<T>();
+  b.terminated = flags(out.terminated);
+  b.truncated = flags(out.truncated);
+  b.done = flags(out.done);
+  b.final_obs = same_step ? out.final_obs.data_ptr<T>() : nullptr;
+  b.final_return = out.final_return.data_ptr<T>();
+  b.final_length = out.final_length.data_ptr<int32_t>();
   b.max_episode_steps =
       max_episode_steps == 0 ? core::kNoTimeLimit : static_cast<uint32_t>(max_episode_steps);
   b.same_step = same_step;
   return b;
 }
 
-// The set-up both backends share: resolve the env type and dtype, check the tensors, allocate
-// the outputs and build the batch; `run(batch)` is the backend's loop or kernel launch.
-template <typename Run>
-at::Tensor env_reset_op(Run&& run, const std::string& env, const EnvTensors& e,
-                        const std::vector<double>& params) {
+// The two ops, written once for every backend: resolve the env type and dtype, check the tensors,
+// allocate the outputs and build the batch; `Backend::reset(batch)` and
+// `Backend::step(batch, same_step)` are the backend's loop or kernel launch (cpu/envs.cpp,
+// cuda/envs.cu, which register these functions). EnvBinding (env_binding.cpp) calls them through
+// the dispatcher.
+template <typename Backend>
+at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+                     const at::Tensor& episode_return, const at::Tensor& autoreset,
+                     const at::Tensor& resets, const at::Tensor& seeds,
+                     at::ArrayRef<double> params) {
+  const c10::DeviceGuard guard(state.device());
+  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   at::Tensor obs;
   visit_env(env, [&](auto tag) {
     AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_reset", [&] {
@@ -173,16 +189,20 @@ at::Tensor env_reset_op(Run&& run, const std::string& env, const EnvTensors& e,
       obs = at::empty({e.state.size(1), Env::kObsDim}, e.state.options());
       auto b = make_env_batch<Env, scalar_t>(e, params);
       b.obs = obs.data_ptr<scalar_t>();
-      if (b.n > 0) run(b);
+      if (b.n > 0) Backend::reset(b);
     });
   });
   return obs;
 }
 
-template <typename Run>
-StepOutputs env_step_op(Run&& run, const std::string& env, const EnvTensors& e,
-                        const at::Tensor& action, const std::vector<double>& params,
-                        int64_t max_episode_steps, bool same_step) {
+template <typename Backend>
+decltype(StepOutputs{}.tuple()) env_step(
+    const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
+    const at::Tensor& episode_return, const at::Tensor& autoreset, const at::Tensor& resets,
+    const at::Tensor& seeds, const at::Tensor& action, at::ArrayRef<double> params,
+    int64_t max_episode_steps, bool same_step) {
+  const c10::DeviceGuard guard(state.device());
+  const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   StepOutputs out;
   visit_env(env, [&](auto tag) {
     AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_step", [&] {
@@ -190,32 +210,10 @@ StepOutputs env_step_op(Run&& run, const std::string& env, const EnvTensors& e,
       check_env_tensors<Env>(e, params);
       const at::Tensor a = checked_action<Env>(action, e.state, env);
       auto b = make_step_batch<Env, scalar_t>(e, a, params, max_episode_steps, same_step, out);
-      if (b.n > 0) run(b);
+      if (b.n > 0) Backend::step(b, same_step);
     });
   });
-  return out;
+  return out.tuple();
 }
-
-namespace cpu {
-at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds,
-                     std::vector<double> params);
-StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
-                     std::vector<double> params, int64_t max_episode_steps, bool same_step);
-}  // namespace cpu
-
-namespace cuda {
-at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds,
-                     std::vector<double> params);
-StepOutputs env_step(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
-                     const at::Tensor& episode_return, const at::Tensor& autoreset,
-                     const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
-                     std::vector<double> params, int64_t max_episode_steps, bool same_step);
-}  // namespace cuda
 
 }  // namespace fastrl

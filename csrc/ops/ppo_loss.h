@@ -1,6 +1,7 @@
-// Tensor-level glue for the token_logprobs and ppo_loss ops, shared by the CPU and CUDA kernels:
-// argument checks (for callers of torch.ops.fastrl.* that skip the Python wrapper), output
-// allocation, and the translation into the torch-free problems of core/ppo_loss.h.
+// The token_logprobs and ppo_loss ops, written once for the CPU and CUDA kernels (templates over
+// the backend that cpu/ppo_loss.cpp and cuda/ppo_loss.cu register): argument checks (for callers
+// of torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the translation
+// into the torch-free problems of core/ppo_loss.h.
 //
 // Layout: logits [N, V] (any strides, float16/bfloat16/float32/float64), actions int64 [N],
 // mask bool [N]. Per-token tensors are [N] in the accumulation dtype: float64 for float64 logits,
@@ -9,11 +10,13 @@
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
+#include <c10/core/DeviceGuard.h>
 #include <optional>
 #include <string_view>
 #include <tuple>
 
 #include "core/ppo_loss.h"
+#include "ops/hyper.h"
 
 namespace fastrl {
 
@@ -90,44 +93,64 @@ core::LogitRows<scalar_t, T> make_logit_rows(const at::Tensor& logits, const at:
   return rows;
 }
 
-// (loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped), each [N].
-using PpoOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                              at::Tensor, at::Tensor, at::Tensor>;
 
-// The three ops, written once: checks, allocation, dtype dispatch and problem construction.
-// `run` is the backend's driver, called with the core problem (core::RowProblem for the two
-// forward ops, core::GradProblem for the backward).
+// Outputs by name inside; the op schemas (csrc/bindings.cpp) return them as tuples, in this order.
+struct TokenLogprobsOutputs {
+  at::Tensor logp, entropy, lse;  // [N] each
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> tuple() const { return {logp, entropy, lse}; }
+};
 
-template <typename Run>
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs_op(
-    Run run, const at::Tensor& logits, const at::Tensor& actions,
-    const std::optional<at::Tensor>& mask, double temperature) {
+struct PpoOutputs {
+  at::Tensor loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped;  // [N] each
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+             at::Tensor>
+  tuple() const {
+    return {loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped};
+  }
+};
+
+// The three ops, written once for every backend and both hyper-parameter types (ops/hyper.h): checks,
+// allocation, dtype dispatch and problem construction. `Backend::run(problem)` is the backend's
+// driver, called with a core::RowProblem (the two forward ops) or a core::GradProblem (the
+// backward); cpu/ppo_loss.cpp and cuda/ppo_loss.cu define it and register these functions.
+
+template <typename Backend, typename Hypers>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
+    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
+    typename Hypers::Arg temperature_arg) {
+  const c10::DeviceGuard guard(logits.device());
+  const double temperature = hyper(temperature_arg);
   check_logits(logits, actions, mask, temperature);
   const at::Tensor acts = actions.contiguous();
   const auto m = contiguous(mask);
-  at::Tensor logp = token_output(logits), entropy = token_output(logits), lse = token_output(logits);
+  const TokenLogprobsOutputs out{token_output(logits), token_output(logits), token_output(logits)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::token_logprobs", [&] {
     using T = at::opmath_type<scalar_t>;
     core::RowProblem<scalar_t, T> p;
     p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
-    p.logp = logp.data_ptr<T>();
-    p.entropy = entropy.data_ptr<T>();
-    p.lse = lse.data_ptr<T>();
-    run(p);
+    p.logp = out.logp.data_ptr<T>();
+    p.entropy = out.entropy.data_ptr<T>();
+    p.lse = out.lse.data_ptr<T>();
+    Backend::run(p);
   });
-  return {logp, entropy, lse};
+  return out.tuple();
 }
 
-template <typename Run>
-PpoOutputs ppo_loss_op(Run run, const at::Tensor& logits, const at::Tensor& actions,
-                       const at::Tensor& old_logprobs, const at::Tensor& advantages,
-                       const std::optional<at::Tensor>& ref_logprobs,
-                       const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
-                       std::optional<double> dual_clip, double kl_coef,
-                       c10::string_view kl_estimator, double entropy_coef, double temperature) {
+template <typename Backend, typename Hypers>
+decltype(PpoOutputs{}.tuple()) ppo_loss(
+    const at::Tensor& logits, const at::Tensor& actions, const at::Tensor& old_logprobs,
+    const at::Tensor& advantages, const std::optional<at::Tensor>& ref_logprobs,
+    const std::optional<at::Tensor>& mask, typename Hypers::Arg clip_low,
+    typename Hypers::Arg clip_high, typename Hypers::OptionalArg dual_clip,
+    typename Hypers::Arg kl_coef, c10::string_view kl_estimator, typename Hypers::Arg entropy_coef,
+    typename Hypers::Arg temperature_arg) {
+  const c10::DeviceGuard guard(logits.device());
+  const double temperature = hyper(temperature_arg);
+  const double low = hyper(clip_low), high = hyper(clip_high);
+  const std::optional<double> dual = hyper(dual_clip);
   check_logits(logits, actions, mask, temperature);
-  check_ppo_params(clip_low, clip_high, dual_clip);
+  check_ppo_params(low, high, dual);
   const core::KlEstimator estimator = parse_kl_estimator(kl_estimator);
   const at::Tensor acts = actions.contiguous();
   const auto m = contiguous(mask);
@@ -135,44 +158,43 @@ PpoOutputs ppo_loss_op(Run run, const at::Tensor& logits, const at::Tensor& acti
   const at::Tensor adv = token_input(advantages, logits, "advantages");
   std::optional<at::Tensor> ref;
   if (ref_logprobs) ref = token_input(*ref_logprobs, logits, "ref_logprobs");
-  at::Tensor loss = token_output(logits), logp = token_output(logits),
-             entropy = token_output(logits), lse = token_output(logits),
-             dloss_dlogp = token_output(logits), ratio = token_output(logits),
-             kl = token_output(logits), clipped = token_output(logits);
+  const PpoOutputs out{token_output(logits), token_output(logits), token_output(logits),
+                       token_output(logits), token_output(logits), token_output(logits),
+                       token_output(logits), token_output(logits)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::ppo_loss", [&] {
     using T = at::opmath_type<scalar_t>;
     core::RowProblem<scalar_t, T> p;
     p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
-    p.logp = logp.data_ptr<T>();
-    p.entropy = entropy.data_ptr<T>();
-    p.lse = lse.data_ptr<T>();
+    p.logp = out.logp.data_ptr<T>();
+    p.entropy = out.entropy.data_ptr<T>();
+    p.lse = out.lse.data_ptr<T>();
     p.old_logp = old.data_ptr<T>();
     p.advantage = adv.data_ptr<T>();
     p.ref_logp = ref ? ref->data_ptr<T>() : nullptr;
-    p.loss = loss.data_ptr<T>();
-    p.dloss_dlogp = dloss_dlogp.data_ptr<T>();
-    p.ratio = ratio.data_ptr<T>();
-    p.kl = kl.data_ptr<T>();
-    p.clipped = clipped.data_ptr<T>();
-    p.params.ratio_low = static_cast<T>(1.0 - clip_low);
-    p.params.ratio_high = static_cast<T>(1.0 + clip_high);
-    p.params.dual_clip = static_cast<T>(dual_clip.value_or(0.0));
-    p.params.kl_coef = static_cast<T>(kl_coef);
-    p.params.entropy_coef = static_cast<T>(entropy_coef);
+    p.loss = out.loss.data_ptr<T>();
+    p.dloss_dlogp = out.dloss_dlogp.data_ptr<T>();
+    p.ratio = out.ratio.data_ptr<T>();
+    p.kl = out.kl.data_ptr<T>();
+    p.clipped = out.clipped.data_ptr<T>();
+    p.params.ratio_low = static_cast<T>(1.0 - low);
+    p.params.ratio_high = static_cast<T>(1.0 + high);
+    p.params.dual_clip = static_cast<T>(dual.value_or(0.0));
+    p.params.kl_coef = static_cast<T>(hyper(kl_coef));
+    p.params.entropy_coef = static_cast<T>(hyper(entropy_coef));
     p.params.kl_estimator = estimator;
-    run(p);
+    Backend::run(p);
   });
-  return {loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped};
+  return out.tuple();
 }
 
-template <typename Run>
-at::Tensor token_logprobs_backward_op(Run run, const at::Tensor& grad_logp,
-                                      const at::Tensor& grad_entropy, const at::Tensor& logits,
-                                      const at::Tensor& actions,
-                                      const std::optional<at::Tensor>& mask,
-                                      const at::Tensor& lse, const at::Tensor& entropy,
-                                      double temperature) {
+template <typename Backend, typename Hypers>
+at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
+                                   const at::Tensor& logits, const at::Tensor& actions,
+                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
+                                   const at::Tensor& entropy, typename Hypers::Arg temperature_arg) {
+  const c10::DeviceGuard guard(logits.device());
+  const double temperature = hyper(temperature_arg);
   check_logits(logits, actions, mask, temperature);
   const at::Tensor acts = actions.contiguous();
   const auto m = contiguous(mask);
@@ -191,41 +213,9 @@ at::Tensor token_logprobs_backward_op(Run run, const at::Tensor& grad_logp,
     p.g_logp = g_logp.data_ptr<T>();
     p.g_entropy = g_entropy.data_ptr<T>();
     p.grad = grad.data_ptr<scalar_t>();
-    run(p);
+    Backend::run(p);
   });
   return grad;
 }
-
-namespace cpu {
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
-    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
-    double temperature);
-at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
-                                   const at::Tensor& logits, const at::Tensor& actions,
-                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
-                                   const at::Tensor& entropy, double temperature);
-PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
-                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
-                    const std::optional<at::Tensor>& ref_logprobs,
-                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
-                    std::optional<double> dual_clip, double kl_coef,
-                    c10::string_view kl_estimator, double entropy_coef, double temperature);
-}  // namespace cpu
-
-namespace cuda {
-std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
-    const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
-    double temperature);
-at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor& grad_entropy,
-                                   const at::Tensor& logits, const at::Tensor& actions,
-                                   const std::optional<at::Tensor>& mask, const at::Tensor& lse,
-                                   const at::Tensor& entropy, double temperature);
-PpoOutputs ppo_loss(const at::Tensor& logits, const at::Tensor& actions,
-                    const at::Tensor& old_logprobs, const at::Tensor& advantages,
-                    const std::optional<at::Tensor>& ref_logprobs,
-                    const std::optional<at::Tensor>& mask, double clip_low, double clip_high,
-                    std::optional<double> dual_clip, double kl_coef,
-                    c10::string_view kl_estimator, double entropy_coef, double temperature);
-}  // namespace cuda
 
 }  // namespace fastrl

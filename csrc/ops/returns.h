@@ -1,14 +1,17 @@
-// Tensor-level glue for the returns ops, shared by the CPU and CUDA kernels: argument checks
-// (for callers of torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the
-// translation of tensors into the torch-free problems of core/returns.h.
+// The returns ops, written once for the CPU and CUDA kernels (templates over the backend that
+// cpu/returns.cpp and cuda/returns.cu register): argument checks (for callers of
+// torch.ops.fastrl.* that skip the Python wrapper), output allocation, and the translation of
+// tensors into the torch-free problems of core/returns.h.
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 #include <optional>
 #include <tuple>
 #include <type_traits>
 
 #include "core/returns.h"
+#include "ops/hyper.h"
 
 namespace fastrl {
 
@@ -44,9 +47,14 @@ inline void check_discount(double x, const char* name) {
   TORCH_CHECK(x >= 0.0 && x <= 1.0, "fastrl: ", name, " must be in [0, 1], got ", x);
 }
 
+struct GaeOutputs {
+  at::Tensor advantages, returns;  // [T, N], laid out like rewards
+  std::tuple<at::Tensor, at::Tensor> tuple() const { return {advantages, returns}; }
+};
+
 // Outputs take the strides of `rewards` (empty_like preserves a dense layout), so batch-first
 // inputs give batch-first outputs; the fake kernels in fastrl/ops/returns.py do the same.
-inline std::tuple<at::Tensor, at::Tensor> check_gae(
+inline GaeOutputs check_gae(
     const at::Tensor& rewards, const at::Tensor& values, const at::Tensor& next_values,
     const at::Tensor& terminated, const at::Tensor& done, const std::optional<at::Tensor>& mask,
     double gamma, double lam) {
@@ -119,24 +127,45 @@ core::DiscountedReturnsProblem<T, kMasked> make_discounted_returns_problem(
   return p;
 }
 
-namespace cpu {
-std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
-                                       const at::Tensor& next_values, const at::Tensor& terminated,
-                                       const at::Tensor& done, const std::optional<at::Tensor>& mask,
-                                       double gamma, double lam);
-at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
-                              const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
-                              double gamma);
-}  // namespace cpu
+inline bool is_time_major(const at::Tensor& x) { return x.stride(1) == 1 || x.size(1) == 1; }
 
-namespace cuda {
+// The ops, written once for every backend and both hyper-parameter types (ops/hyper.h).
+// `Backend::run(problem, T, N, time_major)` is the backend's loop or kernel launch
+// (cpu/returns.cpp, cuda/returns.cu, which register these).
+template <typename Backend, typename Hypers>
 std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tensor& values,
                                        const at::Tensor& next_values, const at::Tensor& terminated,
                                        const at::Tensor& done, const std::optional<at::Tensor>& mask,
-                                       double gamma, double lam);
+                                       typename Hypers::Arg gamma_arg, typename Hypers::Arg lam_arg) {
+  const c10::DeviceGuard guard(rewards.device());
+  const double gamma = hyper(gamma_arg), lam = hyper(lam_arg);
+  const GaeOutputs out = check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
+  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
+    dispatch_mask(mask, [&](auto masked) {
+      Backend::run(make_gae_problem<scalar_t, masked>(rewards, values, next_values, terminated, done,
+                                                      mask, gamma, lam, out.advantages, out.returns),
+                   rewards.size(0), rewards.size(1), is_time_major(rewards));
+    });
+  });
+  return out.tuple();
+}
+
+template <typename Backend, typename Hypers>
 at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
                               const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
-                              double gamma);
-}  // namespace cuda
+                              typename Hypers::Arg gamma_arg) {
+  const c10::DeviceGuard guard(rewards.device());
+  const double gamma = hyper(gamma_arg);
+  at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
+  const at::Tensor boot = bootstrap.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
+    dispatch_mask(mask, [&](auto masked) {
+      Backend::run(make_discounted_returns_problem<scalar_t, masked>(rewards, done, boot, mask, gamma,
+                                                                     returns),
+                   rewards.size(0), rewards.size(1), is_time_major(rewards));
+    });
+  });
+  return returns;
+}
 
 }  // namespace fastrl

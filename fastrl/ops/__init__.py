@@ -2,16 +2,13 @@
 extension has kernels for the device, else its PyTorch reference/fallback.
 
 Name of each op module = name of its kernel files (csrc/cpu/<op>.cpp, csrc/cuda/<op>.cu),
-tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py).
+tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py). Beside them:
+``chunked_linear`` (the fused-linear base of the ``*_from_hidden`` losses) and ``plain_losses``
+(value and Gaussian-policy losses in plain PyTorch, no kernel).
 """
 
-from fastrl.ops.ppo_loss import (
-    gaussian_ppo_loss,
-    ppo_loss,
-    ppo_loss_from_hidden,
-    token_logprobs,
-    value_loss,
-)
+from fastrl.ops.plain_losses import gaussian_ppo_loss, value_loss
+from fastrl.ops.ppo_loss import ppo_loss, ppo_loss_from_hidden, token_logprobs
 from fastrl.ops.returns import discounted_returns, gae, rollout_next_values
 
 __all__ = [
@@ -26,11 +23,15 @@ __all__ = [
 ]
 
 # Public op name -> (module, native op names); drives `fastrl info` and the generic op tests.
+# <op>_tensor_hyper: the twin torch.compile calls (csrc/ops/hyper.h).
+_PPO = ("ppo_loss", "ppo_loss_tensor_hyper", "token_logprobs_backward", "token_logprobs_backward_tensor_hyper")
+_TOKEN = ("token_logprobs", "token_logprobs_tensor_hyper", "token_logprobs_backward",
+          "token_logprobs_backward_tensor_hyper")  # fmt: skip
 NATIVE_OPS = {
-    "gae": ("fastrl.ops.returns", ("gae",)),
-    "discounted_returns": ("fastrl.ops.returns", ("discounted_returns",)),
-    "ppo_loss": ("fastrl.ops.ppo_loss", ("ppo_loss", "token_logprobs_backward")),
-    "ppo_loss_from_hidden": ("fastrl.ops.ppo_loss", ("ppo_loss", "token_logprobs_backward")),
-    "token_logprobs": ("fastrl.ops.ppo_loss", ("token_logprobs", "token_logprobs_backward")),
+    "gae": ("fastrl.ops.returns", ("gae", "gae_tensor_hyper")),
+    "discounted_returns": ("fastrl.ops.returns", ("discounted_returns", "discounted_returns_tensor_hyper")),
+    "ppo_loss": ("fastrl.ops.ppo_loss", _PPO),
+    "ppo_loss_from_hidden": ("fastrl.ops.ppo_loss", _PPO),
+    "token_logprobs": ("fastrl.ops.ppo_loss", _TOKEN),
     "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
 }

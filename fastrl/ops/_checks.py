@@ -43,6 +43,8 @@ def flag(name: str, x, ref_name: str, ref: torch.Tensor) -> torch.Tensor:
 
 
 def unit_interval(name: str, x) -> float:
+    if torch.compiler.is_compiling():
+        return _traced_number(name, x, low=0.0, high=1.0)
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:
             raise ValueError(f"{name} must be a number, got a tensor of shape {tuple(x.shape)}")
@@ -52,6 +54,22 @@ def unit_interval(name: str, x) -> float:
     x = float(x)
     if math.isnan(x) or not 0.0 <= x <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {x}")
+    return x
+
+
+def _traced_number(name: str, x, *, low: float, high: float = math.inf, low_inclusive: bool = True):
+    """The checks of a number under torch.compile, where a float argument that changes between
+    calls is symbolic: testing it in Python (math.isnan, float()) would break the graph or compile
+    one graph per value. torch._check turns the bounds into a guard on a range instead: values
+    inside reuse the graph; one outside fails the guard, and the retrace raises this message.
+    (A NaN fails any bound; with no bound at all, e.g. kl_coef, it passes unseen here.)"""
+    if isinstance(x, bool) or not isinstance(x, (Real, torch.SymInt, torch.SymFloat)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    if low > -math.inf:
+        op = ">=" if low_inclusive else ">"
+        torch._check(x >= low if low_inclusive else x > low, lambda: f"{name} must be {op} {low}")
+    if high < math.inf:
+        torch._check(x <= high, lambda: f"{name} must be <= {high}")
     return x
 
 
@@ -95,6 +113,8 @@ def integer(name: str, x) -> torch.Tensor:
 
 def number(name: str, x, *, low: float, low_inclusive: bool = True) -> float:
     """A real number >= low (> low when not low_inclusive)."""
+    if torch.compiler.is_compiling():
+        return _traced_number(name, x, low=low, low_inclusive=low_inclusive)
     if isinstance(x, bool) or not isinstance(x, Real):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     x = float(x)

@@ -1,5 +1,5 @@
 """PPO + KL loss on the logits of a categorical policy (a language model or a discrete-action
-agent), token log-probs, and the value and Gaussian-policy losses that go with them.
+agent), and token log-probs: the fused ops and their PyTorch references.
 
 The ``*_reference`` functions are the specification: log_softmax + gather and one line per
 formula. The native path (csrc/core/ppo_loss.h) computes every per-token quantity in one pass
@@ -7,7 +7,9 @@ over each row of logits (online softmax) and, in the backward, writes the logits
 second pass from the saved per-row logsumexp and entropy: besides the gradient itself it keeps
 only a few ``[N]`` float32 vectors, where log_softmax would keep float32 copies of the logits.
 ``ppo_loss_from_hidden`` goes further and never builds the full logits: it multiplies hidden
-states by the LM head one chunk of rows at a time, in the forward and again in the backward.
+states by the LM head one chunk of rows at a time, in the forward and again in the backward
+(:mod:`fastrl.ops.chunked_linear`). The value loss and the Gaussian-policy loss, plain PyTorch,
+are in :mod:`fastrl.ops.plain_losses`.
 
 Only the part that touches ``[N, V]`` is fused. Aggregation over tokens and the stats run in
 PyTorch on ``[N]`` tensors, shared by every path, so normalization has one definition.
@@ -20,17 +22,23 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from fastrl import _native
 from fastrl.ops import _checks
+from fastrl.ops.chunked_linear import (
+    DOUBLE_BACKWARD_ERROR,
+    ChunkedLinear,
+    check_linear,
+    default_chunk_size,
+)
 
 __all__ = [
     "ppo_loss",
     "ppo_loss_from_hidden",
     "token_logprobs",
-    "value_loss",
-    "gaussian_ppo_loss",
+    "PpoLoss",
+    "TokenLogprobs",
+    "PpoOptions",
     "ppo_loss_reference",
     "token_logprobs_reference",
     "KL_ESTIMATORS",
@@ -41,9 +49,9 @@ KL_ESTIMATORS = ("k1", "k2", "k3")
 NORMALIZATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "constant")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PpoOptions:
-    """The loss options, checked. See :func:`ppo_loss` for their meaning."""
+    """The loss options, checked; build it with keywords. See :func:`ppo_loss` for their meaning."""
 
     clip_low: float = 0.2
     clip_high: float | None = None
@@ -71,6 +79,20 @@ class PpoOptions:
             set_("max_len", _checks.positive_int("max_len", self.max_len))
 
 
+class PpoLoss(NamedTuple):
+    """What :func:`ppo_loss` and :func:`ppo_loss_from_hidden` return."""
+
+    loss: torch.Tensor  # scalar
+    stats: dict[str, torch.Tensor]  # detached scalars
+
+
+class TokenLogprobs(NamedTuple):
+    """What :func:`token_logprobs` returns: ``[...]`` per token."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+
+
 class TokenTerms(NamedTuple):
     """Per-token terms, each ``[N]`` in float32 (float64 for float64 logits), 0 where masked."""
 
@@ -96,11 +118,19 @@ def token_logprobs_reference(logits, actions, temperature=1.0):
     return logp, entropy
 
 
+def clamp(x: torch.Tensor, low, high) -> torch.Tensor:
+    """``torch.clamp(x, low, high)``, the bounds given as 0-dim tensors of x's dtype (the same
+    values): under torch.compile a float bound that changes between calls is symbolic, and a
+    float argument of clamp would compile one graph per value; a tensor argument does not."""
+    one = x.new_ones(())
+    return torch.clamp(x, one * low, one * high)
+
+
 def clipped_pg_reference(ratio, advantages, opts: PpoOptions):
     """``(pg, was_clipped)``: the clipped policy-gradient loss per token, and where a clip (either
     bound, or the dual clip) set it."""
     unclipped = -ratio * advantages
-    clipped = -torch.clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high) * advantages
+    clipped = -clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high) * advantages
     pg = torch.maximum(unclipped, clipped)
     was_clipped = clipped > unclipped
     if opts.dual_clip is not None:  # Ye et al. 2020: bound the loss of negative advantages
@@ -133,11 +163,15 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
 
 
 def ppo_loss_reference(
-    logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, **options
-):
+    logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, clip_low=0.2,
+    clip_high=None, dual_clip=None, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0, temperature=1.0,
+    normalize="token_mean", max_len=None,
+):  # fmt: skip
     """The specification of :func:`ppo_loss` (same arguments), with autograd through
     log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
-    opts = PpoOptions(**options)
+    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
+                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
+                      normalize=normalize, max_len=max_len)  # fmt: skip
     acc = _acc_dtype(logits)
     if mask is not None:  # masked tokens: inputs never used, outputs and gradients 0
         mask = mask.bool()
@@ -148,7 +182,7 @@ def ppo_loss_reference(
     terms = ppo_terms_reference(logp, entropy, old_logprobs.to(acc), advantages.to(acc), ref, opts)
     if mask is not None:
         terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
-    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref is not None)
+    return PpoLoss(_aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref is not None))
 
 
 # --------------------------------------------------------------------------- public ops
@@ -172,7 +206,7 @@ def ppo_loss(
     normalize: str = "token_mean",
     max_len: int | None = None,
     validate: bool | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> PpoLoss:
     """Clipped PPO loss with a KL penalty to a reference policy and an entropy bonus.
 
     Per token (logits z, action a, temperature T):
@@ -201,7 +235,7 @@ def ppo_loss(
             nothing), cost nothing and get zero gradient.
         validate: check that actions are in [0, V) (a host sync on CUDA); default: on the CPU.
 
-    Returns ``(loss, stats)``: a scalar in float32 (float64 for float64 logits) and detached
+    Returns ``PpoLoss(loss, stats)``: a scalar in float32 (float64 for float64 logits) and detached
     scalar tensors (no host sync) averaged over valid tokens: ``clip_fraction``, ``approx_kl``
     (k3 estimate of KL(old || new)), ``entropy``, ``ratio_mean``, ``ratio_max`` and, with
     ``ref_logprobs``, ``kl_ref``.
@@ -214,8 +248,9 @@ def ppo_loss(
     Differentiable once with the native kernels (a second derivative raises); the PyTorch
     backend supports higher-order gradients.
     """
-    opts = PpoOptions(clip_low, clip_high, dual_clip, kl_coef, kl_estimator, entropy_coef,
-                      temperature, normalize, max_len)  # fmt: skip
+    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
+                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
+                      normalize=normalize, max_len=max_len)  # fmt: skip
     vocab = _check_logits("logits", logits)
     tokens = _check_tokens(logits.shape[:-1], vocab, "logits", logits, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts, validate)  # fmt: skip
@@ -234,25 +269,36 @@ def ppo_loss_from_hidden(
     chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k3",
+    entropy_coef: float = 0.0,
+    temperature: float = 1.0,
+    normalize: str = "token_mean",
+    max_len: int | None = None,
     validate: bool | None = None,
-    **options,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> PpoLoss:
     """:func:`ppo_loss` on ``logits = hidden @ weight.T + bias`` without building them: rows
     are processed ``chunk_size`` at a time (``[chunk_size, V]`` logits, recomputed in the
     backward), and gradients flow to ``hidden [..., H]``, ``weight [V, H]`` and ``bias [V]``.
     The default chunk_size makes a chunk of logits about as big as ``hidden`` (at least 32
     rows), so the extra memory is about 2 H / V of the full logits. The weight gradient is
     accumulated in the weight's dtype, one chunk after another. Masked tokens' hidden states are
-    never used (a NaN there reaches no gradient). Differentiable once on every backend."""
-    opts = PpoOptions(**options)
-    vocab = _check_linear(hidden, weight, bias, chunk_size)
-    chunk_size = _default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
+    never used (a NaN there reaches no gradient). The options are :func:`ppo_loss`'s.
+    Differentiable once on every backend."""
+    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
+                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
+                      normalize=normalize, max_len=max_len)  # fmt: skip
+    vocab = check_linear(hidden, weight, bias, chunk_size)
+    chunk_size = default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
     tokens = _check_tokens(hidden.shape[:-1], vocab, "hidden", hidden, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts, validate)  # fmt: skip
     if tokens.mask is not None:  # a NaN there would reach the weight gradient (0 * NaN)
         (hidden,) = _zero_masked(tokens.mask.reshape(hidden.shape[:-1]), hidden)
     row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
-    outs = _ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
+    outs = ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
                                 bias, *tokens)  # fmt: skip
     return _finish(TokenTerms(*outs), tokens, hidden.shape[:-1], opts)
 
@@ -267,8 +313,8 @@ def token_logprobs(
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
     validate: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token ``(logp, entropy)`` of ``softmax(logits / temperature)`` at ``actions``, in
+) -> TokenLogprobs:
+    """Per-token ``TokenLogprobs(logp, entropy)`` of ``softmax(logits / temperature)`` at ``actions``, in
     float32 (float64 for float64 logits), without a full log-softmax — for old and reference
     log-probs, or any loss of them (differentiable).
 
@@ -286,8 +332,8 @@ def token_logprobs(
                 raise ValueError(f"{name} applies only with weight (x = hidden states); got weight=None")
         vocab = _check_logits("logits", x)
     else:
-        vocab = _check_linear(x, weight, bias, chunk_size)
-        chunk_size = _default_chunk_size(x, vocab) if chunk_size is None else chunk_size
+        vocab = check_linear(x, weight, bias, chunk_size)
+        chunk_size = default_chunk_size(x, vocab) if chunk_size is None else chunk_size
     like_name = "logits" if weight is None else "hidden"
     actions, mask = _check_actions(x.shape[:-1], vocab, like_name, x, actions, mask, validate)
     if weight is not None and mask is not None:  # a NaN there would reach the weight gradient
@@ -296,81 +342,9 @@ def token_logprobs(
     if weight is None:
         logp, entropy = row_fn(x.reshape(-1, vocab), actions, mask)
     else:
-        logp, entropy = _ChunkedLinear.apply(row_fn, chunk_size, x.reshape(-1, x.shape[-1]),
-                                             weight, bias, actions, mask)  # fmt: skip
-    return logp.reshape(x.shape[:-1]), entropy.reshape(x.shape[:-1])
-
-
-def value_loss(values, old_values, returns, *, clip=None, mask=None):
-    """PPO's value loss ``0.5 * max((v - R)^2, (old + clip(v - old, -clip, clip) - R)^2)``
-    averaged over valid tokens; ``clip=None`` gives the plain ``0.5 (v - R)^2``.
-
-    ``values``, ``old_values`` and ``returns`` are floating tensors of one shape (no broadcasting:
-    ``[N, 1]`` against ``[N]`` is an error), ``mask`` a bool-like tensor of that shape. Masked
-    entries are never used (loss and gradient 0 there); an empty or all-masked batch gives 0."""
-    _checks.floating("values", values)
-    for name, x in (("old_values", old_values), ("returns", returns)):
-        _checks.floating(name, x)
-        _checks.same_shape(name, x, "values", values)
-        _checks.same_device(name, x, "values", values)
-    if clip is not None:
-        clip = _checks.number("clip", clip, low=0.0)
-    if mask is not None:
-        mask = _checks.flag("mask", mask, "values", values)
-        values, old_values, returns = _zero_masked(mask, values, old_values, returns)
-    loss = (values - returns) ** 2
-    if clip is not None:
-        clipped = old_values + torch.clamp(values - old_values, -clip, clip)
-        loss = torch.maximum(loss, (clipped - returns) ** 2)
-    return _masked_mean(0.5 * loss, mask)
-
-
-def gaussian_ppo_loss(mean, log_std, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
-                      **options):  # fmt: skip
-    """PPO loss of a diagonal Gaussian policy for continuous actions: ``mean [..., D]``,
-    ``log_std [..., D]`` (or broadcastable, e.g. ``[D]``), ``actions [..., D]``; per-token
-    inputs ``[...]`` (``old_logprobs``, ``advantages``, ``mask``, ``ref_logprobs``). logp and
-    entropy are summed over the D action dims; ``options`` as in :func:`ppo_loss` (``temperature``
-    does not apply; ``kl_coef != 0`` needs ``ref_logprobs``). Masked tokens are never used (loss
-    and gradient 0 there); an empty or all-masked batch gives 0. Returns ``(loss, stats)``."""
-    opts = PpoOptions(**options)
-    if opts.temperature != 1.0:
-        raise ValueError("temperature does not apply to gaussian_ppo_loss")
-    _checks.floating("mean", mean)
-    if mean.ndim == 0 or mean.shape[-1] == 0:
-        raise ValueError(f"mean must be [..., D] with D >= 1, got shape {tuple(mean.shape)}")
-    _checks.floating("log_std", log_std)
-    _checks.broadcasts_to("log_std", log_std, "mean", mean)
-    _checks.same_device("log_std", log_std, "mean", mean)
-    _checks.floating("actions", actions)
-    _checks.same_shape("actions", actions, "mean", mean)
-    _checks.same_device("actions", actions, "mean", mean)
-    batch_shape = mean.shape[:-1]
-    for name, x in (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs)):
-        if x is None and name == "ref_logprobs":
-            continue
-        _checks.floating(name, x)
-        _checks.shape(name, x, batch_shape)
-        _checks.same_device(name, x, "mean", mean)
-    if opts.kl_coef != 0 and ref_logprobs is None:
-        raise ValueError("kl_coef != 0 needs ref_logprobs")
-    if mask is not None:
-        _checks.tensor("mask", mask)
-        _checks.shape("mask", mask, batch_shape)
-        mask = _checks.flag("mask", mask, "old_logprobs", old_logprobs)
-        log_std = log_std.expand(mean.shape)
-        mean, log_std, actions, old_logprobs, advantages, ref_logprobs = _zero_masked(
-            mask, mean, log_std, actions, old_logprobs, advantages, ref_logprobs)  # fmt: skip
-
-    # log N(a; mean, std) and the entropy of N(mean, std), as torch.distributions.Normal has them
-    std = log_std.exp()
-    logp = -((actions - mean) ** 2) / (2 * std**2) - log_std - math.log(math.sqrt(2 * math.pi))
-    entropy = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
-    logp, entropy = logp.sum(-1), entropy.expand(mean.shape).sum(-1)
-    terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts)
-    if mask is not None:
-        terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
-    return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref_logprobs is not None)
+        logp, entropy = ChunkedLinear.apply(row_fn, chunk_size, x.reshape(-1, x.shape[-1]),
+                                            weight, bias, actions, mask)  # fmt: skip
+    return TokenLogprobs(logp.reshape(x.shape[:-1]), entropy.reshape(x.shape[:-1]))
 
 
 # --------------------------------------------------------------------------- shared pieces
@@ -393,8 +367,8 @@ def _acc_dtype(logits: torch.Tensor) -> torch.dtype:
 def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions) -> TokenTerms:
     """TokenTerms of ``logits [N, V]``: the fused op, or the reference when not native."""
     if _native.use_native(logits.device):
-        loss, logp, entropy, _lse, _dloss, ratio, kl, clipped = torch.ops.fastrl.ppo_loss(
-            logits, t.actions, t.old_logprobs, t.advantages, t.ref_logprobs, t.mask,
+        loss, logp, entropy, _lse, _dloss, ratio, kl, clipped = _native.call(
+            "ppo_loss", logits, t.actions, t.old_logprobs, t.advantages, t.ref_logprobs, t.mask,
             opts.clip_low, opts.clip_high, opts.dual_clip, opts.kl_coef, opts.kl_estimator,
             opts.entropy_coef, opts.temperature,
         )  # fmt: skip
@@ -412,7 +386,7 @@ def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions) -> TokenTer
 def _token_logprobs_rows(logits, actions, mask, temperature):
     """(logp, entropy) ``[N]`` of ``logits [N, V]``, 0 where masked."""
     if _native.use_native(logits.device):
-        logp, entropy, _lse = torch.ops.fastrl.token_logprobs(logits, actions, mask, temperature)
+        logp, entropy, _lse = _native.call("token_logprobs", logits, actions, mask, temperature)
         return logp, entropy
     if mask is not None:  # as the native kernel: masked rows are never read
         (logits,) = _zero_masked(mask, logits)
@@ -434,7 +408,7 @@ def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions):
     terms = TokenTerms(*(x.reshape(batch_shape) for x in terms))
     mask = None if tokens.mask is None else tokens.mask.reshape(batch_shape)
     old = tokens.old_logprobs.reshape(batch_shape)
-    return _aggregate(terms.loss, mask, opts), _stats(terms, old, mask, tokens.ref_logprobs is not None)
+    return PpoLoss(_aggregate(terms.loss, mask, opts), _stats(terms, old, mask, tokens.ref_logprobs is not None))
 
 
 def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) -> torch.Tensor:
@@ -482,89 +456,6 @@ def _stats(terms: TokenTerms, old_logprobs, mask, has_ref: bool) -> dict[str, to
     return stats
 
 
-class _ChunkedLinear(torch.autograd.Function):
-    """``row_fn(x[rows] @ weight.T + bias, *token_args[rows])`` one chunk of rows at a time.
-
-    Only one chunk of logits ``[chunk_size, V]`` (and its gradient) exists at a time: the
-    backward recomputes it, runs row_fn's own backward (the fused kernel when native) and
-    accumulates into the gradients of x ``[N, H]``, weight ``[V, H]`` and bias ``[V]``.
-    ``row_fn`` returns a tuple of ``[rows]`` tensors; token_args are ``[N]`` tensors or None.
-
-    Differentiable once: the backward computes its gradients without a graph, so a second
-    derivative through them raises (see _FirstOrderOnly) instead of silently being 0.
-    """
-
-    @staticmethod
-    def forward(ctx, row_fn, chunk_size, x, weight, bias, *token_args):
-        ctx.row_fn, ctx.chunk_size = row_fn, chunk_size
-        ctx.save_for_backward(x, weight, bias, *token_args)
-        outs = [row_fn(F.linear(x[rows], weight, bias), *_rows_of(token_args, rows))
-                for rows in _chunks(x.shape[0], chunk_size)]  # fmt: skip
-        return tuple(torch.cat(parts) for parts in zip(*outs))
-
-    @staticmethod
-    def backward(ctx, *grads):
-        x, weight, bias, *token_args = ctx.saved_tensors
-        create_graph = torch.is_grad_enabled()
-        with torch.no_grad():
-            grad_x = torch.empty_like(x)
-            grad_w = torch.zeros_like(weight)
-            grad_b = None if bias is None else torch.zeros_like(bias)
-            for rows in _chunks(x.shape[0], ctx.chunk_size):
-                logits = F.linear(x[rows], weight, bias)
-                with torch.enable_grad():
-                    logits.requires_grad_()
-                    outs = ctx.row_fn(logits, *_rows_of(token_args, rows))
-                    used = [(o, g[rows]) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
-                    outs, out_grads = zip(*used)
-                    (grad_logits,) = torch.autograd.grad(outs, logits, out_grads)
-                grad_x[rows] = grad_logits @ weight
-                grad_w.addmm_(grad_logits.t(), x[rows])
-                if grad_b is not None:
-                    grad_b += grad_logits.sum(0)
-        if create_graph:
-            grad_x, grad_w, grad_b = _FirstOrderOnly.apply(x, weight, bias, grad_x, grad_w, grad_b)
-        return None, None, grad_x, grad_w, grad_b, *(None for _ in token_args)
-
-
-_DOUBLE_BACKWARD_ERROR = (
-    "fastrl: ppo_loss_from_hidden, token_logprobs and the native ppo_loss kernels are differentiable "
-    "once; a second derivative (a grad of a grad taken with create_graph=True) is not supported. For "
-    "higher-order gradients use ppo_loss on logits with the PyTorch backend (fastrl.set_backend('torch') "
-    "or FASTRL_BACKEND=torch)."
-)
-
-
-class _FirstOrderOnly(torch.autograd.Function):
-    """Passes gradients computed without a graph through, tied to the tensors they depend on
-    (x, weight, bias), with a backward that raises: differentiating them again would otherwise
-    treat them as constants and give 0 in silence."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, *grads):
-        return tuple(None if g is None else g.view_as(g) for g in grads)
-
-    @staticmethod
-    def backward(ctx, *_):
-        raise RuntimeError(_DOUBLE_BACKWARD_ERROR)
-
-
-def _default_chunk_size(hidden: torch.Tensor, vocab: int) -> int:
-    """Rows whose logits hold about as many elements as ``hidden [N, H]`` (as liger-kernel's
-    fused linear losses do), at least 32 so the matmuls stay efficient."""
-    rows = hidden.numel() // hidden.shape[-1]
-    return max(32, math.ceil(rows * hidden.shape[-1] / vocab))
-
-
-def _chunks(n: int, size: int):
-    """Row slices of at most ``size``; one empty slice when n = 0, so outputs still get built."""
-    return [slice(i, min(i + size, n)) for i in range(0, max(n, 1), size)]
-
-
-def _rows_of(tensors, rows: slice):
-    return [None if t is None else t[rows] for t in tensors]
-
-
 # --------------------------------------------------------------------------- argument checks
 
 
@@ -573,26 +464,6 @@ def _check_logits(name: str, logits) -> int:
     if logits.ndim == 0 or logits.shape[-1] == 0:
         raise ValueError(f"{name} must be [..., V] with V >= 1, got shape {tuple(logits.shape)}")
     return logits.shape[-1]
-
-
-def _check_linear(hidden, weight, bias, chunk_size) -> int:
-    _check_logits("hidden", hidden)
-    _checks.floating("weight", weight)
-    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] == 0:
-        raise ValueError(
-            f"weight must be [V, H] with H = hidden.shape[-1] = {hidden.shape[-1]}, got {tuple(weight.shape)}"
-        )
-    _checks.same_device("weight", weight, "hidden", hidden)
-    if weight.dtype != hidden.dtype:
-        raise TypeError(f"weight must have the dtype of hidden ({hidden.dtype}), got {weight.dtype}")
-    if bias is not None:
-        _checks.floating("bias", bias)
-        if bias.shape != weight.shape[:1] or bias.dtype != weight.dtype:
-            raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, got {tuple(bias.shape)} {bias.dtype}")
-        _checks.same_device("bias", bias, "hidden", hidden)
-    if chunk_size is not None:
-        _checks.positive_int("chunk_size", chunk_size)
-    return weight.shape[0]
 
 
 def _check_actions(batch_shape, vocab, like_name, like, actions, mask, validate=None):
@@ -629,80 +500,80 @@ def _check_tokens(batch_shape, vocab, like_name, like, actions, old_logprobs, ad
         _checks.shape(name, x, batch_shape)
         _checks.same_device(name, x, like_name, like)
         flat[name] = x.detach().reshape(-1).to(acc)
-    if opts.kl_coef != 0 and ref_logprobs is None:
+    if ref_logprobs is None and opts.kl_coef != 0:  # in this order: no guard on kl_coef under compile
         raise ValueError("kl_coef != 0 needs ref_logprobs")
     return _Tokens(actions, flat["old_logprobs"], flat["advantages"], flat["ref_logprobs"], mask)
 
 
 # --------------------------------------------------------------------------- native op registration
+# Fake kernels (output shapes, for torch.compile and opcheck) and autograd formulas of the ops in
+# csrc/bindings.cpp. Gradients flow to the logits only: d/dz of a function of (logp, entropy) per
+# token is the one-pass token_logprobs_backward kernel given df/dlogp and df/dH.
 
-if _native._C is not None:
 
-    def _token_outputs(logits):
-        return logits.new_empty(logits.shape[:1], dtype=_acc_dtype(logits))
+def _token_output(logits):
+    return logits.new_empty(logits.shape[:1], dtype=_acc_dtype(logits))
 
-    @torch.library.register_fake("fastrl::token_logprobs")
-    def _token_logprobs_fake(logits, actions, mask, temperature):
-        return _token_outputs(logits), _token_outputs(logits), _token_outputs(logits)
 
-    @torch.library.register_fake("fastrl::token_logprobs_backward")
-    def _token_logprobs_backward_fake(grad_logp, grad_entropy, logits, actions, mask, lse,
-                                      entropy, temperature):  # fmt: skip
-        return logits.new_empty(logits.shape)
+def _token_logprobs_fake(logits, *_):
+    return _token_output(logits), _token_output(logits), _token_output(logits)
 
-    @torch.library.register_fake("fastrl::ppo_loss")
-    def _ppo_loss_fake(logits, actions, old_logprobs, advantages, ref_logprobs, mask, clip_low,
-                       clip_high, dual_clip, kl_coef, kl_estimator, entropy_coef, temperature):  # fmt: skip
-        return tuple(_token_outputs(logits) for _ in range(8))
 
-    # Gradients flow to the logits only: d/dz of a function of (logp, entropy) per token is the
-    # one-pass token_logprobs_backward kernel given df/dlogp and df/dH.
+def _token_logprobs_backward_fake(grad_logp, grad_entropy, logits, *_):
+    return logits.new_empty(logits.shape)
 
-    def _token_logprobs_setup(ctx, inputs, output):
-        logits, actions, mask, temperature = inputs
-        _logp, entropy, lse = output
-        ctx.save_for_backward(logits, actions, mask, lse, entropy)
-        ctx.temperature = temperature
 
-    def _token_logprobs_backward(ctx, grad_logp, grad_entropy, _grad_lse):
-        logits, actions, mask, lse, entropy = ctx.saved_tensors
-        grad = torch.ops.fastrl.token_logprobs_backward(
-            _zeros_if_none(grad_logp, lse), _zeros_if_none(grad_entropy, lse), logits, actions,
-            mask, lse, entropy, ctx.temperature,
-        )  # fmt: skip
-        return grad, None, None, None
+def _ppo_loss_fake(logits, *_):
+    return tuple(_token_output(logits) for _ in range(8))
 
-    def _ppo_loss_setup(ctx, inputs, output):
-        logits, actions, *_, mask = inputs[:6]
-        entropy_coef, temperature = inputs[-2:]
-        _loss, _logp, entropy, lse, dloss_dlogp, *_ = output
-        ctx.save_for_backward(logits, actions, mask, lse, entropy, dloss_dlogp)
-        ctx.entropy_coef, ctx.temperature = entropy_coef, temperature
 
-    def _ppo_loss_backward(ctx, grad_loss, grad_logp, grad_entropy, *_):
-        logits, actions, mask, lse, entropy, dloss_dlogp = ctx.saved_tensors
-        grad_loss = _zeros_if_none(grad_loss, lse)
-        # loss = pg + kl_coef KL - entropy_coef H: chain rule into (logp, H), plus any direct use
-        # of the logp and entropy outputs.
-        g_logp = grad_loss * dloss_dlogp + _zeros_if_none(grad_logp, lse)
-        g_entropy = _zeros_if_none(grad_entropy, lse) - ctx.entropy_coef * grad_loss
-        grad = torch.ops.fastrl.token_logprobs_backward(
-            g_logp, g_entropy, logits, actions, mask, lse, entropy, ctx.temperature
-        )
-        return (grad,) + (None,) * 12
+def _token_logprobs_setup(ctx, inputs, output):
+    logits, actions, mask, temperature = inputs
+    _logp, entropy, lse = output
+    ctx.save_for_backward(logits, actions, mask, lse, entropy)
+    ctx.temperature = temperature
 
-    def _zeros_if_none(grad, like):
-        return torch.zeros_like(like) if grad is None else grad
 
-    # The backward kernel is not differentiable itself. Without a formula autograd would treat
-    # its output as a constant and a second derivative would silently come out as 0: raise.
-    def _no_double_backward(ctx, *grads):
-        raise RuntimeError(_DOUBLE_BACKWARD_ERROR)
+def _token_logprobs_backward(ctx, grad_logp, grad_entropy, _grad_lse):
+    logits, actions, mask, lse, entropy = ctx.saved_tensors
+    grad = _native.call(
+        "token_logprobs_backward", _zeros_if_none(grad_logp, lse), _zeros_if_none(grad_entropy, lse), logits, actions,
+        mask, lse, entropy, ctx.temperature,
+    )  # fmt: skip
+    return grad, None, None, None
 
-    torch.library.register_autograd(
-        "fastrl::token_logprobs", _token_logprobs_backward, setup_context=_token_logprobs_setup
-    )
-    torch.library.register_autograd(
-        "fastrl::ppo_loss", _ppo_loss_backward, setup_context=_ppo_loss_setup
-    )
-    torch.library.register_autograd("fastrl::token_logprobs_backward", _no_double_backward)
+
+def _ppo_loss_setup(ctx, inputs, output):
+    # inputs as in _token_terms' call: logits, actions, 4 token tensors, 7 options
+    logits, actions, _old, _adv, _ref, mask, *_, entropy_coef, temperature = inputs
+    _loss, _logp, entropy, lse, dloss_dlogp, *_ = output
+    ctx.save_for_backward(logits, actions, mask, lse, entropy, dloss_dlogp)
+    ctx.entropy_coef, ctx.temperature, ctx.num_inputs = entropy_coef, temperature, len(inputs)
+
+
+def _ppo_loss_backward(ctx, grad_loss, grad_logp, grad_entropy, *_):
+    logits, actions, mask, lse, entropy, dloss_dlogp = ctx.saved_tensors
+    grad_loss = _zeros_if_none(grad_loss, lse)
+    # loss = pg + kl_coef KL - entropy_coef H: chain rule into (logp, H), plus any direct use
+    # of the logp and entropy outputs.
+    g_logp = grad_loss * dloss_dlogp + _zeros_if_none(grad_logp, lse)
+    g_entropy = _zeros_if_none(grad_entropy, lse) - ctx.entropy_coef * grad_loss
+    grad = _native.call("token_logprobs_backward", g_logp, g_entropy, logits, actions, mask, lse, entropy,
+                        ctx.temperature)  # fmt: skip
+    return (grad,) + (None,) * (ctx.num_inputs - 1)
+
+
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _no_double_backward(ctx, *grads):
+    """The backward kernel is not differentiable itself. Without a formula autograd would treat
+    its output as a constant and a second derivative would silently come out as 0: raise."""
+    raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+
+
+_native.register_op("token_logprobs", fake=_token_logprobs_fake, backward=_token_logprobs_backward,
+                    setup_context=_token_logprobs_setup)  # fmt: skip
+_native.register_op("ppo_loss", fake=_ppo_loss_fake, backward=_ppo_loss_backward, setup_context=_ppo_loss_setup)
+_native.register_op("token_logprobs_backward", fake=_token_logprobs_backward_fake, backward=_no_double_backward)

@@ -13,6 +13,7 @@ which is what :func:`rollout_next_values` builds from a rollout.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -20,12 +21,20 @@ from fastrl import _native
 from fastrl.ops import _checks
 
 __all__ = [
+    "Advantages",
     "gae",
     "discounted_returns",
     "rollout_next_values",
     "gae_reference",
     "discounted_returns_reference",
 ]
+
+
+class Advantages(NamedTuple):
+    """What :func:`gae` returns."""
+
+    advantages: torch.Tensor
+    returns: torch.Tensor  # advantages + values
 
 
 def gae_reference(rewards, values, next_values, terminated, done, gamma, lam, mask=None):
@@ -77,9 +86,9 @@ def gae(
     lam: float,
     mask: torch.Tensor | None = None,
     time_dim: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalized advantage estimation (Schulman et al. 2016). Returns ``(advantages, returns)``
-    with ``returns = advantages + values``.
+) -> Advantages:
+    """Generalized advantage estimation (Schulman et al. 2016). Returns
+    ``Advantages(advantages, returns)`` with ``returns = advantages + values``.
 
     Args:
         rewards, values, next_values: float tensors of one shape, time along ``time_dim`` and any
@@ -114,10 +123,10 @@ def gae(
     term, dn = layout.to_columns(terminated), layout.to_columns(done)
     m = None if mask is None else layout.to_columns(mask)
     if _native.use_native(rewards.device):
-        adv, ret = torch.ops.fastrl.gae(r, v, nv, term, dn, m, gamma, lam)
+        adv, ret = _native.call("gae", r, v, nv, term, dn, m, gamma, lam)
     else:
         adv, ret = gae_reference(r, v, nv, term, dn, gamma, lam, m)
-    return layout.from_columns(adv), layout.from_columns(ret)
+    return Advantages(layout.from_columns(adv), layout.from_columns(ret))
 
 
 def discounted_returns(
@@ -165,7 +174,7 @@ def discounted_returns(
     m = None if mask is None else layout.to_columns(mask)
     boot = bootstrap.detach().to(dtype).reshape(layout.columns)
     if _native.use_native(rewards.device):
-        ret = torch.ops.fastrl.discounted_returns(r, dn, boot.contiguous(), m, gamma)
+        ret = _native.call("discounted_returns", r, dn, boot.contiguous(), m, gamma)
     else:
         ret = discounted_returns_reference(r, dn, gamma, boot, m)
     return layout.from_columns(ret)
@@ -225,13 +234,17 @@ class _Columns:
         return x.reshape(self.moved_shape).movedim(0, self.dim)
 
 
-if _native._C is not None:
-    # Fake kernels: shapes and strides of the outputs (like empty_like in csrc/ops/returns.h),
-    # so torch.compile and opcheck can trace the ops without running them.
-    @torch.library.register_fake("fastrl::gae")
-    def _gae_fake(rewards, values, next_values, terminated, done, mask, gamma, lam):
-        return torch.empty_like(rewards), torch.empty_like(rewards)
+# Fake kernels: shapes and strides of the outputs (like empty_like in csrc/ops/returns.h), so
+# torch.compile and opcheck can trace the ops without running them.
 
-    @torch.library.register_fake("fastrl::discounted_returns")
-    def _discounted_returns_fake(rewards, done, bootstrap, mask, gamma):
-        return torch.empty_like(rewards)
+
+def _gae_fake(rewards, *_):
+    return torch.empty_like(rewards), torch.empty_like(rewards)
+
+
+def _discounted_returns_fake(rewards, *_):
+    return torch.empty_like(rewards)
+
+
+_native.register_op("gae", fake=_gae_fake)
+_native.register_op("discounted_returns", fake=_discounted_returns_fake)
