@@ -138,8 +138,11 @@ FASTRL_HD PpoTerms<T> ppo_terms(const PpoParams<T>& p, T logp, T entropy, T old_
     }
   }
   out.kl = kl;
-  out.loss = pg + p.kl_coef * kl - p.entropy_coef * entropy;
-  out.dloss_dlogp = dpg + p.kl_coef * dkl;
+  // The KL term counts only when kl_coef != 0: k3's exp(ref - logp) overflows to inf in float32
+  // far from the reference, and 0 * inf would make the loss NaN.
+  const bool with_kl = p.kl_coef != T(0);
+  out.loss = pg + (with_kl ? p.kl_coef * kl : T(0)) - p.entropy_coef * entropy;
+  out.dloss_dlogp = dpg + (with_kl ? p.kl_coef * dkl : T(0));
   return out;
 }
 

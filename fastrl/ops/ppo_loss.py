@@ -140,6 +140,17 @@ def clipped_pg_reference(ratio, advantages, opts: PpoOptions):
     return pg, was_clipped
 
 
+def _kl_term(kl_coef, kl: torch.Tensor) -> torch.Tensor:
+    """kl_coef * kl, counted only when kl_coef != 0: k3's estimate overflows to inf in float32 far
+    from the reference, and 0 * inf would make the loss NaN."""
+    if torch.compiler.is_compiling() or isinstance(kl_coef, torch.Tensor):
+        # No branch on the value: one graph serves every kl_coef. (Only the forward is guarded
+        # here: where kl overflows with kl_coef = 0, the gradient through it is still 0 * inf.)
+        coef = kl.new_ones(()) * kl_coef
+        return torch.where(coef != 0, coef * kl, 0)
+    return kl_coef * kl if kl_coef != 0 else torch.zeros_like(kl)
+
+
 def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts: PpoOptions):
     """Per-token PPO terms from log-probs (no masking): returns ``TokenTerms``."""
     log_ratio = logp - old_logprobs
@@ -158,7 +169,7 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
     else:  # k3 (Schulman's unbiased, always >= 0 estimator)
         x = ref_logprobs - logp
         kl = torch.exp(x) - x - 1
-    loss = pg + opts.kl_coef * kl - opts.entropy_coef * entropy
+    loss = pg + _kl_term(opts.kl_coef, kl) - opts.entropy_coef * entropy
     return TokenTerms(loss, logp, entropy, ratio, kl, was_clipped.to(logp.dtype))
 
 

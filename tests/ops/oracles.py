@@ -190,7 +190,7 @@ def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, 
         elif ref is not None:  # k3
             x = ref[i] - logp
             kl = torch.exp(x) - x - 1
-        losses.append(pg + kl_coef * kl - entropy_coef * entropy)
+        losses.append(pg + (kl_coef * kl if kl_coef != 0 else 0.0) - entropy_coef * entropy)
         r = _float(ratio)
         tokens.append(Token(r, a, branch))
         sums["clipped"] += branch != "none"

@@ -173,6 +173,30 @@ def test_clipped_tokens_with_infinite_ratio(backend):
     assert stats["ratio_max"].item() == math.inf and stats["clip_fraction"] == stats_big["clip_fraction"]
 
 
+def test_zero_kl_coef_ignores_an_overflowing_kl_estimate(backend):
+    """Far from the reference, k3's exp(ref - logp) is inf in float32. With kl_coef = 0 the KL
+    term is not part of the loss: loss and gradient are those without ref_logprobs (not 0 * inf =
+    NaN); the kl statistic still reports the overflow. With kl_coef > 0 the loss is inf."""
+    inputs = make_inputs((2, 3), 5, seed=3)
+    del inputs["mask"]
+    far = dict(inputs, ref_logprobs=inputs["old_logprobs"] + 120.0)
+    options = dict(clip_low=0.2, kl_estimator="k3", entropy_coef=0.01)
+    loss, stats, grad = run(ppo_loss, far, kl_coef=0.0, **options)
+    loss_without, _, grad_without = run(ppo_loss, {k: v for k, v in inputs.items() if k != "ref_logprobs"}, **options)
+    assert torch.equal(loss, loss_without) and torch.equal(grad, grad_without)
+    assert stats["kl_ref"].item() == math.inf
+    assert run(ppo_loss, far, kl_coef=0.1, **options)[0].item() == math.inf
+
+
+def test_gaussian_zero_kl_coef_ignores_an_overflowing_kl_estimate():
+    # log N(6; 0, e^-1) = -133.5: k3's exp(0 - logp) overflows in float32 (hypothesis found it).
+    mean, log_std, actions = torch.zeros(1, 1), torch.full((1,), -1.0), torch.full((1, 1), 6.0)
+    old, adv, ref = torch.full((1,), -130.0), torch.ones(1), torch.zeros(1)
+    loss, stats = gaussian_ppo_loss(mean, log_std, actions, old, adv, ref_logprobs=ref, clip_low=0.2)
+    loss_without, _ = gaussian_ppo_loss(mean, log_std, actions, old, adv, clip_low=0.2)
+    assert torch.isfinite(loss) and torch.equal(loss, loss_without)
+
+
 def test_all_masked_gives_zero_loss(backend):
     inputs = make_inputs((2, 3), 6)
     inputs["mask"] = torch.zeros_like(inputs["mask"])
