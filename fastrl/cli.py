@@ -81,11 +81,20 @@ def _flag(name: str) -> str:
     return _COMMON_FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
+class _RenamedFlag(argparse.Action):
+    """The flag of a renamed config field: recorded, and refused by _train in one line naming the
+    new flag (``const``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.renamed_flag = (option_string, self.const)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
     """One flag per dataclass field, typed from its annotation, documented by its docstring.
-    Defaults are None so that only flags the user typed override the config."""
+    Defaults are None so that only flags the user typed override the config. The flags of renamed
+    fields are hidden and refused, naming the new flag."""
     from fastrl.algos.common import field_docs
-    from fastrl.algos.config import Range, field_rules
+    from fastrl.utils.config import Range, field_rules, renamed_fields
 
     docs = field_docs(config_cls)
     rules = field_rules(config_cls)
@@ -107,6 +116,12 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
             choices = rule if isinstance(rule, tuple) else None
             parser.add_argument(flag, dest=f.name, type=base, default=None, help=help_, choices=choices,
                                 metavar=base.__name__.upper() if choices is None else None)
+    parser.set_defaults(renamed_flag=None)
+    for old, new in renamed_fields(config_cls).items():
+        parser.add_argument(_flag(old), action=_RenamedFlag, const=_flag(new), nargs="*", help=argparse.SUPPRESS)
+        if hints[new] is bool:
+            parser.add_argument("--no-" + _flag(old)[2:], action=_RenamedFlag, const="--no-" + _flag(new)[2:],
+                                nargs="*", help=argparse.SUPPRESS)
 
 
 def _read_config_file(path: str) -> dict:
@@ -147,12 +162,9 @@ def _read_config_file(path: str) -> dict:
 
 def _check_file_values(cls, values: dict, where: str) -> None:
     """Type and range of each field a config file sets, so an error names the file."""
-    from fastrl.algos.config import ConfigError, check_field, field_rules
+    from fastrl.utils.config import ConfigError, check_field, check_names, field_rules
 
-    names = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise UsageError(f"{where}: unknown config fields for {cls.algo}: {unknown}")
+    check_names(cls.Config, values, where, label=cls.algo)  # an old name's error names the new one
     hints, rules = typing.get_type_hints(cls.Config), field_rules(cls.Config)
     for name, value in values.items():
         try:
@@ -163,10 +175,13 @@ def _check_file_values(cls, values: dict, where: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from fastrl.algos import ALGOS
-    from fastrl.algos.config import validate_config
     from fastrl.algos.defaults import tuned_defaults
+    from fastrl.utils.config import validate_config
 
     cls = ALGOS[args.algo]
+    if args.renamed_flag:
+        old, new = args.renamed_flag
+        raise UsageError(f"{old} was renamed {new}: use {new}")
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls.Config)
              if getattr(args, f.name) is not None}
     if args.final_eval < 0:
@@ -207,7 +222,7 @@ def _resume(cls, args: argparse.Namespace, flags: dict):
     copy of the run there, leaving RUN as it was. Flags equal to the checkpoint's config are
     accepted; RESUMABLE ones that differ are applied with a notice; others are refused."""
     from fastrl.algos.common import load_trainer_checkpoint
-    from fastrl.algos.config import check_field, field_rules
+    from fastrl.utils.config import check_field, field_rules, with_new_names
 
     if args.config:
         raise UsageError("--config cannot be combined with --resume: a resumed run keeps its checkpoint's config")
@@ -218,7 +233,7 @@ def _resume(cls, args: argparse.Namespace, flags: dict):
     out = Path(args.out) if args.out else path.parent
     if args.overwrite and out.resolve() == path.parent.resolve():
         raise UsageError("--overwrite would delete the run that --resume continues")
-    saved = state["config"]
+    saved = with_new_names(cls.Config, state["config"])  # a checkpoint from before a rename
     hints, rules = typing.get_type_hints(cls.Config), field_rules(cls.Config)
     overrides = {}
     for name, value in flags.items():
@@ -253,7 +268,7 @@ def _print_eval(returns: list[float]) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from fastrl.algos import ALGOS
     from fastrl.algos.common import load_trainer_checkpoint
-    from fastrl.algos.config import POSITIVE, SEED, check_device, check_field
+    from fastrl.utils.config import POSITIVE, SEED, check_device, check_field
 
     check_field("--episodes", args.episodes, int, POSITIVE)
     if args.seed is not None:
@@ -321,8 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command not in ("train", "eval"):
         return args.func(args)
     from fastrl.algos.common import TrainingDiverged
-    from fastrl.algos.config import ConfigError
     from fastrl.utils.checkpoint import CheckpointError
+    from fastrl.utils.config import ConfigError
     from fastrl.utils.rundir import RunDirError
 
     try:

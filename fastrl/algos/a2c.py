@@ -1,6 +1,6 @@
 """Advantage Actor-Critic (Mnih et al. 2016, synchronous): short rollouts from many envs, GAE
 advantages (``fastrl.ops.gae``; lambda 1 gives the classic n-step advantage), one gradient step
-per rollout on ``-log pi * A + vf_coef * (V - R)^2 - ent_coef * H``. Defaults follow
+per rollout on ``-log pi * A + vf_coef * (V - R)^2 - entropy_coef * H``. Defaults follow
 Stable-Baselines3's A2C (RMSprop, 5-step rollouts)."""
 
 from __future__ import annotations
@@ -12,14 +12,9 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.config import POSITIVE, UNIT, Rule
-from fastrl.algos.onpolicy import (
-    OnPolicyConfig,
-    OnPolicyTrainer,
-    bootstrapped_next_values,
-    check_normalizable,
-    collect_rollout,
-)
+from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer, check_normalizable
+from fastrl.utils.config import POSITIVE, UNIT, Rule
+from fastrl.utils.stats import whiten
 
 
 @dataclass
@@ -55,19 +50,17 @@ class A2C(OnPolicyTrainer):
 
     def train_iteration(self):
         cfg = self.config
-        b = collect_rollout(self, self.agent, cfg.num_steps)
-        next_values = bootstrapped_next_values(self.agent, b)
+        b = self.collect_rollout()
+        next_values = self.bootstrapped_next_values(b)
         advantages, returns = ops.gae(b["rewards"], b["values"], next_values, b["terminated"], b["done"],
                                       cfg.gamma, cfg.gae_lambda)
-        T, N = b["rewards"].shape
-        obs = b["obs"].reshape(T * N, -1)
-        logp, entropy = self.log_probs(obs, b["actions"].reshape(T * N, *b["actions"].shape[2:]))
+        obs, logp, entropy = self.flat_log_probs(b)
         adv = advantages.reshape(-1)
         if cfg.normalize_advantages:
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            adv = whiten(adv)
         pg_loss = -(logp * adv).mean()
         v_loss = ops.value_loss(self.agent.value(obs), b["values"].reshape(-1), returns.reshape(-1))
-        loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+        loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)

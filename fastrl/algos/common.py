@@ -2,7 +2,7 @@
 logging and checkpoints, and evaluation. An algorithm file adds its networks (``setup``), one
 iteration of training (``train_iteration``), its policy (``act``) and what it checkpoints.
 
-What the loop guarantees: the config is validated before any work (``fastrl.algos.config``); a
+What the loop guarantees: the config is validated before any work (``fastrl.utils.config``); a
 run directory holding another run is refused unless ``overwrite=True``, and is locked while a run
 writes (``fastrl.utils.rundir``); Ctrl-C saves a final checkpoint and plot before it propagates;
 NaN or Inf in a logged metric or in the weights stops the run and leaves the last good checkpoint
@@ -27,8 +27,9 @@ from typing import Any, ClassVar
 import gymnasium
 import torch
 
-from fastrl import envs
-from fastrl.algos.config import (
+from fastrl import envs, ops
+from fastrl.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fastrl.utils.config import (
     NON_NEGATIVE,
     POSITIVE,
     SEED,
@@ -36,9 +37,10 @@ from fastrl.algos.config import (
     Rule,
     check_device,
     check_field,
+    check_names,
     validate_config,
+    with_new_names,
 )
-from fastrl.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastrl.utils.logging import RunLogger
 from fastrl.utils.rundir import (
     RunLock,
@@ -88,12 +90,14 @@ class TrainConfig:
     keeps torch's setting). Small networks run fastest on one: extra threads only add
     synchronization, and collapse when another process holds a core."""
 
-    # The range of each numeric field (fastrl.algos.config checks every field's type).
+    # The range of each numeric field (fastrl.utils.config checks every field's type).
     field_rules: ClassVar[dict[str, Rule]] = {
         "num_envs": POSITIVE, "total_steps": POSITIVE, "seed": SEED, "log_every": POSITIVE,
         "checkpoint_every": NON_NEGATIVE, "eval_every": NON_NEGATIVE, "eval_episodes": POSITIVE,
         "cpu_threads": POSITIVE,
     }
+    # Fields renamed since a checkpoint or config file may have been written: old name -> new name.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def check(self) -> None:
         """Rules across fields, and values only the environment can judge (after the per-field
@@ -101,6 +105,18 @@ class TrainConfig:
         check_device(self.device)
         if self.env_id not in gymnasium.registry:
             raise ConfigError(f"env_id {self.env_id!r} is not a registered gymnasium environment", "env_id")
+
+
+def bootstrapped_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+                         done: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Discounted returns ``[T, N]`` (time-major), cut where an episode ends. ``next_values[t]``
+    is the value of the observation after step t (the final observation where an episode ended):
+    a terminated step adds nothing after its reward, a truncated step bootstraps from its next
+    value, folded into its reward (r_t + gamma V(final obs_t)), and the last step from its own, so
+    one backward recurrence covers every case."""
+    truncated = done & ~terminated
+    folded = rewards + gamma * torch.where(truncated, next_values, 0.0)
+    return ops.discounted_returns(folded, done, gamma, bootstrap=next_values[-1])
 
 
 class TrainingDiverged(RuntimeError):
@@ -469,14 +485,14 @@ class Trainer:
         copy of the run's metrics.csv and continues there, leaving the original untouched; like
         a new run's, it must not hold a run unless ``overwrite``."""
         state, path = load_trainer_checkpoint(path, cls.algo)
+        check_names(cls.Config, overrides, label=cls.algo)
         names = {f.name for f in dataclasses.fields(cls.Config)}
-        if set(overrides) - names:
-            raise ConfigError(f"unknown config fields for {cls.algo}: {sorted(set(overrides) - names)}")
-        if set(state["config"]) - names:
+        saved = with_new_names(cls.Config, state["config"])  # a checkpoint from before a rename reads as new
+        if set(saved) - names:
             raise CheckpointError(f"{path}: its config has fields {cls.algo} does not know: "
-                                  f"{sorted(set(state['config']) - names)}")
+                                  f"{sorted(set(saved) - names)}")
         try:
-            config = validate_config(cls.Config(**{**state["config"], **overrides}))
+            config = validate_config(cls.Config(**{**saved, **overrides}))
         except ConfigError as e:
             if e.field in overrides or (e.field is None and overrides):
                 raise

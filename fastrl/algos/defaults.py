@@ -8,18 +8,18 @@ TUNED: dict[str, dict[str, dict]] = {
         # Many envs, few large minibatches: 16 gradient steps per 1024 transitions keeps the
         # wall time low; gamma 0.98 / lambda 0.8 as in the SB3 zoo. Solves in ~100-140k steps.
         "CartPole-v1": dict(num_envs=32, num_steps=32, total_steps=150_000, learning_rate=2.5e-3,
-                            update_epochs=4, num_minibatches=4, gamma=0.98, gae_lambda=0.8,
+                            epochs=4, num_minibatches=4, gamma=0.98, gae_lambda=0.8,
                             target_return=475.0),
         "Acrobot-v1": dict(num_envs=16, num_steps=128, total_steps=300_000, learning_rate=2.5e-3,
-                           ent_coef=0.0, normalize_obs=True),
-        "MountainCar-v0": dict(num_envs=16, num_steps=128, total_steps=1_000_000, ent_coef=0.01,
+                           entropy_coef=0.0, normalize_obs=True),
+        "MountainCar-v0": dict(num_envs=16, num_steps=128, total_steps=1_000_000, entropy_coef=0.01,
                                normalize_obs=True),
         "Pendulum-v1": dict(num_envs=16, num_steps=256, total_steps=300_000, learning_rate=1e-3,
-                            gamma=0.95, gae_lambda=0.95, update_epochs=10, num_minibatches=16,
+                            gamma=0.95, gae_lambda=0.95, epochs=10, num_minibatches=16,
                             normalize_obs=True, normalize_reward=True, init_log_std=-0.5,
                             eval_every=16_384, target_return=-170.0),
         "MountainCarContinuous-v0": dict(num_envs=16, num_steps=256, total_steps=500_000,
-                                         normalize_obs=True, normalize_reward=True, ent_coef=0.0),
+                                         normalize_obs=True, normalize_reward=True, entropy_coef=0.0),
     },
     "dqn": {
         # Stable-Baselines3 zoo's CartPole DQN (bursts of 128 gradient steps every 256 env steps,

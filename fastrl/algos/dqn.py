@@ -4,11 +4,11 @@ A Q-network maps an observation to a vector of Q-values, one per action; the pol
 argmax, with epsilon-greedy exploration on a linear schedule. Transitions go into a replay buffer
 on the training device; targets come from a target network (hard or Polyak updates).
 
-n-step targets use ``fastrl.ops.discounted_returns`` over windows of n consecutive steps:
+n-step targets are discounted returns over windows of n consecutive steps
+(``fastrl.algos.common.bootstrapped_returns``):
   G_t = r_t + g r_{t+1} + ... + g^{n-1} r_{t+n-1} + g^n Q_target(s_{t+n})
-cut where an episode ends. A truncation inside the window bootstraps from the value of that
-step's final observation, folded into its reward (r_k + g Q(final obs_k)), so one backward
-recurrence with a single bootstrap at the end covers every case.
+cut where an episode ends; a truncation inside the window bootstraps from the value of that
+step's final observation.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from fastrl import ops
-from fastrl.algos.common import TrainConfig, Trainer
-from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
+from fastrl.algos.common import TrainConfig, Trainer, bootstrapped_returns
 from fastrl.nn import QNetwork
+from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
 
 
 @dataclass
@@ -81,8 +80,11 @@ class DQNConfig(TrainConfig):
 
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
-    """``start`` at t=0 to ``end`` at t=duration, then constant."""
-    return end + (start - end) * max(0.0, 1.0 - t / max(duration, 1))
+    """``start`` at t=0 to ``end`` at t=duration, then constant (``end`` from the start when the
+    duration is 0: no decay)."""
+    if t >= duration:
+        return end
+    return end + (start - end) * (1.0 - t / duration)
 
 
 class ReplayBuffer:
@@ -142,11 +144,9 @@ class ReplayBuffer:
 
 
 def n_step_targets(rewards, terminated, done, next_q, gamma):
-    """Targets for windows ``[n, B]``: ``next_q[k]`` is the bootstrap value of step k's next (or
-    final) observation. Truncations inside the window bootstrap from their own next_q."""
-    truncated = done & ~terminated
-    folded = rewards + gamma * torch.where(truncated, next_q, 0.0)
-    return ops.discounted_returns(folded, done, gamma, bootstrap=next_q[-1])[0]
+    """Targets ``[B]`` of windows ``[n, B]``: ``next_q[k]`` is the bootstrap value of step k's next
+    (or final) observation. Truncations inside the window bootstrap from their own next_q."""
+    return bootstrapped_returns(rewards, next_q, terminated, done, gamma)[0]
 
 
 class DQN(Trainer):

@@ -1,6 +1,6 @@
 """What REINFORCE, A2C and PPO share: their config fields, an actor-critic agent (with optional
 observation normalization), the rollout that steps every env ``num_steps`` times with the
-current policy, and the bootstrapped next values for GAE — all on the device."""
+current policy, and the bootstrapped next values for GAE and returns — all on the device."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 
 from fastrl import ops
 from fastrl.algos.common import TrainConfig, Trainer
-from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 from fastrl.nn import ActorCritic
 from fastrl.nn.normalize import ObsNormalizer
+from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 
 
 @dataclass
@@ -24,7 +24,7 @@ class OnPolicyConfig(TrainConfig):
     """discount factor"""
     vf_coef: float = 0.5
     """value loss coefficient"""
-    ent_coef: float = 0.0
+    entropy_coef: float = 0.0
     """entropy bonus coefficient"""
     max_grad_norm: float = 0.5
     """global gradient norm clip"""
@@ -36,9 +36,10 @@ class OnPolicyConfig(TrainConfig):
     """initial log standard deviation of a Gaussian policy (continuous actions)"""
 
     field_rules: ClassVar[dict[str, Rule]] = {
-        "gamma": UNIT, "vf_coef": NON_NEGATIVE, "ent_coef": NON_NEGATIVE, "max_grad_norm": POSITIVE,
+        "gamma": UNIT, "vf_coef": NON_NEGATIVE, "entropy_coef": NON_NEGATIVE, "max_grad_norm": POSITIVE,
         "hidden": POSITIVE,
     }
+    renamed: ClassVar[dict[str, str]] = {"ent_coef": "entropy_coef"}
 
 
 def check_normalizable(cfg, flag: str) -> None:
@@ -76,44 +77,51 @@ class OnPolicyTrainer(Trainer):
             logp, entropy = logp.sum(-1), entropy.sum(-1)
         return logp, entropy
 
+    @torch.no_grad()
+    def collect_rollout(self, reward_scaler=None) -> dict[str, torch.Tensor]:
+        """Steps every env ``num_steps`` times with the current policy (advancing ``self.obs`` and
+        ``self.global_step``). Returns time-major ``[T, N, ...]`` tensors: obs (as fed to the
+        networks), actions, logprobs, values, rewards (scaled if ``reward_scaler``), terminated,
+        done, final_obs (features of the observation an episode ended on; meaningful where done)
+        and ``last_value [N]``."""
+        keys = ("obs", "actions", "logprobs", "values", "rewards", "terminated", "done", "final_obs")
+        buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
+        agent, obs = self.agent, self.obs
+        for _ in range(self.config.num_steps):
+            x = self.features(obs, update=True)
+            dist = agent.dist(x)
+            action = dist.sample()
+            logp = dist.log_prob(action)
+            if agent.continuous:
+                logp = logp.sum(-1)
+            next_obs, reward, term, trunc, info = self.env.step(action)
+            done = term | trunc
+            self.record_episodes(info)
+            reward = reward.to(torch.float32)
+            if reward_scaler is not None:
+                reward = reward_scaler(reward, done)
+            for k, v in zip(keys, (x, action, logp, agent.value(x), reward, term, done,
+                                   self.features(info["final_obs"]))):
+                buf[k].append(v)
+            obs = next_obs
+        self.obs = obs
+        self.global_step += self.config.num_steps * self.config.num_envs
+        batch = {k: torch.stack(v) for k, v in buf.items()}
+        batch["last_value"] = agent.value(self.features(obs))
+        return batch
 
-@torch.no_grad()
-def collect_rollout(trainer, agent: ActorCritic, num_steps: int, reward_scaler=None) -> dict[str, torch.Tensor]:
-    """Time-major ``[T, N, ...]`` tensors: obs (as fed to the networks), actions, logprobs,
-    values, rewards (scaled if ``reward_scaler``), terminated, done, final_obs (features of
-    the observation an episode ended on; meaningful where done) and ``last_value [N]``."""
-    keys = ("obs", "actions", "logprobs", "values", "rewards", "terminated", "done", "final_obs")
-    buf: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
-    obs = trainer.obs
-    for _ in range(num_steps):
-        x = trainer.features(obs, update=True)
-        dist = agent.dist(x)
-        action = dist.sample()
-        logp = dist.log_prob(action)
-        if agent.continuous:
-            logp = logp.sum(-1)
-        next_obs, reward, term, trunc, info = trainer.env.step(action)
-        done = term | trunc
-        trainer.record_episodes(info)
-        reward = reward.to(torch.float32)
-        if reward_scaler is not None:
-            reward = reward_scaler(reward, done)
-        for k, v in zip(keys, (x, action, logp, agent.value(x), reward, term, done,
-                               trainer.features(info["final_obs"]))):
-            buf[k].append(v)
-        obs = next_obs
-    trainer.obs = obs
-    trainer.global_step += num_steps * trainer.config.num_envs
-    batch = {k: torch.stack(v) for k, v in buf.items()}
-    batch["last_value"] = agent.value(trainer.features(obs))
-    return batch
+    @torch.no_grad()
+    def bootstrapped_next_values(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``next_values [T, N]``: V(s_{t+1}), except where an episode ended at t, where it is
+        V(final observation) — the right bootstrap for a truncation (a termination ignores it)."""
+        T, N = batch["rewards"].shape
+        final_values = self.agent.value(batch["final_obs"].reshape(T * N, -1)).reshape(T, N)
+        return ops.rollout_next_values(batch["values"], batch["last_value"], final_values=final_values,
+                                       final_mask=batch["done"])
 
-
-@torch.no_grad()
-def bootstrapped_next_values(agent: ActorCritic, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``next_values [T, N]`` for GAE: V(s_{t+1}), except where an episode ended at t, where it is
-    V(final observation) — the right bootstrap for a truncation (a termination ignores it)."""
-    T, N = batch["rewards"].shape
-    final_values = agent.value(batch["final_obs"].reshape(T * N, -1)).reshape(T, N)
-    return ops.rollout_next_values(batch["values"], batch["last_value"], final_values=final_values,
-                                   final_mask=batch["done"])
+    def flat_log_probs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batch's observations flattened to ``[T * N, obs]``, and :meth:`log_probs` of its actions."""
+        T, N = batch["rewards"].shape
+        obs = batch["obs"].reshape(T * N, -1)
+        logp, entropy = self.log_probs(obs, batch["actions"].reshape(T * N, *batch["actions"].shape[2:]))
+        return obs, logp, entropy

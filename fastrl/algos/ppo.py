@@ -2,7 +2,7 @@
 
 Follows CleanRL's ppo.py / ppo_continuous_action.py: a rollout of ``num_steps`` from every env,
 advantages by GAE (``fastrl.ops.gae``: a truncated episode bootstraps from the value of its final
-observation, a terminated one does not), then ``update_epochs`` passes of minibatch updates with
+observation, a terminated one does not), then ``epochs`` passes of minibatch updates with
 the clipped surrogate (``fastrl.ops.ppo_loss`` for categorical policies, fused over the logits),
 a clipped value loss and an entropy bonus.
 """
@@ -16,14 +16,10 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
-from fastrl.algos.onpolicy import (
-    OnPolicyConfig,
-    OnPolicyTrainer,
-    bootstrapped_next_values,
-    collect_rollout,
-)
+from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer
 from fastrl.nn.normalize import RewardScaler
+from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
+from fastrl.utils.stats import whiten
 
 
 @dataclass
@@ -40,21 +36,23 @@ class PPOConfig(OnPolicyConfig):
     """GAE lambda"""
     num_minibatches: int = 4
     """minibatches per epoch"""
-    update_epochs: int = 4
+    epochs: int = 4
     """passes over each batch"""
-    norm_adv: bool = True
-    """normalize advantages within each minibatch"""
-    clip_coef: float = 0.2
-    """surrogate clipping range epsilon"""
-    clip_vloss: bool = True
-    """clip the value loss around the old values"""
+    normalize_advantages: bool = True
+    """standardize advantages within each minibatch"""
+    clip_low: float = 0.2
+    """surrogate clipping range epsilon: ratios are clipped to [1 - clip_low, 1 + clip_low]"""
+    clip_value_loss: bool = True
+    """clip the value loss around the old values (by clip_low)"""
     normalize_reward: bool = False
     """scale rewards by the running std of the discounted return"""
 
     field_rules: ClassVar[dict[str, Rule]] = {
         "num_steps": POSITIVE, "learning_rate": POSITIVE, "gae_lambda": UNIT, "num_minibatches": POSITIVE,
-        "update_epochs": POSITIVE, "clip_coef": NON_NEGATIVE,
+        "epochs": POSITIVE, "clip_low": NON_NEGATIVE,
     }
+    renamed: ClassVar[dict[str, str]] = {"update_epochs": "epochs", "norm_adv": "normalize_advantages",
+                                         "clip_coef": "clip_low", "clip_vloss": "clip_value_loss"}
 
     def check(self) -> None:
         super().check()
@@ -62,9 +60,10 @@ class PPOConfig(OnPolicyConfig):
         if batch % self.num_minibatches:
             raise ConfigError(f"num_envs * num_steps ({batch}) must be divisible by num_minibatches "
                               f"({self.num_minibatches})", "num_minibatches")
-        if self.norm_adv and batch // self.num_minibatches < 2:
-            raise ConfigError(f"norm_adv needs minibatches of at least 2 samples; num_envs * num_steps / "
-                              f"num_minibatches is {batch // self.num_minibatches}", "norm_adv")
+        if self.normalize_advantages and batch // self.num_minibatches < 2:
+            raise ConfigError(f"normalize_advantages needs minibatches of at least 2 samples; num_envs * "
+                              f"num_steps / num_minibatches is {batch // self.num_minibatches}",
+                              "normalize_advantages")
 
 
 class PPO(OnPolicyTrainer):
@@ -97,10 +96,10 @@ class PPO(OnPolicyTrainer):
 
     # -- phase 1: rollout, phase 2: advantages ---------------------------------------------
     def _rollout(self) -> dict[str, torch.Tensor]:
-        return collect_rollout(self, self.agent, self.config.num_steps, self.reward_scaler)
+        return self.collect_rollout(self.reward_scaler)
 
     def _advantages(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        next_values = bootstrapped_next_values(self.agent, b)
+        next_values = self.bootstrapped_next_values(b)
         return ops.gae(b["rewards"], b["values"], next_values, b["terminated"], b["done"],
                        self.config.gamma, self.config.gae_lambda)
 
@@ -113,20 +112,20 @@ class PPO(OnPolicyTrainer):
         old_logp, old_values = b["logprobs"].reshape(n), b["values"].reshape(n)
         advantages, returns = advantages.reshape(n), returns.reshape(n)
         mb = n // cfg.num_minibatches
-        for _ in range(cfg.update_epochs):
+        for _ in range(cfg.epochs):
             for idx in torch.randperm(n, device=self.device).split(mb):
                 adv = advantages[idx]
-                if cfg.norm_adv:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                if cfg.normalize_advantages:
+                    adv = whiten(adv)
                 out = self.agent.actor(obs[idx])
-                options = dict(clip_low=cfg.clip_coef, entropy_coef=cfg.ent_coef)
+                options = dict(clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef)
                 if self.discrete:
                     pg_loss, stats = ops.ppo_loss(out, actions[idx], old_logp[idx], adv, **options)
                 else:
                     pg_loss, stats = ops.gaussian_ppo_loss(out, self.agent.log_std, actions[idx], old_logp[idx],
                                                            adv, **options)
                 v_loss = ops.value_loss(self.agent.value(obs[idx]), old_values[idx], returns[idx],
-                                        clip=cfg.clip_coef if cfg.clip_vloss else None)
+                                        clip=cfg.clip_low if cfg.clip_value_loss else None)
                 loss = pg_loss + cfg.vf_coef * v_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from fastrl import ops
-from fastrl.algos.config import POSITIVE, Rule
-from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer, collect_rollout
+from fastrl.algos.common import bootstrapped_returns
+from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer
+from fastrl.utils.config import POSITIVE, Rule
+from fastrl.utils.stats import masked_mean, whiten
 
 
 @dataclass
@@ -47,18 +49,17 @@ class Reinforce(OnPolicyTrainer):
 
     def train_iteration(self):
         cfg = self.config
-        b = collect_rollout(self, self.agent, cfg.num_steps)
+        b = self.collect_rollout()
         returns, valid = self._returns(b)
-        T, N = b["rewards"].shape
-        logp, entropy = self.log_probs(b["obs"].reshape(T * N, -1), b["actions"].reshape(T * N, *b["actions"].shape[2:]))
-        values = self.agent.value(b["obs"].reshape(T * N, -1))
+        obs, logp, entropy = self.flat_log_probs(b)
+        values = self.agent.value(obs)
         returns, valid = returns.reshape(-1), valid.reshape(-1)
         adv = returns - values.detach() if cfg.baseline else returns
         if cfg.normalize_advantages:
-            adv = (adv - _masked_mean(adv, valid)) / (_masked_std(adv, valid) + 1e-8)
-        pg_loss = -_masked_mean(logp * adv, valid)
-        loss = pg_loss - cfg.ent_coef * _masked_mean(entropy, valid)
-        v_loss = _masked_mean(0.5 * (values - returns) ** 2, valid)
+            adv = whiten(adv, valid)
+        pg_loss = -masked_mean(logp * adv, valid)
+        loss = pg_loss - cfg.entropy_coef * masked_mean(entropy, valid)
+        v_loss = masked_mean(0.5 * (values - returns) ** 2, valid)
         if cfg.baseline:
             loss = loss + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)
@@ -76,18 +77,6 @@ class Reinforce(OnPolicyTrainer):
             # Monte-Carlo: a step counts once its episode has ended within this rollout.
             ended_later = b["done"].flip(0).cummax(0).values.flip(0)
             return ops.discounted_returns(b["rewards"], b["done"], cfg.gamma), ended_later
-        T, N = b["rewards"].shape
-        final_values = self.agent.value(b["final_obs"].reshape(T * N, -1)).reshape(T, N)
-        truncated = b["done"] & ~b["terminated"]
-        rewards = b["rewards"] + cfg.gamma * torch.where(truncated, final_values, 0.0)
-        returns = ops.discounted_returns(rewards, b["done"], cfg.gamma, bootstrap=b["last_value"])
+        returns = bootstrapped_returns(b["rewards"], self.bootstrapped_next_values(b), b["terminated"], b["done"],
+                                       cfg.gamma)
         return returns, torch.ones_like(b["done"])
-
-
-def _masked_mean(x, mask):
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def _masked_std(x, mask):
-    mean = _masked_mean(x, mask)
-    return _masked_mean((x - mean) ** 2, mask).sqrt()

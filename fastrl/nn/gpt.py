@@ -20,8 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fastrl.utils.config import AT_LEAST_ONE, ConfigError, SelfChecking
+
 __all__ = [
     "GPTConfig",
+    "CausalLM",
     "GPT",
     "ScalarGPT",
     "Generation",
@@ -33,7 +36,7 @@ __all__ = [
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(SelfChecking):
     vocab_size: int
     """Number of token ids the model embeds and predicts."""
     block_size: int = 64
@@ -45,30 +48,22 @@ class GPTConfig:
     n_embd: int = 64
     """Width of the residual stream."""
 
-    def __post_init__(self):
-        self.validate()
+    field_rules = {name: AT_LEAST_ONE for name in
+                                              ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}
 
-    def validate(self) -> None:
-        """Raises, naming the field, unless every field is a positive int and n_head divides
-        n_embd."""
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral):
-                raise TypeError(f"GPTConfig.{name} must be an int, got {type(value).__name__} {value!r}")
-            if value < 1:
-                raise ValueError(f"GPTConfig.{name} must be >= 1, got {value}")
-            setattr(self, name, int(value))
+    def check(self) -> None:
         if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig.n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+            raise ConfigError(f"GPTConfig.n_head ({self.n_head}) must divide n_embd ({self.n_embd})", "n_head")
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids ``[B, S]`` counting real tokens only; padding columns get 0."""
+    """Position ids ``[B, S]`` counting real tokens only: a row's real tokens are 0, 1, 2, ...
+    Left padding gets 0, later padding the position before it (attention never reads padding)."""
     return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
-    """Column of the last real token of each row ``[B]`` (any padding side)."""
+    """Column of the last real token of each row ``[B]`` (any padding side; -1 for a row with none)."""
     cols = torch.arange(mask.shape[1], device=mask.device)
     return torch.where(mask, cols, -1).amax(1)
 
@@ -163,7 +158,21 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class GPT(nn.Module):
+class CausalLM(nn.Module):
+    """What the RLHF code needs of a policy: ``trunk(ids, mask, past) -> (hidden, cache)`` and an
+    ``lm_head``; ``hidden`` and ``forward`` follow from them (fastrl's :class:`GPT`, and
+    ``fastrl.nn.hf.HFCausalLM`` around a ``transformers`` model)."""
+
+    def hidden(self, ids, mask=None):
+        """Final hidden states [B, S, C]."""
+        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+        return self.trunk(ids, mask)[0]
+
+    def forward(self, ids, mask=None):
+        return self.lm_head(self.hidden(ids, mask))
+
+
+class GPT(CausalLM):
     """Causal language model. ``forward(ids, mask) -> logits [B, S, V]``; the LM head shares the
     token embedding's weight (``lm_head.weight``), so ``hidden`` + that weight give the logits."""
 
@@ -174,14 +183,6 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         _init_weights(self)
         self.lm_head.weight = self.trunk.tok.weight
-
-    def hidden(self, ids, mask=None):
-        """Final hidden states [B, S, C]."""
-        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
-        return self.trunk(ids, mask)[0]
-
-    def forward(self, ids, mask=None):
-        return self.lm_head(self.hidden(ids, mask))
 
 
 class ScalarGPT(nn.Module):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fastrl.nn.gpt import check_inputs, last_token_index, positions_from_mask
+from fastrl.nn.gpt import CausalLM, check_inputs, last_token_index, positions_from_mask
 
 __all__ = ["HFCausalLM", "HFScalar"]
 
@@ -48,7 +48,7 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-class HFCausalLM(nn.Module):
+class HFCausalLM(CausalLM):
     """Wraps a ``transformers`` causal LM instance, or loads one from a local directory
     (``HFCausalLM.from_pretrained(path)``, no download)."""
 
@@ -74,14 +74,6 @@ class HFCausalLM(nn.Module):
                       position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                       use_cache=True, output_hidden_states=True)  # fmt: skip
         return out.hidden_states[-1], getattr(out, self._cache_keyword)
-
-    def hidden(self, ids, mask=None):
-        mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
-        return self.trunk(ids, mask)[0]
-
-    def forward(self, ids, mask=None):
-        return self.lm_head(self.hidden(ids, mask))
-
 
 class HFScalar(nn.Module):
     """Wraps a ``transformers`` decoder-only sequence classifier with ``num_labels == 1`` (GPT-2,

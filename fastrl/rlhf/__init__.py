@@ -3,7 +3,7 @@ reference, GRPO, and an offline demo task (``fastrl rlhf demo``)."""
 
 from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts, load_preferences
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
-from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.reward_model import (
     HFRewardModel,
     RewardModel,
@@ -24,7 +24,7 @@ __all__ = [
     "HFRewardModel",
     "RewardModelConfig",
     "train_reward_model",
-    "PPOConfig",
+    "RLHFPPOConfig",
     "PPOTrainer",
     "GRPOConfig",
     "GRPOTrainer",

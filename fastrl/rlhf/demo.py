@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field, replace
-from os import PathLike
 from pathlib import Path
 
 import torch
@@ -31,13 +31,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastrl.nn.gpt import GPT, Generation, GPTConfig, generate
-from fastrl.rlhf import _validate
 from fastrl.rlhf.data import Preference, encode_prompts, pad
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
-from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from fastrl.rlhf.rollout import response_logprobs, sequence_kl
 from fastrl.rlhf.tokenizer import CharTokenizer
+from fastrl.utils.config import (
+    AT_LEAST_ONE,
+    POSITIVE,
+    SEED,
+    ConfigError,
+    SelfChecking,
+    check_device,
+)
 
 ALPHABET = "abcdefghijkl"
 SEP = "="
@@ -129,7 +136,7 @@ BEST_SCORE = 1.0  # every response character on topic
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(SelfChecking):
     algo: str = "ppo"
     """RL algorithm after the reward model: "ppo" or "grpo"."""
     out: str = "runs/rlhf-demo"
@@ -150,11 +157,11 @@ class DemoConfig:
     """SFT gradient steps."""
     sft_batch_size: int = 64
     """SFT sequences per step."""
-    sft_lr: float = 1e-3
+    sft_learning_rate: float = 1e-3
     """SFT AdamW learning rate."""
     preference_prompts: int = 12000
     """Prompts sampled twice and labeled by the hidden rule (near-ties dropped)."""
-    reward: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(epochs=8, lr=1e-3))
+    reward: RewardModelConfig = field(default_factory=lambda: RewardModelConfig(epochs=8, learning_rate=1e-3))
     """Reward-model training."""
     rl_prompts: int = 4000
     """Prompt pool for PPO/GRPO."""
@@ -162,53 +169,45 @@ class DemoConfig:
     """PPO/GRPO steps."""
     max_new_tokens: int = 14
     """Longest response (SFT responses have at most 10 letters + EOS)."""
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(batch_size=64, lr=1e-3, target_kl=4.0, kl_horizon=2000))
+    ppo: RLHFPPOConfig = field(default_factory=lambda: RLHFPPOConfig(batch_size=64, learning_rate=1e-3, target_kl=4.0,
+                                                                    kl_horizon=2000))
     """PPO settings (max_new_tokens and seed are taken from this config)."""
     grpo: GRPOConfig = field(
-        default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, lr=5e-4, kl_coef=0.3))
+        default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, learning_rate=5e-4, kl_coef=0.3))
     """GRPO settings (max_new_tokens and seed are taken from this config)."""
     eval_prompts: int = 512
     """Held-out prompts for the before/after hidden score and KL."""
     log_every: int = 5
     """Read metrics back to the host every this many RL steps."""
 
-    def __post_init__(self):
-        self.validate()
+    field_rules = {
+        "algo": ("ppo", "grpo"), "seed": SEED, "cpu_threads": AT_LEAST_ONE, "sft_examples": AT_LEAST_ONE,
+        "sft_steps": AT_LEAST_ONE, "sft_batch_size": AT_LEAST_ONE, "sft_learning_rate": POSITIVE,
+        "preference_prompts": AT_LEAST_ONE, "rl_prompts": AT_LEAST_ONE, "iterations": AT_LEAST_ONE,
+        "max_new_tokens": AT_LEAST_ONE, "eval_prompts": AT_LEAST_ONE, "log_every": AT_LEAST_ONE,
+    }
+    renamed = {"sft_lr": "sft_learning_rate"}
 
     def validate(self) -> None:
-        """Raises, naming the field, unless every field has a usable type and value (the nested
-        configs are validated too, and the model must hold the demo's sequences)."""
-        _validate.choice(self, "algo", ("ppo", "grpo"))
-        if not isinstance(self.out, (str, PathLike)) or not str(self.out):
-            raise TypeError(f"DemoConfig.out must be a directory path, got {self.out!r}")
-        _validate.seed(self)
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            device = None
-        if device is None or device.type not in ("cpu", "cuda"):
-            raise ValueError(f"DemoConfig.device must be 'cpu' or 'cuda', got {self.device!r}")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"DemoConfig.device is {self.device!r} but CUDA is not available")
-        if self.cpu_threads is not None:
-            _validate.integer(self, "cpu_threads", 1)
-        for name in ("sft_examples", "sft_steps", "sft_batch_size", "preference_prompts", "rl_prompts",
-                     "iterations", "max_new_tokens", "eval_prompts", "log_every"):  # fmt: skip
-            _validate.integer(self, name, 1)
-        _validate.real(self, "sft_lr", 0.0, low_open=True)
-        _validate.nested(self, "model", GPTConfig)
-        _validate.nested(self, "reward", RewardModelConfig)
-        _validate.nested(self, "ppo", PPOConfig)
-        _validate.nested(self, "grpo", GRPOConfig)
+        if isinstance(self.out, os.PathLike):  # a Path is as good as its string
+            self.out = os.fspath(self.out)
+        super().validate()
+
+    def check(self) -> None:
+        """The nested configs are checked with the fields; the device must be usable, and the
+        model must hold the demo's sequences."""
+        if not self.out:
+            raise ConfigError("DemoConfig.out must be a directory path, got ''", "out")
+        check_device(self.device, "DemoConfig.device")
         if self.model.vocab_size != TOKENIZER.vocab_size:
-            raise ValueError(f"DemoConfig.model.vocab_size must be {TOKENIZER.vocab_size} (the demo's "
-                             f"tokenizer), got {self.model.vocab_size}")
+            raise ConfigError(f"DemoConfig.model.vocab_size must be {TOKENIZER.vocab_size} (the demo's "
+                              f"tokenizer), got {self.model.vocab_size}")
         # the longest sequences: an SFT example, and a prompt + sampled response + EOS
         need = MAX_PROMPT_TOKENS + max(MAX_SFT_RESPONSE, self.max_new_tokens) + 1
         if self.model.block_size < need:
-            raise ValueError(f"DemoConfig.model.block_size must be >= {need} for prompts of "
-                             f"{MAX_PROMPT_TOKENS} tokens and max_new_tokens={self.max_new_tokens}, "
-                             f"got {self.model.block_size}")
+            raise ConfigError(f"DemoConfig.model.block_size must be >= {need} for prompts of "
+                              f"{MAX_PROMPT_TOKENS} tokens and max_new_tokens={self.max_new_tokens}, "
+                              f"got {self.model.block_size}")
 
 
 @torch.no_grad()
@@ -269,7 +268,7 @@ def eval_prompts(cfg: DemoConfig) -> list[str]:
 
 def prepare(cfg: DemoConfig) -> Prepared:
     """SFT -> preference pairs labeled by the hidden rule -> reward model."""
-    _validate.config("cfg", cfg, DemoConfig)
+    DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
     device = torch.device(cfg.device)
     if cfg.cpu_threads is not None:
@@ -277,7 +276,7 @@ def prepare(cfg: DemoConfig) -> Prepared:
     torch.manual_seed(cfg.seed)
     policy = GPT(cfg.model).to(device)
     with tqdm(total=cfg.sft_steps, desc="sft", leave=False) as bar:
-        train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_lr, cfg.seed, bar.update)
+        train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_learning_rate, cfg.seed, bar.update)
     sft_score, _ = evaluate(policy, policy, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed)
 
     pairs = label_pairs(policy, prompts(cfg.preference_prompts, cfg.seed + 1), cfg.max_new_tokens, cfg.seed)
@@ -293,7 +292,7 @@ def prepare(cfg: DemoConfig) -> Prepared:
 def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
     """PPO or GRPO from the prepared SFT model against the reward model; writes metrics.csv,
     training.png, summary.json and the models to ``cfg.out``; returns the summary."""
-    _validate.config("cfg", cfg, DemoConfig)
+    DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,7 +347,7 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole demo: :func:`prepare` then :func:`run_rl`. The config is validated and the
     output directory created before any work."""
-    _validate.config("cfg", cfg, DemoConfig)
+    DemoConfig.checked("cfg", cfg)
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary = run_rl(cfg, prepare(cfg))

@@ -21,7 +21,6 @@ import torch
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import ppo_loss_from_hidden
 from fastrl.ops.ppo_loss import NORMALIZATIONS
-from fastrl.rlhf import _validate
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -31,12 +30,21 @@ from fastrl.rlhf.rollout import (
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.utils.config import (
+    AT_LEAST_ONE,
+    GRAD_CLIP,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    Range,
+    SelfChecking,
+)
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages"]
 
 
 @dataclass
-class GRPOConfig:
+class GRPOConfig(SelfChecking):
     prompts_per_step: int = 16
     """Prompts per step; each gets ``group_size`` responses."""
     group_size: int = 8
@@ -45,16 +53,16 @@ class GRPOConfig:
     """Longest response sampled."""
     temperature: float = 1.0
     """Sampling temperature; the loss uses the same one so the ratios are exact."""
-    lr: float = 5e-4
+    learning_rate: float = 5e-4
     """Policy AdamW learning rate."""
     epochs: int = 1
     """Passes over each batch of responses."""
-    minibatches: int = 2
+    num_minibatches: int = 2
     """Minibatches per epoch."""
-    clip: float = 0.2
-    """Lower ratio clip epsilon."""
+    clip_low: float = 0.2
+    """Lower ratio clip epsilon: ratios are clipped below at 1 - clip_low."""
     clip_high: float | None = None
-    """Upper ratio clip epsilon (None: same as ``clip``)."""
+    """Upper ratio clip epsilon (None: same as ``clip_low``)."""
     kl_coef: float = 0.05
     """beta: weight of the k3 KL to the reference in the loss."""
     scale_rewards: bool = True
@@ -67,23 +75,15 @@ class GRPOConfig:
     seed: int = 0
     """Seed of sampling and minibatch order, in [0, 2**63)."""
 
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        """Raises, naming the field, unless every field has a usable type and value."""
-        for name in ("prompts_per_step", "max_new_tokens", "epochs", "minibatches"):
-            _validate.integer(self, name, 1)
-        _validate.integer(self, "group_size", 2)  # a group of one has no spread to compare against
-        for name in ("temperature", "lr"):
-            _validate.real(self, name, 0.0, low_open=True)
-        _validate.real(self, "clip", 0.0)
-        _validate.real(self, "clip_high", 0.0, optional=True)
-        _validate.real(self, "kl_coef", 0.0)
-        _validate.boolean(self, "scale_rewards")
-        _validate.choice(self, "normalize", NORMALIZATIONS)
-        _validate.real(self, "max_grad_norm", 0.0, low_open=True, allow_inf=True)
-        _validate.seed(self)
+    field_rules = {
+        "prompts_per_step": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
+        "num_minibatches": AT_LEAST_ONE,
+        "group_size": Range(2),  # a group of one has no spread to compare against
+        "temperature": POSITIVE, "learning_rate": POSITIVE, "clip_low": NON_NEGATIVE, "clip_high": NON_NEGATIVE,
+        "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
+        "seed": SEED,
+    }
+    renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
 
 
 def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True,
@@ -106,14 +106,14 @@ class GRPOTrainer:
     policy at construction."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
-        _validate.config("cfg", cfg, GRPOConfig)
+        GRPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
         self.device = policy.lm_head.weight.device
-        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
@@ -140,11 +140,11 @@ class GRPOTrainer:
         weight = self.policy.lm_head.weight
         for _ in range(cfg.epochs):
             order = torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
-            for rows in order.chunk(cfg.minibatches):
+            for rows in order.chunk(cfg.num_minibatches):
                 loss, stats = ppo_loss_from_hidden(
                     response_hidden(self.policy, gen, rows), weight, gen.response[rows],
                     logp[rows], advantages[rows], mask=mask[rows], ref_logprobs=ref_logp[rows],
-                    clip_low=cfg.clip, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
                     kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                     max_len=cfg.max_new_tokens)  # fmt: skip
                 self.opt.zero_grad(set_to_none=True)

@@ -22,12 +22,9 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
-from fastrl.rlhf import _validate
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
-    masked_mean,
-    masked_whiten,
     response_hidden,
     response_logprobs,
     response_values,
@@ -35,33 +32,46 @@ from fastrl.rlhf.rollout import (
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.utils.config import (
+    AT_LEAST_ONE,
+    GRAD_CLIP,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    UNIT,
+    SelfChecking,
+)
+from fastrl.utils.stats import masked_mean, whiten
 
-__all__ = ["PPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards", "token_gae"]
+__all__ = ["RLHFPPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards", "token_gae"]
 
 
 @dataclass
-class PPOConfig:
+class RLHFPPOConfig(SelfChecking):
+    """PPO-RLHF settings (the classic trainers' PPO is ``fastrl.algos.PPOConfig``); checked at
+    construction and when a trainer starts."""
+
     batch_size: int = 64
     """Prompts (and so responses) per step."""
     max_new_tokens: int = 16
     """Longest response sampled."""
     temperature: float = 1.0
     """Sampling temperature; the loss uses the same one so the ratios are exact."""
-    lr: float = 1e-4
+    learning_rate: float = 1e-4
     """Policy AdamW learning rate."""
-    critic_lr: float = 3e-4
+    critic_learning_rate: float = 3e-4
     """Critic AdamW learning rate."""
     epochs: int = 2
     """Passes over each batch of responses."""
-    minibatches: int = 2
+    num_minibatches: int = 2
     """Minibatches per epoch."""
-    clip: float = 0.2
-    """PPO ratio clip epsilon."""
-    value_clip: float = 0.2
+    clip_low: float = 0.2
+    """PPO ratio clip epsilon: ratios are clipped to [1 - clip_low, 1 + clip_low]."""
+    value_clip: float | None = 0.2
     """Clip of the value change around the rollout's values (None: unclipped)."""
     gamma: float = 1.0
     """Discount over response tokens."""
-    lam: float = 0.95
+    gae_lambda: float = 0.95
     """GAE lambda."""
     kl_coef: float = 0.1
     """beta: weight of the per-token KL penalty (initial value when adaptive)."""
@@ -76,24 +86,15 @@ class PPOConfig:
     seed: int = 0
     """Seed of sampling and minibatch order, in [0, 2**63)."""
 
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        """Raises, naming the field, unless every field has a usable type and value."""
-        for name in ("batch_size", "max_new_tokens", "epochs", "minibatches", "kl_horizon"):
-            _validate.integer(self, name, 1)
-        for name in ("temperature", "lr", "critic_lr"):
-            _validate.real(self, name, 0.0, low_open=True)
-        _validate.real(self, "clip", 0.0)
-        _validate.real(self, "value_clip", 0.0, optional=True)
-        _validate.real(self, "gamma", 0.0, 1.0)
-        _validate.real(self, "lam", 0.0, 1.0)
-        _validate.real(self, "kl_coef", 0.0)
-        _validate.real(self, "target_kl", 0.0, low_open=True, optional=True)
-        _validate.real(self, "entropy_coef")
-        _validate.real(self, "max_grad_norm", 0.0, low_open=True, allow_inf=True)
-        _validate.seed(self)
+    field_rules = {
+        "batch_size": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
+        "num_minibatches": AT_LEAST_ONE, "kl_horizon": AT_LEAST_ONE, "temperature": POSITIVE,
+        "learning_rate": POSITIVE, "critic_learning_rate": POSITIVE, "clip_low": NON_NEGATIVE,
+        "value_clip": NON_NEGATIVE, "gamma": UNIT, "gae_lambda": UNIT, "kl_coef": NON_NEGATIVE,
+        "target_kl": POSITIVE, "max_grad_norm": GRAD_CLIP, "seed": SEED,
+    }
+    renamed = {"lr": "learning_rate", "critic_lr": "critic_learning_rate",
+                                         "clip": "clip_low", "lam": "gae_lambda", "minibatches": "num_minibatches"}
 
 
 def per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef) -> torch.Tensor:
@@ -135,8 +136,8 @@ class PPOTrainer:
     ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
-                 cfg: PPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
-        _validate.config("cfg", cfg, PPOConfig)
+                 cfg: RLHFPPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
+        RLHFPPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
         if critic is None and not isinstance(policy, GPT):
@@ -147,8 +148,8 @@ class PPOTrainer:
         self.policy, self.reward_model, self.critic = policy, reward_model, critic
         self.reference = frozen_copy(policy)
         self.device = policy.lm_head.weight.device
-        self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
-        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_lr)
+        self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_learning_rate)
         self.kl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, self.device)
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
@@ -170,18 +171,18 @@ class PPOTrainer:
 
         # advantages
         rewards = per_token_rewards(scores, logp, ref_logp, mask, self.kl.value)
-        advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        advantages = masked_whiten(advantages, mask)
+        advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
+        advantages = whiten(advantages, mask)
 
         # update
         weight = self.policy.lm_head.weight
         n = gen.ids.shape[0]
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.cpu_generator).to(self.device)
-            for rows in order.chunk(cfg.minibatches):
+            for rows in order.chunk(cfg.num_minibatches):
                 loss, stats = ppo_loss_from_hidden(
                     response_hidden(self.policy, gen, rows), weight, gen.response[rows],
-                    logp[rows], advantages[rows], mask=mask[rows], clip_low=cfg.clip,
+                    logp[rows], advantages[rows], mask=mask[rows], clip_low=cfg.clip_low,
                     entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
                 self.policy_opt.zero_grad(set_to_none=True)
                 loss.backward()

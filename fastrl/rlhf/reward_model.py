@@ -24,9 +24,9 @@ from torch import nn
 
 from fastrl.nn.gpt import GPT, GPTConfig, ScalarGPT
 from fastrl.nn.hf import HFScalar
-from fastrl.rlhf import _validate
 from fastrl.rlhf.data import PairBatch, Preference, encode_pairs
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.utils.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, SelfChecking
 
 __all__ = [
     "RewardModel",
@@ -210,12 +210,12 @@ class HFRewardModel(RewardModel):
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(SelfChecking):
     epochs: int = 3
     """Passes over the training pairs."""
     batch_size: int = 64
     """Pairs per gradient step."""
-    lr: float = 3e-4
+    learning_rate: float = 3e-4
     """AdamW learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
@@ -224,17 +224,11 @@ class RewardModelConfig:
     seed: int = 0
     """Seed of the train/held-out split and of the batch order, in [0, 2**63)."""
 
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        """Raises, naming the field, unless every field has a usable type and value."""
-        _validate.integer(self, "epochs", 1)
-        _validate.integer(self, "batch_size", 1)
-        _validate.real(self, "lr", 0.0, low_open=True)
-        _validate.real(self, "weight_decay", 0.0)
-        _validate.real(self, "eval_fraction", 0.0, 1.0, high_open=True)
-        _validate.seed(self)
+    field_rules = {
+        "epochs": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "learning_rate": POSITIVE, "weight_decay": NON_NEGATIVE,
+        "eval_fraction": Range(0, 1, high_open=True), "seed": SEED,
+    }
+    renamed = {"lr": "learning_rate"}
 
 
 def _scores(model: RewardModel, batch: PairBatch):
@@ -258,7 +252,7 @@ def train_reward_model(
     """Trains ``model`` in place on the pairs minus a held-out share; stores the normalization
     statistics. Returns ``loss`` (last epoch, train), ``train_accuracy``, ``eval_accuracy``,
     ``eval_pairs``, ``mean`` and ``std``. ``progress`` is called with 1 after each step."""
-    _validate.config("cfg", cfg, RewardModelConfig)
+    RewardModelConfig.checked("cfg", cfg)
     if not isinstance(model, RewardModel):
         raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
     check_vocab(tokenizer, model.cfg.vocab_size, "reward model")
@@ -271,7 +265,7 @@ def train_reward_model(
     if len(train) == 0:
         raise ValueError(f"no training pairs left after holding out {n_eval} of {len(data)}")
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     model.train()
     for _ in range(cfg.epochs):
         epoch_loss = torch.zeros((), device=device)

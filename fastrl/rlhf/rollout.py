@@ -1,5 +1,6 @@
 """Pieces PPO and GRPO share: a frozen reference, per-token log-probs and values of sampled
-responses, and masked statistics. A generation is ``[B, P + N]`` (see ``fastrl.nn.gpt``): the
+responses, the KL of each response and the outer loop (masked statistics are in
+``fastrl.utils.stats``). A generation is ``[B, P + N]`` (see ``fastrl.nn.gpt``): the
 hidden state at column ``P - 1 + t`` predicts response token ``t``."""
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
-__all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values",
-           "masked_mean", "masked_whiten", "sequence_kl"]  # fmt: skip
+__all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
+           "train_on_prompts"]  # fmt: skip
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -41,20 +42,6 @@ def response_logprobs(model: GPT, gen: Generation, temperature: float) -> torch.
 def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
     """V(state before response token t) ``[b, N]``."""
     return critic(gen.ids[rows], gen.mask[rows])[:, gen.prompt_len - 1 : -1]
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the valid entries (``mask`` True; the others may hold anything, even NaN); 0 when
-    none is valid."""
-    return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
-
-
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / sqrt(var + eps)`` over the valid entries (``mask`` True), with the population
-    variance (divided by the number of valid entries, as the mean is); 0 at padding."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
-    return torch.where(mask, (x - mean) * torch.rsqrt(var + eps), 0)
 
 
 def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""The trainers' arithmetic against examples worked out by hand: A2C's losses and gradients,
-REINFORCE's returns (termination, truncation, unfinished episodes), DQN's Double-DQN target and
-its huber / mse losses, and the running normalizers. Networks are single linear layers
+"""The trainers' arithmetic against examples worked out by hand: A2C's and PPO's losses and
+gradients (with and without advantage normalization), REINFORCE's returns (termination,
+truncation, unfinished episodes) and update, Gaussian log-probs, DQN's Double-DQN target, its
+huber / mse losses and its exploration schedule, and the running normalizers. Networks are single linear layers
 (``hidden=()``) with weights set so every number can be followed on paper."""
 
 import math
@@ -11,9 +12,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fastrl.algos.a2c
-import fastrl.algos.reinforce
-from fastrl.algos import A2C, DQN, A2CConfig, DQNConfig, Reinforce, ReinforceConfig
+from fastrl.algos import A2C, DQN, PPO, A2CConfig, DQNConfig, PPOConfig, Reinforce, ReinforceConfig
+from fastrl.algos.dqn import linear_schedule
+from fastrl.nn import ActorCritic
 from fastrl.nn.normalize import ObsNormalizer, RewardScaler, RunningMeanStd
 
 P = (0.25, 0.75)  # the policy below: logits (0, ln 3) whatever the observation
@@ -77,10 +78,10 @@ def a2c_batch() -> dict[str, torch.Tensor]:
 
 def test_a2c_losses_and_gradients_by_hand(monkeypatch):
     cfg = A2CConfig(num_envs=2, num_steps=2, total_steps=4, hidden=(), gamma=0.5, gae_lambda=1.0, vf_coef=0.5,
-                    ent_coef=0.1, max_grad_norm=1e9)
+                    entropy_coef=0.1, max_grad_norm=1e9)
     t = A2C(cfg)
     fixed_agent(t)
-    monkeypatch.setattr(fastrl.algos.a2c, "collect_rollout", lambda *args, **kw: a2c_batch())
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: a2c_batch())
     grads = grads_at_step(t)
     m = t.train_iteration()
     # n-step returns (lambda 1), gamma 0.5:
@@ -159,7 +160,7 @@ def test_reinforce_monte_carlo_returns_by_hand(monkeypatch):
     # The losses average over the 4 valid steps only: actions there (a, b) are [0, 1], [1, 1] -> pi = 1/4, 3/4,
     # 3/4, 3/4; policy loss = -mean(G log pi) = -2 (ln 1/4 + 3 ln 3/4) / 4.
     # V (= s0) there is [0, 0, 1, 1]: value loss = mean(0.5 (V - G)^2) = 0.5 * (4 + 4 + 1 + 1) / 4 = 1.25
-    monkeypatch.setattr(fastrl.algos.reinforce, "collect_rollout", lambda *args, **kw: reinforce_batch())
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: reinforce_batch())
     m = t.train_iteration()
     assert m["policy_loss"].item() == pytest.approx(-2 * (math.log(0.25) + 3 * math.log(0.75)) / 4, rel=1e-6)
     assert m["value_loss"].item() == pytest.approx(1.25, rel=1e-6)
@@ -256,3 +257,155 @@ def test_reward_scaler_by_hand():
     torch.testing.assert_close(out0, torch.tensor([2.0, 4.0]), rtol=1e-3, atol=0)
     torch.testing.assert_close(out1, torch.tensor([1.0, 4.0]) / math.sqrt(1.296875), rtol=1e-3, atol=0)
     torch.testing.assert_close(scaler.discounted, torch.tensor([1.5, 4.0], dtype=torch.float64))
+
+
+def normalized(xs: list[float]) -> list[float]:
+    """(x - mean) / std with the population std, as a scalar loop (the trainers' whitening)."""
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
+    return [(x - mean) / std for x in xs]
+
+
+def actor_bias_grad(advantages: list[float], actions: list[int], entropy_coef: float) -> list[float]:
+    """d/dz of ``-mean(A log pi(a)) - entropy_coef * H`` for the fixed policy's logits z (scalar loop)."""
+    H = -sum(p * math.log(p) for p in P)
+    grad = []
+    for i in range(2):
+        policy = sum(a * ((act == i) - P[i]) for a, act in zip(advantages, actions))
+        grad.append(-policy / len(advantages) + entropy_coef * P[i] * (math.log(P[i]) + H))
+    return grad
+
+
+def test_a2c_normalized_advantages_by_hand(monkeypatch):
+    cfg = A2CConfig(num_envs=2, num_steps=2, total_steps=4, hidden=(), gamma=0.5, gae_lambda=1.0, vf_coef=0.5,
+                    entropy_coef=0.1, max_grad_norm=1e9, normalize_advantages=True)
+    t = A2C(cfg)
+    fixed_agent(t)
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: a2c_batch())
+    grads = grads_at_step(t)
+    m = t.train_iteration()
+    # A = [1.5, 4, 1, 5] (test above): mean 2.875, population std sqrt(11.1875 / 4)
+    A, actions = normalized([1.5, 4, 1, 5]), [0, 1, 1, 0]
+    assert A[0] == pytest.approx(-1.375 / math.sqrt(11.1875 / 4))
+    logp = [math.log(P[a]) for a in actions]
+    assert m["policy_loss"].item() == pytest.approx(-sum(a * lp for a, lp in zip(A, logp)) / 4, abs=1e-6)
+    torch.testing.assert_close(grads["actor.0.bias"], torch.tensor(actor_bias_grad(A, actions, 0.1)))
+    assert grads["critic.0.bias"].item() == pytest.approx(-1.4375, rel=1e-6)  # the value loss is not normalized
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_ppo_update_by_hand(monkeypatch, normalize):
+    """One epoch of one minibatch on A2C's batch: the ratios are 1 (old log-probs are the policy's),
+    so the losses and gradients are A2C's, with PPO's per-minibatch normalization and vf_coef."""
+    cfg = PPOConfig(num_envs=2, num_steps=2, total_steps=4, hidden=(), gamma=0.5, gae_lambda=1.0, vf_coef=0.25,
+                    entropy_coef=0.0, max_grad_norm=1e9, num_minibatches=1, epochs=1, anneal_lr=False,
+                    clip_value_loss=False, normalize_advantages=normalize)
+    t = PPO(cfg)
+    fixed_agent(t)
+    batch = a2c_batch()
+    actions = [0, 1, 1, 0]
+    batch["logprobs"] = torch.tensor([math.log(P[a]) for a in actions]).reshape(2, 2)
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: batch)
+    grads = grads_at_step(t)
+    m = t.train_iteration()
+    A = normalized([1.5, 4, 1, 5]) if normalize else [1.5, 4, 1, 5]
+    # the surrogate at ratio 1 is -mean(A): 0 once normalized
+    assert m["policy_loss"].item() == pytest.approx(-sum(A) / 4, abs=1e-6)
+    torch.testing.assert_close(grads["actor.0.bias"], torch.tensor(actor_bias_grad(A, actions, 0.0)))
+    # value loss 5.53125 (A2C's), weighted by vf_coef 0.25: critic gradients 0.25 * mean(V - R), 0.25 * mean((V - R) s0)
+    assert m["value_loss"].item() == pytest.approx(5.53125, rel=1e-6)
+    assert grads["critic.0.bias"].item() == pytest.approx(0.25 * -11.5 / 4, rel=1e-6)
+    assert grads["critic.0.weight"][0, 0].item() == pytest.approx(0.25 * -9.75 / 4, rel=1e-6)
+    # explained variance 1 - var(R - V) / var(R) with sample variances: R = [2, 6, 2, 5], R - V = A
+    assert m["explained_variance"].item() == pytest.approx(1 - (11.1875 / 3) / (12.75 / 3), rel=1e-6)
+
+
+def test_reinforce_update_with_a_baseline_by_hand(monkeypatch):
+    cfg = ReinforceConfig(num_envs=3, num_steps=3, total_steps=9, hidden=(), gamma=0.5, baseline=True,
+                          normalize_advantages=True, vf_coef=0.5, entropy_coef=0.1, max_grad_norm=1e9)
+    t = Reinforce(cfg)
+    fixed_agent(t)
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: reinforce_batch())
+    grads = grads_at_step(t)
+    m = t.train_iteration()
+    # G from test_reinforce_returns_with_a_baseline_by_hand, V = s0, flattened time-major
+    G = [4.5, 2.0, 3.25, 7.0, 2.0, 4.5, 5.0, 5.0, 5.0]
+    V = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    actions = [0, 1, 1, 1, 1, 0, 0, 0, 1]
+    A = normalized([g - v for g, v in zip(G, V)])  # G - V: mean 3.25, std 4/3
+    assert A[3] == pytest.approx(2.75 * 3 / 4)
+    logp = [math.log(P[a]) for a in actions]
+    assert m["policy_loss"].item() == pytest.approx(-sum(a * lp for a, lp in zip(A, logp)) / 9, abs=1e-6)
+    torch.testing.assert_close(grads["actor.0.bias"], torch.tensor(actor_bias_grad(A, actions, 0.1)))
+    # value loss mean(0.5 (V - G)^2); its gradient enters with vf_coef 0.5
+    assert m["value_loss"].item() == pytest.approx(sum(0.5 * (v - g) ** 2 for v, g in zip(V, G)) / 9, rel=1e-6)
+    assert grads["critic.0.bias"].item() == pytest.approx(0.5 * -29.25 / 9, rel=1e-6)
+    assert grads["critic.0.weight"][0, 0].item() == pytest.approx(0.5 * -28.5 / 9, rel=1e-6)
+
+
+def test_reinforce_rollout_with_no_finished_episode_changes_nothing(monkeypatch):
+    """Monte-Carlo returns with no episode ended in the rollout: no step has a return, so the losses
+    are 0 (not NaN: a mean over no steps) and the agent is left as it was."""
+    cfg = ReinforceConfig(num_envs=3, num_steps=3, total_steps=9, hidden=(), gamma=0.5, baseline=False,
+                          normalize_advantages=True, entropy_coef=0.1)
+    t = Reinforce(cfg)
+    fixed_agent(t)
+    batch = reinforce_batch()
+    batch["done"] = torch.zeros_like(batch["done"])
+    batch["terminated"] = torch.zeros_like(batch["terminated"])
+    monkeypatch.setattr(t, "collect_rollout", lambda *args, **kw: batch)
+    before = {k: v.clone() for k, v in t.agent.state_dict().items()}
+    m = t.train_iteration()
+    assert (m["policy_loss"].item(), m["value_loss"].item(), m["valid_fraction"].item()) == (0.0, 0.0, 0.0)
+    for k, v in t.agent.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("action_dims", [1, 2])
+def test_gaussian_log_probs_by_hand(action_dims):
+    """A Box policy's log-prob and entropy are summed over the action dims, one per sample."""
+    t = A2C(A2CConfig(env_id="Pendulum-v1", num_envs=2, num_steps=2, hidden=()))
+    t.agent = ActorCritic(t.obs_dim, action_dims, continuous=True, hidden=())
+    mu, sigma = [0.5, -1.0][:action_dims], [2.0, 0.5][:action_dims]
+    with torch.no_grad():
+        t.agent.actor[0].weight.zero_()
+        t.agent.actor[0].bias.copy_(torch.tensor(mu))
+        t.agent.log_std.copy_(torch.tensor(sigma).log())
+    a = [[1.5, 0.0], [0.5, -2.0], [-1.5, -1.0]]  # three samples
+    batch = {"rewards": torch.zeros(3, 1), "obs": torch.zeros(3, 1, 3),
+             "actions": torch.tensor([row[:action_dims] for row in a]).reshape(3, 1, action_dims)}
+    _, logp, entropy = t.flat_log_probs(batch)
+    expected_logp = [sum(-0.5 * ((x - m) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+                         for x, m, s in zip(row, mu, sigma)) for row in a]
+    expected_entropy = sum(0.5 + 0.5 * math.log(2 * math.pi) + math.log(s) for s in sigma)
+    torch.testing.assert_close(logp, torch.tensor(expected_logp))
+    torch.testing.assert_close(entropy, torch.full((3,), expected_entropy))
+
+
+def test_dqn_loss_over_a_batch_of_different_transitions_by_hand(monkeypatch):
+    # Two envs (columns) hold different transitions; the batch is one of each. Online Q = (0, 1),
+    # target Q = (5, 2), gamma 0.5, double DQN: y = r + 0.5 * 2 unless terminated.
+    #   env 0: r = 1, a = 0 (Q 0), not terminated: y = 2, error -2
+    #   env 1: r = 2.5, a = 1 (Q 1), terminated: y = 2.5, error -1.5
+    cfg = DQNConfig(num_envs=2, n_step=1, buffer_size=4, batch_size=2, hidden=(), gamma=0.5, loss="mse",
+                    max_grad_norm=1e9)
+    t = DQN(cfg)
+    set_linear(t.q.net[0], 0.0, [0.0, 1.0])
+    set_linear(t.q_target.net[0], 0.0, [5.0, 2.0])
+    t.buffer.add(observations([0.2, 0.3]), observations([0.4, 0.5]), torch.tensor([0, 1]), torch.tensor([1.0, 2.5]),
+                 torch.tensor([False, True]), torch.tensor([False, True]))
+    rows, cols = torch.zeros(1, 2, dtype=torch.long), torch.tensor([0, 1])  # step 0 of each env
+    monkeypatch.setattr(t.buffer, "sample_windows", lambda batch, n, generator=None: (rows, cols))
+    m = t._learn()
+    assert m["q_values"].item() == pytest.approx(0.5)
+    assert m["td_loss"].item() == pytest.approx((4 + 2.25) / 2)  # mean of the squared errors (-2, -1.5)
+
+
+@pytest.mark.parametrize("t,expected", [(0, 0.05), (1, 0.05), (7, 0.05)])
+def test_linear_schedule_of_zero_duration_is_at_its_end(t, expected):
+    assert linear_schedule(1.0, 0.05, 0, t) == expected
+
+
+@pytest.mark.parametrize("t,expected", [(0, 1.0), (5, 0.525), (10, 0.05), (20, 0.05)])
+def test_linear_schedule_by_hand(t, expected):
+    assert linear_schedule(1.0, 0.05, 10, t) == pytest.approx(expected)

@@ -45,9 +45,9 @@ def cases():
 OUT_OF_RANGE = [
     ("num_envs", 0), ("num_envs", -3), ("total_steps", 0), ("seed", -1), ("seed", 2**63), ("seed", 2**64),
     ("log_every", 0), ("checkpoint_every", -1), ("eval_every", -1), ("eval_episodes", 0), ("cpu_threads", 0),
-    ("gamma", 1.5), ("gamma", -0.1), ("vf_coef", -1.0), ("ent_coef", -0.01), ("max_grad_norm", 0.0),
+    ("gamma", 1.5), ("gamma", -0.1), ("vf_coef", -1.0), ("entropy_coef", -0.01), ("max_grad_norm", 0.0),
     ("hidden", (0,)), ("hidden", (64, -1)), ("learning_rate", 0.0), ("learning_rate", -1e-3),
-    ("num_steps", 0), ("gae_lambda", 1.01), ("num_minibatches", 0), ("update_epochs", 0), ("clip_coef", -0.2),
+    ("num_steps", 0), ("gae_lambda", 1.01), ("num_minibatches", 0), ("epochs", 0), ("clip_low", -0.2),
     ("device", "tpu"), ("device", ""), ("env_id", "NoSuchEnv-v0"), ("env_id", "Blackjack-v1"),
 ]
 OUT_OF_RANGE_DQN = [
@@ -85,7 +85,7 @@ def test_dqn_out_of_range_is_refused_naming_the_field(name, value):
 
 
 def test_one_sample_batches_cannot_normalize_advantages():
-    with pytest.raises(ValueError, match="norm_adv"):  # std of one sample is NaN: the loss would be NaN
+    with pytest.raises(ValueError, match="normalize_advantages"):  # std of one sample is NaN: the loss would be NaN
         build("ppo", num_envs=1, num_steps=4, num_minibatches=4)
     with pytest.raises(ValueError, match="normalize_advantages"):
         build("a2c", num_envs=1, num_steps=1, normalize_advantages=True)
@@ -93,10 +93,10 @@ def test_one_sample_batches_cannot_normalize_advantages():
 
 def test_numpy_numbers_and_lists_are_accepted_as_plain_values():
     trainer = build("ppo", num_envs=np.int64(2), learning_rate=np.float32(0.5), hidden=[16, np.int32(8)],
-                    norm_adv=np.bool_(True), gamma=1)
+                    normalize_advantages=np.bool_(True), gamma=1)
     cfg = trainer.config
     assert type(cfg.num_envs) is int and type(cfg.learning_rate) is float and type(cfg.gamma) is float
-    assert cfg.hidden == (16, 8) and all(type(h) is int for h in cfg.hidden) and cfg.norm_adv is True
+    assert cfg.hidden == (16, 8) and all(type(h) is int for h in cfg.hidden) and cfg.normalize_advantages is True
 
 
 def test_validation_runs_before_any_work(monkeypatch, tmp_path):

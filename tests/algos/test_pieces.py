@@ -10,7 +10,6 @@ import torch
 from fastrl.algos import A2C, DQN, PPO, A2CConfig, DQNConfig, PPOConfig, Reinforce, ReinforceConfig
 from fastrl.algos.common import field_docs
 from fastrl.algos.dqn import ReplayBuffer, linear_schedule, n_step_targets
-from fastrl.algos.onpolicy import bootstrapped_next_values, collect_rollout
 
 
 def test_linear_schedule():
@@ -68,9 +67,9 @@ def test_dqn_target_updates_hard_and_polyak():
 def test_rollout_bootstraps_truncation_from_final_observation():
     # Pendulum only truncates (200 steps): with 4 envs and 210 steps every env truncates once.
     t = PPO(PPOConfig(env_id="Pendulum-v1", num_envs=4, num_steps=210, total_steps=840, num_minibatches=4))
-    b = collect_rollout(t, t.agent, 210)
+    b = t.collect_rollout()
     assert b["done"].sum() == 4 and not b["terminated"].any()
-    nv = bootstrapped_next_values(t.agent, b)
+    nv = t.bootstrapped_next_values(b)
     t_end = b["done"].float().argmax(0)  # the truncated step of each env
     with torch.no_grad():
         final_v = t.agent.value(b["final_obs"][t_end, torch.arange(4)])
@@ -115,3 +114,109 @@ def test_every_config_field_is_documented():
 def test_trainer_rejects_wrong_config_type():
     with pytest.raises(TypeError, match="PPO needs a PPOConfig"):
         PPO(copy.copy(DQNConfig()))
+
+
+def test_replay_windows_of_a_buffer_not_yet_full():
+    buf = ReplayBuffer(capacity=10, num_envs=1, obs_shape=(1,), device="cpu")
+    for t in range(3):  # rows 0..2 written, 3..9 not
+        x = torch.full((1, 1), float(t))
+        buf.add(x, x, torch.zeros(1, dtype=torch.long), torch.full((1,), float(t)),
+                torch.zeros(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool))
+    rows, cols = buf.sample_windows(512, n=1, generator=torch.Generator().manual_seed(0))
+    assert set(rows.flatten().tolist()) == {0, 1, 2} and set(cols.tolist()) == {0}
+
+
+def test_ppo_anneals_the_learning_rate_linearly_to_zero():
+    cfg = PPOConfig(num_envs=2, num_steps=8, num_minibatches=2, total_steps=64, hidden=(8,), learning_rate=0.01)
+    t = PPO(cfg)
+    t.train()
+    # 4 iterations; iteration i trains with 0.01 * (1 - i / 4)
+    assert [row["learning_rate"] for row in t.history] == pytest.approx([0.01, 0.0075, 0.005, 0.0025])
+    t = PPO(dataclasses.replace(cfg, anneal_lr=False))
+    t.train()
+    assert [row["learning_rate"] for row in t.history] == pytest.approx([0.01] * 4)
+
+
+def test_rollout_updates_the_observation_normalizer():
+    t = PPO(PPOConfig(num_envs=4, num_steps=8, num_minibatches=2, total_steps=64, normalize_obs=True))
+    t.collect_rollout()
+    assert t.obs_norm.stats.count.item() == pytest.approx(1e-4 + 4 * 8)
+
+
+class StepSpy:
+    """Wraps ``env.step``: records what it returned (and changes it as ``edit`` says)."""
+
+    def __init__(self, env, edit=None):
+        self.real, self.edit, self.calls = env.step, edit, []
+        env.step = self
+
+    def __call__(self, actions):
+        out = self.real(actions)
+        if self.edit is not None:
+            out = self.edit(len(self.calls), *out)
+        obs, reward, term, trunc, info = out  # copies: an env may write its next step into the same tensors
+        self.calls.append((actions.clone(), obs.clone(), reward.clone(), term.clone(), trunc.clone(),
+                           {"final_obs": info["final_obs"].clone()}))
+        return out
+
+
+def dqn_with_fixed_q(epsilon: float, num_envs: int = 64) -> DQN:
+    """A DQN whose Q-network prefers action 0 everywhere; epsilon fixed."""
+    t = DQN(DQNConfig(num_envs=num_envs, total_steps=10 * num_envs, hidden=(), start_epsilon=epsilon,
+                      end_epsilon=epsilon, buffer_size=20 * num_envs))
+    with torch.no_grad():
+        t.q.net[0].weight.zero_()
+        t.q.net[0].bias.copy_(torch.tensor([1.0, 0.0]))
+    return t
+
+
+def test_dqn_acts_greedily_without_exploration():
+    t = dqn_with_fixed_q(epsilon=0.0)
+    spy = StepSpy(t.env)
+    t._collect()
+    assert torch.equal(spy.calls[0][0], torch.zeros(64, dtype=torch.long))
+    assert torch.equal(t.buffer.actions[0], spy.calls[0][0])
+
+
+def test_dqn_explores_with_every_action():
+    t = dqn_with_fixed_q(epsilon=1.0)
+    spy = StepSpy(t.env)
+    for _ in range(3):
+        t._collect()
+    actions = torch.cat([c[0] for c in spy.calls])
+    assert set(actions.tolist()) == {0, 1}  # uniform over both actions: 192 draws are never all one
+
+
+def test_dqn_stores_what_the_env_returned():
+    """done = terminated | truncated per env; the next observation, or the final one where an
+    episode ended (``final_obs`` elsewhere is garbage, as gymnasium's own envs leave it)."""
+    def edit(step, obs, reward, term, trunc, info):
+        trunc = trunc.clone()
+        if step == 1:
+            trunc[:2] = True  # env 0 and 1 truncated at step 1
+        final = torch.where((term | trunc)[:, None], info["final_obs"], torch.full_like(obs, 99.0))
+        return obs, reward, term, trunc, {**info, "final_obs": final}
+
+    t = dqn_with_fixed_q(epsilon=0.0, num_envs=4)
+    spy = StepSpy(t.env, edit)
+    for _ in range(12):  # always pushing left: CartPole terminates within about 10 steps
+        t._collect()
+    for step, (actions, obs, reward, term, trunc, info) in enumerate(spy.calls):
+        done = term | trunc
+        assert torch.equal(t.buffer.done[step], done) and torch.equal(t.buffer.terminated[step], term)
+        assert torch.equal(t.buffer.actions[step], actions)
+        torch.testing.assert_close(t.buffer.rewards[step], reward.float())
+        expected = torch.where(done[:, None], info["final_obs"], obs)
+        torch.testing.assert_close(t.buffer.next_obs[step], expected.float())
+    assert t.buffer.done[1, :2].all() and not t.buffer.terminated[1, :2].any()
+    assert t.buffer.terminated.any() and not t.buffer.done.all()
+
+
+@pytest.mark.parametrize("learning_starts,n_step,first_update", [(8, 1, 4), (0, 3, 3), (6, 2, 3)])
+def test_dqn_first_update_is_at_learning_starts_and_n_step(learning_starts, n_step, first_update):
+    """Training starts at the first iteration whose global step reaches learning_starts and whose
+    buffer holds n_step steps (2 envs: global step = 2 * iteration)."""
+    t = DQN(DQNConfig(num_envs=2, total_steps=64, learning_starts=learning_starts, n_step=n_step, batch_size=4,
+                      buffer_size=64, hidden=(8,)))
+    trained = [("td_loss" in t.train_iteration()) for _ in range(6)]
+    assert trained == [i + 1 >= first_update for i in range(6)]

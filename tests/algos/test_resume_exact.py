@@ -24,11 +24,11 @@ CASES = {
                                                 hidden=(16, 16), baseline=False), 3),
     "a2c-normalize-obs": ("a2c", dict(num_envs=4, num_steps=8, total_steps=4 * 8 * 8, hidden=(16, 16),
                                       normalize_obs=True), 5),
-    "ppo": ("ppo", dict(num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_steps=4 * 16 * 6,
+    "ppo": ("ppo", dict(num_envs=4, num_steps=16, num_minibatches=2, epochs=2, total_steps=4 * 16 * 6,
                         hidden=(16, 16)), 3),
     # Pendulum's episodes end at step 200, inside iteration 5 of 40-step rollouts.
     "ppo-pendulum-normalize-obs-and-reward": (
-        "ppo", dict(env_id="Pendulum-v1", num_envs=2, num_steps=40, num_minibatches=2, update_epochs=2,
+        "ppo", dict(env_id="Pendulum-v1", num_envs=2, num_steps=40, num_minibatches=2, epochs=2,
                     total_steps=2 * 40 * 7, hidden=(16, 16), normalize_obs=True, normalize_reward=True), 5),
 }
 

@@ -14,7 +14,7 @@ from fastrl.rlhf import demo
 from fastrl.rlhf.data import Preference
 from fastrl.rlhf.demo import DemoConfig
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
-from fastrl.rlhf.ppo import PPOConfig, PPOTrainer
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.reward_model import RewardModelConfig, train_reward_model
 from tests.rlhf._tiny import CFG, PROMPTS, TOK, same_state, snapshot, tiny_models
 
@@ -25,41 +25,44 @@ BAD = [
     (RewardModelConfig, "eval_fraction", 1.0, ValueError, r"eval_fraction must be in \[0, 1\), got 1"),
     (RewardModelConfig, "epochs", 0, ValueError, r"RewardModelConfig.epochs must be >= 1, got 0"),
     (RewardModelConfig, "batch_size", 0, ValueError, r"RewardModelConfig.batch_size must be >= 1, got 0"),
-    (PPOConfig, "max_new_tokens", 0, ValueError, r"PPOConfig.max_new_tokens must be >= 1, got 0"),
+    (RLHFPPOConfig, "max_new_tokens", 0, ValueError, r"RLHFPPOConfig.max_new_tokens must be >= 1, got 0"),
     (GRPOConfig, "max_new_tokens", 0, ValueError, r"GRPOConfig.max_new_tokens must be >= 1, got 0"),
     # learning rates: finite and > 0
-    (RewardModelConfig, "lr", 0.0, ValueError, r"RewardModelConfig.lr must be > 0, got 0"),
-    (RewardModelConfig, "lr", math.nan, ValueError, r"RewardModelConfig.lr must be a finite number, got nan"),
-    (PPOConfig, "lr", math.inf, ValueError, r"PPOConfig.lr must be a finite number, got inf"),
-    (PPOConfig, "critic_lr", -1e-4, ValueError, r"PPOConfig.critic_lr must be > 0, got -0.0001"),
-    (GRPOConfig, "lr", 1e400, ValueError, r"GRPOConfig.lr must be a finite number, got inf"),
-    (DemoConfig, "sft_lr", 0, ValueError, r"DemoConfig.sft_lr must be > 0, got 0"),
+    (RewardModelConfig, "learning_rate", 0.0, ValueError, r"RewardModelConfig.learning_rate must be > 0, got 0.0"),
+    (RewardModelConfig, "learning_rate", math.nan, ValueError,
+     r"RewardModelConfig.learning_rate must be a finite number, got nan"),
+    (RLHFPPOConfig, "learning_rate", math.inf, ValueError, r"RLHFPPOConfig.learning_rate must be a finite number, got inf"),
+    (RLHFPPOConfig, "critic_learning_rate", -1e-4, ValueError,
+     r"RLHFPPOConfig.critic_learning_rate must be > 0, got -0.0001"),
+    (GRPOConfig, "learning_rate", 1e400, ValueError, r"GRPOConfig.learning_rate must be a finite number, got inf"),
+    (DemoConfig, "sft_learning_rate", 0, ValueError, r"DemoConfig.sft_learning_rate must be > 0, got 0.0"),
     # types
-    (RewardModelConfig, "lr", "fast", TypeError, r"RewardModelConfig.lr must be a number, got str 'fast'"),
-    (RewardModelConfig, "epochs", 2.5, TypeError, r"RewardModelConfig.epochs must be an int, got float 2.5"),
-    (RewardModelConfig, "batch_size", True, TypeError, r"batch_size must be an int, got bool True"),
-    (RewardModelConfig, "seed", "0", TypeError, r"RewardModelConfig.seed must be an int, got str '0'"),
-    (PPOConfig, "epochs", None, TypeError, r"PPOConfig.epochs must be an int, got NoneType"),
-    (PPOConfig, "gamma", "0.99", TypeError, r"PPOConfig.gamma must be a number, got str"),
-    (GRPOConfig, "scale_rewards", "no", TypeError, r"GRPOConfig.scale_rewards must be True or False, got str 'no'"),
+    (RewardModelConfig, "learning_rate", "fast", TypeError,
+     r"RewardModelConfig.learning_rate must be a number, got 'fast' \(str\)"),
+    (RewardModelConfig, "epochs", 2.5, TypeError, r"RewardModelConfig.epochs must be an int, got 2.5 \(float\)"),
+    (RewardModelConfig, "batch_size", True, TypeError, r"batch_size must be an int, got True \(bool\)"),
+    (RewardModelConfig, "seed", "0", TypeError, r"RewardModelConfig.seed must be an int, got '0' \(str\)"),
+    (RLHFPPOConfig, "epochs", None, TypeError, r"RLHFPPOConfig.epochs must be an int, got None \(NoneType\)"),
+    (RLHFPPOConfig, "gamma", "0.99", TypeError, r"RLHFPPOConfig.gamma must be a number, got .0.99. \(str\)"),
+    (GRPOConfig, "scale_rewards", "no", TypeError, r"GRPOConfig.scale_rewards must be true or false, got 'no' \(str\)"),
     # ranges of the other fields
     (RewardModelConfig, "weight_decay", -0.1, ValueError, r"weight_decay must be >= 0, got -0.1"),
     (RewardModelConfig, "seed", -1, ValueError, r"RewardModelConfig.seed must be in \[0, 2\*\*63\), got -1"),
-    (PPOConfig, "seed", 2**63, ValueError, r"PPOConfig.seed must be in \[0, 2\*\*63\)"),
-    (PPOConfig, "batch_size", 0, ValueError, r"PPOConfig.batch_size must be >= 1"),
-    (PPOConfig, "minibatches", -2, ValueError, r"PPOConfig.minibatches must be >= 1"),
-    (PPOConfig, "temperature", 0.0, ValueError, r"PPOConfig.temperature must be > 0"),
-    (PPOConfig, "clip", -0.2, ValueError, r"PPOConfig.clip must be >= 0"),
-    (PPOConfig, "value_clip", -1.0, ValueError, r"PPOConfig.value_clip must be >= 0"),
-    (PPOConfig, "value_clip", "none", TypeError, r"PPOConfig.value_clip must be a number or None"),
-    (PPOConfig, "gamma", 1.5, ValueError, r"PPOConfig.gamma must be in \[0, 1\], got 1.5"),
-    (PPOConfig, "lam", -0.1, ValueError, r"PPOConfig.lam must be in \[0, 1\]"),
-    (PPOConfig, "kl_coef", -0.1, ValueError, r"PPOConfig.kl_coef must be >= 0"),
-    (PPOConfig, "target_kl", 0.0, ValueError, r"PPOConfig.target_kl must be > 0"),
-    (PPOConfig, "kl_horizon", 0, ValueError, r"PPOConfig.kl_horizon must be >= 1"),
-    (PPOConfig, "entropy_coef", math.nan, ValueError, r"PPOConfig.entropy_coef must be a finite number"),
-    (PPOConfig, "max_grad_norm", 0.0, ValueError, r"PPOConfig.max_grad_norm must be > 0"),
-    (PPOConfig, "max_grad_norm", math.nan, ValueError, r"PPOConfig.max_grad_norm must be a finite number"),
+    (RLHFPPOConfig, "seed", 2**63, ValueError, r"RLHFPPOConfig.seed must be in \[0, 2\*\*63\)"),
+    (RLHFPPOConfig, "batch_size", 0, ValueError, r"RLHFPPOConfig.batch_size must be >= 1"),
+    (RLHFPPOConfig, "num_minibatches", -2, ValueError, r"RLHFPPOConfig.num_minibatches must be >= 1"),
+    (RLHFPPOConfig, "temperature", 0.0, ValueError, r"RLHFPPOConfig.temperature must be > 0"),
+    (RLHFPPOConfig, "clip_low", -0.2, ValueError, r"RLHFPPOConfig.clip_low must be >= 0"),
+    (RLHFPPOConfig, "value_clip", -1.0, ValueError, r"RLHFPPOConfig.value_clip must be >= 0"),
+    (RLHFPPOConfig, "value_clip", "none", TypeError, r"RLHFPPOConfig.value_clip must be a number or None"),
+    (RLHFPPOConfig, "gamma", 1.5, ValueError, r"RLHFPPOConfig.gamma must be in \[0, 1\], got 1.5"),
+    (RLHFPPOConfig, "gae_lambda", -0.1, ValueError, r"RLHFPPOConfig.gae_lambda must be in \[0, 1\]"),
+    (RLHFPPOConfig, "kl_coef", -0.1, ValueError, r"RLHFPPOConfig.kl_coef must be >= 0"),
+    (RLHFPPOConfig, "target_kl", 0.0, ValueError, r"RLHFPPOConfig.target_kl must be > 0"),
+    (RLHFPPOConfig, "kl_horizon", 0, ValueError, r"RLHFPPOConfig.kl_horizon must be >= 1"),
+    (RLHFPPOConfig, "entropy_coef", math.nan, ValueError, r"RLHFPPOConfig.entropy_coef must be a finite number"),
+    (RLHFPPOConfig, "max_grad_norm", 0.0, ValueError, r"RLHFPPOConfig.max_grad_norm must be > 0"),
+    (RLHFPPOConfig, "max_grad_norm", math.nan, ValueError, r"RLHFPPOConfig.max_grad_norm must be a finite number"),
     (GRPOConfig, "group_size", 1, ValueError, r"GRPOConfig.group_size must be >= 2, got 1"),
     (GRPOConfig, "prompts_per_step", 0, ValueError, r"GRPOConfig.prompts_per_step must be >= 1"),
     (GRPOConfig, "epochs", 0, ValueError, r"GRPOConfig.epochs must be >= 1"),
@@ -68,8 +71,9 @@ BAD = [
     (GRPOConfig, "normalize", "sum", ValueError, r"GRPOConfig.normalize must be one of 'token_mean', "),
     (GRPOConfig, "seed", -5, ValueError, r"GRPOConfig.seed must be in \[0, 2\*\*63\)"),
     (DemoConfig, "algo", "dqn", ValueError, r"DemoConfig.algo must be one of 'ppo', 'grpo', got 'dqn'"),
-    (DemoConfig, "device", "tpu", ValueError, r"DemoConfig.device must be 'cpu' or 'cuda', got 'tpu'"),
-    (DemoConfig, "out", None, TypeError, r"DemoConfig.out must be a directory path, got None"),
+    (DemoConfig, "device", "tpu", ValueError, r"DemoConfig.device must be cpu or cuda, got 'tpu'"),
+    (DemoConfig, "out", None, TypeError, r"DemoConfig.out must be a string, got None"),
+    (DemoConfig, "out", "", ValueError, r"DemoConfig.out must be a directory path"),
     (DemoConfig, "seed", -1, ValueError, r"DemoConfig.seed must be in \[0, 2\*\*63\), got -1"),
     (DemoConfig, "cpu_threads", 0, ValueError, r"DemoConfig.cpu_threads must be >= 1"),
     (DemoConfig, "iterations", 0, ValueError, r"DemoConfig.iterations must be >= 1"),
@@ -81,7 +85,7 @@ BAD = [
     (DemoConfig, "model", GPTConfig(vocab_size=99), ValueError, r"DemoConfig.model.vocab_size must be 15"),
     (GPTConfig, "n_head", 3, ValueError, r"GPTConfig.n_head \(3\) must divide n_embd \(64\)"),
     (GPTConfig, "block_size", 0, ValueError, r"GPTConfig.block_size must be >= 1, got 0"),
-    (GPTConfig, "n_layer", 1.0, TypeError, r"GPTConfig.n_layer must be an int, got float"),
+    (GPTConfig, "n_layer", 1.0, TypeError, r"GPTConfig.n_layer must be an int, got 1.0 \(float\)"),
 ]  # fmt: skip
 
 
@@ -98,17 +102,18 @@ def test_bad_fields_are_named_at_construction(cls, field, value, error, message)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_demo_config_refuses_cuda_without_cuda():
-    with pytest.raises(ValueError, match=r"DemoConfig.device is 'cuda' but CUDA is not available"):
+    with pytest.raises(ValueError, match=r"DemoConfig.device='cuda' but CUDA is not available"):
         DemoConfig(device="cuda")
 
 
 def test_good_configs_are_kept_and_numpy_numbers_become_python_numbers():
-    for cls in (RewardModelConfig, PPOConfig, GRPOConfig, DemoConfig):
+    for cls in (RewardModelConfig, RLHFPPOConfig, GRPOConfig, DemoConfig):
         _make(cls)  # the defaults are valid
-    cfg = RewardModelConfig(epochs=np.int64(2), batch_size=np.int32(8), lr=np.float32(0.5), eval_fraction=0)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.eval_fraction) == (2, 8, 0.5, 0.0)
-    assert type(cfg.epochs) is int and type(cfg.lr) is float
-    ppo = PPOConfig(value_clip=None, target_kl=None, max_grad_norm=math.inf, entropy_coef=-0.01, clip=0)
+    cfg = RewardModelConfig(epochs=np.int64(2), batch_size=np.int32(8), learning_rate=np.float32(0.5),
+                            eval_fraction=0)
+    assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.eval_fraction) == (2, 8, 0.5, 0.0)
+    assert type(cfg.epochs) is int and type(cfg.learning_rate) is float
+    ppo = RLHFPPOConfig(value_clip=None, target_kl=None, max_grad_norm=math.inf, entropy_coef=-0.01, clip_low=0)
     assert ppo.value_clip is None and ppo.target_kl is None and ppo.max_grad_norm == math.inf
     assert GRPOConfig(clip_high=None, kl_coef=0).clip_high is None
 
@@ -132,16 +137,16 @@ def test_trainers_validate_their_config_again_before_any_work():
         train_reward_model(reward_model, _pairs(), TOK, cfg)
     with pytest.raises(TypeError, match=r"cfg must be a RewardModelConfig, got dict"):
         train_reward_model(reward_model, _pairs(), TOK, {"epochs": 1})
-    ppo = PPOConfig()
+    ppo = RLHFPPOConfig()
     ppo.batch_size = 0
-    with pytest.raises(ValueError, match=r"PPOConfig.batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"RLHFPPOConfig.batch_size must be >= 1, got 0"):
         PPOTrainer(policy, reward_model, TOK, ppo)
     grpo = GRPOConfig()
     grpo.max_new_tokens = 0
     with pytest.raises(ValueError, match=r"GRPOConfig.max_new_tokens must be >= 1, got 0"):
         GRPOTrainer(policy, reward_model, TOK, grpo)
-    with pytest.raises(TypeError, match=r"cfg must be a GRPOConfig, got PPOConfig"):
-        GRPOTrainer(policy, reward_model, TOK, PPOConfig())
+    with pytest.raises(TypeError, match=r"cfg must be a GRPOConfig, got RLHFPPOConfig"):
+        GRPOTrainer(policy, reward_model, TOK, RLHFPPOConfig())
     bad_demo = DemoConfig()
     bad_demo.reward.batch_size = 0  # a nested config changed after construction
     with pytest.raises(ValueError, match=r"RewardModelConfig.batch_size must be >= 1"):
@@ -150,7 +155,7 @@ def test_trainers_validate_their_config_again_before_any_work():
 
 def test_train_checks_iterations_and_prompt_lengths_before_any_step():
     policy, reward_model = tiny_models()
-    trainer = PPOTrainer(policy, reward_model, TOK, PPOConfig(batch_size=4, max_new_tokens=12))
+    trainer = PPOTrainer(policy, reward_model, TOK, RLHFPPOConfig(batch_size=4, max_new_tokens=12))
     start = snapshot(policy)
     with pytest.raises(ValueError, match=r"iterations must be an int >= 0, got -1"):
         trainer.train(PROMPTS, iterations=-1)
@@ -197,7 +202,8 @@ def test_cli_bad_settings_are_one_line_and_exit_code_2(tmp_path, capsys, no_demo
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cli_cuda_without_cuda(tmp_path, capsys, no_demo_run):
     assert cli.main(["rlhf", "demo", "--device", "cuda", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == "fastrl rlhf demo: DemoConfig.device is 'cuda' but CUDA is not available\n"
+    assert capsys.readouterr().err == ("fastrl rlhf demo: DemoConfig.device='cuda' but CUDA is not available to "
+                                       f"this torch ({torch.__version__})\n")
     assert no_demo_run == []
 
 

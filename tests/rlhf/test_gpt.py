@@ -136,8 +136,8 @@ def test_generate_rejects_bad_prompt_tensors():
 @pytest.mark.parametrize(("fields", "error", "message"), [
     ({"vocab_size": 0}, ValueError, r"GPTConfig.vocab_size must be >= 1, got 0"),
     ({"vocab_size": 13, "block_size": -4}, ValueError, r"GPTConfig.block_size must be >= 1, got -4"),
-    ({"vocab_size": 13, "n_embd": 64.0}, TypeError, r"GPTConfig.n_embd must be an int, got float 64.0"),
-    ({"vocab_size": "13"}, TypeError, r"GPTConfig.vocab_size must be an int, got str"),
+    ({"vocab_size": 13, "n_embd": 64.0}, TypeError, r"GPTConfig.n_embd must be an int, got 64.0 \(float\)"),
+    ({"vocab_size": "13"}, TypeError, r"GPTConfig.vocab_size must be an int, got '13' \(str\)"),
     ({"vocab_size": 13, "n_head": 5, "n_embd": 16}, ValueError, r"GPTConfig.n_head \(5\) must divide n_embd \(16\)"),
 ])  # fmt: skip
 def test_gpt_config_is_validated(fields, error, message):

@@ -122,7 +122,7 @@ def _expected_loss(normalize, advantages, lengths, max_len):
 def test_first_minibatch_has_ratio_one_and_the_normalized_loss(monkeypatch, normalize, scale_rewards):
     policy, reward_model = tiny_models()
     eager_to_stop(policy)
-    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, epochs=2, minibatches=2,
+    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, epochs=2, num_minibatches=2,
                      kl_coef=0.3, normalize=normalize, scale_rewards=scale_rewards)  # fmt: skip
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
     spy = Spy(monkeypatch, grpo)
@@ -156,7 +156,7 @@ def test_first_minibatch_has_ratio_one_and_the_normalized_loss(monkeypatch, norm
 @pytest.mark.parametrize("normalize", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "constant"])
 def test_trainer_runs_a_few_steps_on_a_tiny_model(normalize):
     policy, reward_model = tiny_models()
-    cfg = GRPOConfig(prompts_per_step=4, group_size=4, max_new_tokens=6, lr=1e-2, normalize=normalize)
+    cfg = GRPOConfig(prompts_per_step=4, group_size=4, max_new_tokens=6, learning_rate=1e-2, normalize=normalize)
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
     reference = snapshot(trainer.reference)
     start = snapshot(policy)
@@ -185,7 +185,7 @@ def _clipped_loss_by_formula(args, kwargs, cfg):
     logits = (hidden.detach().double() @ weight.detach().double().T) / cfg.temperature
     new = torch.log_softmax(logits, -1).gather(-1, actions[..., None])[..., 0]
     ratio, adv = torch.exp(new - old.double()), advantages.double()
-    low, high = 1 - cfg.clip, 1 + (cfg.clip if cfg.clip_high is None else cfg.clip_high)
+    low, high = 1 - cfg.clip_low, 1 + (cfg.clip_low if cfg.clip_high is None else cfg.clip_high)
     pg = torch.maximum(-ratio * adv, -ratio.clamp(low, high) * adv)
     x = ref - new
     per_token = torch.where(mask, pg + cfg.kl_coef * (torch.exp(x) - x - 1), 0)
@@ -206,8 +206,8 @@ def _clipped_loss_by_formula(args, kwargs, cfg):
 def test_every_minibatch_loss_is_the_clipped_objective_with_the_config(monkeypatch, normalize):
     policy, reward_model = tiny_models()
     eager_to_stop(policy)
-    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, epochs=3, minibatches=2,
-                     lr=3e-3, clip=0.01, clip_high=0.03, kl_coef=0.5, normalize=normalize)  # fmt: skip
+    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, epochs=3, num_minibatches=2,
+                     learning_rate=3e-3, clip_low=0.01, clip_high=0.03, kl_coef=0.5, normalize=normalize)  # fmt: skip
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
     spy = Spy(monkeypatch, grpo)
     ids, mask = encode_prompts(PROMPTS, TOK)
@@ -235,7 +235,7 @@ def logprobs_by_full_logits(model, gen, temperature):
 def test_a_later_step_uses_the_rolled_out_policy_and_the_initial_reference(monkeypatch):
     policy, reward_model = tiny_models()
     eager_to_stop(policy)
-    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, lr=3e-3, kl_coef=0.5)
+    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, learning_rate=3e-3, kl_coef=0.5)
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
     initial = copy.deepcopy(policy)
     ids, mask = encode_prompts(PROMPTS, TOK)

@@ -14,7 +14,7 @@ from fastrl.nn.gpt import GPT, GPTConfig, ScalarGPT, generate  # noqa: E402
 from fastrl.nn.hf import HFCausalLM, HFScalar  # noqa: E402
 from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts  # noqa: E402
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
-from fastrl.rlhf.ppo import PPOConfig, PPOTrainer  # noqa: E402
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig  # noqa: E402
 from fastrl.rlhf.reward_model import (  # noqa: E402
     HFRewardModel,
     RewardModel,
@@ -77,8 +77,8 @@ def test_ppo_runs_on_a_transformers_policy():
     cfg = GPTConfig(vocab_size=TOK.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
     reward_model = RewardModel(cfg).requires_grad_(False)
     with pytest.raises(ValueError, match="pass a critic"):
-        PPOTrainer(policy, reward_model, TOK, PPOConfig())
-    trainer = PPOTrainer(policy, reward_model, TOK, PPOConfig(batch_size=4, max_new_tokens=5),
+        PPOTrainer(policy, reward_model, TOK, RLHFPPOConfig())
+    trainer = PPOTrainer(policy, reward_model, TOK, RLHFPPOConfig(batch_size=4, max_new_tokens=5),
                          critic=ScalarGPT(cfg))  # fmt: skip
     reference = snapshot(trainer.reference)
     ids, mask = encode_prompts(PROMPTS, TOK)
@@ -90,7 +90,7 @@ def test_ppo_runs_on_a_transformers_policy():
 
 def test_mismatched_tokenizer_and_transformers_vocab():
     with pytest.raises(ValueError, match="tokenizer has 7 ids but the policy embeds only 5"):
-        PPOTrainer(_tiny_gpt2(vocab=5), RewardModel(GPTConfig(vocab_size=7)), TOK, PPOConfig(),
+        PPOTrainer(_tiny_gpt2(vocab=5), RewardModel(GPTConfig(vocab_size=7)), TOK, RLHFPPOConfig(),
                    critic=ScalarGPT(GPTConfig(vocab_size=7)))  # fmt: skip
 
 
@@ -198,7 +198,7 @@ def test_bradley_terry_training_of_a_transformers_reward_model(tmp_path):
     data = encode_pairs(pairs, TOK, rm.cfg.block_size)
     with torch.no_grad():
         before = bradley_terry_loss(rm(data.chosen, data.chosen_mask), rm(data.rejected, data.rejected_mask))
-    metrics = train_reward_model(rm, pairs, TOK, RewardModelConfig(epochs=4, batch_size=16, lr=3e-3, eval_fraction=0))
+    metrics = train_reward_model(rm, pairs, TOK, RewardModelConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_fraction=0))
     with torch.no_grad():
         after = bradley_terry_loss(rm(data.chosen, data.chosen_mask), rm(data.rejected, data.rejected_mask))
     assert after.item() < 0.7 * before.item()
@@ -213,7 +213,7 @@ def test_ppo_and_grpo_run_with_a_transformers_reward_model(tmp_path):
     # all three from transformers: the policy, the reward model, and a classifier as the critic
     policy = _tiny_gpt2().float()
     critic = HFScalar.from_pretrained(str(tmp_path))
-    ppo = PPOTrainer(policy, rm, TOK, PPOConfig(batch_size=4, max_new_tokens=5), critic=critic)
+    ppo = PPOTrainer(policy, rm, TOK, RLHFPPOConfig(batch_size=4, max_new_tokens=5), critic=critic)
     grpo = GRPOTrainer(GPT(CFG), rm, TOK, GRPOConfig(prompts_per_step=4, group_size=2, max_new_tokens=5))
     rm_state = snapshot(rm)
     for trainer in (ppo, grpo):

@@ -13,8 +13,8 @@ from fastrl.nn.gpt import GPT, GPTConfig
 from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.ppo import (
     AdaptiveKLController,
-    PPOConfig,
     PPOTrainer,
+    RLHFPPOConfig,
     per_token_rewards,
     token_gae,
 )
@@ -70,7 +70,8 @@ def test_adaptive_kl_controller():
 
 def test_trainer_runs_a_few_steps_on_a_tiny_model():
     policy, reward_model = tiny_models()
-    trainer = PPOTrainer(policy, reward_model, TOK, PPOConfig(batch_size=8, max_new_tokens=6, lr=1e-2))
+    cfg = RLHFPPOConfig(batch_size=8, max_new_tokens=6, learning_rate=1e-2)
+    trainer = PPOTrainer(policy, reward_model, TOK, cfg)
     reference = snapshot(trainer.reference)
     start = snapshot(policy)
     ids, mask = encode_prompts(PROMPTS * 2, TOK)
@@ -87,7 +88,7 @@ def test_trainer_rejects_a_tokenizer_the_model_cannot_embed():
     policy, reward_model = tiny_models()
     small = GPT(GPTConfig(vocab_size=4, block_size=16, n_layer=1, n_head=2, n_embd=16))
     with pytest.raises(ValueError, match="tokenizer has 7 ids but the policy embeds only 4"):
-        PPOTrainer(small, reward_model, TOK, PPOConfig())
+        PPOTrainer(small, reward_model, TOK, RLHFPPOConfig())
 
 
 def _advantages_by_loops(scores, values, lengths, gamma, lam):
@@ -112,8 +113,8 @@ def _advantages_by_loops(scores, values, lengths, gamma, lam):
 def test_first_minibatch_against_advantages_and_returns_by_loops(monkeypatch):
     policy, reward_model = tiny_models()
     eager_to_stop(policy)
-    cfg = PPOConfig(batch_size=8, max_new_tokens=8, temperature=0.8, epochs=2, minibatches=2, gamma=0.9, lam=0.8,
-                    kl_coef=0.2, value_clip=0.05)  # fmt: skip
+    cfg = RLHFPPOConfig(batch_size=8, max_new_tokens=8, temperature=0.8, epochs=2, num_minibatches=2, gamma=0.9,
+                        gae_lambda=0.8, kl_coef=0.2, value_clip=0.05)  # fmt: skip
     trainer = PPOTrainer(policy, reward_model, TOK, cfg)
     critic = copy.deepcopy(trainer.critic)  # the critic at the rollout (the update trains it)
     spy = Spy(monkeypatch, ppo)
@@ -132,7 +133,7 @@ def test_first_minibatch_against_advantages_and_returns_by_loops(monkeypatch):
     lengths = gen.response_mask.sum(1).tolist()
     scores = reward_model.normalized(gen.ids, gen.mask).tolist()
     values = response_values(critic, gen).tolist()
-    whitened, raw = _advantages_by_loops(scores, values, lengths, cfg.gamma, cfg.lam)
+    whitened, raw = _advantages_by_loops(scores, values, lengths, cfg.gamma, cfg.gae_lambda)
 
     # the advantages of both minibatches of the first epoch: whitened over the whole batch
     for (args, _, _), rows in zip(spy.calls[:2], spy.rows[:2]):

@@ -1,23 +1,23 @@
 """The rollout pieces PPO and GRPO share, against independent oracles: per-token log-probs and
 values read one position before each response token (checked against the model run on each
-prefix alone), and masked mean / whitening / sequence KL against hand-worked numbers, with
-garbage at the masked positions."""
+prefix alone), and the sequence KL against hand-worked numbers, with garbage at the masked
+positions (masked mean and whitening: tests/utils/test_stats.py)."""
 
-import math
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.rlhf.rollout import (
-    masked_mean,
-    masked_whiten,
     response_hidden,
     response_logprobs,
     response_values,
     sequence_kl,
+    train_on_prompts,
 )
-from tests.rlhf._tiny import CFG
+from tests.rlhf._tiny import CFG, TOK
 
 
 def _generation():
@@ -95,30 +95,6 @@ def test_response_hidden_of_rows_gives_those_rows_logprobs():
 
 
 # x: valid entries 1, 2, 3, 4 (mean 2.5); the others are garbage that must not count
-X = torch.tensor([[1.0, 2.0, 1e6], [3.0, float("nan"), float("inf")], [4.0, -7.0, 5.0]], dtype=torch.float64)
-MASK = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 0, 0]]).bool()
-
-
-def test_masked_mean_by_hand():
-    assert masked_mean(X, MASK).item() == 2.5
-    assert masked_mean(X, torch.zeros_like(MASK)).item() == 0.0  # nothing valid: 0, not NaN
-
-
-def test_masked_whiten_by_hand():
-    # mean 2.5; variance over the valid entries, divided by their count (4, not 3):
-    # (2.25 + 0.25 + 0.25 + 2.25) / 4 = 1.25
-    got = masked_whiten(X, MASK)
-    scale = 1 / math.sqrt(1.25 + 1e-8)
-    expected = torch.tensor([[-1.5 * scale, -0.5 * scale, 0.0], [0.5 * scale, 0.0, 0.0], [1.5 * scale, 0.0, 0.0]],
-                            dtype=torch.float64)  # fmt: skip
-    torch.testing.assert_close(got, expected, rtol=1e-14, atol=1e-14)
-    # eps bounds the scale of a batch with no spread: 0 out, not NaN
-    same = torch.where(MASK, 3.0, X)
-    assert torch.equal(masked_whiten(same, MASK), torch.zeros_like(X))
-    assert torch.equal(masked_whiten(X, torch.zeros_like(MASK)), torch.zeros_like(X))
-    assert masked_whiten(X, MASK, eps=1.0)[2, 0].item() == pytest.approx(1.5 / math.sqrt(2.25))
-
-
 def test_sequence_kl_by_hand():
     logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, 9.0, float("nan")]])
     ref = torch.tensor([[-1.5, -1.0, -3.0], [-1.0, float("-inf"), 4.0]])
@@ -126,3 +102,36 @@ def test_sequence_kl_by_hand():
     # row 0: 0.5 - 1.0 + 0.0; row 1: 0.5 (the rest is padding)
     torch.testing.assert_close(sequence_kl(logp, ref, mask), torch.tensor([-0.5, 0.5]))
     assert sequence_kl(logp, ref, torch.zeros_like(mask)).tolist() == [0.0, 0.0]
+
+
+class FakeTrainer:
+    """What ``train_on_prompts`` needs of a trainer; ``step`` records the prompts it is given."""
+
+    def __init__(self, block_size=16, max_new_tokens=12):
+        self.tokenizer, self.device = TOK, torch.device("cpu")
+        self.policy = SimpleNamespace(cfg=SimpleNamespace(block_size=block_size))
+        self.cfg = SimpleNamespace(max_new_tokens=max_new_tokens)
+        self.cpu_generator = torch.Generator().manual_seed(0)
+        self.batches = []
+
+    def step(self, ids, mask):
+        self.batches.append([TOK.decode(row[m].tolist()) for row, m in zip(ids, mask)])
+        return {}, None
+
+
+def test_train_on_prompts_draws_batches_from_every_prompt():
+    trainer, steps = FakeTrainer(), []
+    prompts = ["abc=", "c=", "dd="]  # 3 prompts, 4 columns wide once padded
+    train_on_prompts(trainer, prompts, 50, 4, on_step=lambda it, metrics, gen: steps.append(it))
+    assert steps == list(range(50)) and all(len(batch) == 4 for batch in trainer.batches)
+    drawn = [p for batch in trainer.batches for p in batch]
+    assert set(drawn) == set(prompts)  # 200 uniform draws: each prompt is drawn
+
+
+def test_train_on_prompts_takes_prompts_that_just_fit():
+    # context 16, 12 new tokens: prompts of 4 tokens fit, 5 do not
+    trainer = FakeTrainer(block_size=16, max_new_tokens=12)
+    train_on_prompts(trainer, ["abc=", "a="], 3, 2)
+    assert len(trainer.batches) == 3
+    with pytest.raises(ValueError, match="prompt 0 has 5 tokens"):
+        train_on_prompts(trainer, ["abcd="], 1, 1)

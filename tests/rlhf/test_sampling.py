@@ -11,7 +11,16 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from fastrl.nn.gpt import GPTConfig, _sample, filter_logits, generate
+from fastrl.nn.gpt import (
+    GPT,
+    GPTConfig,
+    _sample,
+    filter_logits,
+    generate,
+    last_token_index,
+    positions_from_mask,
+)
+from tests.rlhf._tiny import CFG, TOK, eager_to_stop
 
 
 def kept_by_oracle(logits, top_k=None, top_p=None):
@@ -200,3 +209,53 @@ def test_generate_samples_the_filtered_distribution(options, use_cache):
     probs = oracle_probs(LOGITS, **options)
     for t in range(2):
         assert_samples_follow(gen.response[:, t], probs)
+
+
+# -------------------------------------------------------------------------- positions, lengths
+
+
+def test_positions_from_mask_by_hand():
+    """Real tokens are numbered 0, 1, 2, ... in order, whatever padding lies between them; left
+    padding gets position 0."""
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 1, 0, 1], [0, 1, 0, 0, 1]]).bool()
+    pos = positions_from_mask(mask)
+    real = [[0, 1, 2], [0, 1, 2], [0, 1, 2], [0, 1]]
+    for row in range(4):
+        assert pos[row][mask[row]].tolist() == real[row]
+    assert pos[0, :2].tolist() == [0, 0] and pos[3, 0].item() == 0
+
+
+def test_last_token_index_by_hand():
+    mask = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0]]).bool()
+    assert last_token_index(mask).tolist() == [0, 2, 1, 1, -1]  # no real token: -1
+
+
+def test_generate_runs_to_max_new_tokens_when_no_row_stops():
+    """A stop token the model never emits: every row samples all max_new_tokens (the batch's
+    check for an early stop, every 4 tokens, must not cut it)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=7, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    prompt = torch.tensor([[1, 2], [3, 3]])
+    greedy = generate(model, prompt, max_new_tokens=9, temperature=0)
+    unused = sorted(set(range(7)) - set(greedy.response.flatten().tolist()))
+    assert unused, "the greedy responses use every token: no stop token to choose"
+    gen = generate(model, prompt, max_new_tokens=9, temperature=0, stop_token=unused[0])
+    assert gen.response.shape == (2, 9) and gen.response_mask.all()
+    assert torch.equal(gen.ids, greedy.ids)
+
+
+def test_generate_defaults_sample_at_temperature_1_and_pad_with_0():
+    torch.manual_seed(0)
+    model = eager_to_stop(GPT(CFG))  # EOS likely: rows stop at different lengths and get padding
+    prompt = torch.tensor([[2, 3], [4, 4], [3, 5], [5, 2]])
+    eos = TOK.eos_id
+
+    def run(**kw):
+        return generate(model, prompt, max_new_tokens=8, stop_token=eos,
+                        generator=torch.Generator().manual_seed(3), **kw)
+
+    default, explicit = run(), run(temperature=1.0, pad_token=0)
+    assert torch.equal(default.ids, explicit.ids) and torch.equal(default.mask, explicit.mask)
+    assert not torch.equal(default.ids, run(temperature=0).ids)  # sampled, not greedy
+    padding = ~default.response_mask
+    assert padding.any() and (default.response[padding] == 0).all()
