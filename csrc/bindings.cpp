@@ -11,6 +11,7 @@
 
 #include "cpu/avx2.h"
 #include "env_binding.h"
+#include "minatar_binding.h"
 #include "ops/envs.h"
 #include "ops/ppo_loss.h"
 #include "ops/returns.h"
@@ -97,4 +98,5 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("parallel_threads_used", &parallel_threads_used);
   fastrl::bind_envs(m);  // EnvBinding and the env registry: csrc/env_binding.cpp
+  fastrl::bind_minatar(m);  // MinAtar: csrc/minatar_binding.cpp
 }
