@@ -13,9 +13,10 @@ struct Breakout {
   static constexpr const char* kName = "Breakout";
   static constexpr int kChannels = 4;  // paddle, ball, trail, brick
   // The package's attributes of the same names; ball_dir 0..3: up-left, up-right, down-right,
-  // down-left. The ball is never on the bottom row in a state that steps (there it has ended).
+  // down-left. ball_y 9 is the state an episode ended in, which is never stepped (fastrl.envs
+  // refuses to set it, with a brick on the bottom row, as the package's next step would fail).
   static constexpr std::array kFields{
-      StateField{"ball_x", 1, 0, 9},  StateField{"ball_y", 1, 0, 8}, StateField{"ball_dir", 1, 0, 3},
+      StateField{"ball_x", 1, 0, 9},  StateField{"ball_y", 1, 0, 9}, StateField{"ball_dir", 1, 0, 3},
       StateField{"pos", 1, 0, 9},     StateField{"strike", 1, 0, 1}, StateField{"last_x", 1, 0, 9},
       StateField{"last_y", 1, 0, 8},  StateField{"brick_map", kRows * kCols, 0, 1},
   };

@@ -1,0 +1,146 @@
+"""The MinAtar games in PyTorch: the fallback of csrc/core/minatar/<game>.h, on a batch.
+
+Each game mirrors the ``minatar`` package's source (minatar/environments/<game>.py, 1.0.15) like
+its C++ header does, with every branch turned into a ``torch.where`` over the batch. A game's
+state is int64 ``[N, S]`` (the header's int32 fields, in order; the env's state row without its
+last-action column); draws are float64 ``[N]`` tensors uniform in [0, 1), mapped as the C++ does
+(core/minatar/game.h): ``rand() = u``, ``randint(low, high) = low + floor(u * (high - low))``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+ROWS = COLS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """``count`` int32 values of a game's state, each in [low, high] (core::minatar::StateField)."""
+
+    name: str
+    count: int
+    low: int
+    high: int
+
+
+def randint(u: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """numpy's ``randint(low, high)`` from the uniform ``u``, as fastrl draws it."""
+    return low + (u * (high - low)).long()
+
+
+class Game:
+    """What a game's header declares (core/minatar/game.h), and its PyTorch step."""
+
+    name: str
+    channels: int
+    fields: tuple[Field, ...]
+    minimal_actions: tuple[int, ...]
+    reset_draws: int
+    step_draws: int
+
+    @classmethod
+    def state_dim(cls) -> int:
+        return sum(f.count for f in cls.fields)
+
+    def reset(self, u: list[torch.Tensor]) -> torch.Tensor:
+        """New episodes' states ``[K, S]`` from ``reset_draws`` uniforms ``[K]``."""
+        raise NotImplementedError
+
+    def step(self, s: torch.Tensor, a: torch.Tensor, ramping: bool, u: list[torch.Tensor]):
+        """One frame of every env (the package's act()): updates ``s`` in place; returns reward
+        (int64 ``[N]``) and terminal (bool ``[N]``). ``a``: the package's actions (0..5)."""
+        raise NotImplementedError
+
+    def observe(self, s: torch.Tensor) -> torch.Tensor:
+        """bool ``[N, 10, 10, C]``, the package's state()."""
+        raise NotImplementedError
+
+    def unsteppable(self, s: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Which states ``[N, S]`` (within their fields' bounds) cannot be stepped, as a bool
+        ``[N]`` (the state an episode ended in, which only an autoreset follows), and why."""
+        return torch.zeros(s.shape[0], dtype=torch.bool, device=s.device), ""
+
+
+class Breakout(Game):
+    """minatar/environments/breakout.py; csrc/core/minatar/breakout.h says what it does."""
+
+    name = "Breakout"
+    channels = 4  # paddle, ball, trail, brick
+    fields = (
+        Field("ball_x", 1, 0, 9), Field("ball_y", 1, 0, 9), Field("ball_dir", 1, 0, 3), Field("pos", 1, 0, 9),
+        Field("strike", 1, 0, 1), Field("last_x", 1, 0, 9), Field("last_y", 1, 0, 8),
+        Field("brick_map", ROWS * COLS, 0, 1),
+    )  # fmt: skip
+    minimal_actions = (0, 1, 3)  # n, l, r
+    reset_draws, step_draws = 1, 0
+    BALL_X, BALL_Y, BALL_DIR, POS, STRIKE, LAST_X, LAST_Y, BRICKS = range(8)
+
+    def reset(self, u):
+        right = randint(u[0], 0, 2) == 1  # ball_start
+        s = torch.zeros(u[0].shape[0], self.state_dim(), dtype=torch.int64, device=u[0].device)
+        s[:, self.BALL_X] = torch.where(right, 9, 0)
+        s[:, self.BALL_Y] = 3
+        s[:, self.BALL_DIR] = torch.where(right, 3, 2)
+        s[:, self.POS] = 4
+        s[:, self.LAST_X] = s[:, self.BALL_X]
+        s[:, self.LAST_Y] = 3
+        s[:, self.BRICKS + 10 : self.BRICKS + 40] = 1  # rows 1..3
+        return s
+
+    def step(self, s, a, ramping, u):
+        ball_x, ball_y, d, pos, strike = (s[:, k].clone() for k in range(5))
+        bricks = s[:, self.BRICKS :]  # a view: broken bricks are written in place
+        pos = torch.where(a == 1, (pos - 1).clamp(min=0), torch.where(a == 3, (pos + 1).clamp(max=9), pos))
+        last_x, last_y = ball_x, ball_y
+        new_x = ball_x + torch.where((d == 1) | (d == 2), 1, -1)
+        new_y = ball_y + torch.where(d >= 2, 1, -1)
+        wall = (new_x < 0) | (new_x > 9)
+        new_x = new_x.clamp(0, 9)
+        d = torch.where(wall, d ^ 1, d)
+        top = new_y < 0
+        new_y = torch.where(top, 0, new_y)
+        d = torch.where(top, 3 - d, d)
+        # Clamped for the envs ended on the previous step (ball on the bottom row): NEXT_STEP
+        # computes their step too, and then drops it.
+        cell = (new_y.clamp(max=9) * COLS + new_x).unsqueeze(1)
+        hit = ~top & (bricks.gather(1, cell).squeeze(1) == 1)
+        # After a strike a ball goes through the next brick it enters (the package's strike flag).
+        breaks = hit & (strike == 0)
+        bricks.scatter_(1, cell, torch.where(breaks.unsqueeze(1), 0, bricks.gather(1, cell)))
+        new_y = torch.where(breaks, last_y, new_y)
+        d = torch.where(breaks, 3 - d, d)
+        bottom = ~top & ~hit & (new_y == 9)
+        refill = bottom & ((bricks != 0).sum(1) == 0)
+        bricks[:, 10:40] = torch.where(refill.unsqueeze(1), 1, bricks[:, 10:40])
+        paddle = bottom & (ball_x == pos)  # the ball's column before it moved
+        side = bottom & ~paddle & (new_x == pos)
+        d = torch.where(paddle, 3 - d, torch.where(side, d ^ 2, d))
+        new_y = torch.where(paddle | side, last_y, new_y)
+        terminal = bottom & ~paddle & ~side
+        for k, v in enumerate((new_x, new_y, d, pos, hit.long(), last_x, last_y)):
+            s[:, k] = v
+        return breaks.long(), terminal
+
+    def observe(self, s):
+        n = s.shape[0]
+        obs = torch.zeros(n, ROWS * COLS, self.channels, dtype=torch.bool, device=s.device)
+        env = torch.arange(n, device=s.device)
+        obs[env, s[:, self.BALL_Y] * COLS + s[:, self.BALL_X], 1] = True
+        obs[env, 9 * COLS + s[:, self.POS], 0] = True
+        obs[env, s[:, self.LAST_Y] * COLS + s[:, self.LAST_X], 2] = True
+        obs[:, :, 3] = s[:, self.BRICKS :] != 0
+        return obs.view(n, ROWS, COLS, self.channels)
+
+    def unsteppable(self, s):
+        # The ball on the bottom row has ended the episode; a brick there would let a ball after a
+        # strike stay on it without ending it. Their next step would leave the grid (an IndexError
+        # in the package).
+        bottom = (s[:, self.BALL_Y] == 9) | (s[:, self.BRICKS + 90 :] != 0).any(1)
+        return bottom, "Breakout's ball_y must be below 9 and its bottom row free of bricks (ball_y 9 has ended)"
+
+
+# The fallback's games by name, in the registry's order (csrc/core/minatar/registry.h).
+GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout,)}

@@ -1,0 +1,82 @@
+"""Drive the ``minatar`` package's gymnasium envs (the oracle) from fastrl's states and draws."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+minatar_gym = pytest.importorskip("minatar.gym")
+
+
+class FeedRandom:
+    """Stands in for the package's numpy RandomState and returns the draws it is fed instead,
+    mapped as fastrl maps its uniforms (csrc/core/minatar/game.h): rand() = u and
+    randint(low, high) = low + floor(u * (high - low))."""
+
+    def __init__(self):
+        self.draws: list[float] = []
+        self.used = 0
+
+    def feed(self, draws) -> None:
+        self.draws, self.used = [float(u) for u in draws], 0
+
+    def _next(self) -> float:
+        if self.used == len(self.draws):
+            raise AssertionError(f"the package drew more than the {len(self.draws)} numbers fastrl made")
+        self.used += 1
+        return self.draws[self.used - 1]
+
+    def rand(self, *size):
+        if not size:
+            return self._next()
+        return np.array([self._next() for _ in range(int(np.prod(size)))]).reshape(size)
+
+    def randint(self, low, high=None, size=None):
+        if high is None:
+            low, high = 0, low
+        one = lambda: low + int(self._next() * (high - low))  # noqa: E731
+        return one() if size is None else np.array([one() for _ in range(size)])
+
+
+def package_env(env_id: str, sticky_action_prob: float, difficulty_ramping: bool):
+    """The package's env of a fastrl MinAtar id, drawing from a FeedRandom (``env.feed``)."""
+    game, version = re.fullmatch(r"MinAtar/(\w+)-(v[01])", env_id).groups()
+    module = re.sub(r"(?<!^)([A-Z])", r"_\1", game).lower()  # SpaceInvaders -> space_invaders
+    env = minatar_gym.BaseEnv(game=module, use_minimal_action_set=version == "v1",
+                              sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
+    env.feed = FeedRandom()
+    env.game.random = env.game.env.random = env.feed
+    return env
+
+
+def inject(env, fields, row) -> None:
+    """Sets the package env's state from a fastrl state row (``fields``: the spec's)."""
+    row = [int(x) for x in row]
+    col = 0
+    for f in fields:
+        values = row[col : col + f.count]
+        col += f.count
+        if f.name == "last_action":
+            env.game.last_action = values[0]
+        elif f.name == "brick_map":
+            env.game.env.brick_map = np.array(values, dtype=float).reshape(10, 10)
+        elif f.name == "strike":
+            env.game.env.strike = bool(values[0])
+        else:
+            setattr(env.game.env, f.name, values[0])
+    env.game.env.terminal = False
+
+
+def extract(env, fields) -> list[int]:
+    """The package env's state as a fastrl state row."""
+    row = []
+    for f in fields:
+        if f.name == "last_action":
+            row.append(int(env.game.last_action))
+        elif f.name == "brick_map":
+            row += [int(x) for x in np.asarray(env.game.env.brick_map).flatten()]
+        else:
+            row.append(int(getattr(env.game.env, f.name)))
+    return row

@@ -1,0 +1,259 @@
+"""MinAtar games: exact parity with the ``minatar`` package (the oracle), the registry, errors.
+
+Parity: fastrl's envs and the package's gymnasium envs start from the same injected states (and
+start states made to reach the rare branches: no bricks left, a strike, corners); every step
+the package draws the numbers fastrl drew for that step (its sticky draw, the game's draws, the
+reset's), and the observation, reward, termination and whole state must match exactly, over
+long random-action rollouts with sticky actions, autoresets and truncation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import fastrl.envs as fenvs
+from fastrl import _native
+from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS
+from fastrl.envs.minatar.games import GAMES
+from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
+from fastrl.envs.rng import reset_uniforms, step_uniforms
+from tests.conftest import requires_native
+from tests.envs.minatar_package import extract, inject, package_env
+
+
+def breakout_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Breakout states (last action first) that reach its rare branches: no bricks or one
+    brick left (the refill), bricks anywhere but the bottom row, a strike in progress, the ball
+    next to the walls, the ceiling and the paddle."""
+    rows = []
+    for i in range(n):
+        density = [0.0, 0.02, 0.3, 0.8][i % 4]
+        bricks = (rng.random(100) < density).astype(int)
+        bricks[90:] = 0
+        ball_x, ball_y = int(rng.choice([0, 1, 8, 9, int(rng.integers(10))])), int(rng.integers(0, 9))
+        pos = int(np.clip(ball_x + rng.integers(-1, 2), 0, 9))
+        rows.append([int(rng.integers(6)), ball_x, ball_y, int(rng.integers(4)), pos, int(rng.integers(2)),
+                     int(rng.integers(10)), int(rng.integers(9)), *bricks])
+    return np.array(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class GameCase:
+    start_states: object  # (rng, n) -> int [n, 1 + S]
+    parity_limit: int  # max_episode_steps of the parity runs: short enough that truncation happens
+
+
+GAME_CASES = {"Breakout": GameCase(breakout_starts, parity_limit=40)}
+
+
+def test_every_game_has_a_case():
+    assert set(GAME_CASES) == set(GAMES)
+
+
+@pytest.mark.parametrize("same_step", [False, True], ids=["next_step", "same_step"])
+@pytest.mark.parametrize("env_id", MINATAR_ENVS)
+def test_parity_with_package(env_id, same_step, backend):
+    """Whole trajectories equal the package's, every step, from injected start states."""
+    spec, n, steps = MINATAR_SPECS[env_id], 8, 400
+    sticky, ramping = 0.3, True  # sticky actions often, so that they repeat and change actions
+    case = GAME_CASES[spec.game]
+    rng = np.random.default_rng([zlib.crc32(env_id.encode()), same_step])
+    env = fenvs.make(env_id, n, seed=11, autoreset_mode="same_step" if same_step else "next_step",
+                     sticky_action_prob=sticky, difficulty_ramping=ramping, max_episode_steps=case.parity_limit)
+    env.reset()
+    starts = case.start_states(rng, n)
+    elapsed = rng.integers(case.parity_limit - 8, case.parity_limit, n)  # truncation soon
+    env.set_state(torch.tensor(starts), torch.tensor(elapsed))
+    pkgs = [package_env(env_id, sticky, ramping) for _ in range(n)]
+    for p, row in zip(pkgs, starts):
+        inject(p, spec.fields, row)
+    game = GAMES[spec.game]
+    counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
+    pending = [False] * n  # NEXT_STEP: the package resets on this step
+    for _ in range(steps):
+        before = env.state_dict()
+        envs = torch.arange(n)
+        draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
+                                          1 + game.step_draws), 1)
+        resets = torch.stack(reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws), 1)
+        actions = rng.integers(0, len(spec.action_set), n)
+        obs, reward, term, trunc, info = env.step(torch.tensor(actions))
+        state = env.get_state()
+        for i, p in enumerate(pkgs):
+            if pending[i]:  # the reset step
+                p.feed.feed(resets[i].tolist())
+                p_obs, _ = p.reset()
+                assert (reward[i], term[i], trunc[i]) == (0, False, False)
+                pending[i] = False
+            else:
+                p.feed.feed(draws[i].tolist())
+                last = p.game.last_action
+                p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
+                counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
+                assert reward[i].item() == p_reward and term[i].item() == p_term, (i, _)
+                assert trunc[i].item() == (not p_term and before["elapsed"][i] + 1 >= case.parity_limit)
+                counts["terminated"] += p_term
+                counts["truncated"] += trunc[i].item()
+                counts["reward"] += p_reward
+                done = bool(term[i] or trunc[i])
+                if same_step:
+                    np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
+                    if done:
+                        p.feed.feed(resets[i].tolist())
+                        p_obs, _ = p.reset()
+                else:
+                    pending[i] = done
+            np.testing.assert_array_equal(obs[i].numpy(), p_obs)
+            assert state[i].tolist() == extract(p, spec.fields), i
+    assert all(v > 0 for v in counts.values()), counts
+
+
+@requires_native
+def test_registry_matches_fallback():
+    """The fallback declares what the C++ headers do (fields, channels, actions, draws, params)."""
+    assert _native._C.minatar_games() == fallback_games()
+    assert dict(_native._C.minatar_params()) == FALLBACK_PARAMS
+
+
+def test_spaces_and_ids_are_the_packages():
+    for env_id in MINATAR_ENVS:
+        env = fenvs.make(env_id, 3)
+        p = package_env(env_id, 0.1, True)
+        assert env.single_observation_space == p.observation_space
+        assert env.single_action_space == p.action_space
+        assert env.observation_space.shape == (3, *p.observation_space.shape)
+        assert MINATAR_SPECS[env_id].action_set == tuple(p.action_set)
+        assert env.max_episode_steps is None
+
+
+def test_same_seed_same_trajectory(backend):
+    """Seeded envs repeat; different seeds differ; the last action survives a reset."""
+    def run(seed):
+        env = fenvs.make("MinAtar/Breakout-v0", 16, seed=seed)
+        out = [env.reset()[0]]
+        g = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            out.append(env.step(torch.randint(0, 6, (16,), generator=g))[0])
+        last = env.get_state()[:, 0].clone()
+        env.reset()
+        assert torch.equal(env.get_state()[:, 0], last)
+        return torch.stack(out)
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+@requires_native
+@pytest.mark.parametrize("same_step", [False, True])
+def test_native_equals_fallback(same_step):
+    """The kernels and the fallback give the same steps, statistics and states, bit for bit."""
+    outs = {}
+    for name in ("native", "torch"):
+        _native.set_backend(name)
+        try:
+            env = fenvs.make("MinAtar/Breakout-v1", 64, seed=3, dtype=torch.float64,
+                             autoreset_mode="same_step" if same_step else "next_step", max_episode_steps=50)
+            g = torch.Generator().manual_seed(1)
+            steps = [env.reset()[0]]
+            for _ in range(150):
+                obs, r, te, tr, info = env.step(torch.randint(0, 3, (64,), generator=g))
+                steps += [obs, r, te, tr, info["episode"]["r"], info["episode"]["l"], env.get_state()]
+                if same_step:
+                    steps.append(info["final_obs"])
+            outs[name] = steps
+        finally:
+            _native.set_backend("auto")
+    for a, b in zip(outs["native"], outs["torch"], strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+@requires_native
+def test_cuda_equals_cpu():
+    """Same seed, same trajectories on the GPU and the CPU."""
+    outs = {}
+    for device in ("cpu", "cuda"):
+        env = fenvs.make("MinAtar/Breakout-v0", 300, device=device, seed=9, max_episode_steps=70)
+        g = torch.Generator().manual_seed(2)
+        steps = [env.reset()[0].cpu()]
+        for _ in range(200):
+            obs, r, te, tr, info = env.step(torch.randint(0, 6, (300,), generator=g).to(device))
+            steps += [t.cpu() for t in (obs, r, te, tr, info["episode"]["r"], env.get_state())]
+        outs[device] = steps
+    for a, b in zip(outs["cpu"], outs["cuda"], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_state_dict_resumes_exactly(backend):
+    env = fenvs.make("MinAtar/Breakout-v1", 8, seed=4)
+    env.reset()
+    acts = torch.randint(0, 3, (80, 8), generator=torch.Generator().manual_seed(0))
+    for a in acts[:40]:
+        env.step(a)
+    saved = env.state_dict()
+    first = [env.step(a)[0] for a in acts[40:]]
+    other = fenvs.make("MinAtar/Breakout-v1", 8)
+    other.load_state_dict(saved)
+    assert all(torch.equal(x, other.step(a)[0]) for x, a in zip(first, acts[40:]))
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def test_bad_ids_and_keywords():
+    with pytest.raises(ValueError, match="env_id 'MinAtar/Pong-v1' is not a MinAtar game"):
+        fenvs.make("MinAtar/Pong-v1", 2)
+    with pytest.raises(ValueError, match="env_id 'MinAtar/Breakout-v2'"):
+        fenvs.make("MinAtar/Breakout-v2", 2)
+    for p in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="sticky_action_prob must be"):
+            fenvs.make("MinAtar/Breakout-v1", 2, sticky_action_prob=p)
+    with pytest.raises(TypeError, match="sticky_action_prob must be a real number"):
+        fenvs.make("MinAtar/Breakout-v1", 2, sticky_action_prob="0.1")
+    with pytest.raises(TypeError, match="difficulty_ramping must be a bool"):
+        fenvs.make("MinAtar/Breakout-v1", 2, difficulty_ramping=1)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['ramping'\]"):
+        fenvs.make("MinAtar/Breakout-v1", 2, ramping=True)
+    with pytest.raises(ValueError, match="max_episode_steps must be >= 1"):
+        fenvs.make("MinAtar/Breakout-v1", 2, max_episode_steps=0)
+
+
+def test_bad_actions(backend):
+    env = fenvs.make("MinAtar/Breakout-v1", 3, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\]"):
+        env.step(torch.tensor([0, 3, 1]))
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\]"):
+        env.step(torch.tensor([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"actions must have shape \(3,\)"):
+        env.step(torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="actions must be an integer tensor"):
+        env.step(torch.tensor([0.0, 1.0, 1.0]))
+    v0 = fenvs.make("MinAtar/Breakout-v0", 3, seed=0)
+    v0.reset()
+    v0.step(torch.tensor([5, 4, 2]))  # six actions in -v0
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 5\]"):
+        v0.step(torch.tensor([6, 0, 0]))
+
+
+def test_bad_states():
+    env = fenvs.make("MinAtar/Breakout-v1", 2, seed=0)
+    env.reset()
+    good = env.get_state()
+    bad = good.clone()
+    bad[1, 3] = 4  # ball_dir
+    with pytest.raises(ValueError, match=r"Breakout's ball_dir must be in \[0, 3\]"):
+        env.set_state(bad)
+    bad = good.clone()
+    bad[0, 2] = 9  # ball_y on the bottom row: the episode has ended
+    with pytest.raises(ValueError, match="ball_y must be below 9"):
+        env.set_state(bad)
+    with pytest.raises(ValueError, match=r"state must have shape \(2, 108\)"):
+        env.set_state(good[:, :-1])
+    with pytest.raises(TypeError, match="state must hold integers"):
+        env.set_state(good.float())
+    env.set_state(good)
