@@ -257,3 +257,32 @@ def test_bad_states():
     with pytest.raises(TypeError, match="state must hold integers"):
         env.set_state(good.float())
     env.set_state(good)
+
+
+@requires_native
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_compiled_step_matches_eager(mode):
+    """Under torch.compile step runs torch.ops.fastrl.minatar_step (its fake kernel traces it in
+    one graph): same outputs and state as the eager binding. Also an opcheck of the op."""
+    def rollout(env, actions):
+        outs = []
+        for a in actions:
+            obs, reward, term, trunc, info = env.step(a)
+            outs.append(torch.cat([obs.flatten().float(), reward, term.float(), info["episode"]["r"]]))
+        return torch.stack(outs)
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    actions = [torch.randint(0, 3, (6,), generator=g) for _ in range(40)]
+    eager, compiled = (fenvs.make("MinAtar/Breakout-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=25)
+                       for _ in range(2))
+    eager.reset()
+    compiled.reset()
+    want = rollout(eager, actions)
+    got = torch.compile(rollout, fullgraph=True)(compiled, actions)
+    assert torch.equal(got, want)
+    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    t = compiled._op_tensors()
+    torch.library.opcheck(torch.ops.fastrl.minatar_step, (compiled.spec_.id, *[x.clone() for x in t],
+                          actions[0], compiled._param_list, 25, mode == "same_step"))
