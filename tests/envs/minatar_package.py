@@ -51,32 +51,43 @@ def package_env(env_id: str, sticky_action_prob: float, difficulty_ramping: bool
     return env
 
 
+def _split(fields, row) -> dict[str, list[int]]:
+    parts, col = {}, 0
+    for f in fields:
+        parts[f.name] = [int(x) for x in row[col : col + f.count]]
+        col += f.count
+    return parts
+
+
 def inject(env, fields, row) -> None:
     """Sets the package env's state from a fastrl state row (``fields``: the spec's)."""
-    row = [int(x) for x in row]
-    col = 0
-    for f in fields:
-        values = row[col : col + f.count]
-        col += f.count
-        if f.name == "last_action":
+    game = env.game.env
+    for name, values in _split(fields, row).items():
+        if name == "last_action":
             env.game.last_action = values[0]
-        elif f.name == "brick_map":
-            env.game.env.brick_map = np.array(values, dtype=float).reshape(10, 10)
-        elif f.name == "strike":
-            env.game.env.strike = bool(values[0])
+        elif name == "brick_map":  # Breakout
+            game.brick_map = np.array(values, dtype=float).reshape(10, 10)
+        elif name == "strike":
+            game.strike = bool(values[0])
+        elif name.startswith("car_"):  # Freeway: cars [x, y, timer, speed]
+            parts = _split(fields, row)
+            game.cars = [[parts["car_x"][i], i + 1, parts["car_timer"][i], parts["car_speed"][i]] for i in range(8)]
         else:
-            setattr(env.game.env, f.name, values[0])
-    env.game.env.terminal = False
+            setattr(game, name, values[0])
+    game.terminal = False
 
 
 def extract(env, fields) -> list[int]:
     """The package env's state as a fastrl state row."""
-    row = []
+    game, row = env.game.env, []
+    cars = {"car_x": 0, "car_timer": 2, "car_speed": 3}
     for f in fields:
         if f.name == "last_action":
             row.append(int(env.game.last_action))
         elif f.name == "brick_map":
-            row += [int(x) for x in np.asarray(env.game.env.brick_map).flatten()]
+            row += [int(x) for x in np.asarray(game.brick_map).flatten()]
+        elif f.name in cars:
+            row += [int(car[cars[f.name]]) for car in game.cars]
         else:
-            row.append(int(getattr(env.game.env, f.name)))
+            row.append(int(getattr(game, f.name)))
     return row

@@ -42,13 +42,29 @@ def breakout_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(rows)
 
 
+def freeway_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Freeway states near its edges: the chicken next to the top (a win and new speeds) or in a
+    lane a car is entering, the time limit a few frames away, cars on the wrap-around columns."""
+    rows = []
+    for _ in range(n):
+        speed = rng.integers(1, 6, 8) * rng.choice([-1, 1], 8)
+        timer = rng.integers(0, np.abs(speed) + 1)
+        rows.append([int(rng.integers(6)), int(rng.choice([1, 2, int(rng.integers(0, 10))])), int(rng.integers(4)),
+                     int(rng.choice([int(rng.integers(0, 4)), 2500])), *rng.choice([0, 3, 4, 5, 9], 8),
+                     *timer, *speed])
+    return np.array(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GameCase:
     start_states: object  # (rng, n) -> int [n, 1 + S]
     parity_limit: int  # max_episode_steps of the parity runs: short enough that truncation happens
 
 
-GAME_CASES = {"Breakout": GameCase(breakout_starts, parity_limit=40)}
+GAME_CASES = {
+    "Breakout": GameCase(breakout_starts, parity_limit=40),
+    "Freeway": GameCase(freeway_starts, parity_limit=40),
+}
 
 
 def test_every_game_has_a_case():
@@ -96,7 +112,7 @@ def test_parity_with_package(env_id, same_step, backend):
                 p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
                 counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
                 assert reward[i].item() == p_reward and term[i].item() == p_term, (i, _)
-                assert trunc[i].item() == (not p_term and before["elapsed"][i] + 1 >= case.parity_limit)
+                assert trunc[i].item() == (before["elapsed"][i] + 1 >= case.parity_limit)  # as TimeLimit
                 counts["terminated"] += p_term
                 counts["truncated"] += trunc[i].item()
                 counts["reward"] += p_reward

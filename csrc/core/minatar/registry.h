@@ -6,6 +6,9 @@
 #pragma once
 
 #include "core/minatar/breakout.h"
+#include "core/minatar/freeway.h"
 
 // X(Game) for every native game, Game a struct in fastrl::core::minatar.
-#define FASTRL_MINATAR_GAMES(X) X(Breakout)
+#define FASTRL_MINATAR_GAMES(X) \
+  X(Breakout)                \
+  X(Freeway)

@@ -142,5 +142,81 @@ class Breakout(Game):
         return bottom, "Breakout's ball_y must be below 9 and its bottom row free of bricks (ball_y 9 has ended)"
 
 
+class Freeway(Game):
+    """minatar/environments/freeway.py; csrc/core/minatar/freeway.h says what it does."""
+
+    name = "Freeway"
+    channels = 7  # chicken, car, speed1..speed5
+    CARS, PLAYER_SPEED, TIME_LIMIT = 8, 3, 2500
+    fields = (
+        Field("pos", 1, 0, 9), Field("move_timer", 1, 0, PLAYER_SPEED), Field("terminate_timer", 1, -1, TIME_LIMIT),
+        Field("car_x", CARS, 0, 9), Field("car_timer", CARS, 0, 5), Field("car_speed", CARS, -5, 5),
+    )  # fmt: skip
+    minimal_actions = (0, 2, 4)  # n, u, d
+    reset_draws = step_draws = 2 * CARS
+    POS, MOVE_TIMER, TERMINATE_TIMER, CAR_X = range(4)
+    CAR_TIMER, CAR_SPEED = CAR_X + CARS, CAR_X + 2 * CARS
+
+    def _speeds(self, u):
+        """_randomize_cars' speeds: randint(1, 6, 8), signed by rand(8) < 0.5 (freeway.h says
+        why a draw of exactly 0.5 goes right)."""
+        speed = torch.stack([randint(x, 1, 6) for x in u[: self.CARS]], 1)
+        left = torch.stack(u[self.CARS : 2 * self.CARS], 1) - 0.5 < 0
+        return torch.where(left, -speed, speed)
+
+    def reset(self, u):
+        speed = self._speeds(u)
+        s = torch.zeros(speed.shape[0], self.state_dim(), dtype=torch.int64, device=speed.device)
+        s[:, self.POS] = 9
+        s[:, self.MOVE_TIMER] = self.PLAYER_SPEED
+        s[:, self.TERMINATE_TIMER] = self.TIME_LIMIT
+        s[:, self.CAR_TIMER : self.CAR_SPEED] = speed.abs()
+        s[:, self.CAR_SPEED :] = speed
+        return s
+
+    def step(self, s, a, ramping, u):
+        pos, move_timer = s[:, self.POS].clone(), s[:, self.MOVE_TIMER].clone()
+        moves = move_timer == 0
+        up, down = (a == 2) & moves, (a == 4) & moves
+        move_timer = torch.where(up | down, self.PLAYER_SPEED, move_timer)
+        pos = torch.where(up, (pos - 1).clamp(min=0), torch.where(down, (pos + 1).clamp(max=9), pos))
+        win = pos == 0
+        speed = torch.where(win.unsqueeze(1), self._speeds(u), s[:, self.CAR_SPEED :])
+        timer = torch.where(win.unsqueeze(1), speed.abs(), s[:, self.CAR_TIMER : self.CAR_SPEED])
+        pos = torch.where(win, 9, pos)
+        x = s[:, self.CAR_X : self.CAR_TIMER].clone()
+        for i in range(self.CARS):  # in order: each car may send the chicken back
+            pos = torch.where((x[:, i] == 4) & (pos == i + 1), 9, pos)
+            moving = timer[:, i] == 0
+            moved = (x[:, i] + torch.where(speed[:, i] > 0, 1, -1)).remainder(10)  # wraps 0..9
+            x[:, i] = torch.where(moving, moved, x[:, i])
+            timer[:, i] = torch.where(moving, speed[:, i].abs(), timer[:, i] - 1)
+            pos = torch.where(moving & (x[:, i] == 4) & (pos == i + 1), 9, pos)
+        s[:, self.POS] = pos
+        s[:, self.MOVE_TIMER] = move_timer - (move_timer > 0).long()
+        s[:, self.TERMINATE_TIMER] -= 1
+        s[:, self.CAR_X : self.CAR_TIMER] = x
+        s[:, self.CAR_TIMER : self.CAR_SPEED] = timer
+        s[:, self.CAR_SPEED :] = speed
+        return win.long(), s[:, self.TERMINATE_TIMER] < 0
+
+    def observe(self, s):
+        n = s.shape[0]
+        obs = torch.zeros(n, ROWS, COLS, self.channels, dtype=torch.bool, device=s.device)
+        env = torch.arange(n, device=s.device)
+        obs[env, s[:, self.POS], 4, 0] = True
+        x, speed = s[:, self.CAR_X : self.CAR_TIMER], s[:, self.CAR_SPEED :]
+        back_x = (x - torch.where(speed > 0, 1, -1)).remainder(10)
+        for i in range(self.CARS):
+            obs[env, i + 1, x[:, i], 1] = True
+            obs[env, i + 1, back_x[:, i], 1 + speed[:, i].abs()] = True
+        return obs
+
+    def unsteppable(self, s):
+        # The episode ended at terminate_timer -1; a car of speed 0 has no trail to draw.
+        bad = (s[:, self.TERMINATE_TIMER] < 0) | (s[:, self.CAR_SPEED :] == 0).any(1)
+        return bad, "Freeway's terminate_timer must be >= 0 (-1 has ended) and its car speeds nonzero"
+
+
 # The fallback's games by name, in the registry's order (csrc/core/minatar/registry.h).
-GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout,)}
+GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway)}
