@@ -72,6 +72,10 @@ def inject(env, fields, row) -> None:
         elif name.startswith("car_"):  # Freeway: cars [x, y, timer, speed]
             parts = _split(fields, row)
             game.cars = [[parts["car_x"][i], i + 1, parts["car_timer"][i], parts["car_speed"][i]] for i in range(8)]
+        elif name.startswith("entity_"):  # Asterix: entities None or [x, y, lr, is_gold]
+            e = _split(fields, row)
+            game.entities = [[e["entity_x"][i], i + 1, bool(e["entity_lr"][i]), bool(e["entity_gold"][i])]
+                             if e["entity_present"][i] else None for i in range(8)]
         else:
             setattr(game, name, values[0])
     game.terminal = False
@@ -81,6 +85,7 @@ def extract(env, fields) -> list[int]:
     """The package env's state as a fastrl state row."""
     game, row = env.game.env, []
     cars = {"car_x": 0, "car_timer": 2, "car_speed": 3}
+    entities = {"entity_x": 0, "entity_lr": 2, "entity_gold": 3}
     for f in fields:
         if f.name == "last_action":
             row.append(int(env.game.last_action))
@@ -88,6 +93,10 @@ def extract(env, fields) -> list[int]:
             row += [int(x) for x in np.asarray(game.brick_map).flatten()]
         elif f.name in cars:
             row += [int(car[cars[f.name]]) for car in game.cars]
+        elif f.name == "entity_present":
+            row += [int(e is not None) for e in game.entities]
+        elif f.name in entities:
+            row += [0 if e is None else int(e[entities[f.name]]) for e in game.entities]
         else:
             row.append(int(getattr(game, f.name)))
     return row

@@ -55,6 +55,23 @@ def freeway_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(rows)
 
 
+def asterix_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Asterix states at its edges: a spawn, a move and a ramp due (ramp_timer -1, either parity of
+    ramp_index), every row taken (a spawn draws no slot), entities next to the player and at the
+    grid's sides."""
+    rows = []
+    for i in range(n):
+        spawn_speed, move_speed = int(rng.integers(1, 11)), int(rng.integers(1, 6))
+        present = (rng.random(8) < [0.2, 0.5, 1.0, 0.8][i % 4]).astype(int)
+        player_x, player_y = int(rng.integers(10)), int(rng.integers(1, 9))
+        x = np.where(rng.random(8) < 0.5, rng.choice([0, 9], 8), np.clip(player_x + rng.integers(-1, 2, 8), 0, 9))
+        lr, gold = rng.integers(0, 2, 8), (rng.random(8) < 0.4).astype(int)
+        rows.append([int(rng.integers(6)), player_x, player_y, spawn_speed, int(rng.integers(0, min(spawn_speed, 2) + 1)),
+                     move_speed, int(rng.integers(0, min(move_speed, 2) + 1)), int(rng.choice([-1, 0, 1, 100])),
+                     int(rng.integers(0, 9)), *present, *(x * present), *(lr * present), *(gold * present)])
+    return np.array(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GameCase:
     start_states: object  # (rng, n) -> int [n, 1 + S]
@@ -64,6 +81,7 @@ class GameCase:
 GAME_CASES = {
     "Breakout": GameCase(breakout_starts, parity_limit=40),
     "Freeway": GameCase(freeway_starts, parity_limit=40),
+    "Asterix": GameCase(asterix_starts, parity_limit=40),
 }
 
 
@@ -76,7 +94,8 @@ def test_every_game_has_a_case():
 def test_parity_with_package(env_id, same_step, backend):
     """Whole trajectories equal the package's, every step, from injected start states."""
     spec, n, steps = MINATAR_SPECS[env_id], 8, 400
-    sticky, ramping = 0.3, True  # sticky actions often, so that they repeat and change actions
+    # Sticky actions often, so that they repeat and change actions; ramping on and off.
+    sticky, ramping = 0.3, not same_step
     case = GAME_CASES[spec.game]
     rng = np.random.default_rng([zlib.crc32(env_id.encode()), same_step])
     env = fenvs.make(env_id, n, seed=11, autoreset_mode="same_step" if same_step else "next_step",
@@ -96,7 +115,8 @@ def test_parity_with_package(env_id, same_step, backend):
         envs = torch.arange(n)
         draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
                                           1 + game.step_draws), 1)
-        resets = torch.stack(reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws), 1)
+        resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
+                              torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
         actions = rng.integers(0, len(spec.action_set), n)
         obs, reward, term, trunc, info = env.step(torch.tensor(actions))
         state = env.get_state()

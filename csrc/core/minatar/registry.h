@@ -5,10 +5,12 @@
 // fastrl/envs/minatar/games.py.
 #pragma once
 
+#include "core/minatar/asterix.h"
 #include "core/minatar/breakout.h"
 #include "core/minatar/freeway.h"
 
 // X(Game) for every native game, Game a struct in fastrl::core::minatar.
 #define FASTRL_MINATAR_GAMES(X) \
   X(Breakout)                \
-  X(Freeway)
+  X(Freeway)                 \
+  X(Asterix)

@@ -80,7 +80,7 @@ class MinAtarTorchBinding:
         """Resets the envs in ``mask`` (core::minatar::reset_env); returns every env's observation."""
         t, game = self.t, self.game
         env = torch.arange(t.state.shape[0], device=t.state.device)
-        fresh = game.reset(reset_uniforms(t.seeds, env, t.resets, game.reset_draws))
+        fresh = game.reset(env.shape[0], env.device, reset_uniforms(t.seeds, env, t.resets, game.reset_draws))
         t.state[:, 1:] = torch.where(mask.unsqueeze(1), fresh, t.state[:, 1:].long()).to(torch.int32)
         t.resets.add_(mask)
         t.elapsed.masked_fill_(mask, 0)

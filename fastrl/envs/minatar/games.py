@@ -26,7 +26,7 @@ class Field:
     high: int
 
 
-def randint(u: torch.Tensor, low: int, high: int) -> torch.Tensor:
+def randint(u: torch.Tensor, low, high) -> torch.Tensor:
     """numpy's ``randint(low, high)`` from the uniform ``u``, as fastrl draws it."""
     return low + (u * (high - low)).long()
 
@@ -45,8 +45,8 @@ class Game:
     def state_dim(cls) -> int:
         return sum(f.count for f in cls.fields)
 
-    def reset(self, u: list[torch.Tensor]) -> torch.Tensor:
-        """New episodes' states ``[K, S]`` from ``reset_draws`` uniforms ``[K]``."""
+    def reset(self, n: int, device, u: list[torch.Tensor]) -> torch.Tensor:
+        """``n`` new episodes' states ``[n, S]`` from ``reset_draws`` uniforms ``[n]``."""
         raise NotImplementedError
 
     def step(self, s: torch.Tensor, a: torch.Tensor, ramping: bool, u: list[torch.Tensor]):
@@ -78,9 +78,9 @@ class Breakout(Game):
     reset_draws, step_draws = 1, 0
     BALL_X, BALL_Y, BALL_DIR, POS, STRIKE, LAST_X, LAST_Y, BRICKS = range(8)
 
-    def reset(self, u):
+    def reset(self, n, device, u):
         right = randint(u[0], 0, 2) == 1  # ball_start
-        s = torch.zeros(u[0].shape[0], self.state_dim(), dtype=torch.int64, device=u[0].device)
+        s = torch.zeros(n, self.state_dim(), dtype=torch.int64, device=device)
         s[:, self.BALL_X] = torch.where(right, 9, 0)
         s[:, self.BALL_Y] = 3
         s[:, self.BALL_DIR] = torch.where(right, 3, 2)
@@ -164,9 +164,9 @@ class Freeway(Game):
         left = torch.stack(u[self.CARS : 2 * self.CARS], 1) - 0.5 < 0
         return torch.where(left, -speed, speed)
 
-    def reset(self, u):
+    def reset(self, n, device, u):
         speed = self._speeds(u)
-        s = torch.zeros(speed.shape[0], self.state_dim(), dtype=torch.int64, device=speed.device)
+        s = torch.zeros(n, self.state_dim(), dtype=torch.int64, device=device)
         s[:, self.POS] = 9
         s[:, self.MOVE_TIMER] = self.PLAYER_SPEED
         s[:, self.TERMINATE_TIMER] = self.TIME_LIMIT
@@ -218,5 +218,100 @@ class Freeway(Game):
         return bad, "Freeway's terminate_timer must be >= 0 (-1 has ended) and its car speeds nonzero"
 
 
+class Asterix(Game):
+    """minatar/environments/asterix.py; csrc/core/minatar/asterix.h says what it does."""
+
+    name = "Asterix"
+    channels = 4  # player, enemy, trail, gold
+    SLOTS, RAMP_INTERVAL, SPAWN_SPEED, MOVE_INTERVAL = 8, 100, 10, 5
+    fields = (
+        Field("player_x", 1, 0, 9), Field("player_y", 1, 1, 8), Field("spawn_speed", 1, 1, SPAWN_SPEED),
+        Field("spawn_timer", 1, 0, SPAWN_SPEED), Field("move_speed", 1, 1, MOVE_INTERVAL),
+        Field("move_timer", 1, 0, MOVE_INTERVAL), Field("ramp_timer", 1, -1, RAMP_INTERVAL),
+        Field("ramp_index", 1, 0, 9), Field("entity_present", SLOTS, 0, 1), Field("entity_x", SLOTS, 0, 9),
+        Field("entity_lr", SLOTS, 0, 1), Field("entity_gold", SLOTS, 0, 1),
+    )  # fmt: skip
+    minimal_actions = (0, 1, 2, 3, 4)  # n, l, u, r, d
+    reset_draws, step_draws = 0, 3
+    PLAYER_X, PLAYER_Y, SPAWN_SPEED_, SPAWN_TIMER, MOVE_SPEED, MOVE_TIMER, RAMP_TIMER, RAMP_INDEX = range(8)
+    PRESENT = 8
+
+    def reset(self, n, device, u):
+        s = torch.zeros(n, self.state_dim(), dtype=torch.int64, device=device)
+        s[:, self.PLAYER_X] = s[:, self.PLAYER_Y] = 5
+        s[:, self.SPAWN_SPEED_] = s[:, self.SPAWN_TIMER] = self.SPAWN_SPEED
+        s[:, self.MOVE_SPEED] = s[:, self.MOVE_TIMER] = self.MOVE_INTERVAL
+        s[:, self.RAMP_TIMER] = self.RAMP_INTERVAL
+        return s
+
+    def step(self, s, a, ramping, u):
+        k = self.SLOTS
+        ent = s[:, self.PRESENT :].view(-1, 4, k)  # present, x, lr, gold: a view, written in place
+        present, x, lr, gold = ent.unbind(1)
+        slot = torch.arange(k, device=s.device)
+        # Spawn (_spawn_entity): lr, is_gold, then the slot among the free ones.
+        spawning = s[:, self.SPAWN_TIMER] == 0
+        new_lr, new_gold = u[0] < 1 / 2, u[1] < 1 / 3
+        free = present == 0
+        pick = randint(u[2], 0, free.sum(1))  # randint(len(slot_options))
+        chosen = free & (free.long().cumsum(1) - 1 == pick.unsqueeze(1)) & spawning.unsqueeze(1)
+        present[:] = torch.where(chosen, 1, present)
+        x[:] = torch.where(chosen, torch.where(new_lr, 0, 9).unsqueeze(1), x)
+        lr[:] = torch.where(chosen, new_lr.long().unsqueeze(1), lr)
+        gold[:] = torch.where(chosen, new_gold.long().unsqueeze(1), gold)
+        s[:, self.SPAWN_TIMER] = torch.where(spawning, s[:, self.SPAWN_SPEED_], s[:, self.SPAWN_TIMER])
+        px, py = s[:, self.PLAYER_X], s[:, self.PLAYER_Y]
+        px[:] = torch.where(a == 1, (px - 1).clamp(min=0), torch.where(a == 3, (px + 1).clamp(max=9), px))
+        py[:] = torch.where(a == 2, (py - 1).clamp(min=1), torch.where(a == 4, (py + 1).clamp(max=8), py))
+        row = slot + 1
+
+        def meet(where):
+            """Entities on the player's cell (in ``where``): gold is picked up, enemies end it."""
+            hit = where & (present == 1) & (x == px.unsqueeze(1)) & (row == py.unsqueeze(1))
+            picked = hit & (gold == 1)
+            ent.masked_fill_(picked.unsqueeze(1), 0)
+            return picked.sum(1), (hit & ~picked).any(1)
+
+        reward, terminal = meet(torch.ones_like(present, dtype=torch.bool))
+        move = s[:, self.MOVE_TIMER] == 0
+        s[:, self.MOVE_TIMER] = torch.where(move, s[:, self.MOVE_SPEED], s[:, self.MOVE_TIMER])
+        moving = move.unsqueeze(1) & (present == 1)
+        x[:] = torch.where(moving, x + torch.where(lr == 1, 1, -1), x)
+        ent.masked_fill_((moving & ((x < 0) | (x > 9))).unsqueeze(1), 0)  # off the grid
+        r2, t2 = meet(moving)
+        reward, terminal = reward + r2, terminal | t2
+        s[:, self.SPAWN_TIMER] -= 1
+        s[:, self.MOVE_TIMER] -= 1
+        if ramping:
+            ramps = (s[:, self.SPAWN_SPEED_] > 1) | (s[:, self.MOVE_SPEED] > 1)
+            waits = ramps & (s[:, self.RAMP_TIMER] >= 0)
+            now = ramps & ~waits
+            s[:, self.RAMP_TIMER] -= waits.long()
+            s[:, self.MOVE_SPEED] -= (now & (s[:, self.MOVE_SPEED] > 1) & (s[:, self.RAMP_INDEX] % 2 == 1)).long()
+            s[:, self.SPAWN_SPEED_] -= (now & (s[:, self.SPAWN_SPEED_] > 1)).long()
+            s[:, self.RAMP_INDEX] += now.long()
+            s[:, self.RAMP_TIMER] = torch.where(now, self.RAMP_INTERVAL, s[:, self.RAMP_TIMER])
+        return reward, terminal
+
+    def observe(self, s):
+        n, k = s.shape[0], self.SLOTS
+        obs = torch.zeros(n, ROWS, COLS, self.channels, dtype=torch.bool, device=s.device)
+        env = torch.arange(n, device=s.device)
+        obs[env, s[:, self.PLAYER_Y], s[:, self.PLAYER_X], 0] = True
+        present, x, lr, gold = s[:, self.PRESENT :].view(-1, 4, k).unbind(1)
+        back_x = x + torch.where(lr == 1, -1, 1)
+        for i in range(k):
+            on = present[:, i] == 1
+            obs[env[on], i + 1, x[on, i], torch.where(gold[on, i] == 1, 3, 1)] = True
+            trail = on & (back_x[:, i] >= 0) & (back_x[:, i] <= 9)
+            obs[env[trail], i + 1, back_x[trail, i], 2] = True
+        return obs
+
+    def unsteppable(self, s):
+        present, rest = s[:, self.PRESENT : self.PRESENT + self.SLOTS], s[:, self.PRESENT + self.SLOTS :]
+        bad = ((rest.view(-1, 3, self.SLOTS) != 0) & (present == 0).unsqueeze(1)).flatten(1).any(1)
+        return bad, "Asterix's absent entities must have entity_x, entity_lr and entity_gold 0"
+
+
 # The fallback's games by name, in the registry's order (csrc/core/minatar/registry.h).
-GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway)}
+GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway, Asterix)}
