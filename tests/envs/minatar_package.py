@@ -65,8 +65,8 @@ def inject(env, fields, row) -> None:
     for name, values in _split(fields, row).items():
         if name == "last_action":
             env.game.last_action = values[0]
-        elif name == "brick_map":  # Breakout
-            game.brick_map = np.array(values, dtype=float).reshape(10, 10)
+        elif name.endswith("_map"):  # Breakout's brick_map, SpaceInvaders' alien and bullet maps
+            setattr(game, name, np.array(values, dtype=float).reshape(10, 10))
         elif name == "strike":
             game.strike = bool(values[0])
         elif name.startswith("car_"):  # Freeway: cars [x, y, timer, speed]
@@ -89,8 +89,8 @@ def extract(env, fields) -> list[int]:
     for f in fields:
         if f.name == "last_action":
             row.append(int(env.game.last_action))
-        elif f.name == "brick_map":
-            row += [int(x) for x in np.asarray(game.brick_map).flatten()]
+        elif f.name.endswith("_map"):
+            row += [int(x) for x in np.asarray(getattr(game, f.name)).flatten()]
         elif f.name in cars:
             row += [int(car[cars[f.name]]) for car in game.cars]
         elif f.name == "entity_present":

@@ -72,6 +72,34 @@ def asterix_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(rows)
 
 
+def space_invaders_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """SpaceInvaders states at its edges: one alien left above a bullet (a new wave, a ramp), aliens
+    at the sides and on the bottom rows (they step down, reach the cannon, wrap), bullets about to
+    meet aliens and the cannon, every timer due."""
+    rows = []
+    for i in range(n):
+        aliens = (rng.random(100) < [0.02, 0.1, 0.4, 0.05][i % 4]).astype(int)
+        aliens[int(rng.integers(100))] = 1  # never empty
+        f = (rng.random(100) < 0.1).astype(int)
+        e = (rng.random(100) < 0.1).astype(int)
+        pos, direction, move_timer = int(rng.integers(10)), int(rng.choice([-1, 1])), int(rng.integers(0, 3))
+        if i % 4 == 0:  # one alien, with a bullet below it
+            aliens[:] = 0
+            col = int(rng.integers(10))
+            aliens[30 + col] = f[40 + col] = 1
+        elif i % 4 == 3:  # the only alien about to move onto the cannon, sideways or down at a side
+            aliens[:], move_timer = 0, 0
+            if rng.random() < 0.5:
+                pos = int(rng.integers(1, 9))
+                aliens[90 + pos - direction] = 1
+            else:
+                pos = 9 if direction > 0 else 0
+                aliens[80 + pos] = 1
+        rows.append([int(rng.integers(6)), pos, direction, int(rng.integers(6, 13)), move_timer,
+                     int(rng.integers(0, 3)), int(rng.integers(0, 7)), int(rng.integers(0, 6)), *aliens, *f, *e])
+    return np.array(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GameCase:
     start_states: object  # (rng, n) -> int [n, 1 + S]
@@ -82,6 +110,7 @@ GAME_CASES = {
     "Breakout": GameCase(breakout_starts, parity_limit=40),
     "Freeway": GameCase(freeway_starts, parity_limit=40),
     "Asterix": GameCase(asterix_starts, parity_limit=40),
+    "SpaceInvaders": GameCase(space_invaders_starts, parity_limit=40),
 }
 
 

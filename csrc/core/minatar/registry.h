@@ -8,9 +8,11 @@
 #include "core/minatar/asterix.h"
 #include "core/minatar/breakout.h"
 #include "core/minatar/freeway.h"
+#include "core/minatar/space_invaders.h"
 
 // X(Game) for every native game, Game a struct in fastrl::core::minatar.
 #define FASTRL_MINATAR_GAMES(X) \
   X(Breakout)                \
   X(Freeway)                 \
-  X(Asterix)
+  X(Asterix)                 \
+  X(SpaceInvaders)

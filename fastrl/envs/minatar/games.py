@@ -313,5 +313,99 @@ class Asterix(Game):
         return bad, "Asterix's absent entities must have entity_x, entity_lr and entity_gold 0"
 
 
+class SpaceInvaders(Game):
+    """minatar/environments/space_invaders.py; csrc/core/minatar/space_invaders.h says what it does."""
+
+    name = "SpaceInvaders"
+    channels = 6  # cannon, alien, alien_left, alien_right, friendly_bullet, enemy_bullet
+    SHOT_COOL_DOWN, MOVE_INTERVAL, SHOT_INTERVAL, CELLS = 5, 12, 10, ROWS * COLS
+    fields = (
+        Field("pos", 1, 0, 9), Field("alien_dir", 1, -1, 1), Field("enemy_move_interval", 1, 6, MOVE_INTERVAL),
+        Field("alien_move_timer", 1, 0, MOVE_INTERVAL), Field("alien_shot_timer", 1, 0, SHOT_INTERVAL),
+        Field("ramp_index", 1, 0, MOVE_INTERVAL - 6), Field("shot_timer", 1, 0, SHOT_COOL_DOWN),
+        Field("alien_map", CELLS, 0, 1), Field("f_bullet_map", CELLS, 0, 1), Field("e_bullet_map", CELLS, 0, 1),
+    )  # fmt: skip
+    minimal_actions = (0, 1, 3, 5)  # n, l, r, f
+    reset_draws = step_draws = 0
+    POS, DIR, INTERVAL, MOVE_TIMER, ALIEN_SHOT_TIMER, RAMP_INDEX, SHOT_TIMER, ALIENS = range(8)
+
+    def _maps(self, s):
+        """alien_map, f_bullet_map, e_bullet_map as views ``[N, 10, 10]`` of ``s``."""
+        return s[:, self.ALIENS :].view(-1, 3, ROWS, COLS).unbind(1)
+
+    def reset(self, n, device, u):
+        s = torch.zeros(n, self.state_dim(), dtype=torch.int64, device=device)
+        s[:, self.POS] = 5
+        self._maps(s)[0][:, 0:4, 2:8] = 1
+        s[:, self.DIR] = -1
+        s[:, self.INTERVAL] = s[:, self.MOVE_TIMER] = self.MOVE_INTERVAL
+        s[:, self.ALIEN_SHOT_TIMER] = self.SHOT_INTERVAL
+        return s
+
+    def step(self, s, a, ramping, u):
+        aliens, f, e = self._maps(s)
+        env = torch.arange(s.shape[0], device=s.device)
+        pos, shot_timer = s[:, self.POS].clone(), s[:, self.SHOT_TIMER].clone()
+        fire = (a == 5) & (shot_timer == 0)
+        f[env, 9, pos] = torch.where(fire, 1, f[env, 9, pos])
+        s[:, self.SHOT_TIMER] = torch.where(fire, self.SHOT_COOL_DOWN, shot_timer)
+        pos = torch.where(~fire & (a == 1), (pos - 1).clamp(min=0), torch.where(~fire & (a == 3), (pos + 1).clamp(max=9), pos))
+        s[:, self.POS] = pos
+        f[:] = torch.cat([f[:, 1:], torch.zeros_like(f[:, :1])], 1)  # np.roll -1, bottom row cleared
+        e[:] = torch.cat([torch.zeros_like(e[:, :1]), e[:, :-1]], 1)
+        terminal = (e[env, 9, pos] != 0) | (aliens[env, 9, pos] != 0)
+        move = s[:, self.MOVE_TIMER] == 0
+        count = (aliens != 0).sum((1, 2))
+        s[:, self.MOVE_TIMER] = torch.where(move, torch.minimum(count, s[:, self.INTERVAL]), s[:, self.MOVE_TIMER])
+        d = s[:, self.DIR]
+        edge = move & (((aliens[:, :, 0].sum(1) > 0) & (d < 0)) | ((aliens[:, :, 9].sum(1) > 0) & (d > 0)))
+        terminal |= edge & (aliens[:, 9, :].sum(1) > 0)
+        down = aliens.roll(1, 1)
+        side = torch.where((d > 0).view(-1, 1, 1), aliens.roll(1, 2), aliens.roll(-1, 2))
+        aliens[:] = torch.where(edge.view(-1, 1, 1), down, torch.where(move.view(-1, 1, 1), side, aliens))
+        s[:, self.DIR] = torch.where(edge, -d, d)
+        terminal |= move & (aliens[env, 9, pos] != 0)
+        shoots = s[:, self.ALIEN_SHOT_TIMER] == 0
+        s[:, self.ALIEN_SHOT_TIMER] = torch.where(shoots, self.SHOT_INTERVAL, s[:, self.ALIEN_SHOT_TIMER])
+        # _nearest_alien: the column with an alien nearest pos (the left one on ties), its lowest alien.
+        col = torch.arange(COLS, device=s.device)
+        key = (col - pos.unsqueeze(1)).abs() * 2 + (col > pos.unsqueeze(1)).long()
+        has = aliens.sum(1) > 0  # [N, 10] columns
+        c = torch.where(has, key, 100).argmin(1)
+        rows = torch.arange(ROWS, device=s.device)
+        r = torch.where(aliens[env, :, c] == 1, rows, -1).amax(1)
+        shot = shoots & has.any(1)
+        e[env, r.clamp(min=0), c] = torch.where(shot, 1, e[env, r.clamp(min=0), c])
+        kill = (aliens != 0) & (aliens == f)
+        reward = kill.flatten(1).sum(1)
+        aliens.masked_fill_(kill, 0)
+        f.masked_fill_(kill, 0)
+        s[:, self.SHOT_TIMER] -= (s[:, self.SHOT_TIMER] > 0).long()
+        s[:, self.MOVE_TIMER] -= 1
+        s[:, self.ALIEN_SHOT_TIMER] -= 1
+        cleared = (aliens != 0).flatten(1).sum(1) == 0
+        ramp = cleared & (s[:, self.INTERVAL] > 6) & ramping
+        s[:, self.INTERVAL] -= ramp.long()
+        s[:, self.RAMP_INDEX] += ramp.long()
+        aliens[:, 0:4, 2:8] = torch.where(cleared.view(-1, 1, 1), 1, aliens[:, 0:4, 2:8])
+        return reward, terminal
+
+    def observe(self, s):
+        n = s.shape[0]
+        aliens, f, e = (m != 0 for m in self._maps(s))
+        obs = torch.zeros(n, ROWS, COLS, self.channels, dtype=torch.bool, device=s.device)
+        obs[torch.arange(n, device=s.device), 9, s[:, self.POS], 0] = True
+        left = (s[:, self.DIR] < 0).view(-1, 1, 1)
+        obs[..., 1], obs[..., 2], obs[..., 3] = aliens, aliens & left, aliens & ~left
+        obs[..., 4], obs[..., 5] = f, e
+        return obs
+
+    def unsteppable(self, s):
+        # No aliens: the package's _nearest_alien returns None and its step fails (a wave is always
+        # refilled within the step that clears it).
+        bad = (s[:, self.DIR] == 0) | (s[:, self.ALIENS : self.ALIENS + self.CELLS] == 0).all(1)
+        return bad, "SpaceInvaders' alien_dir must be -1 or 1 and its alien_map not empty"
+
+
 # The fallback's games by name, in the registry's order (csrc/core/minatar/registry.h).
-GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway, Asterix)}
+GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway, Asterix, SpaceInvaders)}
