@@ -1,7 +1,7 @@
 // CUDA kernels of the MinAtar games (game logic in core/minatar/): a thread per env runs
 // core::minatar::step_env (sticky action, the game's frame, autoreset) on its own state row.
 // Action values are not checked here (that would need a host sync): fastrl.envs checks them
-// when `validate` is true.
+// when `validate` is true, and step_env takes an unchecked one out of range as the no-op.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -17,10 +17,7 @@ constexpr int kThreads = 128;
 template <typename B>
 __global__ void minatar_step_kernel(B b) {
   const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  // An out-of-range action would index past action_set: such envs are left as they are.
-  if (j < b.n && static_cast<uint64_t>(b.action[j]) < static_cast<uint64_t>(b.num_actions)) {
-    core::minatar::step_env(b, j);
-  }
+  if (j < b.n) core::minatar::step_env(b, j);
 }
 
 template <typename B>

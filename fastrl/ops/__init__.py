@@ -33,4 +33,5 @@ NATIVE_OPS = {
     "ppo_loss_from_hidden": ("fastrl.ops.ppo_loss", ("ppo_loss", "token_logprobs_backward")),
     "token_logprobs": ("fastrl.ops.ppo_loss", ("token_logprobs", "token_logprobs_backward")),
     "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
+    "minatar": ("fastrl.envs.minatar.vector", ("minatar_reset", "minatar_step")),
 }

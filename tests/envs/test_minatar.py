@@ -9,6 +9,7 @@ long random-action rollouts with sticky actions, autoresets and truncation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import zlib
 
@@ -351,3 +352,44 @@ def test_compiled_step_matches_eager(mode):
     t = compiled._op_tensors()
     torch.library.opcheck(torch.ops.fastrl.minatar_step, (compiled.spec_.id, *[x.clone() for x in t],
                           actions[0], compiled._param_list, 25, mode == "same_step"))
+
+
+def test_unchecked_out_of_range_action_is_the_noop(torch_backend):
+    """validate=False (a GPU's default) skips the host-side range check; an action out of range
+    is then the no-op on every backend (core::minatar::step_env), not a read out of bounds."""
+    envs = [fenvs.make("MinAtar/Breakout-v1", 4, seed=2, sticky_action_prob=0.0, validate=False) for _ in range(2)]
+    for env in envs:
+        env.reset()
+    for _ in range(10):
+        a = envs[0].step(torch.tensor([7, -1, 3, 100]))
+        b = envs[1].step(torch.zeros(4, dtype=torch.int64))
+        assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+@pytest.mark.cuda
+@requires_native
+def test_cuda_unchecked_out_of_range_action_is_the_noop():
+    envs = [fenvs.make("MinAtar/Breakout-v1", 4, device="cuda", seed=2, sticky_action_prob=0.0) for _ in range(2)]
+    for env in envs:
+        env.reset()
+    for _ in range(10):
+        a = envs[0].step(torch.tensor([7, -1, 3, 100], device="cuda"))
+        b = envs[1].step(torch.zeros(4, dtype=torch.int64, device="cuda"))
+        assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+def test_copies_and_bad_state_dicts(backend):
+    env = fenvs.make("MinAtar/SpaceInvaders-v1", 3, seed=1)
+    env.reset()
+    twin = copy.deepcopy(env)
+    a = torch.tensor([3, 1, 0])
+    for _ in range(20):
+        assert torch.equal(env.step(a)[0], twin.step(a)[0])
+    bad = env.state_dict()
+    bad["state"] = bad["state"].clone()
+    bad["state"][0, 2] = 2  # alien_dir
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]: SpaceInvaders's alien_dir must be in \[-1, 1\]"):
+        twin.load_state_dict(bad)
+    bad["state"] = bad["state"].float()
+    with pytest.raises(ValueError, match=r"state_dict\['state'\] is torch.float32"):
+        twin.load_state_dict(bad)

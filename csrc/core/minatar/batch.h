@@ -83,8 +83,11 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   int32_t* s = b.state + j * b.kRow;
   const int32_t elapsed = b.elapsed[j];
   StepStream rng(b.seeds[j], j, b.resets[j], elapsed);
-  // Environment.act: the sticky draw first, then the game's own draws.
-  int32_t a = b.action_set[b.action[j]];
+  // Environment.act: the sticky draw first, then the game's own draws. Action indices are
+  // checked before the step (CPU; GPU with validate=True); an unchecked one out of range (a GPU
+  // step with validate=False) is the no-op, rather than a read past action_set.
+  const uint64_t index = static_cast<uint64_t>(b.action[j]);
+  int32_t a = index < static_cast<uint64_t>(b.num_actions) ? b.action_set[index] : 0;
   if (draw_rand(rng) < b.sticky_action_prob) a = s[0];
   s[0] = a;
   bool term;

@@ -45,7 +45,10 @@ class MinAtarTorchBinding:
         s = t.state.long()
         u = step_uniforms(t.seeds, env, t.resets, t.elapsed, 1 + game.step_draws)
         # Environment.act: the sticky draw first, then the game's own draws.
-        a = torch.where(u[0] < self.sticky_action_prob, s[:, 0], self.action_set[action])
+        # An unchecked action out of range (validate=False) is the no-op, as in step_env.
+        k = self.action_set.shape[0]
+        a = torch.where((action >= 0) & (action < k), self.action_set[action.clamp(0, k - 1)], 0)
+        a = torch.where(u[0] < self.sticky_action_prob, s[:, 0], a)
         s[:, 0] = a
         reward, term = game.step(s[:, 1:], a, self.ramping, u[1:])
         if self.same_step:
