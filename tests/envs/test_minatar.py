@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastrl.envs as fenvs
 from fastrl import _native
@@ -23,6 +25,7 @@ from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS
 from fastrl.envs.minatar.games import GAMES
 from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
 from fastrl.envs.rng import reset_uniforms, step_uniforms
+from tests.conftest import backend as use_backend
 from tests.conftest import requires_native
 from tests.envs.minatar_package import extract, inject, package_env
 
@@ -393,3 +396,71 @@ def test_copies_and_bad_state_dicts(backend):
     bad["state"] = bad["state"].float()
     with pytest.raises(ValueError, match=r"state_dict\['state'\] is torch.float32"):
         twin.load_state_dict(bad)
+
+
+def canonical(game: str, row: list[int]) -> list[int]:
+    """A state row within its fields' bounds made steppable (and, for Asterix, canonical)."""
+    spec = next(s for s in MINATAR_SPECS.values() if s.game == game)
+    offset = {}
+    col = 0
+    for f in spec.fields:
+        offset[f.name] = col
+        col += f.count
+    row = list(row)
+    if game == "Breakout":
+        row[offset["ball_y"]] = min(row[offset["ball_y"]], 8)
+        b = offset["brick_map"]
+        row[b + 90 : b + 100] = [0] * 10
+    elif game == "Freeway":
+        row[offset["terminate_timer"]] = max(row[offset["terminate_timer"]], 0)
+        s = offset["car_speed"]
+        row[s : s + 8] = [v or 1 for v in row[s : s + 8]]
+    elif game == "Asterix":
+        p = offset["entity_present"]
+        for name in ("entity_x", "entity_lr", "entity_gold"):
+            o = offset[name]
+            row[o : o + 8] = [v * row[p + i] for i, v in enumerate(row[o : o + 8])]
+    elif game == "SpaceInvaders":
+        row[offset["alien_dir"]] = row[offset["alien_dir"]] or 1
+        row[offset["alien_map"] + 37] = 1  # never an empty wave
+    return row
+
+
+@pytest.mark.parametrize("env_id", MINATAR_ENVS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_any_state_steps_like_the_package(env_id, data):
+    """From any steppable state, one step (with any action, sticky probability, ramping and seed)
+    gives the package's observation, reward, termination and state, on both backends."""
+    spec = MINATAR_SPECS[env_id]
+    row = []
+    for f in spec.fields:
+        # Scalars (timers, speeds, positions) often at their bounds: a timer due, a ramp due.
+        value = st.integers(f.low, f.high)
+        if f.count == 1:
+            value = st.one_of(st.sampled_from([f.low, f.low + 1, f.high]), value)
+        row += data.draw(st.lists(value, min_size=f.count, max_size=f.count), label=f.name)
+    row = canonical(spec.game, row)
+    action = data.draw(st.integers(0, len(spec.action_set) - 1), label="action")
+    sticky = data.draw(st.sampled_from([0.0, 0.5, 1.0]), label="sticky_action_prob")
+    ramping = data.draw(st.booleans(), label="difficulty_ramping")
+    seed = data.draw(st.integers(0, 2**63 - 1), label="seed")
+    elapsed = data.draw(st.integers(0, 5), label="elapsed")
+    game = GAMES[spec.game]
+    p = package_env(env_id, sticky, ramping)
+    inject(p, spec.fields, row)
+    results = {}
+    for name in ["torch"] + (["native"] if _native._C is not None else []):
+        with use_backend(name):
+            env = fenvs.make(env_id, 1, seed=seed, autoreset_mode="next_step", sticky_action_prob=sticky,
+                             difficulty_ramping=ramping)
+            env.reset()
+            env.set_state(torch.tensor([row]), elapsed)
+            obs, reward, term, _, _ = env.step(torch.tensor([action]))
+            results[name] = (obs[0].numpy(), reward.item(), term.item(), env.get_state()[0].tolist())
+    d = env.state_dict()
+    p.feed.feed(step_uniforms(d["seeds"], torch.arange(1), d["resets"], torch.tensor([elapsed]), 1 + game.step_draws))
+    p_obs, p_reward, p_term, _, _ = p.step(action)
+    for obs, reward, term, state in results.values():
+        np.testing.assert_array_equal(obs, p_obs)
+        assert (reward, term, state) == (p_reward, p_term, extract(p, spec.fields))
