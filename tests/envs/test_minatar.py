@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from gymnasium.error import ResetNeeded
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -311,6 +312,9 @@ def test_bad_actions(backend):
 
 def test_bad_states():
     env = fenvs.make("MinAtar/Breakout-v1", 2, seed=0)
+    assert repr(env) == "MinAtarVectorEnv(MinAtar/Breakout-v1, num_envs=2, device=cpu, dtype=torch.float32)"
+    with pytest.raises(ResetNeeded):
+        env.set_state(torch.zeros(2, 108, dtype=torch.int32))
     env.reset()
     good = env.get_state()
     bad = good.clone()
@@ -355,6 +359,8 @@ def test_compiled_step_matches_eager(mode):
     t = compiled._op_tensors()
     torch.library.opcheck(torch.ops.fastrl.minatar_step, (compiled.spec_.id, *[x.clone() for x in t],
                           actions[0], compiled._param_list, 25, mode == "same_step"))
+    torch.library.opcheck(torch.ops.fastrl.minatar_reset, (compiled.spec_.id, *[x.clone() for x in t],
+                          compiled._param_list))
 
 
 def test_unchecked_out_of_range_action_is_the_noop(torch_backend):

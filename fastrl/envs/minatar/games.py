@@ -32,7 +32,18 @@ def randint(u: torch.Tensor, low, high) -> torch.Tensor:
 
 
 class Game:
-    """What a game's header declares (core/minatar/game.h), and its PyTorch step."""
+    """What a game's header declares (core/minatar/game.h), and its PyTorch step. Each game
+    defines, on int64 states ``[N, S]``:
+
+    - ``reset(n, device, u)``: ``n`` new episodes' states from ``reset_draws`` uniforms ``[n]``;
+    - ``step(s, a, ramping, u)``: one frame of every env (the package's act()) with the
+      package's actions ``a`` (0..5) and ``step_draws`` uniforms ``u``, updating ``s`` in place;
+      returns the reward (int64 ``[N]``) and terminal (bool ``[N]``);
+    - ``observe(s)``: bool ``[N, 10, 10, C]``, the package's state();
+    - ``unsteppable(s)``: which states (within their fields' bounds) a step cannot start from,
+      as a bool ``[N]`` (the state an episode ended in, which only an autoreset follows), and
+      why (``set_state`` refuses them).
+    """
 
     name: str
     channels: int
@@ -44,24 +55,6 @@ class Game:
     @classmethod
     def state_dim(cls) -> int:
         return sum(f.count for f in cls.fields)
-
-    def reset(self, n: int, device, u: list[torch.Tensor]) -> torch.Tensor:
-        """``n`` new episodes' states ``[n, S]`` from ``reset_draws`` uniforms ``[n]``."""
-        raise NotImplementedError
-
-    def step(self, s: torch.Tensor, a: torch.Tensor, ramping: bool, u: list[torch.Tensor]):
-        """One frame of every env (the package's act()): updates ``s`` in place; returns reward
-        (int64 ``[N]``) and terminal (bool ``[N]``). ``a``: the package's actions (0..5)."""
-        raise NotImplementedError
-
-    def observe(self, s: torch.Tensor) -> torch.Tensor:
-        """bool ``[N, 10, 10, C]``, the package's state()."""
-        raise NotImplementedError
-
-    def unsteppable(self, s: torch.Tensor) -> tuple[torch.Tensor, str]:
-        """Which states ``[N, S]`` (within their fields' bounds) cannot be stepped, as a bool
-        ``[N]`` (the state an episode ended in, which only an autoreset follows), and why."""
-        return torch.zeros(s.shape[0], dtype=torch.bool, device=s.device), ""
 
 
 class Breakout(Game):
