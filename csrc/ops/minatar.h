@@ -139,7 +139,9 @@ StepOutputs minatar_step_op(Run&& run, const std::string& env, const EnvTensors&
              new_output({same_step ? n : 0, 10, 10, Game::kChannels}, bopts),
              new_output({n}, fopts), new_output({n}, fopts.dtype(at::kInt))};
       auto b = make_minatar_batch<Game, scalar_t>(e, params, minimal);
-      auto bytes = [](const at::Tensor& t) { return reinterpret_cast<uint8_t*>(t.data_ptr<bool>()); };
+      auto bytes = [](const at::Tensor& t) {
+        return reinterpret_cast<uint8_t*>(t.data_ptr<bool>());
+      };
       b.action = a.data_ptr<int64_t>();
       b.obs = bytes(std::get<0>(out));
       b.reward = std::get<1>(out).template data_ptr<scalar_t>();

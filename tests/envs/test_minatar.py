@@ -71,8 +71,9 @@ def asterix_starts(rng: np.random.Generator, n: int) -> np.ndarray:
         player_x, player_y = int(rng.integers(10)), int(rng.integers(1, 9))
         x = np.where(rng.random(8) < 0.5, rng.choice([0, 9], 8), np.clip(player_x + rng.integers(-1, 2, 8), 0, 9))
         lr, gold = rng.integers(0, 2, 8), (rng.random(8) < 0.4).astype(int)
-        rows.append([int(rng.integers(6)), player_x, player_y, spawn_speed, int(rng.integers(0, min(spawn_speed, 2) + 1)),
-                     move_speed, int(rng.integers(0, min(move_speed, 2) + 1)), int(rng.choice([-1, 0, 1, 100])),
+        last_action, spawn_timer = int(rng.integers(6)), int(rng.integers(0, min(spawn_speed, 2) + 1))
+        move_timer, ramp_timer = int(rng.integers(0, min(move_speed, 2) + 1)), int(rng.choice([-1, 0, 1, 100]))
+        rows.append([last_action, player_x, player_y, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer,
                      int(rng.integers(0, 9)), *present, *(x * present), *(lr * present), *(gold * present)])
     return np.array(rows)
 

@@ -16,7 +16,8 @@ struct Breakout {
   // down-left. ball_y 9 is the state an episode ended in, which is never stepped (fastrl.envs
   // refuses to set it, with a brick on the bottom row, as the package's next step would fail).
   static constexpr std::array kFields{
-      StateField{"ball_x", 1, 0, 9},  StateField{"ball_y", 1, 0, 9}, StateField{"ball_dir", 1, 0, 3},
+      StateField{"ball_x", 1, 0, 9},  StateField{"ball_y", 1, 0, 9},
+      StateField{"ball_dir", 1, 0, 3},
       StateField{"pos", 1, 0, 9},     StateField{"strike", 1, 0, 1}, StateField{"last_x", 1, 0, 9},
       StateField{"last_y", 1, 0, 8},  StateField{"brick_map", kRows * kCols, 0, 1},
   };

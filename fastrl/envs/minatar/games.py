@@ -342,7 +342,8 @@ class SpaceInvaders(Game):
         fire = (a == 5) & (shot_timer == 0)
         f[env, 9, pos] = torch.where(fire, 1, f[env, 9, pos])
         s[:, self.SHOT_TIMER] = torch.where(fire, self.SHOT_COOL_DOWN, shot_timer)
-        pos = torch.where(~fire & (a == 1), (pos - 1).clamp(min=0), torch.where(~fire & (a == 3), (pos + 1).clamp(max=9), pos))
+        left, right = ~fire & (a == 1), ~fire & (a == 3)
+        pos = torch.where(left, (pos - 1).clamp(min=0), torch.where(right, (pos + 1).clamp(max=9), pos))
         s[:, self.POS] = pos
         f[:] = torch.cat([f[:, 1:], torch.zeros_like(f[:, :1])], 1)  # np.roll -1, bottom row cleared
         e[:] = torch.cat([torch.zeros_like(e[:, :1]), e[:, :-1]], 1)
