@@ -18,12 +18,13 @@ from gymnasium.vector import AutoresetMode
 
 from fastrl.envs import _checks, gym_registration
 from fastrl.envs.gym_vector import GymnasiumVectorEnv
+from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS, MinAtarVectorEnv, make_minatar
 from fastrl.envs.numpy_wrapper import TorchToNumpy
 from fastrl.envs.registry import NATIVE_ENVS, NATIVE_SPECS, NativeEnvSpec
 from fastrl.envs.vector import ClassicVectorEnv
 
 __all__ = ["make", "ClassicVectorEnv", "GymnasiumVectorEnv", "TorchToNumpy", "NATIVE_ENVS", "NATIVE_SPECS",
-           "NativeEnvSpec"]
+           "NativeEnvSpec", "MINATAR_ENVS", "MINATAR_SPECS", "MinAtarVectorEnv"]
 
 
 def make(
@@ -54,6 +55,8 @@ def make(
         env_kwargs: ``max_episode_steps`` (default: the gymnasium spec's; an int in
             [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments,
             gymnasium's (``NATIVE_SPECS[env_id].params`` lists them with their defaults).
+            MinAtar ids (``MINATAR_ENVS``) take ``sticky_action_prob`` (in [0, 1], default 0.1)
+            and ``difficulty_ramping`` (default True), and have no time limit by default.
 
     Other gymnasium ids run on gymnasium's own envs (:class:`GymnasiumVectorEnv`); their spaces
     must be Box, Discrete, MultiDiscrete or MultiBinary (a Tuple or Dict space is refused).
@@ -76,6 +79,12 @@ def make(
     mode = modes.get(autoreset_mode, autoreset_mode)
     if mode not in modes.values():
         raise ValueError(f"autoreset_mode must be 'next_step' or 'same_step', got {autoreset_mode!r}")
+    if env_id.startswith("MinAtar/"):  # fastrl's own MinAtar games, not gymnasium's registry
+        if env_id not in MINATAR_SPECS:
+            raise ValueError(f"env_id {env_id!r} is not a MinAtar game fastrl implements: {list(MINATAR_ENVS)}")
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}: MinAtar games do not render yet")
+        return make_minatar(MINATAR_SPECS[env_id], num_envs, device, dtype, seed, mode, validate, env_kwargs)
     if env_id not in gymnasium.registry:
         raise ValueError(f"env_id {env_id!r} is not a registered gymnasium environment")
 

@@ -52,3 +52,17 @@ def reset_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor
     # Draw 2b uses words (0, 1) of block b, draw 2b + 1 words (2, 3): hi words are even, lo odd.
     hi, lo = (w.transpose(0, 1).reshape(2 * blocks, k) for w in (even, odd))
     return list(((hi << 21) | (lo >> 11)).double().mul_(2.0**-53).unbind(0))[:count]
+
+
+def step_uniforms(seeds: torch.Tensor, envs: torch.Tensor, resets: torch.Tensor, elapsed: torch.Tensor, count: int):
+    """``count`` float64 tensors uniform in [0, 1): the draws of step ``elapsed`` of the episode
+    after reset number ``resets`` of the envs ``envs`` (all integer [K]), like
+    core::minatar::StepStream: Philox counter (2**31 | block, elapsed, resets, env)."""
+    blocks = (count + 1) // 2
+    k = envs.shape[0]
+    block = torch.arange(blocks, dtype=torch.int64, device=envs.device).view(blocks, 1).expand(blocks, k)
+    row = lambda t: t.to(torch.int64).view(1, k).expand(blocks, k)  # noqa: E731
+    counter = [block | 2**31, row(elapsed) & _MASK, row(resets) & _MASK, row(envs)]
+    even, odd = _philox4x32_10(counter, (seeds & _MASK).view(1, k), ((seeds >> 32) & _MASK).view(1, k))
+    hi, lo = (w.transpose(0, 1).reshape(2 * blocks, k) for w in (even, odd))
+    return list(((hi << 21) | (lo >> 11)).double().mul_(2.0**-53).unbind(0))[:count]

@@ -84,6 +84,9 @@ class ClassicVectorEnv(VectorEnv):
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
         self._check_values_on_host = validate and device.type != "cpu"
 
+    # The native ops a compiled reset / step calls (the MinAtar envs have their own).
+    _RESET_OP, _STEP_OP = "env_reset", "env_step"
+
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Resets every env. ``seed``: an int seeds env i with the Philox stream (seed, i); a list
@@ -111,7 +114,7 @@ class ClassicVectorEnv(VectorEnv):
             self._seeded = True
         if _native.use_native(self.device):
             if torch.compiler.is_compiling():
-                obs = torch.ops.fastrl.env_reset(self.spec_.id, *self._op_tensors(), self._param_list)
+                obs = getattr(torch.ops.fastrl, self._RESET_OP)(self.spec_.id, *self._op_tensors(), self._param_list)
             else:
                 obs = self._binding.reset()
         else:
@@ -148,7 +151,7 @@ class ClassicVectorEnv(VectorEnv):
             if self._check_values_on_host:
                 self._check_action_values(actions)
             if torch.compiler.is_compiling():
-                out = torch.ops.fastrl.env_step(
+                out = getattr(torch.ops.fastrl, self._STEP_OP)(
                     self.spec_.id, *self._op_tensors(), actions, self._param_list,
                     self._op_max_episode_steps, self._same_step,
                 )

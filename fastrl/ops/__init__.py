@@ -34,4 +34,5 @@ NATIVE_OPS = {
     "ppo_loss_from_hidden": ("fastrl.ops.ppo_loss", _PPO),
     "token_logprobs": ("fastrl.ops.ppo_loss", _TOKEN),
     "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
+    "minatar": ("fastrl.envs.minatar.vector", ("minatar_reset", "minatar_step")),
 }

@@ -1,0 +1,116 @@
+// The batched MinAtar step shared by the CPU and CUDA kernels: sticky actions and the game's
+// frame (the package's Environment.act), time limit, autoreset and episode statistics for env j,
+// in place. The same contract as core/envs/batch.h (NEXT_STEP / SAME_STEP autoreset, episode
+// statistics, lengths saturating at kMaxElapsed), on an int32 state and byte observations.
+//
+// Layout: state [N, 1 + Game::kStateDim] int32, one row per env (a game's grid is read and
+// written by one thread): column 0 is the last action taken, which the package keeps across
+// episodes (Environment.last_action, never reset), then the game's fields. Observations are
+// [N, 10, 10, C] bytes (torch bool), the package's state() layout.
+#pragma once
+
+#include "core/envs/batch.h"
+#include "core/envs/env.h"
+#include "core/minatar/game.h"
+
+namespace fastrl::core::minatar {
+
+// The keyword arguments of every game (the package's Environment's), in the order the ops take
+// them.
+constexpr std::array kParams{real_param("sticky_action_prob", 0.1),
+                             flag_param("difficulty_ramping", true)};
+
+template <typename Game, typename T>
+struct MinAtarBatch {
+  static constexpr int kRow = 1 + Game::kStateDim;
+  static constexpr int kObs = kRows * kCols * Game::kChannels;
+  int64_t n = 0;
+  int32_t* state = nullptr;           // [N, kRow]
+  int32_t* elapsed = nullptr;         // [N]
+  T* episode_return = nullptr;        // [N]
+  uint8_t* autoreset = nullptr;       // [N] NEXT_STEP: the next step resets this env
+  int64_t* resets = nullptr;          // [N] resets so far (the counter of the env's streams)
+  const int64_t* seeds = nullptr;     // [N] key of the env's streams
+  const int64_t* action = nullptr;    // [N] index into action_set
+  uint8_t* obs = nullptr;             // [N, 10, 10, C]
+  T* reward = nullptr;                // [N]
+  uint8_t* terminated = nullptr;      // [N]
+  uint8_t* truncated = nullptr;       // [N]
+  uint8_t* done = nullptr;            // [N]
+  uint8_t* final_obs = nullptr;       // [N, 10, 10, C]; SAME_STEP only
+  T* final_return = nullptr;          // [N]
+  int32_t* final_length = nullptr;    // [N]
+  // The id's actions as the package's: -v1 the game's minimal set, -v0 all six.
+  int32_t action_set[kNumActions] = {0, 1, 2, 3, 4, 5};
+  int32_t num_actions = kNumActions;
+  double sticky_action_prob = 0.1;
+  bool ramping = true;
+  uint32_t max_episode_steps = kNoTimeLimit;
+  bool same_step = false;
+
+  FASTRL_HD void observe(int64_t j, uint8_t* out) const {
+    uint8_t* o = out + j * kObs;
+    for (int k = 0; k < kObs; ++k) o[k] = 0;
+    Game::observe(state + j * kRow + 1, o);
+  }
+};
+
+// Starts a new episode of env j from its reset stream (the package's Environment.reset: the
+// last action is kept) and writes its observation to obs.
+template <typename Game, typename T>
+FASTRL_HD void reset_env(const MinAtarBatch<Game, T>& b, int64_t j) {
+  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  Game::reset(b.state + j * b.kRow + 1, rng);
+  b.observe(j, b.obs);
+  b.resets[j] = static_cast<int64_t>(static_cast<uint64_t>(b.resets[j]) + 1u);
+  b.elapsed[j] = 0;
+  b.episode_return[j] = T(0);
+  b.autoreset[j] = 0;
+}
+
+// One step of env j (the actions are checked by the caller).
+template <typename Game, typename T>
+FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
+  if (!b.same_step && b.autoreset[j]) {
+    // NEXT_STEP: an env that ended on the previous step is reset instead; its action is ignored.
+    reset_env(b, j);
+    b.reward[j] = T(0);
+    b.terminated[j] = b.truncated[j] = b.done[j] = 0;
+    b.final_return[j] = T(0);
+    b.final_length[j] = 0;
+    return;
+  }
+  int32_t* s = b.state + j * b.kRow;
+  const int32_t elapsed = b.elapsed[j];
+  StepStream rng(b.seeds[j], j, b.resets[j], elapsed);
+  // Environment.act: the sticky draw first, then the game's own draws. Action indices are
+  // checked before the step (CPU; GPU with validate=True); an unchecked one out of range (a GPU
+  // step with validate=False) is the no-op, rather than a read past action_set.
+  const uint64_t index = static_cast<uint64_t>(b.action[j]);
+  int32_t a = index < static_cast<uint64_t>(b.num_actions) ? b.action_set[index] : 0;
+  if (draw_rand(rng) < b.sticky_action_prob) a = s[0];
+  s[0] = a;
+  bool term;
+  const T r = static_cast<T>(Game::step(s + 1, a, b.ramping, rng, term));
+  const int32_t length = elapsed + static_cast<int32_t>(elapsed != kMaxElapsed);
+  const bool trunc = static_cast<uint32_t>(length) >= b.max_episode_steps;
+  const bool done = term || trunc;
+  const T ret = b.episode_return[j] + r;
+  b.observe(j, b.obs);
+  b.reward[j] = r;
+  b.terminated[j] = term;
+  b.truncated[j] = trunc;
+  b.done[j] = done;
+  b.elapsed[j] = length;
+  b.episode_return[j] = ret;
+  b.final_return[j] = done ? ret : T(0);
+  b.final_length[j] = done ? length : 0;
+  if (b.same_step) {
+    b.observe(j, b.final_obs);
+    if (done) reset_env(b, j);
+  } else {
+    b.autoreset[j] = done;
+  }
+}
+
+}  // namespace fastrl::core::minatar

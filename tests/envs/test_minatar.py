@@ -1,0 +1,473 @@
+"""MinAtar games: exact parity with the ``minatar`` package (the oracle), the registry, errors.
+
+Parity: fastrl's envs and the package's gymnasium envs start from the same injected states (and
+start states made to reach the rare branches: no bricks left, a strike, corners); every step
+the package draws the numbers fastrl drew for that step (its sticky draw, the game's draws, the
+reset's), and the observation, reward, termination and whole state must match exactly, over
+long random-action rollouts with sticky actions, autoresets and truncation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.error import ResetNeeded
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastrl.envs as fenvs
+from fastrl import _native
+from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS
+from fastrl.envs.minatar.games import GAMES
+from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
+from fastrl.envs.rng import reset_uniforms, step_uniforms
+from tests.conftest import backend as use_backend
+from tests.conftest import requires_native
+from tests.envs.minatar_package import extract, inject, package_env
+
+
+def breakout_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Breakout states (last action first) that reach its rare branches: no bricks or one
+    brick left (the refill), bricks anywhere but the bottom row, a strike in progress, the ball
+    next to the walls, the ceiling and the paddle."""
+    rows = []
+    for i in range(n):
+        density = [0.0, 0.02, 0.3, 0.8][i % 4]
+        bricks = (rng.random(100) < density).astype(int)
+        bricks[90:] = 0
+        ball_x, ball_y = int(rng.choice([0, 1, 8, 9, int(rng.integers(10))])), int(rng.integers(0, 9))
+        pos = int(np.clip(ball_x + rng.integers(-1, 2), 0, 9))
+        rows.append([int(rng.integers(6)), ball_x, ball_y, int(rng.integers(4)), pos, int(rng.integers(2)),
+                     int(rng.integers(10)), int(rng.integers(9)), *bricks])
+    return np.array(rows)
+
+
+def freeway_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Freeway states near its edges: the chicken next to the top (a win and new speeds) or in a
+    lane a car is entering, the time limit a few frames away, cars on the wrap-around columns."""
+    rows = []
+    for _ in range(n):
+        speed = rng.integers(1, 6, 8) * rng.choice([-1, 1], 8)
+        timer = rng.integers(0, np.abs(speed) + 1)
+        rows.append([int(rng.integers(6)), int(rng.choice([1, 2, int(rng.integers(0, 10))])), int(rng.integers(4)),
+                     int(rng.choice([int(rng.integers(0, 4)), 2500])), *rng.choice([0, 3, 4, 5, 9], 8),
+                     *timer, *speed])
+    return np.array(rows)
+
+
+def asterix_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Asterix states at its edges: a spawn, a move and a ramp due (ramp_timer -1, either parity of
+    ramp_index), every row taken (a spawn draws no slot), entities next to the player and at the
+    grid's sides."""
+    rows = []
+    for i in range(n):
+        spawn_speed, move_speed = int(rng.integers(1, 11)), int(rng.integers(1, 6))
+        present = (rng.random(8) < [0.2, 0.5, 1.0, 0.8][i % 4]).astype(int)
+        player_x, player_y = int(rng.integers(10)), int(rng.integers(1, 9))
+        x = np.where(rng.random(8) < 0.5, rng.choice([0, 9], 8), np.clip(player_x + rng.integers(-1, 2, 8), 0, 9))
+        lr, gold = rng.integers(0, 2, 8), (rng.random(8) < 0.4).astype(int)
+        last_action, spawn_timer = int(rng.integers(6)), int(rng.integers(0, min(spawn_speed, 2) + 1))
+        move_timer, ramp_timer = int(rng.integers(0, min(move_speed, 2) + 1)), int(rng.choice([-1, 0, 1, 100]))
+        rows.append([last_action, player_x, player_y, spawn_speed, spawn_timer, move_speed, move_timer, ramp_timer,
+                     int(rng.integers(0, 9)), *present, *(x * present), *(lr * present), *(gold * present)])
+    return np.array(rows)
+
+
+def space_invaders_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """SpaceInvaders states at its edges: one alien left above a bullet (a new wave, a ramp), aliens
+    at the sides and on the bottom rows (they step down, reach the cannon, wrap), bullets about to
+    meet aliens and the cannon, every timer due."""
+    rows = []
+    for i in range(n):
+        aliens = (rng.random(100) < [0.02, 0.1, 0.4, 0.05][i % 4]).astype(int)
+        aliens[int(rng.integers(100))] = 1  # never empty
+        f = (rng.random(100) < 0.1).astype(int)
+        e = (rng.random(100) < 0.1).astype(int)
+        pos, direction, move_timer = int(rng.integers(10)), int(rng.choice([-1, 1])), int(rng.integers(0, 3))
+        if i % 4 == 0:  # one alien, with a bullet below it
+            aliens[:] = 0
+            col = int(rng.integers(10))
+            aliens[30 + col] = f[40 + col] = 1
+        elif i % 4 == 3:  # the only alien about to move onto the cannon, sideways or down at a side
+            aliens[:], move_timer = 0, 0
+            if rng.random() < 0.5:
+                pos = int(rng.integers(1, 9))
+                aliens[90 + pos - direction] = 1
+            else:
+                pos = 9 if direction > 0 else 0
+                aliens[80 + pos] = 1
+        rows.append([int(rng.integers(6)), pos, direction, int(rng.integers(6, 13)), move_timer,
+                     int(rng.integers(0, 3)), int(rng.integers(0, 7)), int(rng.integers(0, 6)), *aliens, *f, *e])
+    return np.array(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class GameCase:
+    start_states: object  # (rng, n) -> int [n, 1 + S]
+    parity_limit: int  # max_episode_steps of the parity runs: short enough that truncation happens
+
+
+GAME_CASES = {
+    "Breakout": GameCase(breakout_starts, parity_limit=40),
+    "Freeway": GameCase(freeway_starts, parity_limit=40),
+    "Asterix": GameCase(asterix_starts, parity_limit=40),
+    "SpaceInvaders": GameCase(space_invaders_starts, parity_limit=40),
+}
+
+
+def test_every_game_has_a_case():
+    assert set(GAME_CASES) == set(GAMES)
+
+
+@pytest.mark.parametrize("same_step", [False, True], ids=["next_step", "same_step"])
+@pytest.mark.parametrize("env_id", MINATAR_ENVS)
+def test_parity_with_package(env_id, same_step, backend):
+    """Whole trajectories equal the package's, every step, from injected start states."""
+    spec, n, steps = MINATAR_SPECS[env_id], 8, 400
+    # Sticky actions often, so that they repeat and change actions; ramping on and off.
+    sticky, ramping = 0.3, not same_step
+    case = GAME_CASES[spec.game]
+    rng = np.random.default_rng([zlib.crc32(env_id.encode()), same_step])
+    env = fenvs.make(env_id, n, seed=11, autoreset_mode="same_step" if same_step else "next_step",
+                     sticky_action_prob=sticky, difficulty_ramping=ramping, max_episode_steps=case.parity_limit)
+    env.reset()
+    starts = case.start_states(rng, n)
+    elapsed = rng.integers(case.parity_limit - 8, case.parity_limit, n)  # truncation soon
+    env.set_state(torch.tensor(starts), torch.tensor(elapsed))
+    pkgs = [package_env(env_id, sticky, ramping) for _ in range(n)]
+    for p, row in zip(pkgs, starts):
+        inject(p, spec.fields, row)
+    game = GAMES[spec.game]
+    counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
+    pending = [False] * n  # NEXT_STEP: the package resets on this step
+    for _ in range(steps):
+        before = env.state_dict()
+        envs = torch.arange(n)
+        draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
+                                          1 + game.step_draws), 1)
+        resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
+                              torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
+        actions = rng.integers(0, len(spec.action_set), n)
+        obs, reward, term, trunc, info = env.step(torch.tensor(actions))
+        state = env.get_state()
+        for i, p in enumerate(pkgs):
+            if pending[i]:  # the reset step
+                p.feed.feed(resets[i].tolist())
+                p_obs, _ = p.reset()
+                assert (reward[i], term[i], trunc[i]) == (0, False, False)
+                pending[i] = False
+            else:
+                p.feed.feed(draws[i].tolist())
+                last = p.game.last_action
+                p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
+                counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
+                assert reward[i].item() == p_reward and term[i].item() == p_term, (i, _)
+                assert trunc[i].item() == (before["elapsed"][i] + 1 >= case.parity_limit)  # as TimeLimit
+                counts["terminated"] += p_term
+                counts["truncated"] += trunc[i].item()
+                counts["reward"] += p_reward
+                done = bool(term[i] or trunc[i])
+                if same_step:
+                    np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
+                    if done:
+                        p.feed.feed(resets[i].tolist())
+                        p_obs, _ = p.reset()
+                else:
+                    pending[i] = done
+            np.testing.assert_array_equal(obs[i].numpy(), p_obs)
+            assert state[i].tolist() == extract(p, spec.fields), i
+    assert all(v > 0 for v in counts.values()), counts
+
+
+@requires_native
+def test_registry_matches_fallback():
+    """The fallback declares what the C++ headers do (fields, channels, actions, draws, params)."""
+    assert _native._C.minatar_games() == fallback_games()
+    assert dict(_native._C.minatar_params()) == FALLBACK_PARAMS
+
+
+def test_spaces_and_ids_are_the_packages():
+    for env_id in MINATAR_ENVS:
+        env = fenvs.make(env_id, 3)
+        p = package_env(env_id, 0.1, True)
+        assert env.single_observation_space == p.observation_space
+        assert env.single_action_space == p.action_space
+        assert env.observation_space.shape == (3, *p.observation_space.shape)
+        assert MINATAR_SPECS[env_id].action_set == tuple(p.action_set)
+        assert env.max_episode_steps is None
+
+
+def test_same_seed_same_trajectory(backend):
+    """Seeded envs repeat; different seeds differ; the last action survives a reset."""
+    def run(seed):
+        env = fenvs.make("MinAtar/Breakout-v0", 16, seed=seed)
+        out = [env.reset()[0]]
+        g = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            out.append(env.step(torch.randint(0, 6, (16,), generator=g))[0])
+        last = env.get_state()[:, 0].clone()
+        env.reset()
+        assert torch.equal(env.get_state()[:, 0], last)
+        return torch.stack(out)
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+@requires_native
+@pytest.mark.parametrize("same_step", [False, True])
+def test_native_equals_fallback(same_step):
+    """The kernels and the fallback give the same steps, statistics and states, bit for bit."""
+    outs = {}
+    for name in ("native", "torch"):
+        _native.set_backend(name)
+        try:
+            env = fenvs.make("MinAtar/Breakout-v1", 64, seed=3, dtype=torch.float64,
+                             autoreset_mode="same_step" if same_step else "next_step", max_episode_steps=50)
+            g = torch.Generator().manual_seed(1)
+            steps = [env.reset()[0]]
+            for _ in range(150):
+                obs, r, te, tr, info = env.step(torch.randint(0, 3, (64,), generator=g))
+                steps += [obs, r, te, tr, info["episode"]["r"], info["episode"]["l"], env.get_state()]
+                if same_step:
+                    steps.append(info["final_obs"])
+            outs[name] = steps
+        finally:
+            _native.set_backend("auto")
+    for a, b in zip(outs["native"], outs["torch"], strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+@requires_native
+def test_cuda_equals_cpu():
+    """Same seed, same trajectories on the GPU and the CPU."""
+    outs = {}
+    for device in ("cpu", "cuda"):
+        env = fenvs.make("MinAtar/Breakout-v0", 300, device=device, seed=9, max_episode_steps=70)
+        g = torch.Generator().manual_seed(2)
+        steps = [env.reset()[0].cpu()]
+        for _ in range(200):
+            obs, r, te, tr, info = env.step(torch.randint(0, 6, (300,), generator=g).to(device))
+            steps += [t.cpu() for t in (obs, r, te, tr, info["episode"]["r"], env.get_state())]
+        outs[device] = steps
+    for a, b in zip(outs["cpu"], outs["cuda"], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_state_dict_resumes_exactly(backend):
+    env = fenvs.make("MinAtar/Breakout-v1", 8, seed=4)
+    env.reset()
+    acts = torch.randint(0, 3, (80, 8), generator=torch.Generator().manual_seed(0))
+    for a in acts[:40]:
+        env.step(a)
+    saved = env.state_dict()
+    first = [env.step(a)[0] for a in acts[40:]]
+    other = fenvs.make("MinAtar/Breakout-v1", 8)
+    other.load_state_dict(saved)
+    assert all(torch.equal(x, other.step(a)[0]) for x, a in zip(first, acts[40:]))
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def test_bad_ids_and_keywords():
+    with pytest.raises(ValueError, match="env_id 'MinAtar/Pong-v1' is not a MinAtar game"):
+        fenvs.make("MinAtar/Pong-v1", 2)
+    with pytest.raises(ValueError, match="env_id 'MinAtar/Breakout-v2'"):
+        fenvs.make("MinAtar/Breakout-v2", 2)
+    for p in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="sticky_action_prob must be"):
+            fenvs.make("MinAtar/Breakout-v1", 2, sticky_action_prob=p)
+    with pytest.raises(TypeError, match="sticky_action_prob must be a real number"):
+        fenvs.make("MinAtar/Breakout-v1", 2, sticky_action_prob="0.1")
+    with pytest.raises(TypeError, match="difficulty_ramping must be a bool"):
+        fenvs.make("MinAtar/Breakout-v1", 2, difficulty_ramping=1)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['ramping'\]"):
+        fenvs.make("MinAtar/Breakout-v1", 2, ramping=True)
+    with pytest.raises(ValueError, match="max_episode_steps must be >= 1"):
+        fenvs.make("MinAtar/Breakout-v1", 2, max_episode_steps=0)
+
+
+def test_bad_actions(backend):
+    env = fenvs.make("MinAtar/Breakout-v1", 3, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\]"):
+        env.step(torch.tensor([0, 3, 1]))
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\]"):
+        env.step(torch.tensor([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"actions must have shape \(3,\)"):
+        env.step(torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="actions must be an integer tensor"):
+        env.step(torch.tensor([0.0, 1.0, 1.0]))
+    v0 = fenvs.make("MinAtar/Breakout-v0", 3, seed=0)
+    v0.reset()
+    v0.step(torch.tensor([5, 4, 2]))  # six actions in -v0
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 5\]"):
+        v0.step(torch.tensor([6, 0, 0]))
+
+
+def test_bad_states():
+    env = fenvs.make("MinAtar/Breakout-v1", 2, seed=0)
+    assert repr(env) == "MinAtarVectorEnv(MinAtar/Breakout-v1, num_envs=2, device=cpu, dtype=torch.float32)"
+    with pytest.raises(ResetNeeded):
+        env.set_state(torch.zeros(2, 108, dtype=torch.int32))
+    env.reset()
+    good = env.get_state()
+    bad = good.clone()
+    bad[1, 3] = 4  # ball_dir
+    with pytest.raises(ValueError, match=r"Breakout's ball_dir must be in \[0, 3\]"):
+        env.set_state(bad)
+    bad = good.clone()
+    bad[0, 2] = 9  # ball_y on the bottom row: the episode has ended
+    with pytest.raises(ValueError, match="ball_y must be below 9"):
+        env.set_state(bad)
+    with pytest.raises(ValueError, match=r"state must have shape \(2, 108\)"):
+        env.set_state(good[:, :-1])
+    with pytest.raises(TypeError, match="state must hold integers"):
+        env.set_state(good.float())
+    env.set_state(good)
+
+
+@requires_native
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_compiled_step_matches_eager(mode):
+    """Under torch.compile step runs torch.ops.fastrl.minatar_step (its fake kernel traces it in
+    one graph): same outputs and state as the eager binding. Also an opcheck of the op."""
+    def rollout(env, actions):
+        outs = []
+        for a in actions:
+            obs, reward, term, trunc, info = env.step(a)
+            outs.append(torch.cat([obs.flatten().float(), reward, term.float(), info["episode"]["r"]]))
+        return torch.stack(outs)
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    actions = [torch.randint(0, 3, (6,), generator=g) for _ in range(40)]
+    eager, compiled = (fenvs.make("MinAtar/Breakout-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=25)
+                       for _ in range(2))
+    eager.reset()
+    compiled.reset()
+    want = rollout(eager, actions)
+    got = torch.compile(rollout, fullgraph=True)(compiled, actions)
+    assert torch.equal(got, want)
+    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    t = compiled._op_tensors()
+    torch.library.opcheck(torch.ops.fastrl.minatar_step, (compiled.spec_.id, *[x.clone() for x in t],
+                          actions[0], compiled._param_list, 25, mode == "same_step"))
+    torch.library.opcheck(torch.ops.fastrl.minatar_reset, (compiled.spec_.id, *[x.clone() for x in t],
+                          compiled._param_list))
+
+
+def test_unchecked_out_of_range_action_is_the_noop(torch_backend):
+    """validate=False (a GPU's default) skips the host-side range check; an action out of range
+    is then the no-op on every backend (core::minatar::step_env), not a read out of bounds."""
+    envs = [fenvs.make("MinAtar/Breakout-v1", 4, seed=2, sticky_action_prob=0.0, validate=False) for _ in range(2)]
+    for env in envs:
+        env.reset()
+    for _ in range(10):
+        a = envs[0].step(torch.tensor([7, -1, 3, 100]))
+        b = envs[1].step(torch.zeros(4, dtype=torch.int64))
+        assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+@pytest.mark.cuda
+@requires_native
+def test_cuda_unchecked_out_of_range_action_is_the_noop():
+    envs = [fenvs.make("MinAtar/Breakout-v1", 4, device="cuda", seed=2, sticky_action_prob=0.0) for _ in range(2)]
+    for env in envs:
+        env.reset()
+    for _ in range(10):
+        a = envs[0].step(torch.tensor([7, -1, 3, 100], device="cuda"))
+        b = envs[1].step(torch.zeros(4, dtype=torch.int64, device="cuda"))
+        assert all(torch.equal(x, y) for x, y in zip(a[:4], b[:4]))
+
+
+def test_copies_and_bad_state_dicts(backend):
+    env = fenvs.make("MinAtar/SpaceInvaders-v1", 3, seed=1)
+    env.reset()
+    twin = copy.deepcopy(env)
+    a = torch.tensor([3, 1, 0])
+    for _ in range(20):
+        assert torch.equal(env.step(a)[0], twin.step(a)[0])
+    bad = env.state_dict()
+    bad["state"] = bad["state"].clone()
+    bad["state"][0, 2] = 2  # alien_dir
+    with pytest.raises(ValueError, match=r"state_dict\['state'\]: SpaceInvaders's alien_dir must be in \[-1, 1\]"):
+        twin.load_state_dict(bad)
+    bad["state"] = bad["state"].float()
+    with pytest.raises(ValueError, match=r"state_dict\['state'\] is torch.float32"):
+        twin.load_state_dict(bad)
+
+
+def canonical(game: str, row: list[int]) -> list[int]:
+    """A state row within its fields' bounds made steppable (and, for Asterix, canonical)."""
+    spec = next(s for s in MINATAR_SPECS.values() if s.game == game)
+    offset = {}
+    col = 0
+    for f in spec.fields:
+        offset[f.name] = col
+        col += f.count
+    row = list(row)
+    if game == "Breakout":
+        row[offset["ball_y"]] = min(row[offset["ball_y"]], 8)
+        b = offset["brick_map"]
+        row[b + 90 : b + 100] = [0] * 10
+    elif game == "Freeway":
+        row[offset["terminate_timer"]] = max(row[offset["terminate_timer"]], 0)
+        s = offset["car_speed"]
+        row[s : s + 8] = [v or 1 for v in row[s : s + 8]]
+    elif game == "Asterix":
+        p = offset["entity_present"]
+        for name in ("entity_x", "entity_lr", "entity_gold"):
+            o = offset[name]
+            row[o : o + 8] = [v * row[p + i] for i, v in enumerate(row[o : o + 8])]
+    elif game == "SpaceInvaders":
+        row[offset["alien_dir"]] = row[offset["alien_dir"]] or 1
+        row[offset["alien_map"] + 37] = 1  # never an empty wave
+    return row
+
+
+@pytest.mark.parametrize("env_id", MINATAR_ENVS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_any_state_steps_like_the_package(env_id, data):
+    """From any steppable state, one step (with any action, sticky probability, ramping and seed)
+    gives the package's observation, reward, termination and state, on both backends."""
+    spec = MINATAR_SPECS[env_id]
+    row = []
+    for f in spec.fields:
+        # Scalars (timers, speeds, positions) often at their bounds: a timer due, a ramp due.
+        value = st.integers(f.low, f.high)
+        if f.count == 1:
+            value = st.one_of(st.sampled_from([f.low, f.low + 1, f.high]), value)
+        row += data.draw(st.lists(value, min_size=f.count, max_size=f.count), label=f.name)
+    row = canonical(spec.game, row)
+    action = data.draw(st.integers(0, len(spec.action_set) - 1), label="action")
+    sticky = data.draw(st.sampled_from([0.0, 0.5, 1.0]), label="sticky_action_prob")
+    ramping = data.draw(st.booleans(), label="difficulty_ramping")
+    seed = data.draw(st.integers(0, 2**63 - 1), label="seed")
+    elapsed = data.draw(st.integers(0, 5), label="elapsed")
+    game = GAMES[spec.game]
+    p = package_env(env_id, sticky, ramping)
+    inject(p, spec.fields, row)
+    results = {}
+    for name in ["torch"] + (["native"] if _native._C is not None else []):
+        with use_backend(name):
+            env = fenvs.make(env_id, 1, seed=seed, autoreset_mode="next_step", sticky_action_prob=sticky,
+                             difficulty_ramping=ramping)
+            env.reset()
+            env.set_state(torch.tensor([row]), elapsed)
+            obs, reward, term, _, _ = env.step(torch.tensor([action]))
+            results[name] = (obs[0].numpy(), reward.item(), term.item(), env.get_state()[0].tolist())
+    d = env.state_dict()
+    p.feed.feed(step_uniforms(d["seeds"], torch.arange(1), d["resets"], torch.tensor([elapsed]), 1 + game.step_draws))
+    p_obs, p_reward, p_term, _, _ = p.step(action)
+    for obs, reward, term, state in results.values():
+        np.testing.assert_array_equal(obs, p_obs)
+        assert (reward, term, state) == (p_reward, p_term, extract(p, spec.fields))
