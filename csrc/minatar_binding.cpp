@@ -54,7 +54,7 @@ class MinAtarBinding {
     return call(&cpu::minatar_reset, params_);
   }
 
-  StepOutputs step(const at::Tensor& action) const {
+  StepTuple step(const at::Tensor& action) const {
 #ifdef FASTRL_WITH_CUDA
     if (t_.state.is_cuda())
       return call(&cuda::minatar_step, action, params_, max_episode_steps_, same_step_);

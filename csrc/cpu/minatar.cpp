@@ -42,7 +42,7 @@ at::Tensor minatar_reset(const std::string& env, const at::Tensor& state,
       env, e, params);
 }
 
-StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
+StepTuple minatar_step(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, const at::Tensor& action,
@@ -55,7 +55,7 @@ StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
           for (int64_t j = begin; j < end; ++j) core::minatar::step_env(b, j);
         });
       },
-      env, e, action, params, max_episode_steps, same_step);
+      env, e, action, params, max_episode_steps, same_step).tuple();
 }
 
 }  // namespace fastrl::cpu

@@ -44,7 +44,7 @@ at::Tensor minatar_reset(const std::string& env, const at::Tensor& state,
       env, e, params);
 }
 
-StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
+StepTuple minatar_step(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, const at::Tensor& action,
@@ -56,7 +56,7 @@ StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
         minatar_step_kernel<<<blocks(b.n), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(b);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       },
-      env, e, action, params, max_episode_steps, same_step);
+      env, e, action, params, max_episode_steps, same_step).tuple();
 }
 
 }  // namespace fastrl::cuda

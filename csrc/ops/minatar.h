@@ -143,14 +143,14 @@ StepOutputs minatar_step_op(Run&& run, const std::string& env, const EnvTensors&
         return reinterpret_cast<uint8_t*>(t.data_ptr<bool>());
       };
       b.action = a.data_ptr<int64_t>();
-      b.obs = bytes(std::get<0>(out));
-      b.reward = std::get<1>(out).template data_ptr<scalar_t>();
-      b.terminated = bytes(std::get<2>(out));
-      b.truncated = bytes(std::get<3>(out));
-      b.done = bytes(std::get<4>(out));
-      b.final_obs = same_step ? bytes(std::get<5>(out)) : nullptr;
-      b.final_return = std::get<6>(out).template data_ptr<scalar_t>();
-      b.final_length = std::get<7>(out).template data_ptr<int32_t>();
+      b.obs = bytes(out.obs);
+      b.reward = out.reward.template data_ptr<scalar_t>();
+      b.terminated = bytes(out.terminated);
+      b.truncated = bytes(out.truncated);
+      b.done = bytes(out.done);
+      b.final_obs = same_step ? bytes(out.final_obs) : nullptr;
+      b.final_return = out.final_return.template data_ptr<scalar_t>();
+      b.final_length = out.final_length.template data_ptr<int32_t>();
       b.max_episode_steps =
           max_episode_steps == 0 ? core::kNoTimeLimit : static_cast<uint32_t>(max_episode_steps);
       b.same_step = same_step;
@@ -160,12 +160,15 @@ StepOutputs minatar_step_op(Run&& run, const std::string& env, const EnvTensors&
   return out;
 }
 
+// What the registered minatar_step returns: StepOutputs as the schema's tuple.
+using StepTuple = decltype(StepOutputs{}.tuple());
+
 namespace cpu {
 at::Tensor minatar_reset(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, std::vector<double> params);
-StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
+StepTuple minatar_step(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, const at::Tensor& action,
@@ -177,7 +180,7 @@ at::Tensor minatar_reset(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, std::vector<double> params);
-StepOutputs minatar_step(const std::string& env, const at::Tensor& state,
+StepTuple minatar_step(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, const at::Tensor& action,
