@@ -4,8 +4,8 @@
     fastrl train ppo --resume runs/ppo --total-steps N   continue a run exactly where it stopped
     fastrl eval runs/ppo/checkpoint.pt --episodes 100    mean and std of the greedy policy's return
     fastrl rlhf demo --algo ppo                          offline RLHF: SFT, reward model, PPO/GRPO
+    fastrl export runs/ppo --out policy.pt2              the policy as a torch.export program
     fastrl info                                          versions, extension, backend per op
-    fastrl demo                                          GAE: native kernel vs PyTorch reference
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"torch       {torch.__version__} (CUDA {torch.version.cuda or 'none'}; "
           f"{torch.cuda.device_count()} GPU(s) visible)")
     if _native._C is None:
-        print(f"extension   NOT loaded: {_native.load_error}")
+        print(f"extension   NOT used: {_native.load_error}")
     else:
         info = _native.build_info
         threads = _native._C.parallel_threads_used()
@@ -55,10 +55,16 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from fastrl.demo import run_ops_demo
+def _export(args: argparse.Namespace) -> int:
+    from fastrl.policy import export_policy, load_policy
 
-    return run_ops_demo(steps=args.steps, envs=args.envs, seed=args.seed)
+    policy = load_policy(args.checkpoint)
+    path = export_policy(policy, args.out)
+    kind = "actions" if policy.kind == "gaussian" else "action indices"
+    print(f"fastrl export: wrote {path}: {policy.algo} on {policy.env_id}, observations [N, "
+          f"{', '.join(map(str, policy.obs_shape))}] -> greedy {kind}; load it with "
+          f"torch.export.load({str(path)!r}).module()")
+    return 0
 
 
 # --------------------------------------------------------------------------- train / eval
@@ -127,7 +133,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
 def _read_config_file(path: str) -> dict:
     """The table of config fields in a JSON or TOML (``.toml``) file; UsageError in one line
     naming the file otherwise."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser as the tomli package
+        import tomli as tomllib
 
     where = f"--config {path}"
     try:
@@ -321,19 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rlhf_parser(sub)
 
+    p = sub.add_parser("export", help="write a checkpoint's policy as a torch.export program (runs without fastrl)")
+    p.add_argument("checkpoint", help="checkpoint.pt (or its run directory)")
+    p.add_argument("--out", required=True, help="the program's file, e.g. policy.pt2")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("info", help="versions, whether the extension loaded, backend per op")
     p.set_defaults(func=_info)
-    p = sub.add_parser("demo", help="GAE on a synthetic rollout: native vs PyTorch reference")
-    p.add_argument("--steps", type=int, default=2048, help="rollout length T")
-    p.add_argument("--envs", type=int, default=64, help="number of environments B")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in ("train", "eval"):
+    if args.command not in ("train", "eval", "export"):
         return args.func(args)
     from fastrl.algos.common import TrainingDiverged
     from fastrl.utils.checkpoint import CheckpointError

@@ -109,3 +109,19 @@ def test_exported_program_runs_with_plain_torch_at_any_batch_size(case, request,
                     str(tmp_path / "out.pt")], check=True, cwd=tmp_path)
     for obs, actions in zip(batches, torch.load(tmp_path / "out.pt"), strict=True):
         torch.testing.assert_close(actions, trainer.act(obs), rtol=0, atol=0)
+
+
+def test_cli_export_writes_the_program_and_bad_input_is_one_line(cartpole, tmp_path, capsys):
+    from fastrl import cli
+
+    trainer, _ = cartpole
+    run = tmp_path / "run"
+    trainer.save(run / "checkpoint.pt")
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "p.pt2")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    obs = _observations(3, 4, seed=9)
+    actions = torch.export.load(tmp_path / "p.pt2").module()(obs)
+    torch.testing.assert_close(actions, trainer.act(obs), rtol=0, atol=0)
+    assert cli.main(["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "q.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastrl export: no checkpoint at") and err.count("\n") == 1

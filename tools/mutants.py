@@ -64,7 +64,8 @@ class Target:
     pytest_args: list[str] = field(default_factory=list)  # e.g. ["-m", "not slow"]
 
 
-_OPS = ["tests/ops/test_returns.py", "tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]
+_OPS = ["tests/ops/test_opinfo.py", "tests/ops/test_returns.py", "tests/ops/test_ppo_loss.py",
+        "tests/ops/test_properties.py"]
 _ALGOS = ["tests/algos/test_by_hand.py", "tests/algos/test_pieces.py", "tests/algos/test_episode_stats.py",
           "tests/algos/test_resume_exact.py", "tests/algos/test_train.py"]  # fmt: skip
 _NOT_SLOW = ["-m", "not slow"]  # the learning runs take minutes each and test little per line
@@ -74,32 +75,35 @@ _NOT_SLOW = ["-m", "not slow"]  # the learning runs take minutes each and test l
 PRESETS = [
     Target("returns-reference", "fastrl/ops/returns.py",
            ["gae_reference", "discounted_returns_reference", "rollout_next_values"],
-           ["tests/ops/test_returns.py", "tests/ops/test_properties.py"]),
+           ["tests/ops/test_opinfo.py", "tests/ops/test_returns.py", "tests/ops/test_properties.py"]),
     Target("ppo-reference", "fastrl/ops/ppo_loss.py",
            ["token_logprobs_reference", "clipped_pg_reference", "ppo_terms_reference", "ppo_loss_reference",
-            "_zero_masked", "_aggregate", "_masked_mean", "_stats"],
-           ["tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]),
+            "_kl_term", "_zero_masked", "_aggregate", "_stats"],
+           ["tests/ops/test_opinfo.py", "tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]),
+    Target("masked-stats", "fastrl/utils/stats.py", ["masked_mean", "whiten"],
+           [*_OPS, "tests/utils/test_stats.py", "tests/algos/test_by_hand.py", "tests/rlhf/test_rollout.py"]),
     Target("rlhf-rollout", "fastrl/rlhf/rollout.py",
-           ["response_hidden", "response_logprobs", "response_values", "masked_mean", "masked_whiten",
-            "sequence_kl", "train_on_prompts"],
+           ["response_hidden", "response_logprobs", "response_values", "sequence_kl", "train_on_prompts"],
            ["tests/rlhf/test_rollout.py", "tests/rlhf/test_ppo.py", "tests/rlhf/test_grpo.py",
             "tests/rlhf/test_configs.py", "tests/rlhf/test_demo.py"], _NOT_SLOW),
     Target("gpt-sampling", "fastrl/nn/gpt.py",
            ["positions_from_mask", "last_token_index", "left_align", "filter_logits", "_sample", "generate"],
            ["tests/rlhf/test_sampling.py", "tests/rlhf/test_gpt.py", "tests/rlhf/test_rollout.py"]),
-    Target("value-and-gaussian-loss", "fastrl/ops/ppo_loss.py", ["value_loss", "gaussian_ppo_loss"],
+    Target("value-and-gaussian-loss", "fastrl/ops/plain_losses.py", ["value_loss", "gaussian_ppo_loss"],
            [*_OPS, "tests/algos/test_by_hand.py"]),
     Target("dqn", "fastrl/algos/dqn.py",
            ["linear_schedule", "ReplayBuffer.add", "ReplayBuffer.sample_windows", "n_step_targets",
             "DQN.epsilon", "DQN.train_iteration", "DQN._collect", "DQN._learn"],
            _ALGOS, _NOT_SLOW),
     Target("onpolicy", "fastrl/algos/onpolicy.py",
-           ["OnPolicyTrainer.log_probs", "collect_rollout", "bootstrapped_next_values"], _ALGOS, _NOT_SLOW),
+           ["OnPolicyTrainer.log_probs", "OnPolicyTrainer.collect_rollout", "OnPolicyTrainer.bootstrapped_next_values",
+            "OnPolicyTrainer.flat_log_probs"], _ALGOS, _NOT_SLOW),
+    Target("bootstrapped-returns", "fastrl/algos/common.py", ["bootstrapped_returns"], _ALGOS, _NOT_SLOW),
     Target("ppo", "fastrl/algos/ppo.py", ["PPO.train_iteration", "PPO._advantages", "PPO._update"],
            _ALGOS, _NOT_SLOW),
     Target("a2c", "fastrl/algos/a2c.py", ["A2C.train_iteration"], _ALGOS, _NOT_SLOW),
     Target("reinforce", "fastrl/algos/reinforce.py",
-           ["Reinforce.train_iteration", "Reinforce._returns", "_masked_mean", "_masked_std"], _ALGOS, _NOT_SLOW),
+           ["Reinforce.train_iteration", "Reinforce._returns"], _ALGOS, _NOT_SLOW),
 ]
 
 
@@ -113,8 +117,8 @@ class CppMutant:
     tests: list[str]
 
 
-_RETURNS_TESTS = ["tests/ops/test_returns.py", "tests/ops/test_properties.py"]
-_LOSS_TESTS = ["tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]
+_RETURNS_TESTS = ["tests/ops/test_opinfo.py", "tests/ops/test_returns.py", "tests/ops/test_properties.py"]
+_LOSS_TESTS = ["tests/ops/test_opinfo.py", "tests/ops/test_ppo_loss.py", "tests/ops/test_properties.py"]
 _ENV_TESTS = ["tests/envs/test_vector.py", "tests/envs/test_parity.py", "tests/envs/test_properties.py",
               "tests/envs/test_large_batches.py"]
 

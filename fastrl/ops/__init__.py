@@ -8,7 +8,13 @@ tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py). Beside them:
 """
 
 from fastrl.ops.plain_losses import gaussian_ppo_loss, value_loss
-from fastrl.ops.ppo_loss import ppo_loss, ppo_loss_from_hidden, token_logprobs
+from fastrl.ops.ppo_loss import (
+    KL_ESTIMATORS,
+    NORMALIZATIONS,
+    ppo_loss,
+    ppo_loss_from_hidden,
+    token_logprobs,
+)
 from fastrl.ops.returns import discounted_returns, gae, rollout_next_values
 
 __all__ = [
@@ -20,6 +26,8 @@ __all__ = [
     "token_logprobs",
     "value_loss",
     "gaussian_ppo_loss",
+    "KL_ESTIMATORS",  # the values of kl_estimator=
+    "NORMALIZATIONS",  # the values of normalize=
 ]
 
 # Public op name -> (module, native op names); drives `fastrl info` and the generic op tests.

@@ -15,12 +15,12 @@ from fastrl.ops.ppo_loss import (
     PpoOptions,
     TokenTerms,
     _aggregate,
-    _masked_mean,
     _stats,
     _zero_masked,
     clamp,
     ppo_terms_reference,
 )
+from fastrl.utils.stats import masked_mean
 
 __all__ = ["value_loss", "gaussian_ppo_loss"]
 
@@ -46,7 +46,7 @@ def value_loss(values, old_values, returns, *, clip=None, mask=None):
     if clip is not None:
         clipped = old_values + clamp(values - old_values, -clip, clip)
         loss = torch.maximum(loss, (clipped - returns) ** 2)
-    return _masked_mean(0.5 * loss, mask)
+    return masked_mean(0.5 * loss, mask)
 
 
 def gaussian_ppo_loss(

@@ -31,6 +31,7 @@ from fastrl.ops.chunked_linear import (
     check_linear,
     default_chunk_size,
 )
+from fastrl.utils.stats import masked_mean
 
 __all__ = [
     "ppo_loss",
@@ -442,28 +443,20 @@ def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) 
     return sums.sum() / max(1, per_seq.shape[0] * max_len)  # an empty batch: 0, not 0 / 0
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over valid entries; 0 when there are none (all masked, or an empty batch)."""
-    if mask is None:
-        return x.mean() if x.numel() else x.sum()  # sum: 0, still part of the autograd graph
-    mask = mask.bool()
-    return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
-
-
 def _stats(terms: TokenTerms, old_logprobs, mask, has_ref: bool) -> dict[str, torch.Tensor]:
     """Detached diagnostics averaged over valid tokens; no host sync."""
     t = TokenTerms(*(x.detach() for x in terms))
     approx_kl = t.ratio - 1 - (t.logp - old_logprobs.to(t.logp.dtype))  # KL(old || new), k3
     ratio_valid = t.ratio if mask is None else torch.where(mask.bool(), t.ratio, 0)
     stats = {
-        "clip_fraction": _masked_mean(t.clipped, mask),
-        "approx_kl": _masked_mean(approx_kl, mask),
-        "entropy": _masked_mean(t.entropy, mask),
-        "ratio_mean": _masked_mean(t.ratio, mask),
+        "clip_fraction": masked_mean(t.clipped, mask),
+        "approx_kl": masked_mean(approx_kl, mask),
+        "entropy": masked_mean(t.entropy, mask),
+        "ratio_mean": masked_mean(t.ratio, mask),
         "ratio_max": ratio_valid.amax() if ratio_valid.numel() else ratio_valid.new_zeros(()),
     }
     if has_ref:
-        stats["kl_ref"] = _masked_mean(t.kl, mask)
+        stats["kl_ref"] = masked_mean(t.kl, mask)
     return stats
 
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
-from fastrl.ops import ppo_loss_from_hidden
-from fastrl.ops.ppo_loss import NORMALIZATIONS
+from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,

@@ -8,9 +8,10 @@ import torch
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of the valid entries (``mask`` True; the others may hold anything, even NaN); 0, not
-    NaN, when none is valid. ``mask=None``: every entry is valid."""
+    NaN, when none is valid (all masked, or an empty batch). ``mask=None``: every entry is valid."""
     if mask is None:
-        return x.mean()
+        return x.mean() if x.numel() else x.sum()  # sum: 0, still part of the autograd graph
+    mask = mask.bool()
     return torch.where(mask, x, 0).sum() / mask.sum().clamp(min=1)
 
 

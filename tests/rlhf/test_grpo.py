@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastrl.rlhf.grpo as grpo
-from fastrl.ops import ppo_loss_from_hidden
-from fastrl.ops.ppo_loss import NORMALIZATIONS
+from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer, group_advantages
 from tests.rlhf._tiny import PROMPTS, TOK, Spy, eager_to_stop, same_state, snapshot, tiny_models
