@@ -73,7 +73,7 @@ def _export(args: argparse.Namespace) -> int:
 # stderr and exit code 2, before any work; a run that diverges (NaN/Inf) exits 1; Ctrl-C saves a
 # checkpoint and the plot and exits 130.
 
-_COMMON_FLAGS = {"env_id": "--env"}  # the spelling for the most used flag
+_COMMON_FLAGS = {"env_id": "--env"}  # the short spelling of the most used flag
 # Config fields a resumed run may change (with a printed notice); any other flag that differs from
 # the checkpoint's config would change the algorithm mid-run, and is refused.
 RESUMABLE = ("total_steps", "log_every", "checkpoint_every", "target_return", "cpu_threads")

@@ -4,10 +4,8 @@
 // float32 is the fast path: its sin/cos are the vectorizable polynomials of core/envs/math.h.
 // Threads: at::parallel_for with a grain of kThreadGrain envs (cpu/env_kernel.h), so batches up
 // to kThreadGrain run on the calling thread and larger ones are split into
-// min(threads, ceil(N / kThreadGrain)) equal ranges, one per thread. Measured on the 2-core VM
-// at 4096 CartPoles (~14 us of work): two threads are 1.2x faster when the second core is idle
-// but 1.5x slower when another process keeps it busy (the team waits for a core it cannot get);
-// from 65536 envs two threads win 1.5x either way.
+// min(threads, ceil(N / kThreadGrain)) equal ranges, one per thread (why: docs/ARCHITECTURE.md,
+// "Threads on small machines"); from 65536 envs two threads win 1.5x.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 

@@ -22,8 +22,8 @@ constexpr int64_t kMaxTile = 1024;   // columns per task, time-major layout (car
 constexpr int64_t kScanChunk = 256;  // time steps per chunk in the scan path
 constexpr int64_t kScanMinT = 1024;  // shorter columns are cheaper to sweep directly
 // Below this many elements per task a problem runs on the calling thread: the work (~0.5 ns per
-// element) is then shorter than waking a thread, and an OpenMP team whose other core is busy
-// waits a whole scheduler quantum (measured: every shape took 8 ms on a loaded 2-core machine).
+// element) is then shorter than waking a thread (docs/ARCHITECTURE.md, "Threads on small
+// machines").
 constexpr int64_t kMinTaskElements = 1 << 17;
 
 template <typename Problem>

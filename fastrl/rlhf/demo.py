@@ -147,7 +147,7 @@ class DemoConfig(SelfChecking):
     """Where everything runs: "cpu" or "cuda"."""
     cpu_threads: int | None = 1
     """torch CPU threads (None: leave as is). The demo's matrices are tiny: one thread avoids
-    the cost of splitting them, which on a busy 2-core machine is up to 10x."""
+    the cost of splitting them (docs/ARCHITECTURE.md, "Threads on small machines")."""
     model: GPTConfig = field(default_factory=lambda: GPTConfig(
         vocab_size=TOKENIZER.vocab_size, block_size=24, n_layer=2, n_head=4, n_embd=64))  # fmt: skip
     """Size of the policy, reference, critic and reward model."""

@@ -19,7 +19,7 @@ from fastrl.rlhf.reward_model import RewardModelConfig, train_reward_model
 from tests.rlhf._tiny import CFG, PROMPTS, TOK, same_state, snapshot, tiny_models
 
 BAD = [
-    # the issue's examples
+    # the examples from the hardening issue (12)
     (RewardModelConfig, "eval_fraction", -0.5, ValueError,
      r"RewardModelConfig.eval_fraction must be in \[0, 1\), got -0.5"),
     (RewardModelConfig, "eval_fraction", 1.0, ValueError, r"eval_fraction must be in \[0, 1\), got 1"),

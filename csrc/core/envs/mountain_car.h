@@ -22,7 +22,7 @@ struct MountainCar {
 
   // The bounds are gymnasium's constants, carried as run-time values: with compile-time ones GCC
   // folds `position == min_position` after the clip into selects of booleans it cannot
-  // vectorize, and the CPU loop runs 5x slower.
+  // vectorize, and the CPU loop runs several times slower (docs/envs.md).
   struct Params {
     T goal_velocity;
     T min_position, max_position, max_speed;
