@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)" scikit-build-core pybind11 ninja
+	$(BIN)/pip install --quiet "$(TORCH)" numpy scikit-build-core pybind11 ninja
 	# Venvs made before the distribution was renamed torch-fastrl still hold the old one.
 	$(BIN)/pip uninstall --quiet --yes fastrl 2>/dev/null || true
 	# --no-build-isolation: compile against the torch installed above (its C++ ABI is per release).
