@@ -20,6 +20,7 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
+from fastrl.rlhf.advantages import group_advantages
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -83,19 +84,6 @@ class GRPOConfig(SelfChecking):
         "seed": SEED,
     }
     renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
-
-
-def group_advantages(scores: torch.Tensor, group_size: int, scale: bool = True,
-                     eps: float = 1e-4) -> torch.Tensor:  # fmt: skip
-    """``scores [B * G]`` with each group's G responses contiguous -> advantages ``[B * G]``:
-    ``s - mean_group``, divided by ``std_group + eps`` (sample std, N - 1) when ``scale``."""
-    if scores.numel() % group_size:
-        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
-    groups = scores.view(-1, group_size)
-    centred = groups - groups.mean(1, keepdim=True)
-    if scale:
-        centred = centred / (groups.std(1, keepdim=True) + eps)
-    return centred.reshape(-1)
 
 
 class GRPOTrainer:

@@ -24,7 +24,7 @@ def test_group_advantages_by_hand():
                                torch.tensor([-1 / 1.0001, 0.0, 1 / 1.0001, 0.0, 0.0, 0.0]))  # fmt: skip
     torch.testing.assert_close(group_advantages(scores, 3, scale=False),
                                torch.tensor([-1.0, 0.0, 1.0, 0.0, 0.0, 0.0]))  # fmt: skip
-    with pytest.raises(ValueError, match="do not split into groups of 4"):
+    with pytest.raises(ValueError, match="do not split into groups of group_size = 4"):
         group_advantages(scores, 4)
 
 
