@@ -66,17 +66,18 @@ def reinforce_pp_advantages(scores: torch.Tensor, mask: torch.Tensor, kl: torch.
         raise ValueError(f"scores must have shape ({mask.shape[0]},) (one per response), got {tuple(scores.shape)}")
     if kl is not None and kl.shape != mask.shape:
         raise ValueError(f"kl must have mask's shape {tuple(mask.shape)}, got {tuple(kl.shape)}")
+    if kl is None and kl_coef != 0:
+        raise ValueError("kl_coef != 0 needs kl (the per-token KL to the reference)")
     if group_size is not None:
         scores = scores - _groups(scores, group_size).mean(1).repeat_interleave(group_size)
     rewards = torch.zeros(mask.shape, dtype=scores.dtype, device=scores.device)
-    if kl is not None and kl_coef != 0:
+    if kl_coef != 0:  # padding's kl (garbage, even NaN) must not flow into the returns
         rewards = torch.where(mask, -kl_coef * kl.to(scores.dtype), 0)
-    last = (mask.sum(1) - 1).clamp(min=0)  # the last valid token of each row
-    has_tokens = mask.any(1)
-    rewards[torch.arange(len(scores)), last] += torch.where(has_tokens, scores, 0)
+    # The score on each row's last valid token (a row without any lands on padding: ignored).
+    rewards[torch.arange(len(scores)), (mask.sum(1) - 1).clamp(min=0)] += scores
     returns = torch.zeros_like(rewards)
     running = torch.zeros_like(scores)
-    for t in reversed(range(mask.shape[1])):
-        running = torch.where(mask[:, t], rewards[:, t] + gamma * running, 0)
+    for t in reversed(range(mask.shape[1])):  # padding trails the tokens: its rewards are 0
+        running = rewards[:, t] + gamma * running
         returns[:, t] = running
     return (whiten_over or whiten)(returns, mask)

@@ -39,12 +39,21 @@ def test_reinforce_pp_folds_the_kl_into_token_rewards_and_whitens_the_returns():
 
 
 def test_reinforce_pp_baseline_centres_scores_per_group_and_discounts():
-    mask = torch.tensor([[True, True, False], [True, True, True]])
-    scores = torch.tensor([1.0, -2.0], dtype=torch.float64)  # one group of two: mean -0.5
-    out = reinforce_pp_advantages(scores, mask, gamma=0.5, group_size=2)
-    # scores 1.5 and -1.5 on each row's last token; returns row 0 [0.75, 1.5], row 1 [-0.375, -0.75, -1.5]
-    expected = _whitened([0.75, 1.5, -0.375, -0.75, -1.5])
+    mask = torch.tensor([[True, True, False], [True, True, True], [True, False, False], [False] * 3])
+    scores = torch.tensor([1.0, -2.0, 4.0, 7.0], dtype=torch.float64)  # groups of two: means -0.5, 5.5
+    kl = torch.tensor([[0.0, 0.5, 9.0], [0.0, 0.0, 0.5], [1.0, 9.0, 9.0], [9.0] * 3], dtype=torch.float64)
+    out = reinforce_pp_advantages(scores, mask, kl, kl_coef=1.0, gamma=0.5, group_size=2)
+    # rewards: row 0 [0, -0.5 + 1.5], row 1 [0, 0, -0.5 - 1.5], row 2 [-1 - 1.5] (one token), row 3 none
+    expected = _whitened([0.5, 1.0, -0.5, -1.0, -2.0, -2.5])
     torch.testing.assert_close(out[mask], torch.tensor(expected, dtype=torch.float64))
+    assert (out[~mask] == 0).all()
+
+
+def test_reinforce_pp_without_kl_coef_ignores_kl():
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    scores = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    with_kl = reinforce_pp_advantages(scores, mask, torch.full((2, 2), 5.0, dtype=torch.float64))
+    torch.testing.assert_close(with_kl, reinforce_pp_advantages(scores, mask))
 
 
 def test_reinforce_pp_whitens_with_a_given_function():
@@ -62,9 +71,12 @@ def test_reinforce_pp_whitens_with_a_given_function():
     (lambda: reinforce_pp_advantages(torch.ones(3), torch.ones(2, 4, dtype=torch.bool)),
      r"scores must have shape \(2,\)"),
     (lambda: reinforce_pp_advantages(torch.ones(2), torch.ones(2, 4)), "mask must be a bool"),
+    (lambda: reinforce_pp_advantages(torch.ones(2), torch.ones(2, 4, dtype=torch.bool), kl_coef=0.1),
+     "kl_coef != 0 needs kl"),
     (lambda: reinforce_pp_advantages(torch.ones(2), torch.ones(2, 4, dtype=torch.bool), torch.ones(2, 3)),
      r"kl must have mask's shape \(2, 4\)"),
-], ids=["rloo-group-of-one", "rloo-uneven", "grpo-2d", "rpp-scores", "rpp-mask-dtype", "rpp-kl-shape"])  # fmt: skip
+], ids=["rloo-group-of-one", "rloo-uneven", "grpo-2d", "rpp-scores", "rpp-mask-dtype", "rpp-kl-coef-without-kl",
+        "rpp-kl-shape"])  # fmt: skip
 def test_bad_input_names_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
