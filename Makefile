@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fastrl-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: setup run test test-sanitize bench check-cuda mutants clean
+.PHONY: setup run test test-sanitize bench check-cuda mutants mutants-ci clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ mutants: setup
 	mkdir -p build
 	$(BIN)/python tools/mutants.py --preset all --json build/mutants.json
 	$(BIN)/python tools/mutants.py --cpp --json build/mutants-cpp.json
+
+# In CI: one small preset, all of whose mutants the tests must kill (the score goes to CI's log).
+mutants-ci: setup
+	$(BIN)/python tools/mutants.py --preset rlhf-advantages --fail-under 100
 
 # Every bench file's JSON in bench/results/<family>-$(MACHINE).json, then a table per family and a
 # PNG chart next to the JSON (bench/report.py; bench/README.md's tables come from the same script).

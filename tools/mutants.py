@@ -669,6 +669,8 @@ def main() -> int:
                    help="stop starting mutants after this long (the rest are reported 'not run')")
     p.add_argument("--no-confirm", dest="confirm", action="store_false",
                    help="report survivors of the selected tests without running the whole test files again")
+    p.add_argument("--fail-under", type=float, metavar="SCORE",
+                   help="exit 1 when a target's score (%% of killed among run mutants) is below SCORE (CI)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
@@ -730,6 +732,12 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{result['minutes']} min; logs in {logs}")
+    if args.fail_under is not None:
+        low = [f"{t['name']} {s:.1f}%" for t in result["targets"]
+               if (s := score(t["counts"])) is not None and s < args.fail_under]
+        if low:
+            print(f"mutation score below {args.fail_under}%: {', '.join(low)}")
+            return 1
     return 1 if args.cpp and survivors else 0
 
 
