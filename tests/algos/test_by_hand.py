@@ -361,7 +361,7 @@ def test_reinforce_rollout_with_no_finished_episode_changes_nothing(monkeypatch)
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("action_dims", [1, 2])
+@pytest.mark.parametrize("action_dims", [1, 2], ids=["one_action_dim", "two_action_dims"])
 def test_gaussian_log_probs_by_hand(action_dims):
     """A Box policy's log-prob and entropy are summed over the action dims, one per sample."""
     t = A2C(A2CConfig(env_id="Pendulum-v1", num_envs=2, num_steps=2, hidden=()))
