@@ -29,8 +29,9 @@ def _actions(n, num_actions, device="cpu"):
     return [torch.randint(0, num_actions, (n,), generator=g).to(device) for _ in range(STEPS)]
 
 
-def _record(benchmark, env_id, n):
+def _record(benchmark, env_id, n, impl):
     rate = n * STEPS / benchmark.stats.stats.median
+    benchmark.extra_info["impl"] = impl  # bench/report.py's column; fastrl_* are ours
     benchmark.extra_info["num_envs"] = n
     benchmark.extra_info["steps_per_s"] = rate
     if (env_id, n) in _PACKAGE:
@@ -54,7 +55,7 @@ def test_package(benchmark, env_id, n):
                     env.reset()
 
     benchmark.pedantic(run, rounds=3 if n < 4096 else 1, warmup_rounds=1 if n < 4096 else 0)
-    _PACKAGE[(env_id, n)] = _record(benchmark, env_id, n)
+    _PACKAGE[(env_id, n)] = _record(benchmark, env_id, n, "minatar_package")
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -80,7 +81,7 @@ def test_fastrl(benchmark, env_id, n, backend):
     finally:
         _native.set_backend(previous)
         torch.set_num_threads(threads)
-    _record(benchmark, env_id, n)
+    _record(benchmark, env_id, n, "fastrl_native" if backend == "native" else "fastrl_fallback")
 
 
 @pytest.mark.cuda
@@ -98,4 +99,4 @@ def test_fastrl_cuda(benchmark, env_id, n):
         sync("cuda")
 
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
-    _record(benchmark, env_id, n)
+    _record(benchmark, env_id, n, "fastrl_native")

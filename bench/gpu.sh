@@ -33,7 +33,7 @@ status=0
 "$PY" -m pytest tests/ops tests/envs -q -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/tests-$gpu.txt" \
   || status=1
 
-for family in returns envs ppo_loss; do
+for family in returns envs ppo_loss minatar; do
   "$PY" -m pytest "bench/bench_$family.py" --benchmark-only -q -p no:cacheprovider -m cuda \
     --benchmark-columns=median --benchmark-json "$OUT/$family-$gpu.json" 2>&1 | tail -30 || status=1
 done
