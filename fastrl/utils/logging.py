@@ -13,11 +13,25 @@ from tqdm.auto import tqdm
 from fastrl.utils.checkpoint import write_atomically
 from fastrl.utils.rundir import RunDirError
 
+# Quantities of the update, which CleanRL and SB3 users find under "losses/" in TensorBoard;
+# everything else (returns, lengths, schedules, speed) goes under "charts/".
+_UPDATE_METRICS = frozenset({"entropy", "approx_kl", "clip_fraction", "explained_variance", "q_values",
+                             "valid_fraction"})  # fmt: skip
+
+
+def tensorboard_tag(name: str) -> str:
+    """The TensorBoard tag of a metrics.csv column: ``losses/<name>`` for losses and update
+    diagnostics, ``charts/<name>`` for the rest (episodic_return, learning_rate, SPS, ...)."""
+    group = "losses" if name.endswith("_loss") or name in _UPDATE_METRICS else "charts"
+    return f"{group}/{name}"
+
 
 class RunLogger:
     """Writes ``out_dir/metrics.csv`` (columns ``step, wall_time, episodic_return,
-    episodic_length`` and whatever else is logged), TensorBoard scalars under ``out_dir/tb``
-    when tensorboard is installed, and a tqdm bar with steps/s and the recent return.
+    episodic_length`` and whatever else is logged; a value that is missing or NaN is an empty
+    cell, the one way), TensorBoard scalars under ``out_dir/tb`` when tensorboard is installed
+    (tagged as CleanRL does: :func:`tensorboard_tag`, plus ``charts/SPS``), and a tqdm bar with
+    steps/s and the recent return.
 
     ``resume=True`` appends to an existing CSV and continues the wall clock from its last row.
     Rewrites of the file (its header, a new column, rows dropped on resume) are atomic.
@@ -51,6 +65,7 @@ class RunLogger:
         self._bar = tqdm(total=total_steps, initial=start_step, unit="step", unit_scale=True,
                          disable=not progress, dynamic_ncols=True)
         self._last_step = start_step
+        self._last_wall_time = self._time_offset
         self.recent_return = math.nan
 
     @property
@@ -59,7 +74,9 @@ class RunLogger:
 
     def log(self, step: int, **scalars: float) -> None:
         """Record one row. Values must already be Python numbers (read back by the caller)."""
-        row = {"step": step, "wall_time": round(self.wall_time, 4), **scalars}
+        wall_time = self.wall_time
+        row = {"step": step, "wall_time": round(wall_time, 4),
+               **{k: "" if v != v else v for k, v in scalars.items()}}  # NaN: an empty cell, as a missing value
         if self._fields is None:  # first row of a new file: the header
             self._fields = list(self.BASE) + [k for k in scalars if k not in self.BASE]
             self._rewrite([])
@@ -74,7 +91,11 @@ class RunLogger:
         if self._writer is not None:
             for k, v in scalars.items():
                 if v == v:  # skip NaN
-                    self._writer.add_scalar(k, v, step)
+                    self._writer.add_scalar(tensorboard_tag(k), v, step)
+            if wall_time > self._last_wall_time:
+                sps = (step - self._last_step) / (wall_time - self._last_wall_time)
+                self._writer.add_scalar("charts/SPS", sps, step)
+        self._last_wall_time = wall_time
         ret = scalars.get("episodic_return")
         if ret is not None and ret == ret:
             self.recent_return = ret

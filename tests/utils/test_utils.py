@@ -68,3 +68,36 @@ def test_plot_learning_curve(tmp_path):
     log.close()
     png = plot_learning_curve(tmp_path / "metrics.csv", tmp_path / "curve.png", title="t")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_and_nan_values_are_both_empty_cells(tmp_path):
+    log = RunLogger(tmp_path, total_steps=100, progress=False, tensorboard=False)
+    log.log(10, episodic_return=1.0, episodic_length=1.0)
+    log.log(20, episodic_return=float("nan"), episodic_length=2.0, eval_return=5.0)
+    log.close()
+    rows = read_rows(tmp_path / "metrics.csv")
+    assert rows[0]["eval_return"] == "" and rows[1]["episodic_return"] == ""  # missing, NaN: one way
+    assert rows[1]["eval_return"] == "5.0"
+
+
+def test_tensorboard_tags_group_losses_and_charts_as_cleanrl_does(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastrl.utils import logging as run_logging
+
+    clock = iter([2.0, 4.0])  # wall_time at each log()
+    monkeypatch.setattr(run_logging.RunLogger, "wall_time", property(lambda self: next(clock)))
+    log = RunLogger(tmp_path, total_steps=100, progress=False)
+    log.log(100, episodic_return=3.0, policy_loss=0.5, td_loss=0.1, entropy=0.7, approx_kl=0.01,
+            learning_rate=1e-3, episodic_length=float("nan"))  # fmt: skip
+    log.log(300, episodic_return=4.0, policy_loss=0.4, td_loss=0.1, entropy=0.6, approx_kl=0.02,
+            learning_rate=1e-3, episodic_length=2.0)  # fmt: skip
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert tags == {"charts/episodic_return", "charts/episodic_length", "charts/learning_rate", "charts/SPS",
+                    "losses/policy_loss", "losses/td_loss", "losses/entropy", "losses/approx_kl"}
+    assert [e.step for e in events.Scalars("charts/episodic_length")] == [300]  # NaN is not logged
+    # steps per second between rows: 100 steps in 2 s from the start, then 200 steps in 2 s
+    assert [(e.step, e.value) for e in events.Scalars("charts/SPS")] == [(100, 50.0), (300, 100.0)]
