@@ -95,10 +95,17 @@ class _RenamedFlag(argparse.Action):
         namespace.renamed_flag = (option_string, self.const)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+_DEFAULTS_RULE = """Every config field is a flag. Its value: the flag, else the --config file, else
+the value tuned for the env (listed as "tuned" in the flag's help; fastrl/algos/defaults.py), else
+the default. In Python the same config is {cls}.tuned_config(ENV_ID, **overrides);
+{config}(...) alone uses only the defaults."""
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type, tuned: dict | None = None) -> None:
     """One flag per dataclass field, typed from its annotation, documented by its docstring.
-    Defaults are None so that only flags the user typed override the config. The flags of renamed
-    fields are hidden and refused, naming the new flag."""
+    Defaults are None so that only flags the user typed override the config. ``tuned``: env id ->
+    the values tuned for it (the one rule: a tuned value replaces the default for that env), shown
+    in each flag's help. The flags of renamed fields are hidden and refused, naming the new flag."""
     from fastrl.algos.common import field_docs
     from fastrl.utils.config import Range, field_rules, renamed_fields
 
@@ -111,7 +118,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
         default = f.default if f.default is not dataclasses.MISSING else None
         rule = rules.get(f.name)
         allowed = f"; {rule}" if isinstance(rule, Range) else ""
-        help_ = f"{docs.get(f.name, '')} (default: {default}{allowed})"
+        per_env = ", ".join(f"{env} {values[f.name]}" for env, values in (tuned or {}).items() if f.name in values)
+        per_env = f"; tuned: {per_env}" if per_env else ""
+        help_ = f"{docs.get(f.name, '')} (default: {default}{per_env}{allowed})"
         args = typing.get_args(kind)
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
@@ -184,7 +193,6 @@ def _check_file_values(cls, values: dict, where: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from fastrl.algos import ALGOS
-    from fastrl.algos.defaults import tuned_defaults
     from fastrl.utils.config import validate_config
 
     cls = ALGOS[args.algo]
@@ -203,9 +211,9 @@ def _train(args: argparse.Namespace) -> int:
             file_values = _read_config_file(args.config)
             _check_file_values(cls, file_values, f"--config {args.config}")
         # tuned defaults of the env the run will use (a flag, else the file, else the default)
-        env_id = flags.get("env_id", file_values.get("env_id", cls.Config.env_id))
-        values = {**tuned_defaults(args.algo, env_id), **file_values, **flags}
-        config = validate_config(cls.Config(**values))  # every field, before any work
+        values = {**file_values, **flags}
+        env_id = values.pop("env_id", cls.Config.env_id)
+        config = validate_config(cls.tuned_config(env_id, **values))  # every field, before any work
         out = Path(args.out) if args.out else Path("runs") / f"{args.algo}-{config.env_id}"
         trainer = cls(config, out_dir=out, progress=not args.quiet, overwrite=args.overwrite)
     cfg = trainer.config
@@ -296,6 +304,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from fastrl.algos import ALGOS
+    from fastrl.algos.defaults import TUNED
 
     parser = argparse.ArgumentParser(prog="fastrl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -305,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     algos = train.add_subparsers(dest="algo", required=True, metavar="{" + ",".join(ALGOS) + "}")
     for name, cls in ALGOS.items():
         p = algos.add_parser(name, help=(cls.__module__ and sys.modules[cls.__module__].__doc__ or "").split("\n")[0],
-)
+                             description=_DEFAULTS_RULE.format(cls=cls.__name__, config=cls.Config.__name__))
         p.add_argument("--out", help="run directory (default runs/ALGO-ENV)")
         p.add_argument("--config", help="JSON or TOML file of config fields (flags override it)")
         p.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN (or from the checkpoint "
@@ -315,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--final-eval", type=int, default=100, metavar="EPISODES",
                        help="episodes of the evaluation after training (default 100; 0: none)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        _add_config_flags(p, cls.Config)
+        _add_config_flags(p, cls.Config, TUNED.get(name))
         p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint's greedy policy")

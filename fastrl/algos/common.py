@@ -475,6 +475,16 @@ class Trainer:
         return saved
 
     @classmethod
+    def tuned_config(cls, env_id: str, **overrides) -> TrainConfig:
+        """The config ``fastrl train ALGO --env ENV_ID`` runs: the dataclass defaults, then the
+        values tuned for this env (fastrl/algos/defaults.py; none for an env without any), then
+        ``overrides``. ``PPO(PPOConfig(env_id=...))`` uses the dataclass defaults alone."""
+        from fastrl.algos.defaults import tuned_defaults
+
+        check_names(cls.Config, overrides, label=cls.algo)
+        return cls.Config(**{**tuned_defaults(cls.algo, env_id), **overrides})
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path, out_dir: str | Path | None = None, progress: bool = False, *,
                         overwrite: bool = False, **overrides) -> Trainer:
         """Rebuild a trainer from a checkpoint file (or a run directory holding ``checkpoint.pt``).
