@@ -95,6 +95,21 @@ class _RenamedFlag(argparse.Action):
         namespace.renamed_flag = (option_string, self.const)
 
 
+def _json_object(flag: str):
+    """argparse type of a dict field: a JSON object, e.g. '{"max_episode_steps": 200}'."""
+
+    def parse(text: str) -> dict:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object: {e}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"{flag} must be a JSON object, got {text!r}")
+        return value
+
+    return parse
+
+
 _DEFAULTS_RULE = """Every config field is a flag. Its value: the flag, else the --config file, else
 the value tuned for the env (listed as "tuned" in the flag's help; fastrl/algos/defaults.py), else
 the default. In Python the same config is {cls}.tuned_config(ENV_ID, **overrides);
@@ -116,6 +131,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type, tuned: 
         flag = _flag(f.name)
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
+        if f.default_factory is not dataclasses.MISSING:
+            default = json.dumps(f.default_factory())
         rule = rules.get(f.name)
         allowed = f"; {rule}" if isinstance(rule, Range) else ""
         per_env = ", ".join(f"{env} {values[f.name]}" for env, values in (tuned or {}).items() if f.name in values)
@@ -124,6 +141,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type, tuned: 
         args = typing.get_args(kind)
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif typing.get_origin(kind) is dict:
+            parser.add_argument(flag, dest=f.name, type=_json_object(flag), default=None, help=help_, metavar="JSON")
         elif typing.get_origin(kind) is tuple:
             parser.add_argument(flag, dest=f.name, type=args[0], nargs="+", default=None, help=help_)
         else:

@@ -65,6 +65,9 @@ class TrainConfig:
     env_id: str = "CartPole-v1"
     """gymnasium id; CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and
     Pendulum-v1 run natively, any other id on gymnasium's own vector env."""
+    env_kwargs: dict[str, float | int | bool | str | None] = dataclasses.field(default_factory=dict)
+    """keyword arguments of the environment: max_episode_steps (None: no time limit) and the env's
+    own (fastrl.envs.make; e.g. {"max_episode_steps": 200}); on the CLI a JSON object"""
     num_envs: int = 8
     """environments stepped in parallel"""
     total_steps: int = 100_000
@@ -173,9 +176,10 @@ class Trainer:
         cfg = self.config
         try:
             env = envs.make(cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed,
-                            autoreset_mode=self.autoreset_mode)
+                            autoreset_mode=self.autoreset_mode, **cfg.env_kwargs)
         except (ValueError, TypeError, ImportError, gymnasium.error.Error) as e:
-            raise ConfigError(f"env_id {cfg.env_id!r}: {e}", "env_id") from e
+            field = "env_kwargs" if cfg.env_kwargs and cfg.env_id in gymnasium.registry else "env_id"
+            raise ConfigError(f"{field} {getattr(cfg, field)!r}: {e}", field) from e
         spaces = (gymnasium.spaces.Box, gymnasium.spaces.Discrete)
         obs_space, action_space = env.single_observation_space, env.single_action_space
         if not isinstance(obs_space, spaces) or not isinstance(action_space, spaces):
@@ -370,7 +374,8 @@ class Trainer:
             seed = (self.config.seed + 1_000_003) % 2**63
         seed = check_field("seed", seed, int, SEED)
         with self._threads():
-            env = envs.make(self.config.env_id, episodes, device=self.device, seed=seed, autoreset_mode="same_step")
+            env = envs.make(self.config.env_id, episodes, device=self.device, seed=seed, autoreset_mode="same_step",
+                            **self.config.env_kwargs)
             obs, _ = env.reset(seed=seed)
             total = torch.zeros(episodes, dtype=torch.float64, device=self.device)
             running = torch.ones(episodes, dtype=torch.bool, device=self.device)

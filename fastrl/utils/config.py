@@ -183,6 +183,20 @@ def check_field(name: str, value, annotation, rule: Rule | None = None):
         if not isinstance(value, (tuple, list)):
             raise ConfigError(f"{name} must be a list of {item.__name__} values, got {_show(value)}")
         return tuple(check_field(f"{name}[{i}]", v, item, rule) for i, v in enumerate(value))
+    if typing.get_origin(annotation) is dict:  # keyword arguments: str keys, plain scalar values
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a table of keyword arguments, got {_show(value)}")
+        kinds = typing.get_args(typing.get_args(annotation)[1])
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{name} keys must be strings, got {_show(key)}")
+            if not (item is None or isinstance(item, tuple(k for k in kinds if k is not type(None)))):
+                raise ConfigError(f"{name}[{key!r}] must be a number, a bool, a string or None, got {_show(item)}")
+            if isinstance(item, float) and math.isnan(item):
+                raise ConfigError(f"{name}[{key!r}] must not be NaN")
+            out[key] = item
+        return out
     if dataclasses.is_dataclass(annotation):  # a nested config: checked again, it may have changed
         if not isinstance(value, annotation):
             raise ConfigError(f"{name} must be a {annotation.__name__}, got {type(value).__name__}")

@@ -24,6 +24,8 @@ def wrong_values(annotation):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is tuple:
         values = ["64", 64, [64, "x"], [64, 1.5], [True], {"a": 1}]
+    elif typing.get_origin(annotation) is dict:
+        values = ["a=1", [("a", 1)], {"a": [1]}, {"a": NAN}, {"a": {"b": 1}}]  # JSON keys are strings
     else:
         values = {
             bool: ["no", 1, 0, 1.0, "true"],
