@@ -135,12 +135,18 @@ class Trainer:
     may_be_nan: ClassVar[frozenset[str]] = frozenset()  # diagnostics that are NaN when undefined
 
     def __init__(self, config: TrainConfig, out_dir: str | Path | None = None, progress: bool = False, *,
-                 overwrite: bool = False):
+                 overwrite: bool = False, network: torch.nn.Module | None = None):
         """``out_dir``: where train() writes metrics.csv, the checkpoint and the plot; a directory
         that already holds a run is refused unless ``overwrite`` (which deletes that run's files
-        when training starts)."""
+        when training starts). ``network``: your own network in place of the default MLP, with
+        the interface of the one it replaces (an ActorCritic's ``dist``, ``value`` and ``act`` for
+        the on-policy trainers, a QNetwork's ``forward`` for DQN; docs/trainers.md); moved to the
+        config's device and trained in place."""
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
+        if network is not None and not isinstance(network, torch.nn.Module):
+            raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
+        self.network = network
         self.config = config = validate_config(config)  # a checked copy: plain types only
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.overwrite = overwrite
@@ -491,10 +497,11 @@ class Trainer:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, out_dir: str | Path | None = None, progress: bool = False, *,
-                        overwrite: bool = False, **overrides) -> Trainer:
+                        overwrite: bool = False, network: torch.nn.Module | None = None, **overrides) -> Trainer:
         """Rebuild a trainer from a checkpoint file (or a run directory holding ``checkpoint.pt``).
 
         ``overrides``: config fields to change, e.g. ``total_steps=...`` to train on.
+        ``network``: the run's own network, when it was trained with one (a fresh instance of it).
         ``out_dir``: where the resumed run writes. The checkpoint's own directory continues that
         run (its metrics.csv keeps the rows up to the checkpoint). Another directory receives a
         copy of the run's metrics.csv and continues there, leaving the original untouched; like
@@ -521,7 +528,7 @@ class Trainer:
                 check_not_locked(Path(out_dir))
             else:
                 check_new_run(out_dir, overwrite)
-        trainer = cls(config, progress=progress)
+        trainer = cls(config, progress=progress, network=network)
         trainer.load_state_dict(state, where=str(path))
         trainer.out_dir = Path(out_dir) if out_dir is not None else None
         trainer.overwrite = overwrite

@@ -160,7 +160,8 @@ class DQN(Trainer):
 
     def setup(self) -> None:
         cfg = self.config
-        self.q = QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden)).to(self.device)
+        q = self.network if self.network is not None else QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden))
+        self.q = q.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)

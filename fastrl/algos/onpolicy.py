@@ -55,8 +55,11 @@ class OnPolicyTrainer(Trainer):
 
     def build_agent(self) -> None:
         cfg = self.config
-        self.agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
-                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std).to(self.device)
+        agent = self.network
+        if agent is None:
+            agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
+                                hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std)
+        self.agent = agent.to(self.device)
         self.obs_norm = ObsNormalizer(self.obs_dim).to(self.device) if cfg.normalize_obs else None
 
     def checkpointed(self):
