@@ -203,7 +203,8 @@ def test_cli_config_file_with_utf8_bom_is_read(tmp_path, capsys):
 @pytest.mark.parametrize("algo,name,value", [c for c in cases() if c.values[0] in ("ppo", "dqn")])
 def test_cli_config_corpus_every_wrong_type_is_one_line(tmp_path, capsys, algo, name, value):
     """The fuzz corpus of bad config files: each field with each wrong type, as JSON."""
-    path = write(tmp_path / "config.json", json.dumps({**SMALL[algo], name: value}))  # NaN, Infinity as Python writes them
+    # NaN, Infinity as Python writes them
+    path = write(tmp_path / "config.json", json.dumps({**SMALL[algo], name: value}))
     out = tmp_path / "run"
     rc, stdout, err = run_cli(capsys, ["train", algo, "--config", path, "--out", out, "--quiet", "--final-eval", "1"])
     assert_one_line_error(rc, err, f"--config {path}", name)

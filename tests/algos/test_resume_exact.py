@@ -57,7 +57,8 @@ def assert_same_state(a, b, where="state"):
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same_state(x, y, f"{where}[{i}]")
     elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"{where}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"
+        assert a.dtype == b.dtype and a.shape == b.shape, \
+            f"{where}: {a.dtype}{list(a.shape)} vs {b.dtype}{list(b.shape)}"
         same = torch.equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True))
         assert same, f"{where}: tensors differ"
     else:

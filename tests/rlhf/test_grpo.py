@@ -234,7 +234,8 @@ def logprobs_by_full_logits(model, gen, temperature):
 def test_a_later_step_uses_the_rolled_out_policy_and_the_initial_reference(monkeypatch):
     policy, reward_model = tiny_models()
     eager_to_stop(policy)
-    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, learning_rate=3e-3, kl_coef=0.5)
+    cfg = GRPOConfig(prompts_per_step=4, group_size=3, max_new_tokens=8, temperature=0.8, learning_rate=3e-3,
+                     kl_coef=0.5)
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
     initial = copy.deepcopy(policy)
     ids, mask = encode_prompts(PROMPTS, TOK)

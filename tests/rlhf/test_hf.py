@@ -198,7 +198,8 @@ def test_bradley_terry_training_of_a_transformers_reward_model(tmp_path):
     data = encode_pairs(pairs, TOK, rm.cfg.block_size)
     with torch.no_grad():
         before = bradley_terry_loss(rm(data.chosen, data.chosen_mask), rm(data.rejected, data.rejected_mask))
-    metrics = train_reward_model(rm, pairs, TOK, RewardModelConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_fraction=0))
+    cfg = RewardModelConfig(epochs=4, batch_size=16, learning_rate=3e-3, eval_fraction=0)
+    metrics = train_reward_model(rm, pairs, TOK, cfg)
     with torch.no_grad():
         after = bradley_terry_loss(rm(data.chosen, data.chosen_mask), rm(data.rejected, data.rejected_mask))
     assert after.item() < 0.7 * before.item()

@@ -51,7 +51,8 @@ def test_training_learns_a_simple_preference_and_saves_its_statistics(tmp_path):
     tok = CharTokenizer("abx")
     torch.manual_seed(0)
     model = RewardModel(GPTConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=1, n_head=2, n_embd=16))
-    metrics = train_reward_model(model, _pairs(400), tok, RewardModelConfig(epochs=6, learning_rate=3e-3, eval_fraction=0.2))
+    cfg = RewardModelConfig(epochs=6, learning_rate=3e-3, eval_fraction=0.2)
+    metrics = train_reward_model(model, _pairs(400), tok, cfg)
     assert metrics["eval_accuracy"] >= 0.9
     assert metrics["std"] > 0 and model.std.item() == pytest.approx(metrics["std"])
     model.save(tmp_path / "rm.pt")
