@@ -42,18 +42,6 @@ class ClassicVectorEnv(VectorEnv):
 
     def __init__(self, spec: NativeEnvSpec, num_envs: int, device, dtype, seed, autoreset_mode,
                  max_episode_steps: int | None, params: dict, validate: bool, render_mode: str | None = None):
-        self.spec_ = spec
-        self.num_envs = num_envs
-        self.device = device
-        self.dtype = dtype
-        self.max_episode_steps = max_episode_steps
-        # The native ops take 0 for "no time limit".
-        self._op_max_episode_steps = 0 if max_episode_steps is None else max_episode_steps
-        self.params = params
-        self.validate = validate
-        self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
-        self._param_list = spec.op_params(params)
-
         reference = gymnasium.make(spec.id, **params).unwrapped
         self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": ["rgb_array"],
                          "render_fps": reference.metadata.get("render_fps", 30)}
@@ -67,9 +55,26 @@ class ClassicVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._discrete = isinstance(self.single_action_space, gymnasium.spaces.Discrete)
+        self._set_up(spec, num_envs, device, dtype, seed, autoreset_mode, max_episode_steps, params, validate,
+                     torch.zeros(spec.state_dim, num_envs, dtype=dtype, device=device))
 
+    def _set_up(self, spec, num_envs: int, device, dtype, seed, autoreset_mode, max_episode_steps: int | None,
+                params: dict, validate: bool, state: torch.Tensor) -> None:
+        """What every env on this front end sets up (the MinAtar envs too), after its spaces:
+        the per-env tensors around ``state`` and the kernel bindings."""
+        self.spec_ = spec
+        self.num_envs = num_envs
+        self.device = device
+        self.dtype = dtype
+        self.max_episode_steps = max_episode_steps
+        # The native ops take 0 for "no time limit".
+        self._op_max_episode_steps = 0 if max_episode_steps is None else max_episode_steps
+        self.params = params
+        self.validate = validate
+        self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
+        self._param_list = spec.op_params(params)
         n, kw = num_envs, {"device": device}
-        self._state = torch.zeros(spec.state_dim, n, dtype=dtype, **kw)
+        self._state = state
         self._elapsed = torch.zeros(n, dtype=torch.int32, **kw)
         self._episode_return = torch.zeros(n, dtype=dtype, **kw)
         self._autoreset = torch.zeros(n, dtype=torch.bool, **kw)
@@ -86,6 +91,11 @@ class ClassicVectorEnv(VectorEnv):
 
     # The native ops a compiled reset / step calls (the MinAtar envs have their own).
     _RESET_OP, _STEP_OP = "env_reset", "env_step"
+    _STATE_ENV_DIM = -1  # the state's env axis: [S, N] here, [N, 1 + S] for the MinAtar envs
+
+    def _observe(self, state: torch.Tensor) -> torch.Tensor:
+        """The observations of ``state`` (the fallback's physics: the kernels' values)."""
+        return self._fallback.physics.observe(state)
 
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -132,11 +142,11 @@ class ClassicVectorEnv(VectorEnv):
         kept = [t.clone() for t in self._op_tensors()]
         # The other envs' observations: the ones last returned; after set_state or load_state_dict
         # the fallback's (the same values, or within rounding for Acrobot's and Pendulum's sin/cos).
-        last = self._obs if self._obs is not None else self._fallback.physics.observe(kept[0])
+        last = self._obs if self._obs is not None else self._observe(kept[0])
         obs, _ = self.reset()
-        for t, old in zip(self._op_tensors(), kept):
-            t.copy_(torch.where(mask, t, old))  # the state [S, N] broadcasts the mask over rows
-        self._obs = torch.where(mask[:, None], obs, last)
+        for i, (t, old) in enumerate(zip(self._op_tensors(), kept)):
+            t.copy_(torch.where(_along(mask, t, self._STATE_ENV_DIM if i == 0 else 0), t, old))
+        self._obs = torch.where(_along(mask, obs, 0), obs, last)
         return self._obs
 
     def step(self, actions):
@@ -346,3 +356,10 @@ if _native._C is not None:
             state.new_empty(n),
             state.new_empty(n, dtype=torch.int32),
         )
+
+
+def _along(mask: torch.Tensor, t: torch.Tensor, env_dim: int) -> torch.Tensor:
+    """``mask [N]`` shaped to broadcast over ``t`` along its env axis ``env_dim``."""
+    shape = [1] * t.dim()
+    shape[env_dim] = -1
+    return mask.view(shape)

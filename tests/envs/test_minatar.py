@@ -471,3 +471,26 @@ def test_any_state_steps_like_the_package(env_id, data):
     for obs, reward, term, state in results.values():
         np.testing.assert_array_equal(obs, p_obs)
         assert (reward, term, state) == (p_reward, p_term, extract(p, spec.fields))
+
+
+def test_reset_mask_and_close_work_as_on_the_classic_envs(backend):
+    """The front end's partial reset and close() on the MinAtar layout (state [N, 1 + S], obs
+    [N, 10, 10, C]): the unmasked envs keep state, counters and observations."""
+    from gymnasium.error import ClosedEnvironmentError
+
+    env = fenvs.make("MinAtar/Breakout-v1", 4, seed=3)
+    env.reset()
+    for _ in range(5):
+        obs, *_ = env.step(torch.ones(4, dtype=torch.int64))
+    state = env.get_state().clone()
+    mask = torch.tensor([False, True, False, False])
+    new_obs, _ = env.reset(options={"reset_mask": mask})
+    assert torch.equal(env.get_state()[~mask], state[~mask]) and torch.equal(new_obs[~mask], obs[~mask])
+    # After loading a state the other envs' observations come from the state itself.
+    copy_env = fenvs.make("MinAtar/Breakout-v1", 4, seed=3)
+    copy_env.load_state_dict(env.state_dict())
+    again, _ = copy_env.reset(options={"reset_mask": mask})
+    assert torch.equal(again[~mask], new_obs[~mask])
+    env.close()
+    with pytest.raises(ClosedEnvironmentError):
+        env.step(torch.zeros(4, dtype=torch.int64))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gymnasium
 import torch
 from gymnasium.error import ResetNeeded
-from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastrl import _native
@@ -36,17 +35,8 @@ class MinAtarVectorEnv(ClassicVectorEnv):
 
     def __init__(self, spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode,
                  max_episode_steps: int | None, params: dict, validate: bool):
-        self.spec_ = spec
-        self.num_envs = num_envs
-        self.device = device
-        self.dtype = dtype
-        self.max_episode_steps = max_episode_steps
-        self._op_max_episode_steps = 0 if max_episode_steps is None else max_episode_steps
-        self.params = params
-        self.validate = validate
         self.metadata = {"autoreset_mode": autoreset_mode}
-        self._same_step = autoreset_mode == AutoresetMode.SAME_STEP
-        self._param_list = spec.op_params(params)
+        self.render_mode, self._renderer = None, None  # no rendering yet
 
         # The package's spaces (minatar/gym.py BaseEnv).
         self.single_observation_space = gymnasium.spaces.Box(0.0, 1.0, shape=(10, 10, spec.channels), dtype=bool)
@@ -54,18 +44,13 @@ class MinAtarVectorEnv(ClassicVectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._discrete = True
+        self._set_up(spec, num_envs, device, dtype, seed, autoreset_mode, max_episode_steps, params, validate,
+                     torch.zeros(num_envs, spec.state_dim, dtype=torch.int32, device=device))
 
-        n, kw = num_envs, {"device": device}
-        self._state = torch.zeros(n, spec.state_dim, dtype=torch.int32, **kw)
-        self._elapsed = torch.zeros(n, dtype=torch.int32, **kw)
-        self._episode_return = torch.zeros(n, dtype=dtype, **kw)
-        self._autoreset = torch.zeros(n, dtype=torch.bool, **kw)
-        self._resets = torch.zeros(n, dtype=torch.int64, **kw)
-        self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
-        self._initial_seed = seed
-        self._seeded = False
-        self._bind()
-        self._check_values_on_host = validate and device.type != "cpu"
+    _STATE_ENV_DIM = 0  # state int32 [N, 1 + S]
+
+    def _observe(self, state: torch.Tensor) -> torch.Tensor:
+        return self._fallback.game.observe(state[:, 1:])
 
     def _bind(self) -> None:
         tensors = self._op_tensors()
