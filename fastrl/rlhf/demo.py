@@ -1,24 +1,15 @@
-"""The offline RLHF demo: a synthetic language and a hidden preference rule standing in for
-human raters, so the whole pipeline runs in minutes on a CPU with nothing downloaded.
-
-The language. A prompt is a "topic": 3 to 5 distinct letters of ``a..l`` then ``=``
-(``"dak="``). A response is 4 to 10 letters then EOS. The supervised corpus mixes careful and
-careless writers: each response draws its own focus ``f ~ U(0, 1)``, and each of its letters
-comes from the topic with probability ``f`` and is uniform over the alphabet otherwise.
-
-The raters. They prefer responses that stay on topic: the hidden score of a response is the
-fraction of its letters that occur in the prompt (0 for an empty response), so the best
-achievable score is 1. They state a preference only when two responses differ clearly (by
-``MIN_GAP``), as raters skip near-ties.
+"""The offline RLHF demo: the whole pipeline in minutes on a CPU with nothing downloaded, on the
+synthetic task of :mod:`fastrl.rlhf.synthetic` (a small language and a hidden preference rule
+standing in for human raters).
 
 The pipeline. SFT a small GPT on the corpus -> sample two responses per prompt -> label them by
 the hidden rule -> train the reward model (Bradley-Terry) -> PPO or GRPO against the reward
-model -> metrics CSV and a plot of reward-model score, hidden score and KL over training.
+model -> metrics (metrics.csv and TensorBoard, by the run logger), a plot of reward-model score,
+hidden score and KL over training, summary.json and the models.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -30,13 +21,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fastrl.nn.gpt import GPT, Generation, GPTConfig, generate
-from fastrl.rlhf.data import Preference, encode_prompts, pad
+from fastrl.nn.gpt import GPT, GPTConfig, generate
+from fastrl.rlhf.data import encode_prompts, pad
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
 from fastrl.rlhf.rollout import response_logprobs, sequence_kl
-from fastrl.rlhf.tokenizer import CharTokenizer
+from fastrl.rlhf.synthetic import (
+    BEST_SCORE,
+    MAX_PROMPT_TOKENS,
+    MAX_SFT_RESPONSE,
+    TOKENIZER,
+    hidden_scores,
+    label_pairs,
+    prompts,
+    sample_prompt,
+    sft_response,
+)
 from fastrl.utils.config import (
     AT_LEAST_ONE,
     POSITIVE,
@@ -45,39 +46,8 @@ from fastrl.utils.config import (
     SelfChecking,
     check_device,
 )
-
-ALPHABET = "abcdefghijkl"
-SEP = "="
-MIN_GAP = 0.15
-MAX_PROMPT_TOKENS = 6  # up to 5 topic letters and SEP
-MAX_SFT_RESPONSE = 10  # letters of an SFT response (then EOS)
-TOKENIZER = CharTokenizer(ALPHABET + SEP)
-
-
-def sample_prompt(rng: random.Random) -> str:
-    return "".join(rng.sample(ALPHABET, rng.randint(3, MAX_PROMPT_TOKENS - 1))) + SEP
-
-
-def sft_response(prompt: str, rng: random.Random) -> str:
-    topic, focus = prompt[:-1], rng.random()
-    return "".join(rng.choice(topic) if rng.random() < focus else rng.choice(ALPHABET)
-                   for _ in range(rng.randint(4, MAX_SFT_RESPONSE)))  # fmt: skip
-
-
-def hidden_score(prompt: str, response: str) -> float:
-    """The raters' rule on strings: share of response characters that are topic letters."""
-    return sum(c in prompt[:-1] for c in response) / len(response) if response else 0.0
-
-
-def hidden_scores(gen: Generation) -> torch.Tensor:
-    """The same rule on a batch of generations, on their device: ``[B]``."""
-    prompt, response = gen.ids[:, : gen.prompt_len], gen.response
-    chars = gen.response_mask & (response != TOKENIZER.eos_id) & (response != TOKENIZER.pad_id)  # [B, N]
-    topic = torch.zeros(gen.ids.shape[0], TOKENIZER.vocab_size, dtype=torch.bool, device=gen.ids.device)
-    topic.scatter_(1, prompt, gen.mask[:, : gen.prompt_len])  # [B, V]: token occurs in the prompt
-    topic[:, TOKENIZER.encode(SEP)[0]] = False
-    hits = (topic.gather(1, response) & chars).sum(1)
-    return hits / chars.sum(1).clamp(min=1)
+from fastrl.utils.logging import RunLogger
+from fastrl.utils.plots import read_metrics
 
 
 def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: float, seed: int,
@@ -107,32 +77,6 @@ def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: floa
         if progress is not None:
             progress(1)
     return loss.item()
-
-
-def prompts(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [sample_prompt(rng) for _ in range(n)]
-
-
-@torch.no_grad()
-def label_pairs(model: GPT, prompt_texts: list[str], max_new_tokens: int, seed: int) -> list[Preference]:
-    """Two sampled responses per prompt, labeled by the hidden rule; near-ties are dropped."""
-    device = model.lm_head.weight.device
-    ids, mask = encode_prompts(prompt_texts + prompt_texts, TOKENIZER, device)
-    gen = generate(model, ids, mask, max_new_tokens=max_new_tokens, stop_token=TOKENIZER.eos_id,
-                   generator=torch.Generator(device).manual_seed(seed))  # fmt: skip
-    texts = [TOKENIZER.decode(r[m]) for r, m in zip(gen.response, gen.response_mask)]
-    scores = hidden_scores(gen).tolist()
-    n = len(prompt_texts)
-    pairs = []
-    for i, p in enumerate(prompt_texts):
-        a, b = (i, i + n) if scores[i] >= scores[i + n] else (i + n, i)
-        if scores[a] - scores[b] >= MIN_GAP:
-            pairs.append(Preference(p, texts[a], texts[b], source=f"demo pair {i}"))
-    return pairs
-
-
-BEST_SCORE = 1.0  # every response character on topic
 
 
 @dataclass
@@ -222,22 +166,24 @@ def evaluate(policy: GPT, reference: GPT, prompt_texts, max_new_tokens: int, see
     return hidden_scores(gen).mean().item(), kl.mean().item()
 
 
-def _plot(rows: list[dict], sft_score: float, path: Path, algo: str) -> None:
+def _plot(metrics_csv: Path, sft_score: float, path: Path, algo: str) -> None:
+    """Reward-model score, hidden score and KL against the RL step, from the run's metrics.csv."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["step"] for r in rows]
+    m = read_metrics(metrics_csv)
+    steps = m["step"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(steps, [r["score"] for r in rows])
+    axes[0].plot(steps, m["score"])
     axes[0].set_title("reward-model score (normalized)")
-    axes[1].plot(steps, [r["hidden_score"] for r in rows], label=algo.upper())
+    axes[1].plot(steps, m["hidden_score"], label=algo.upper())
     axes[1].axhline(sft_score, color="gray", ls="--", label="SFT")
     axes[1].axhline(BEST_SCORE, color="green", ls=":", label="best achievable")
     axes[1].set_title("hidden-rule score (the raters)")
     axes[1].legend()
-    axes[2].plot(steps, [r["kl"] for r in rows])
+    axes[2].plot(steps, m["kl"])
     axes[2].set_title("KL to reference (nats / response)")
     for ax in axes:
         ax.set_xlabel("step")
@@ -290,8 +236,9 @@ def prepare(cfg: DemoConfig) -> Prepared:
 
 
 def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
-    """PPO or GRPO from the prepared SFT model against the reward model; writes metrics.csv,
-    training.png, summary.json and the models to ``cfg.out``; returns the summary."""
+    """PPO or GRPO from the prepared SFT model against the reward model; writes metrics.csv and
+    TensorBoard scalars (the run logger: one row per RL step), training.png, summary.json and the
+    models to ``cfg.out``; returns the summary."""
     DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
     out = Path(cfg.out)
@@ -302,8 +249,10 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
         trainer = PPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.ppo, **shared))
     else:
         trainer = GRPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.grpo, **shared))
-    rows, pending = [], []
+    pending = []
     bar = tqdm(total=cfg.iterations, desc=cfg.algo)
+    # the demo's own bar shows the RLHF metrics; the logger's would show an episodic return
+    logger = RunLogger(out, cfg.iterations, progress=False, columns=("step", "wall_time"))
 
     def on_step(it, metrics, gen):
         pending.append((it, {**metrics, "hidden_score": hidden_scores(gen).mean()}))
@@ -311,21 +260,19 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
             # one host read for the last few steps
             values = torch.stack([torch.stack(list(m.values())) for _, m in pending]).tolist()
             for (step, m), vals in zip(pending, values):
-                rows.append({"step": step, **dict(zip(m, vals))})
+                logger.log(step, **dict(zip(m, vals)))
+            last = dict(zip(pending[-1][1], values[-1]))
             pending.clear()
-            last = rows[-1]
             bar.set_postfix(rm=f"{last['score']:.2f}", hidden=f"{last['hidden_score']:.2f}", kl=f"{last['kl']:.2f}")
         bar.update(1)
 
-    trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), cfg.iterations, on_step)
-    bar.close()
+    try:
+        trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), cfg.iterations, on_step)
+    finally:
+        bar.close()
+        logger.close()
     final_score, final_kl = evaluate(policy, trainer.reference, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed + 1)
-
-    with open(out / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    _plot(rows, prep.sft_score, out / "training.png", cfg.algo)
+    _plot(logger.csv_path, prep.sft_score, out / "training.png", cfg.algo)
     torch.save(policy.state_dict(), out / "policy.pt")
     reward_model.save(out / "reward_model.pt")
     summary = {

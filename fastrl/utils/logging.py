@@ -33,6 +33,9 @@ class RunLogger:
     (tagged as CleanRL does: :func:`tensorboard_tag`, plus ``charts/SPS``), and a tqdm bar with
     steps/s and the recent return.
 
+    ``columns``: the first columns, in order (default ``BASE``; a run without episodes, such as
+    the RLHF demo, passes ``("step", "wall_time")``).
+
     ``resume=True`` appends to an existing CSV and continues the wall clock from its last row.
     Rewrites of the file (its header, a new column, rows dropped on resume) are atomic.
     """
@@ -40,7 +43,9 @@ class RunLogger:
     BASE = ("step", "wall_time", "episodic_return", "episodic_length")
 
     def __init__(self, out_dir: str | Path, total_steps: int, *, start_step: int = 0,
-                 resume: bool = False, progress: bool = True, tensorboard: bool = True):
+                 resume: bool = False, progress: bool = True, tensorboard: bool = True,
+                 columns: tuple[str, ...] = BASE):
+        self.base = columns
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.out_dir / "metrics.csv"
@@ -78,7 +83,7 @@ class RunLogger:
         row = {"step": step, "wall_time": round(wall_time, 4),
                **{k: "" if v != v else v for k, v in scalars.items()}}  # NaN: an empty cell, as a missing value
         if self._fields is None:  # first row of a new file: the header
-            self._fields = list(self.BASE) + [k for k in scalars if k not in self.BASE]
+            self._fields = list(self.base) + [k for k in scalars if k not in self.base]
             self._rewrite([])
         new = [k for k in row if k not in self._fields]
         if new:  # a metric that first appears later: widen the file once
@@ -105,7 +110,7 @@ class RunLogger:
 
     def _rewrite(self, rows: list[dict]) -> None:
         text = io.StringIO(newline="")
-        w = csv.DictWriter(text, self._fields or list(self.BASE))
+        w = csv.DictWriter(text, self._fields or list(self.base))
         w.writeheader()
         w.writerows(rows)
         write_atomically(self.csv_path, lambda f: f.write(text.getvalue().encode()))

@@ -1,8 +1,7 @@
-"""The demo task: the hidden rule on tensors matches it on strings; the CLI parser; and the
+"""The demo task: the hidden rule on tensors matches it on strings; the pipeline's files; and the
 learning test (slow): reward model >= 90% held-out accuracy, PPO and GRPO close at least half of
 the gap between the SFT model's hidden score and the best achievable, with bounded KL."""
 
-import argparse
 import copy
 import random
 from dataclasses import replace
@@ -10,9 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fastrl.nn.gpt import GPT
-from fastrl.rlhf import demo
-from fastrl.rlhf.cli import add_rlhf_parser
+from fastrl.nn.gpt import GPT, generate
+from fastrl.rlhf import demo, synthetic
 from fastrl.rlhf.data import encode_prompts
 
 
@@ -20,32 +18,22 @@ def test_hidden_scores_on_tensors_match_the_rule_on_strings():
     torch.manual_seed(0)
     cfg = demo.DemoConfig()
     model = GPT(cfg.model)
-    texts = demo.prompts(32, seed=3)
-    ids, mask = encode_prompts(texts, demo.TOKENIZER)
-    gen = demo.generate(model, ids, mask, max_new_tokens=10, stop_token=demo.TOKENIZER.eos_id,
-                        generator=torch.Generator().manual_seed(0))  # fmt: skip
-    responses = [demo.TOKENIZER.decode(r[m]) for r, m in zip(gen.response, gen.response_mask)]
-    expected = [demo.hidden_score(p, r) for p, r in zip(texts, responses)]
-    torch.testing.assert_close(demo.hidden_scores(gen), torch.tensor(expected))
-    assert demo.hidden_score("ab=", "aab=") == 0.75 and demo.hidden_score("ab=", "") == 0.0
+    texts = synthetic.prompts(32, seed=3)
+    ids, mask = encode_prompts(texts, synthetic.TOKENIZER)
+    gen = generate(model, ids, mask, max_new_tokens=10, stop_token=synthetic.TOKENIZER.eos_id,
+                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    responses = [synthetic.TOKENIZER.decode(r[m]) for r, m in zip(gen.response, gen.response_mask)]
+    expected = [synthetic.hidden_score(p, r) for p, r in zip(texts, responses)]
+    torch.testing.assert_close(synthetic.hidden_scores(gen), torch.tensor(expected))
+    assert synthetic.hidden_score("ab=", "aab=") == 0.75 and synthetic.hidden_score("ab=", "") == 0.0
 
 
 def test_sft_corpus_follows_the_language():
     rng = random.Random(0)
     for _ in range(50):
-        prompt = demo.sample_prompt(rng)
+        prompt = synthetic.sample_prompt(rng)
         assert prompt.endswith("=") and 3 <= len(set(prompt[:-1])) == len(prompt) - 1 <= 5
-        assert 4 <= len(demo.sft_response(prompt, rng)) <= 10
-
-
-def test_cli_parser():
-    parser = argparse.ArgumentParser()
-    add_rlhf_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["rlhf", "demo", "--algo", "grpo", "--out", "x", "--seed", "3"])
-    assert (args.algo, args.out, args.seed, args.device) == ("grpo", "x", 3, "cpu")
-    assert callable(args.func)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["rlhf", "demo", "--algo", "dqn"])
+        assert 4 <= len(synthetic.sft_response(prompt, rng)) <= 10
 
 
 @pytest.mark.parametrize(("algo", "eval_fraction"), [("ppo", 0.1), ("grpo", 0.0)])
@@ -60,7 +48,7 @@ def test_demo_pipeline_writes_metrics_plot_and_models(tmp_path, algo, eval_fract
     accuracy = summary["reward_model_eval_accuracy"]
     assert accuracy is None if eval_fraction == 0 else 0 <= accuracy <= 1
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("step,score,kl,") and "hidden_score" in rows[0]
+    assert rows[0].startswith("step,wall_time,score,kl,") and "hidden_score" in rows[0]
     assert len(rows) == 1 + cfg.iterations
     for name in ("training.png", "policy.pt", "reward_model.pt", "summary.json"):
         assert (tmp_path / name).stat().st_size > 0
