@@ -12,6 +12,7 @@ import torch
 
 from fastrl.ops import _checks
 from fastrl.ops.ppo_loss import (
+    DEFAULT_OPTIONS,
     PpoOptions,
     TokenTerms,
     _aggregate,
@@ -19,6 +20,7 @@ from fastrl.ops.ppo_loss import (
     _zero_masked,
     clamp,
     ppo_terms_reference,
+    takes_ppo_options,
 )
 from fastrl.utils.stats import masked_mean
 
@@ -49,25 +51,11 @@ def value_loss(values, old_values, returns, *, clip=None, mask=None):
     return masked_mean(0.5 * loss, mask)
 
 
-def gaussian_ppo_loss(
-    mean: torch.Tensor,
-    log_std: torch.Tensor,
-    actions: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    *,
-    mask: torch.Tensor | None = None,
-    ref_logprobs: torch.Tensor | None = None,
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    temperature: float = 1.0,
-    normalize: str = "token_mean",
-    max_len: int | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+@takes_ppo_options
+def gaussian_ppo_loss(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
+                      advantages: torch.Tensor, *, mask: torch.Tensor | None = None,
+                      ref_logprobs: torch.Tensor | None = None,
+                      opts: PpoOptions = DEFAULT_OPTIONS) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO loss of a diagonal Gaussian policy for continuous actions: ``mean [..., D]``,
     ``log_std [..., D]`` (or broadcastable, e.g. ``[D]``), ``actions [..., D]``; per-token
     inputs ``[...]`` (``old_logprobs``, ``advantages``, ``mask``, ``ref_logprobs``). logp and
@@ -75,9 +63,6 @@ def gaussian_ppo_loss(
     (``temperature`` does not apply and must stay 1; ``kl_coef != 0`` needs ``ref_logprobs``).
     Masked tokens are never used (loss and gradient 0 there); an empty or all-masked batch gives
     0. Returns ``(loss, stats)``."""
-    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
-                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
-                      normalize=normalize, max_len=max_len)  # fmt: skip
     if opts.temperature != 1.0:  # accepted so that one options dict serves ppo_loss and this one
         raise ValueError("temperature does not apply to gaussian_ppo_loss")
     _checks.floating("mean", mean)

@@ -17,6 +17,9 @@ PyTorch on ``[N]`` tensors, shared by every path, so normalization has one defin
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,6 +43,7 @@ __all__ = [
     "PpoLoss",
     "TokenLogprobs",
     "PpoOptions",
+    "takes_ppo_options",
     "ppo_loss_reference",
     "token_logprobs_reference",
     "KL_ESTIMATORS",
@@ -78,6 +82,28 @@ class PpoOptions:
         _checks.choice("normalize", self.normalize, NORMALIZATIONS)
         if self.max_len is not None:
             set_("max_len", _checks.positive_int("max_len", self.max_len))
+
+
+DEFAULT_OPTIONS = PpoOptions()
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PpoOptions))
+
+
+def takes_ppo_options(fn):
+    """``fn(..., opts=PpoOptions(...))`` called as ``fn(..., clip_low=0.2, kl_coef=0.1, ...)``: the
+    loss options are keyword arguments defined once, by :class:`PpoOptions`, and the signature
+    (``help()``, editors) lists them in place of ``opts``."""
+    sig = inspect.signature(fn)
+    options = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+               for f in dataclasses.fields(PpoOptions)]  # fmt: skip
+
+    @functools.wraps(fn)
+    def with_options(*args, **kwargs):
+        opts = PpoOptions(**{k: v for k, v in kwargs.items() if k in _OPTION_NAMES})
+        return fn(*args, opts=opts, **{k: v for k, v in kwargs.items() if k not in _OPTION_NAMES})
+
+    with_options.__signature__ = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name != "opts"] + options)
+    return with_options
 
 
 class PpoLoss(NamedTuple):
@@ -174,16 +200,11 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
     return TokenTerms(loss, logp, entropy, ratio, kl, was_clipped.to(logp.dtype))
 
 
-def ppo_loss_reference(
-    logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None, clip_low=0.2,
-    clip_high=None, dual_clip=None, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0, temperature=1.0,
-    normalize="token_mean", max_len=None,
-):  # fmt: skip
+@takes_ppo_options
+def ppo_loss_reference(logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
+                       opts: PpoOptions = DEFAULT_OPTIONS):  # fmt: skip
     """The specification of :func:`ppo_loss` (same arguments), with autograd through
     log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
-    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
-                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
-                      normalize=normalize, max_len=max_len)  # fmt: skip
     acc = _acc_dtype(logits)
     if mask is not None:  # masked tokens: inputs never used, outputs and gradients 0
         mask = mask.bool()
@@ -200,6 +221,7 @@ def ppo_loss_reference(
 # --------------------------------------------------------------------------- public ops
 
 
+@takes_ppo_options
 def ppo_loss(
     logits: torch.Tensor,
     actions: torch.Tensor,
@@ -208,15 +230,7 @@ def ppo_loss(
     *,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    temperature: float = 1.0,
-    normalize: str = "token_mean",
-    max_len: int | None = None,
+    opts: PpoOptions = DEFAULT_OPTIONS,
     validate: bool | None = None,
 ) -> PpoLoss:
     """Clipped PPO loss with a KL penalty to a reference policy and an entropy bonus.
@@ -260,9 +274,6 @@ def ppo_loss(
     Differentiable once with the native kernels (a second derivative raises); the PyTorch
     backend supports higher-order gradients.
     """
-    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
-                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
-                      normalize=normalize, max_len=max_len)  # fmt: skip
     vocab = _check_logits("logits", logits)
     tokens = _check_tokens(logits.shape[:-1], vocab, "logits", logits, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts, validate)  # fmt: skip
@@ -270,6 +281,7 @@ def ppo_loss(
     return _finish(terms, tokens, logits.shape[:-1], opts)
 
 
+@takes_ppo_options
 def ppo_loss_from_hidden(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -281,15 +293,7 @@ def ppo_loss_from_hidden(
     chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k3",
-    entropy_coef: float = 0.0,
-    temperature: float = 1.0,
-    normalize: str = "token_mean",
-    max_len: int | None = None,
+    opts: PpoOptions = DEFAULT_OPTIONS,
     validate: bool | None = None,
 ) -> PpoLoss:
     """:func:`ppo_loss` on ``logits = hidden @ weight.T + bias`` without building them: rows
@@ -300,9 +304,6 @@ def ppo_loss_from_hidden(
     accumulated in the weight's dtype, one chunk after another. Masked tokens' hidden states are
     never used (a NaN there reaches no gradient). The options are :func:`ppo_loss`'s.
     Differentiable once on every backend."""
-    opts = PpoOptions(clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, kl_coef=kl_coef,
-                      kl_estimator=kl_estimator, entropy_coef=entropy_coef, temperature=temperature,
-                      normalize=normalize, max_len=max_len)  # fmt: skip
     vocab = check_linear(hidden, weight, bias, chunk_size)
     chunk_size = default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
     tokens = _check_tokens(hidden.shape[:-1], vocab, "hidden", hidden, actions, old_logprobs, advantages,

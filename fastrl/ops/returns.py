@@ -37,6 +37,14 @@ class Advantages(NamedTuple):
     returns: torch.Tensor  # advantages + values
 
 
+def _masked_step(value, carry, mask, t):
+    """(next carry, output) of step t of a backward recurrence: a masked step outputs 0 and passes
+    the carry through unchanged."""
+    if mask is None:
+        return value, value
+    return torch.where(mask[t], value, carry), torch.where(mask[t], value, 0)
+
+
 def gae_reference(rewards, values, next_values, terminated, done, gamma, lam, mask=None):
     """GAE on time-major ``[T, ...]`` tensors with bool flags. Returns (advantages, returns).
 
@@ -49,12 +57,7 @@ def gae_reference(rewards, values, next_values, terminated, done, gamma, lam, ma
     for t in reversed(range(rewards.shape[0])):
         delta = rewards[t] + gamma * torch.where(terminated[t], 0, next_values[t]) - values[t]
         a = delta + (gamma * lam) * torch.where(done[t], 0, carry)
-        if mask is None:
-            carry = a
-        else:
-            carry = torch.where(mask[t], a, carry)
-            a = torch.where(mask[t], a, 0)
-        advantages[t] = a
+        carry, advantages[t] = _masked_step(a, carry, mask, t)
     return advantages, advantages + values
 
 
@@ -67,12 +70,7 @@ def discounted_returns_reference(rewards, done, gamma, bootstrap, mask=None):
     carry = bootstrap.clone()
     for t in reversed(range(rewards.shape[0])):
         g = rewards[t] + gamma * torch.where(done[t], 0, carry)
-        if mask is None:
-            carry = g
-        else:
-            carry = torch.where(mask[t], g, carry)
-            g = torch.where(mask[t], g, 0)
-        returns[t] = g
+        carry, returns[t] = _masked_step(g, carry, mask, t)
     return returns
 
 
