@@ -10,6 +10,7 @@
 """
 
 import contextlib
+import importlib
 import os
 import pathlib
 import subprocess
@@ -58,25 +59,24 @@ def pytest_collection_modifyitems(config, items):
 
 
 @contextlib.contextmanager
+def _set_for_body(get, set_, value):
+    """Runs the body with ``set_(value)``, restoring ``get()``'s value from before."""
+    previous = get()
+    set_(value)
+    try:
+        yield
+    finally:
+        set_(previous)
+
+
 def backend(name: str):
     """Runs the body with ``fastrl.set_backend(name)``, restoring the previous backend."""
-    previous = _native.get_backend()
-    _native.set_backend(name)
-    try:
-        yield
-    finally:
-        _native.set_backend(previous)
+    return _set_for_body(_native.get_backend, _native.set_backend, name)
 
 
-@contextlib.contextmanager
 def threads(n: int):
     """Runs the body with ``torch.set_num_threads(n)``, restoring the previous count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return _set_for_body(torch.get_num_threads, torch.set_num_threads, n)
 
 
 @pytest.fixture(name="backend", params=BACKENDS)
@@ -129,3 +129,14 @@ def run_with_baseline_cpu_kernels(script: str, out: pathlib.Path):
     check = "from fastrl import _native\nassert not _native.build_info['avx2'], 'child runs AVX2'\n"
     subprocess.run([sys.executable, "-c", check + script, str(out)], cwd=root, env=env, check=True)
     return torch.load(out)
+
+
+def here_and_on_baseline_kernels(module: str, function: str, tmp_path: pathlib.Path, setup: str = ""):
+    """``(here, baseline)``: the list ``module.function()`` returns in this process and in one on
+    the baseline kernels (:func:`run_with_baseline_cpu_kernels`, after the Python ``setup``),
+    checked to be of the same length."""
+    script = f"import sys, torch\nfrom {module} import {function}\n{setup}torch.save({function}(), sys.argv[1])\n"
+    baseline = run_with_baseline_cpu_kernels(script, tmp_path / "baseline.pt")
+    here = getattr(importlib.import_module(module), function)()
+    assert len(here) == len(baseline)
+    return here, baseline

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from fastrl import _native, cli
-from fastrl.algos import ALGOS, DQN, PPO, DQNConfig, PPOConfig
+from fastrl.algos import ALGOS, PPO, PPOConfig
 from fastrl.algos.defaults import tuned_defaults
 from fastrl.envs import NATIVE_ENVS
 
@@ -125,25 +125,18 @@ def test_ppo_solves_cartpole():
 
 
 @pytest.mark.slow
-def test_dqn_solves_cartpole():
+@pytest.mark.parametrize(("algo", "env_id", "episodes", "threshold"), [
+    ("dqn", "CartPole-v1", 100, 475),  # solved
+    ("ppo", "Pendulum-v1", 20, -200),
+])  # fmt: skip
+def test_greedy_return_after_training(algo, env_id, episodes, threshold):
     def train_and_score(seed):
-        t = DQN(DQNConfig(**tuned_defaults("dqn", "CartPole-v1"), seed=seed))
+        t = ALGOS[algo](ALGOS[algo].Config(**tuned_defaults(algo, env_id), seed=seed))
         t.train()
-        return (mean(t.evaluate(100)),)
+        return (mean(t.evaluate(episodes)),)
 
     (greedy,) = median_over_seeds(train_and_score)
-    assert greedy >= 475, f"median greedy return over seeds {SEEDS}: {greedy}"
-
-
-@pytest.mark.slow
-def test_ppo_pendulum():
-    def train_and_score(seed):
-        t = PPO(PPOConfig(**tuned_defaults("ppo", "Pendulum-v1"), seed=seed))
-        t.train()
-        return (mean(t.evaluate(20)),)
-
-    (greedy,) = median_over_seeds(train_and_score)
-    assert greedy >= -200, f"median greedy return over seeds {SEEDS}: {greedy}"
+    assert greedy >= threshold, f"{algo} on {env_id}: median greedy return over seeds {SEEDS}: {greedy}"
 
 
 def test_cli_info_reports_the_build(capsys):

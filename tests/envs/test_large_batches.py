@@ -21,7 +21,7 @@ import torch
 
 import fastrl.envs as fenvs
 from fastrl import _native
-from tests.conftest import backend, requires_native, run_with_baseline_cpu_kernels, threads
+from tests.conftest import backend, here_and_on_baseline_kernels, requires_native, threads
 from tests.envs.helpers import ENV_CASES, sample_actions, to_torch_actions
 
 pytestmark = requires_native
@@ -155,13 +155,6 @@ def _digests() -> list[tuple[str, str]]:
 
 
 def test_baseline_cpu_build_matches_avx2_on_large_batches(tmp_path):
-    script = (
-        "import sys, torch\n"
-        "from tests.envs.test_large_batches import large_rollout_digests\n"
-        "torch.save(large_rollout_digests(), sys.argv[1])\n"
-    )
-    baseline = run_with_baseline_cpu_kernels(script, tmp_path / "baseline.pt")
-    got = large_rollout_digests()
-    assert len(got) == len(baseline)
+    got, baseline = here_and_on_baseline_kernels(__name__, "large_rollout_digests", tmp_path)
     differ = [what for (what, a), (_, b) in zip(got, baseline) if a != b]
     assert not differ, f"{len(differ)} outputs differ, first: {differ[:5]}"

@@ -29,6 +29,7 @@ from fastrl.envs.rng import reset_uniforms, step_uniforms
 from tests.conftest import backend as use_backend
 from tests.conftest import requires_native
 from tests.envs.minatar_package import extract, inject, package_env
+from tests.envs.test_vector import compiled_rollout_matches_eager
 
 
 def breakout_starts(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -345,18 +346,10 @@ def test_compiled_step_matches_eager(mode):
             outs.append(torch.cat([obs.flatten().float(), reward, term.float(), info["episode"]["r"]]))
         return torch.stack(outs)
 
-    torch._dynamo.reset()
     g = torch.Generator().manual_seed(0)
     actions = [torch.randint(0, 3, (6,), generator=g) for _ in range(40)]
-    eager, compiled = (fenvs.make("MinAtar/Breakout-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=25)
-                       for _ in range(2))
-    eager.reset()
-    compiled.reset()
-    want = rollout(eager, actions)
-    got = torch.compile(rollout, fullgraph=True)(compiled, actions)
-    assert torch.equal(got, want)
-    for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
-        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    make = lambda: fenvs.make("MinAtar/Breakout-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=25)
+    compiled = compiled_rollout_matches_eager(make, rollout, actions)
     t = compiled._op_tensors()
     torch.library.opcheck(torch.ops.fastrl.minatar_step, (compiled.spec_.id, *[x.clone() for x in t],
                           actions[0], compiled._param_list, 25, mode == "same_step"))

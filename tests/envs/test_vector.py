@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import fastrl.envs as fenvs
 from fastrl import _native
-from tests.conftest import requires_native, run_with_baseline_cpu_kernels
+from tests.conftest import here_and_on_baseline_kernels, requires_native
 from tests.envs.helpers import gym_state, inject, sample_actions, to_torch_actions
 
 
@@ -234,15 +234,8 @@ def test_bad_actions_raise_before_stepping(backend):
 def test_baseline_cpu_build_matches_avx2(tmp_path):
     """ATEN_CPU_CAPABILITY=default turns off the AVX2 build of the step loop: the baseline build
     (what a CPU without AVX2 runs) gives bit-identical trajectories in a fresh process."""
-    script = (
-        "import sys, torch\n"
-        "from tests.envs.test_vector import bad_actions_raise, rollout_all_envs\n"
-        "bad_actions_raise()\n"
-        "torch.save(rollout_all_envs(), sys.argv[1])\n"
-    )
-    baseline = run_with_baseline_cpu_kernels(script, tmp_path / "baseline.pt")
-    got = rollout_all_envs()
-    assert len(got) == len(baseline)
+    setup = f"from {__name__} import bad_actions_raise\nbad_actions_raise()\n"
+    got, baseline = here_and_on_baseline_kernels(__name__, "rollout_all_envs", tmp_path, setup)
     for a, b in zip(got, baseline):
         assert a.dtype == b.dtype and torch.equal(a, b)
 
@@ -259,10 +252,17 @@ def test_compiled_step_matches_eager(mode):
             outs.append(torch.cat([obs.flatten(), reward, term.float(), info["episode"]["r"]]))
         return torch.stack(outs)
 
-    torch._dynamo.reset()
     g = torch.Generator().manual_seed(0)
     actions = [torch.randint(0, 2, (6,), generator=g) for _ in range(12)]
-    eager, compiled = (fenvs.make("CartPole-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=7) for _ in range(2))
+    make = lambda: fenvs.make("CartPole-v1", 6, seed=1, autoreset_mode=mode, max_episode_steps=7)
+    compiled_rollout_matches_eager(make, rollout, actions)
+
+
+def compiled_rollout_matches_eager(make_env, rollout, actions):
+    """``rollout(env, actions)`` compiled with fullgraph=True gives the outputs and the final env
+    state of the eager run, each on a fresh ``make_env()``; returns the compiled run's env."""
+    torch._dynamo.reset()
+    eager, compiled = make_env(), make_env()
     eager.reset()
     compiled.reset()
     want = rollout(eager, actions)
@@ -270,6 +270,7 @@ def test_compiled_step_matches_eager(mode):
     assert torch.equal(got, want)
     for a, b in zip(eager.state_dict().values(), compiled.state_dict().values()):
         assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    return compiled
 
 
 @pytest.mark.parametrize("copy_env", [copy.deepcopy, lambda env: pickle.loads(pickle.dumps(env))])

@@ -126,6 +126,19 @@ def _time_major(x, dim, dtype=None):
     return (x != 0) if dtype is None else x.to(dtype)
 
 
+def _changed(make_args):
+    """``good(**change)`` of an op's bad inputs: a ``make(device)`` giving ``make_args(device)``
+    with ``change`` applied (a callable maps the good value, anything else replaces it)."""
+    def good(**change):
+        def make(d):
+            args = make_args(d)
+            return {k: fn(args.get(k)) if callable(fn) else fn for k, fn in dict(args, **change).items()}
+
+        return make
+
+    return good
+
+
 def _compute_dtype(*xs):
     return torch.float64 if any(x.dtype == torch.float64 for x in xs) else torch.float32
 
@@ -222,13 +235,11 @@ def _gae_samples():
 
 
 def _gae_bad_inputs():
-    def good(**change):
-        def make(d):
-            r, v, nv, term, done = make_rollout(8, (4,), device=d)
-            args = dict(rewards=r, values=v, next_values=nv, terminated=term, done=done, gamma=GAMMA, lam=LAM)
-            return {k: fn(args[k]) if callable(fn) else fn for k, fn in dict(args, **change).items()}
+    def args(d):
+        r, v, nv, term, done = make_rollout(8, (4,), device=d)
+        return dict(rewards=r, values=v, next_values=nv, terminated=term, done=done, gamma=GAMMA, lam=LAM)
 
-        return make
+    good = _changed(args)
 
     return (
         BadInput("int_rewards", good(rewards=lambda x: x.long()), TypeError, "rewards", "must be a floating"),
@@ -348,13 +359,11 @@ def _returns_samples():
 
 
 def _returns_bad_inputs():
-    def good(**change):
-        def make(d):
-            r, _, _, _, done = make_rollout(8, (4,), device=d)
-            args = dict(rewards=r, done=done, gamma=GAMMA)
-            return {k: fn(args.get(k)) if callable(fn) else fn for k, fn in dict(args, **change).items()}
+    def args(d):
+        r, _, _, _, done = make_rollout(8, (4,), device=d)
+        return dict(rewards=r, done=done, gamma=GAMMA)
 
-        return make
+    good = _changed(args)
 
     return (
         BadInput("int_rewards", good(rewards=lambda x: x.long()), TypeError, "rewards", "must be a floating"),
@@ -407,14 +416,9 @@ def _next_values_samples():
 
 
 def _next_values_bad_inputs():
-    def good(**change):
-        def make(d):
-            args = dict(values=torch.zeros(4, 3, device=d), last_value=torch.zeros(3, device=d),
-                        final_values=torch.zeros(4, 3, device=d), final_mask=torch.zeros(4, 3, dtype=torch.bool,
-                                                                                         device=d))  # fmt: skip
-            return dict(args, **change)
-
-        return make
+    good = _changed(lambda d: dict(values=torch.zeros(4, 3, device=d), last_value=torch.zeros(3, device=d),
+                                   final_values=torch.zeros(4, 3, device=d),
+                                   final_mask=torch.zeros(4, 3, dtype=torch.bool, device=d)))
 
     return (
         BadInput("0-dim_values", good(values=torch.tensor(1.0)), ValueError, "values", "must have a time dimension"),
@@ -731,12 +735,7 @@ def _from_hidden_samples():
 
 
 def _from_hidden_bad_inputs():
-    def good(**change):
-        def make(d):
-            args = _hidden_inputs((2, 3), 4, 5, seed=0)(d)
-            return dict(args, **change)
-
-        return make
+    good = _changed(_hidden_inputs((2, 3), 4, 5, seed=0))
 
     return (
         BadInput("int_hidden", good(hidden=torch.zeros(2, 3, 4, dtype=torch.long)), TypeError, "hidden",
@@ -779,13 +778,12 @@ def _value_samples():
 
 
 def _value_bad_inputs():
-    def good(**change):
-        def make(d):
-            g = torch.Generator().manual_seed(0)
-            v, old, ret = (torch.randn(5, generator=g).to(d) for _ in range(3))
-            return dict(dict(values=v, old_values=old, returns=ret), **change)
+    def args(d):
+        g = torch.Generator().manual_seed(0)
+        v, old, ret = (torch.randn(5, generator=g).to(d) for _ in range(3))
+        return dict(values=v, old_values=old, returns=ret)
 
-        return make
+    good = _changed(args)
 
     return (
         # [N, 1] against [N] used to broadcast to [N, N] and answer a wrong number.
@@ -845,11 +843,7 @@ def _gaussian_samples():
 
 
 def _gaussian_bad_inputs():
-    def good(**change):
-        def make(device):
-            return dict(_gaussian_inputs()(device), **change)
-
-        return make
+    good = _changed(_gaussian_inputs())
 
     return (
         BadInput("int_mean", good(mean=torch.zeros(4, 2, dtype=torch.long)), TypeError, "mean", "must be a floating"),

@@ -22,16 +22,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastrl.ops import (
-    discounted_returns,
-    gae,
-    gaussian_ppo_loss,
-    ppo_loss,
-    ppo_loss_from_hidden,
-    rollout_next_values,
-    token_logprobs,
-    value_loss,
-)
+from fastrl import ops
 from fastrl.ops.ppo_loss import (
     KL_ESTIMATORS,
     NORMALIZATIONS,
@@ -143,7 +134,7 @@ def test_gae_native_is_the_reference_bit_for_bit(case):
     r, v, nv = (batch_major(x, dim, lay[i]) for i, x in enumerate(case["tensors"]))
     term, done, mask = (batch_major(case[k], dim, lay[3 + i]) for i, k in enumerate(["terminated", "done", "mask"]))
     with backend("native"):
-        adv, ret = gae(r, v, nv, term, done, case["gamma"], case["lam"], mask=mask, time_dim=dim)
+        adv, ret = ops.gae(r, v, nv, term, done, case["gamma"], case["lam"], mask=mask, time_dim=dim)
     # The reference on time-major, contiguous copies in the compute dtype (float32 for half).
     compute = torch.float64 if torch.float64 in (r.dtype, v.dtype, nv.dtype) else torch.float32
     tm = [x.movedim(dim, 0).to(compute).contiguous() for x in (r, v, nv)]
@@ -163,7 +154,7 @@ def test_discounted_returns_native_is_the_reference_bit_for_bit(case):
     boot = case["bootstrap"]
     boot = None if boot is None else with_layout(boot, lay[4])
     with backend("native"):
-        out = discounted_returns(r, done, case["gamma"], bootstrap=boot, mask=mask, time_dim=dim)
+        out = ops.discounted_returns(r, done, case["gamma"], bootstrap=boot, mask=mask, time_dim=dim)
     compute = torch.float64 if torch.float64 in (r.dtype, getattr(boot, "dtype", None)) else torch.float32
     r_tm = r.movedim(dim, 0).to(compute)
     done_tm = torch.zeros(r_tm.shape, dtype=torch.bool) if done is None else done.movedim(dim, 0).bool()
@@ -193,11 +184,11 @@ def test_returns_errors(case, error):
                 mask=flags(torch.Generator(), r.shape, 1.0, "bool"), gamma=case["gamma"], lam=case["lam"])  # fmt: skip
     mutate(args)
     with pytest.raises(error_type, match=match):
-        gae(**args)
+        ops.gae(**args)
     if error not in ("values shape", "lam"):  # the same checks in discounted_returns
         del args["values"], args["next_values"], args["terminated"], args["lam"]
         with pytest.raises(error_type, match=match):
-            discounted_returns(**args)
+            ops.discounted_returns(**args)
 
 
 @given(rollouts(), st.booleans())
@@ -210,7 +201,7 @@ def test_rollout_next_values_shifts_time(case, with_final):
     last = with_layout(case["tensors"][1][0] if case["shape"][0] else randn(g, case["shape"][1:]), lay[1])
     final = batch_major(case["tensors"][2], dim, lay[2]) if with_final else None
     final_mask = batch_major(case["done"], dim, lay[3]) if with_final else None
-    got = rollout_next_values(values, last, final_values=final, final_mask=final_mask, time_dim=dim)
+    got = ops.rollout_next_values(values, last, final_values=final, final_mask=final_mask, time_dim=dim)
     v_tm = values.movedim(dim, 0)
     want = torch.empty_like(v_tm)
     for t in range(v_tm.shape[0]):
@@ -219,7 +210,7 @@ def test_rollout_next_values_shifts_time(case, with_final):
             want[t] = torch.where(final_mask.movedim(dim, 0)[t], final.movedim(dim, 0)[t].to(v_tm.dtype), want[t])
     assert_same_bits(got, want.movedim(0, dim))
     with pytest.raises(ValueError, match="last_value must have the batch shape"):
-        rollout_next_values(values, last[..., None, None], time_dim=dim)
+        ops.rollout_next_values(values, last[..., None, None], time_dim=dim)
 
 
 # --------------------------------------------------------------------------- the PPO loss on logits
@@ -317,7 +308,7 @@ def test_ppo_loss_native_matches_reference(tokens, options, dtype, layout, nan_r
             for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask")}  # fmt: skip
 
     with backend("native"):
-        loss, stats = ppo_loss(logits, **args, **options)
+        loss, stats = ops.ppo_loss(logits, **args, **options)
         grads = torch.autograd.grad(upstream * loss, base)
     want = ppo_loss_reference(logits, **args, **options)
     want_grads = torch.autograd.grad(upstream * want[0], base)
@@ -347,7 +338,7 @@ def test_ppo_loss_errors(tokens, error):
     args = {k: tokens[k] for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask")}
     mutate(args, tokens["vocab"])
     with pytest.raises(error_type, match=match):
-        ppo_loss(logits, **args)
+        ops.ppo_loss(logits, **args)
 
 
 # --------------------------------------------------------------------------- token log-probs
@@ -373,7 +364,7 @@ def test_token_logprobs_native_matches_reference(tokens, dtype, layout, nan_row,
     w = w.to(torch.float64 if dtype == torch.float64 else torch.float32)
 
     with backend("native"):
-        logp, entropy = token_logprobs(logits, acts, mask=mask, temperature=temperature)
+        logp, entropy = ops.token_logprobs(logits, acts, mask=mask, temperature=temperature)
         out = (w[0] * logp + w[1] * entropy).sum()
         got, grads = (out, {"logp": logp, "entropy": entropy}), torch.autograd.grad(out, base)
     logp, entropy = masked_reference_logprobs(logits, acts, mask, temperature)
@@ -411,7 +402,7 @@ def test_ppo_loss_from_hidden_native_matches_reference(data):
     params = [p for p in (leaf, weight, bias) if p is not None]
 
     def native():
-        loss, stats = ppo_loss_from_hidden(hidden(), weight, bias=bias, chunk_size=chunk_size, **args, **options)
+        loss, stats = ops.ppo_loss_from_hidden(hidden(), weight, bias=bias, chunk_size=chunk_size, **args, **options)
         return (loss, stats), torch.autograd.grad(loss, params)
 
     results = on_both_backends(native)
@@ -425,7 +416,7 @@ def test_ppo_loss_from_hidden_native_matches_reference(data):
         assert_loss_matches(got[0], want, got[1], want_grads, acc)
 
     def logprobs():
-        return token_logprobs(hidden(), args["actions"], weight=weight, bias=bias, mask=args["mask"],
+        return ops.token_logprobs(hidden(), args["actions"], weight=weight, bias=bias, mask=args["mask"],
                               chunk_size=chunk_size)  # fmt: skip
 
     logp_ref, entropy_ref = masked_reference_logprobs(F.linear(used, weight, bias), args["actions"], args["mask"], 1.0)
@@ -455,7 +446,7 @@ def test_value_loss_matches_scalar_loop(data):
     v = with_layout(v.requires_grad_(), data.draw(st.sampled_from(LAYOUTS)))
     mask = flags(g, shape, 0.6, data.draw(st.sampled_from(["bool", "int"]))) if data.draw(st.booleans()) else None
     clip = data.draw(st.sampled_from([None, 0.0, 0.2]))
-    loss = value_loss(v, old, ret, clip=clip, mask=mask)
+    loss = ops.value_loss(v, old, ret, clip=clip, mask=mask)
 
     total, count = 0.0, 0
     for i in range(v.numel()):
@@ -473,7 +464,7 @@ def test_value_loss_matches_scalar_loop(data):
     if mask is not None:
         assert (grad[~mask.bool()] == 0).all()  # never NaN, whatever is there
     with pytest.raises(ValueError, match="returns must have the shape of values"):
-        value_loss(v, old, ret[..., None], mask=mask)
+        ops.value_loss(v, old, ret[..., None], mask=mask)
 
 
 def exp(x):
@@ -519,13 +510,15 @@ def test_gaussian_ppo_loss_matches_scalar_loop(tokens, options, dims, std_shape,
     log_std = 0.5 * randn(g, (*batch, dims) if std_shape == "full" else (dims,), dtype)
     actions = with_layout(randn(g, (*batch, dims), dtype), layout)
     mask, masked = tokens["mask"], tokens["masked"]
-    # Anything at all in masked tokens' Gaussian inputs, too.
-    mean_in = torch.where(masked.unsqueeze(-1), randn(g, mean.shape, dtype, nonfinite=1.0), mean)
+    # Anything at all in masked tokens' Gaussian inputs, too; finite with the "expanded" layout, whose
+    # rows are all the first one: a masked first row would put its inf or NaN in valid tokens.
+    garbage = randn(g, mean.shape, dtype, nonfinite=0.0 if layout == "expanded" else 1.0)
+    mean_in = torch.where(masked.unsqueeze(-1), garbage, mean)
     if std_shape == "full":
         log_std = torch.where(masked.unsqueeze(-1), randn(g, mean.shape, dtype, nonfinite=1.0), log_std)
     args = {k: tokens[k].to(dtype) for k in ("old_logprobs", "advantages", "ref_logprobs")}
     mean_in = with_layout(mean_in, layout)
-    loss, stats = gaussian_ppo_loss(mean_in, log_std, actions, mask=mask, **args, **options)
+    loss, stats = ops.gaussian_ppo_loss(mean_in, log_std, actions, mask=mask, **args, **options)
 
     seq_len = batch[-1] if batch else 1
     flat = lambda x: x.detach().reshape(-1).tolist()  # noqa: E731

@@ -1,8 +1,11 @@
 """A tiny policy and reward model for trainer smoke tests."""
 
+import math
+
 import torch
 
 from fastrl.nn.gpt import GPT, GPTConfig
+from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.tokenizer import CharTokenizer
 
@@ -22,6 +25,20 @@ def snapshot(model):
 
 def same_state(model, state):
     return all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def check_three_steps(trainer, policy, prompts):
+    """Three steps of ``trainer`` on ``prompts``: the first has KL 0 (the policy starts as the
+    reference), every metric is finite, the reference stays frozen, the policy and its KL move."""
+    reference, start = snapshot(trainer.reference), snapshot(policy)
+    ids, mask = encode_prompts(prompts, TOK)
+    history = [trainer.step(ids, mask)[0] for _ in range(3)]
+    assert history[0]["kl"].item() == 0.0
+    for metrics in history:
+        assert all(math.isfinite(v.item()) for v in metrics.values())
+    assert same_state(trainer.reference, reference)
+    assert not same_state(policy, start)
+    assert history[-1]["kl"].item() != 0.0
 
 
 def eager_to_stop(policy, eos_logit=1.5):

@@ -14,7 +14,7 @@ import fastrl.rlhf.grpo as grpo
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer, group_advantages
-from tests.rlhf._tiny import PROMPTS, TOK, Spy, eager_to_stop, same_state, snapshot, tiny_models
+from tests.rlhf._tiny import PROMPTS, TOK, Spy, check_three_steps, eager_to_stop, tiny_models
 
 
 def test_group_advantages_by_hand():
@@ -157,16 +157,7 @@ def test_trainer_runs_a_few_steps_on_a_tiny_model(normalize):
     policy, reward_model = tiny_models()
     cfg = GRPOConfig(prompts_per_step=4, group_size=4, max_new_tokens=6, learning_rate=1e-2, normalize=normalize)
     trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
-    reference = snapshot(trainer.reference)
-    start = snapshot(policy)
-    ids, mask = encode_prompts(PROMPTS, TOK)
-    history = [trainer.step(ids, mask)[0] for _ in range(3)]
-    assert history[0]["kl"].item() == 0.0
-    for metrics in history:
-        assert all(math.isfinite(v.item()) for v in metrics.values())
-    assert same_state(trainer.reference, reference)
-    assert not same_state(policy, start)
-    assert history[-1]["kl"].item() != 0.0
+    check_three_steps(trainer, policy, PROMPTS)
 
 
 def test_group_size_must_allow_a_comparison():

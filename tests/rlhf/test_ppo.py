@@ -19,7 +19,7 @@ from fastrl.rlhf.ppo import (
     token_gae,
 )
 from fastrl.rlhf.rollout import response_values
-from tests.rlhf._tiny import PROMPTS, TOK, Spy, eager_to_stop, same_state, snapshot, tiny_models
+from tests.rlhf._tiny import PROMPTS, TOK, Spy, check_three_steps, eager_to_stop, tiny_models
 
 
 def _padded_batch():
@@ -72,16 +72,7 @@ def test_trainer_runs_a_few_steps_on_a_tiny_model():
     policy, reward_model = tiny_models()
     cfg = RLHFPPOConfig(batch_size=8, max_new_tokens=6, learning_rate=1e-2)
     trainer = PPOTrainer(policy, reward_model, TOK, cfg)
-    reference = snapshot(trainer.reference)
-    start = snapshot(policy)
-    ids, mask = encode_prompts(PROMPTS * 2, TOK)
-    history = [trainer.step(ids, mask)[0] for _ in range(3)]
-    assert history[0]["kl"].item() == 0.0  # the policy starts as the reference
-    for metrics in history:
-        assert all(math.isfinite(v.item()) for v in metrics.values())
-    assert same_state(trainer.reference, reference)
-    assert not same_state(policy, start)
-    assert history[-1]["kl"].item() != 0.0
+    check_three_steps(trainer, policy, PROMPTS * 2)
 
 
 def test_trainer_rejects_a_tokenizer_the_model_cannot_embed():
