@@ -222,7 +222,8 @@ def prepare(cfg: DemoConfig) -> Prepared:
     torch.manual_seed(cfg.seed)
     policy = GPT(cfg.model).to(device)
     with tqdm(total=cfg.sft_steps, desc="sft", leave=False) as bar:
-        train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_learning_rate, cfg.seed, bar.update)
+        train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_learning_rate, cfg.seed,
+                  bar.update)
     sft_score, _ = evaluate(policy, policy, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed)
 
     pairs = label_pairs(policy, prompts(cfg.preference_prompts, cfg.seed + 1), cfg.max_new_tokens, cfg.seed)
