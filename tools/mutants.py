@@ -74,7 +74,7 @@ _NOT_SLOW = ["-m", "not slow"]  # the learning runs take minutes each and test l
 # sampling, then the trainers' targets, returns and losses.
 PRESETS = [
     Target("returns-reference", "fastrl/ops/returns.py",
-           ["gae_reference", "discounted_returns_reference", "rollout_next_values"],
+           ["_masked_step", "gae_reference", "discounted_returns_reference", "rollout_next_values"],
            ["tests/ops/test_opinfo.py", "tests/ops/test_returns.py", "tests/ops/test_properties.py"]),
     Target("ppo-reference", "fastrl/ops/ppo_loss.py",
            ["token_logprobs_reference", "clipped_pg_reference", "ppo_terms_reference", "ppo_loss_reference",
