@@ -107,10 +107,20 @@ def test_nested_flags_change_only_their_field(tmp_path, no_demo_run):
     assert cfg.sft_steps == default.sft_steps and cfg.grpo.group_size == default.grpo.group_size
 
 
+def test_an_optional_field_takes_none(tmp_path, no_demo_run):
+    assert demo.DemoConfig().ppo.target_kl is not None and demo.DemoConfig().cpu_threads is not None
+    argv = ["rlhf", "demo", "--out", str(tmp_path / "run"), "--ppo-target-kl", "none", "--cpu-threads", "None",
+            "--ppo-value-clip", "0.5"]
+    assert cli.main(argv) == 0
+    (cfg,) = no_demo_run
+    assert cfg.ppo.target_kl is None and cfg.cpu_threads is None and cfg.ppo.value_clip == 0.5
+
+
 @pytest.mark.parametrize(("argv", "names"), [
     (["rlhf", "demo", "--ppo-batch-size", "many"], ["--ppo-batch-size", "invalid int value: 'many'"]),
     (["rlhf", "demo", "--algo", "dqn"], ["--algo", "invalid choice: 'dqn'"]),
     (["train", "ppo", "--num-envs", "four"], ["--num-envs", "invalid int value: 'four'"]),
+    (["train", "ppo", "--target-return", "high"], ["--target-return", "invalid float value: 'high'"]),
     (["train", "ppo", "--env-kwargs", "[1]"], ["--env-kwargs must be a JSON object"]),
 ])  # fmt: skip
 def test_a_value_of_the_wrong_type_is_an_error_naming_the_flag(capsys, no_demo_run, argv, names):
@@ -142,7 +152,7 @@ def test_a_value_out_of_range_is_one_line_naming_the_field(tmp_path, capsys, no_
 def test_eval_export_and_info_help(capsys):
     text = help_text(capsys, "eval")  # flags generated from EvalOptions
     assert "checkpoint" in text and "--episodes INT Episodes to run. (default: 100; > 0)" in text
-    assert "--seed INT Evaluation seed" in text and "--device STR" in text
+    assert "--seed INT|none Evaluation seed" in text and "--device STR|none" in text
     assert all(flag in help_text(capsys, "export") for flag in ("checkpoint", "--out"))
     assert help_text(capsys, "info").startswith("usage: fastrl info [-h]")
 

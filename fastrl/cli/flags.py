@@ -53,14 +53,25 @@ def _json_object(name: str):
     return parse
 
 
+def _or_none(base: type):
+    """argparse type of an optional field (``X | None``): ``none`` is None, anything else an X."""
+
+    def parse(text: str):
+        return None if text.lower() == "none" else base(text)
+
+    parse.__name__ = base.__name__  # argparse names the type in its error: "invalid float value"
+    return parse
+
+
 def _nested(kind) -> bool:
     return isinstance(kind, type) and dataclasses.is_dataclass(kind)
 
 
 def add_config_flags(parser, config_cls: type, tuned: dict | None = None, *, prefix: str = "",
                      defaults=None) -> None:
-    """One flag per field of ``config_cls``. Defaults are None so that only flags the user typed
-    override the config; the help shows the default (of ``defaults``, an instance, when given:
+    """One flag per field of ``config_cls``. A flag the user did not type sets nothing (argparse's
+    SUPPRESS), so that only typed flags override the config; an optional field's flag takes
+    ``none`` for None. The help shows the default (of ``defaults``, an instance, when given:
     a nested config's default is its parent's). ``tuned``: env id -> the values tuned for it (a
     tuned value replaces the default for that env), shown in each flag's help. A nested config
     gets a group of flags ``--<field>-<its field>``. The flags of renamed fields are hidden and
@@ -91,18 +102,20 @@ def add_config_flags(parser, config_cls: type, tuned: dict | None = None, *, pre
         per_env = f"; tuned: {per_env}" if per_env else ""
         help_ = f"{docs.get(f.name, '')} (default: {default}{per_env}{allowed})"
         args = typing.get_args(kind)
+        unset = argparse.SUPPRESS
         if kind is bool:
-            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            parser.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=unset, help=help_)
         elif typing.get_origin(kind) is dict:
-            parser.add_argument(flag(name), dest=name, type=_json_object(flag(name)), default=None, help=help_,
+            parser.add_argument(flag(name), dest=name, type=_json_object(flag(name)), default=unset, help=help_,
                                 metavar="JSON")
         elif typing.get_origin(kind) is tuple:
-            parser.add_argument(flag(name), dest=name, type=args[0], nargs="+", default=None, help=help_)
+            parser.add_argument(flag(name), dest=name, type=args[0], nargs="+", default=unset, help=help_)
         else:
             base = next((a for a in args if a is not type(None)), kind)  # X | None -> X
             choices = rule if isinstance(rule, tuple) else None
-            parser.add_argument(flag(name), dest=name, type=base, default=None, help=help_, choices=choices,
-                                metavar=base.__name__.upper() if choices is None else None)
+            metavar = None if choices else base.__name__.upper() + ("|none" if type(None) in args else "")
+            parser.add_argument(flag(name), dest=name, type=_or_none(base) if type(None) in args else base,
+                                default=unset, help=help_, choices=choices, metavar=metavar)
     parser.set_defaults(renamed_flag=None)
     for old, new in renamed_fields(config_cls).items():
         parser.add_argument(flag(prefix + old), action=_RenamedFlag, const=flag(prefix + new), nargs="*",
@@ -126,7 +139,7 @@ def flag_values(args: argparse.Namespace, config_cls: type, *, prefix: str = "")
             nested = flag_values(args, hints[f.name], prefix=name + ".")
             if nested:
                 values[f.name] = nested
-        elif getattr(args, name) is not None:
+        elif hasattr(args, name):  # typed on the command line
             values[f.name] = getattr(args, name)
     return values
 
