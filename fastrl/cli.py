@@ -372,11 +372,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("train", "eval", "export"):
         return args.func(args)
+    from fastrl import distributed
     from fastrl.algos.common import TrainingDiverged
     from fastrl.utils.checkpoint import CheckpointError
     from fastrl.utils.config import ConfigError
     from fastrl.utils.rundir import RunDirError
 
+    if distributed.launched_rank() != 0:  # under torchrun rank 0 alone reports; errors still reach stderr
+        sys.stdout = open(__import__("os").devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         return args.func(args)
     except (UsageError, ConfigError, CheckpointError, RunDirError) as e:
@@ -388,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nfastrl {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()  # leave the process group (torchrun): a clean exit
 
 
 def _one_line(e: BaseException) -> str:

@@ -392,6 +392,9 @@ class Trainer:
         bad = [k for k in metrics if k not in self.may_be_nan and not math.isfinite(row[k])]
         if bad:
             quantities = ", ".join(f"{k} = {row[k]}" for k in bad)
+            weights = self._non_finite_state()  # the cause, when the weights themselves went bad
+            if weights is not None:
+                quantities += f"; {weights} holds NaN or Inf"
             raise TrainingDiverged(f"training diverged at step {self.global_step}: {quantities}{self._kept_note()}")
 
     def _kept_note(self) -> str:
