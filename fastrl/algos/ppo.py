@@ -128,7 +128,8 @@ class PPO(OnPolicyTrainer):
             if idx.numel():
                 out.append((idx, None, idx.numel() * self.world.size / mb))
             else:  # none of this minibatch is here: one masked row, weight 0 (the rank still joins)
-                out.append((local[:1], torch.zeros(1, dtype=torch.bool, device=self.device), 0.0))
+                row = torch.zeros(1, dtype=torch.long, device=self.device)  # its first sample, masked
+                out.append((row, torch.zeros(1, dtype=torch.bool, device=self.device), 0.0))
         return out
 
     def _update(self, b, advantages, returns) -> dict[str, torch.Tensor]:

@@ -23,6 +23,10 @@ CONFIGS = {
     "ppo-continuous": ("ppo", dict(env_id="Pendulum-v1", num_envs=4, num_steps=8, num_minibatches=4, epochs=1,
                                    total_steps=64, hidden=(16,), normalize_obs=True,
                                    env_kwargs={"max_episode_steps": 10}, seed=5)),
+    # minibatches of one sample: in each, one rank has no rows at all and must still join the step
+    "ppo-empty-shares": ("ppo", dict(env_id="CartPole-v1", num_envs=2, num_steps=2, num_minibatches=4, epochs=2,
+                                     total_steps=24, hidden=(16,), normalize_advantages=False,
+                                     env_kwargs={"max_episode_steps": 3}, seed=6)),
     "a2c": ("a2c", dict(env_id="CartPole-v1", num_envs=4, num_steps=5, total_steps=60, hidden=(16,),
                         normalize_advantages=True, entropy_coef=0.01, seed=1)),
     # no baseline: Monte-Carlo returns, so each rank holds a different number of valid steps
