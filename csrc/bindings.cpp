@@ -35,10 +35,10 @@ TORCH_LIBRARY(fastrl, m) {
   // Batched environments, stepped in place: state [S, N] SoA, per-env counters [N]; `params` are
   // the env's keyword arguments in the order of its kParams (core/envs/<env>.h, _C.native_envs).
   m.def("env_reset(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
-        "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, float[] params) -> Tensor obs");
+        "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, float[] params, int first_env=0) -> Tensor obs");
   m.def("env_step(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
         "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, Tensor action, float[] params, "
-        "int max_episode_steps, bool same_step) -> (Tensor obs, Tensor reward, Tensor terminated, "
+        "int max_episode_steps, bool same_step, int first_env=0) -> (Tensor obs, Tensor reward, Tensor terminated, "
         "Tensor truncated, Tensor done, Tensor final_obs, Tensor final_return, Tensor final_length)");
   // logits [N, V] (half/bfloat16/float/double, any strides), actions int64 [N], mask bool [N];
   // per-token tensors [N] in float32 (float64 for float64 logits). Math: core/ppo_loss.h.

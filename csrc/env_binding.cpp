@@ -34,19 +34,20 @@ using EnvStepFn = decltype(env_step<void>);
 class EnvBinding {
  public:
   EnvBinding(std::string env, EnvTensors tensors, std::vector<double> params,
-             int64_t max_episode_steps, bool same_step)
+             int64_t max_episode_steps, bool same_step, int64_t first_env)
       : env_(std::move(env)),
         t_(std::move(tensors)),
         params_(std::move(params)),
         max_episode_steps_(max_episode_steps),
-        same_step_(same_step) {}
+        same_step_(same_step),
+        first_env_(first_env) {}
 
   at::Tensor reset() const {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("fastrl::env_reset", "")
                                .typed<EnvResetFn>();
     return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
-                         t_.resets, t_.seeds, params_);
+                         t_.resets, t_.seeds, params_, first_env_);
   }
 
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -56,7 +57,8 @@ class EnvBinding {
                                .findSchemaOrThrow("fastrl::env_step", "")
                                .typed<EnvStepFn>();
     return op.redispatch(backend(), env_, t_.state, t_.elapsed, t_.episode_return, t_.autoreset,
-                         t_.resets, t_.seeds, action, params_, max_episode_steps_, same_step_);
+                         t_.resets, t_.seeds, action, params_, max_episode_steps_, same_step_,
+                         first_env_);
   }
 
  private:
@@ -69,6 +71,7 @@ class EnvBinding {
   std::vector<double> params_;
   int64_t max_episode_steps_;
   bool same_step_;
+  int64_t first_env_;
 };
 
 // One env's entry of native_envs(): its dimensions and keyword arguments (name, default), in the
@@ -125,14 +128,14 @@ void bind_envs(py::module_& m) {
       .def(py::init([](std::string env, at::Tensor state, at::Tensor elapsed,
                        at::Tensor episode_return, at::Tensor autoreset, at::Tensor resets,
                        at::Tensor seeds, std::vector<double> params, int64_t max_episode_steps,
-                       bool same_step) {
+                       bool same_step, int64_t first_env) {
              return EnvBinding(std::move(env),
                                {state, elapsed, episode_return, autoreset, resets, seeds},
-                               std::move(params), max_episode_steps, same_step);
+                               std::move(params), max_episode_steps, same_step, first_env);
            }),
            py::arg("env"), py::arg("state"), py::arg("elapsed"), py::arg("episode_return"),
            py::arg("autoreset"), py::arg("resets"), py::arg("seeds"), py::arg("params"),
-           py::arg("max_episode_steps"), py::arg("same_step"))
+           py::arg("max_episode_steps"), py::arg("same_step"), py::arg("first_env") = 0)
       // HANDLE_TH_ERRORS: c10 errors become the Python exceptions torch raises for them
       // (TypeError, ValueError, ...), without the C++ backtrace.
       .def("reset",

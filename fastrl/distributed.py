@@ -49,6 +49,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), known before :func:`init`."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def current() -> World:
     """The job this process belongs to (a single-process World when no group was joined)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -167,3 +172,32 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_gather_cat(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Every rank's ``x`` (one shape on every rank) concatenated along ``dim`` in rank order: the
+    whole batch, when each rank holds a shard of it (``x`` itself on one process)."""
+    world = current()
+    if not world.distributed:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world.size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """``(x - mean) / sqrt(var + eps)`` with the mean and population variance of the valid entries
+    of every rank's ``x`` (``mask`` True; 0 at the others): advantage normalization over a batch
+    split across ranks. On one process exactly :func:`fastrl.utils.stats.whiten`."""
+    from fastrl.utils.stats import whiten as local_whiten
+
+    if not current().distributed:
+        return local_whiten(x, mask, eps)
+    x64 = x.detach().to(torch.float64)
+    valid = torch.ones_like(x64, dtype=torch.bool) if mask is None else mask.bool()
+    total, count = global_sum(torch.where(valid, x64, 0).sum(), valid.sum().to(torch.float64))
+    mean = total / count.clamp(min=1)
+    (squares,) = global_sum(torch.where(valid, (x64 - mean) ** 2, 0).sum())
+    var = squares / count.clamp(min=1)
+    out = ((x64 - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+    return out if mask is None else torch.where(valid, out, 0)

@@ -66,8 +66,8 @@ inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
 
 // Philox words of the next reset of envs idx[0..k): exactly core::ResetStream's.
 template <int kWords>
-inline void reset_words(const int64_t* seeds, const int64_t* resets, const int32_t* idx, int k,
-                        ResetWords<kWords>& out) {
+inline void reset_words(const int64_t* seeds, const int64_t* resets, int64_t first_env,
+                        const int32_t* idx, int k, ResetWords<kWords>& out) {
   static_assert(kWords % 4 == 0, "whole Philox blocks");
   static_assert(kChunk % 8 == 0, "whole vectors");
   alignas(32) uint32_t k0[kChunk], k1[kChunk], r0[kChunk], r1[kChunk], env[kChunk];
@@ -78,7 +78,7 @@ inline void reset_words(const int64_t* seeds, const int64_t* resets, const int32
     k1[i] = static_cast<uint32_t>(seed >> 32);
     r0[i] = static_cast<uint32_t>(r);
     r1[i] = static_cast<uint32_t>(r >> 32);
-    env[i] = static_cast<uint32_t>(j);
+    env[i] = static_cast<uint32_t>(first_env + j);  // the env's global index
   }
   // Whole vectors of 8: the lanes past k compute words nobody reads, from defined inputs.
   for (int i = k; i < (k + 7) / 8 * 8; ++i) k0[i] = k1[i] = r0[i] = r1[i] = env[i] = 0;
@@ -197,7 +197,7 @@ void step_range(const core::EnvBatch<Env, T>& batch, int64_t begin, int64_t end)
     const int k = list_pending(pending, m, static_cast<int32_t>(lo), idx);
     if (k == 0) continue;
     ResetWords<kWords> words;
-    reset_words(b.seeds, b.resets, idx, k, words);
+    reset_words(b.seeds, b.resets, b.first_env, idx, k, words);
     for (int i = 0; i < k; ++i) {
       WordStream<kWords> rng{&words, i};
       core::autoreset_with(b, idx[i], rng);

@@ -169,6 +169,13 @@ core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& ac
   return b;
 }
 
+// first_env: the global index of env 0 (its Philox stream); global indices are uint32 words below
+// 2^31, like the kernels' local ones.
+inline void check_first_env(int64_t first_env, int64_t n) {
+  TORCH_CHECK_VALUE(first_env >= 0 && first_env <= core::kMaxElapsed - n,
+                    "first_env must be in [0, 2**31 - 1 - num_envs], got ", first_env);
+}
+
 // The two ops, written once for every backend: resolve the env type and dtype, check the tensors,
 // allocate the outputs and build the batch; `Backend::reset(batch)` and
 // `Backend::step(batch, same_step)` are the backend's loop or kernel launch (cpu/envs.cpp,
@@ -178,7 +185,7 @@ template <typename Backend>
 at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
                      const at::Tensor& episode_return, const at::Tensor& autoreset,
                      const at::Tensor& resets, const at::Tensor& seeds,
-                     at::ArrayRef<double> params) {
+                     at::ArrayRef<double> params, int64_t first_env) {
   const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   at::Tensor obs;
@@ -187,7 +194,9 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
       obs = at::empty({e.state.size(1), Env::kObsDim}, e.state.options());
+      check_first_env(first_env, e.state.size(1));
       auto b = make_env_batch<Env, scalar_t>(e, params);
+      b.first_env = first_env;
       b.obs = obs.data_ptr<scalar_t>();
       if (b.n > 0) Backend::reset(b);
     });
@@ -200,7 +209,7 @@ decltype(StepOutputs{}.tuple()) env_step(
     const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
     const at::Tensor& episode_return, const at::Tensor& autoreset, const at::Tensor& resets,
     const at::Tensor& seeds, const at::Tensor& action, at::ArrayRef<double> params,
-    int64_t max_episode_steps, bool same_step) {
+    int64_t max_episode_steps, bool same_step, int64_t first_env) {
   const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   StepOutputs out;
@@ -209,7 +218,9 @@ decltype(StepOutputs{}.tuple()) env_step(
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
       const at::Tensor a = checked_action<Env>(action, e.state, env);
+      check_first_env(first_env, e.state.size(1));
       auto b = make_step_batch<Env, scalar_t>(e, a, params, max_episode_steps, same_step, out);
+      b.first_env = first_env;
       if (b.n > 0) Backend::step(b, same_step);
     });
   });

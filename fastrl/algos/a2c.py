@@ -11,10 +11,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fastrl import ops
+from fastrl import distributed, ops
 from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer, check_normalizable
 from fastrl.utils.config import POSITIVE, UNIT, Rule
-from fastrl.utils.stats import whiten
 
 
 @dataclass
@@ -57,12 +56,13 @@ class A2C(OnPolicyTrainer):
         obs, logp, entropy = self.flat_log_probs(b)
         adv = advantages.reshape(-1)
         if cfg.normalize_advantages:
-            adv = whiten(adv)
+            adv = distributed.whiten(adv)  # over the whole job's batch
         pg_loss = -(logp * adv).mean()
         v_loss = ops.value_loss(self.agent.value(obs), b["values"].reshape(-1), returns.reshape(-1))
         loss = pg_loss + cfg.vf_coef * v_loss - cfg.entropy_coef * entropy.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.agent.parameters())  # ranks hold equal shares of the batch
         nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach().mean()}

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import gymnasium
 import torch
 
-from fastrl import envs, ops
+from fastrl import distributed, envs, ops
 from fastrl.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastrl.utils.config import (
     NON_NEGATIVE,
@@ -133,33 +133,51 @@ class Trainer:
     Config: ClassVar[type[TrainConfig]]
     autoreset_mode: ClassVar[str] = "same_step"  # final_obs in info: bootstrap truncations
     may_be_nan: ClassVar[frozenset[str]] = frozenset()  # diagnostics that are NaN when undefined
+    # checkpointed() entries that hold this rank's own envs' data (under torchrun each rank's goes
+    # into the checkpoint), besides the envs' state and observations
+    per_rank_modules: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: TrainConfig, out_dir: str | Path | None = None, progress: bool = False, *,
-                 overwrite: bool = False, network: torch.nn.Module | None = None):
+                 overwrite: bool = False, network: torch.nn.Module | None = None, env=None):
         """``out_dir``: where train() writes metrics.csv, the checkpoint and the plot; a directory
         that already holds a run is refused unless ``overwrite`` (which deletes that run's files
         when training starts). ``network``: your own network in place of the default MLP, with
         the interface of the one it replaces (an ActorCritic's ``dist``, ``value`` and ``act`` for
         the on-policy trainers, a QNetwork's ``forward`` for DQN; docs/trainers.md); moved to the
-        config's device and trained in place."""
+        config's device and trained in place. ``env``: a ready-made fastrl VectorEnv
+        (``fastrl.envs.make(...)``, made with ``autoreset_mode="same_step"``) in place of
+        ``config.env_id``: its id and keyword arguments replace the config's (so evaluation envs
+        and checkpoints are made alike); its num_envs and device must be the config's.
+
+        Under torchrun (docs/distributed.md) the trainer joins the process group itself; the
+        config counts the whole job, and this process steps its shard of the envs."""
         if not isinstance(config, self.Config):
             raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(config).__name__}")
         if network is not None and not isinstance(network, torch.nn.Module):
             raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
         self.network = network
+        if env is not None:
+            config = _config_of_env(config, env)
         self.config = config = validate_config(config)  # a checked copy: plain types only
+        self.world = distributed.init(config.device)
+        try:  # this process's envs: [r*n/W, (r+1)*n/W) of the config's num_envs
+            self.env_shard = distributed.shard(config.num_envs, self.world)
+        except ValueError as e:
+            raise ConfigError(str(e), "num_envs") from None
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.overwrite = overwrite
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.world.is_main:
             check_new_run(self.out_dir, overwrite)  # fail early; train() checks again under the lock
-        self.progress = progress
-        self.device = torch.device(config.device)
+        self.progress = progress and self.world.is_main  # rank 0 alone writes
+        self.device = distributed.rank_device(config.device)
         self._resume_dir: Path | None = None  # the directory of the checkpoint this trainer resumed
         self._writing_run = False  # whether train() has claimed out_dir
         self._saved_step: int | None = None  # step of the checkpoint in out_dir, if any
         with self._threads():
+            # The same seed on every rank: networks start equal and the shared draws (action noise
+            # for the whole batch, minibatch permutations) stay in step across ranks.
             seed_everything(config.seed)
-            self.env = self._make_env()
+            self.env = self._make_env(env)
             self.discrete = isinstance(self.env.single_action_space, gymnasium.spaces.Discrete)
             self.obs_dim = int(math.prod(self.env.single_observation_space.shape))
             self.action_dim = (int(self.env.single_action_space.n) if self.discrete
@@ -176,12 +194,45 @@ class Trainer:
             self._next_eval = config.eval_every
             self._resumed = False
             self.setup()
-            self.obs, _ = self.env.reset(seed=config.seed)
+            self.obs, _ = self._reset_env(config.seed)
 
-    def _make_env(self):
+    def _reset_env(self, seed: int):
+        """Reset with ``seed``, each env seeded by its global index (so by rank on torchrun)."""
+        first = self.env_shard.start
+        if first and not hasattr(self.env, "first_env"):  # gymnasium's envs: env i gets seed + i
+            return self.env.reset(seed=[(seed + first + i) % 2**63 for i in range(self.env.num_envs)])
+        return self.env.reset(seed=seed)
+
+    def _make_env(self, env=None):
+        if env is not None:
+            self._check_env_instance(env)
+        else:
+            env = self._make_env_from_config()
+        if hasattr(env, "first_env"):
+            try:
+                env.first_env = self.env_shard.start  # env i is env first_env + i of the whole job
+            except NotImplementedError as e:
+                raise ConfigError(f"env_id {self.config.env_id!r} cannot run on several processes yet: {e}",
+                                  "env_id") from None
+        return env
+
+    def _check_env_instance(self, env) -> None:
+        cfg = self.config
+        n = len(self.env_shard)
+        if env.num_envs != n:
+            share = f" ({cfg.num_envs} over {self.world.size} processes)" if self.world.distributed else ""
+            raise ConfigError(f"num_envs: the env given has {env.num_envs} envs, the config {n}{share}", "num_envs")
+        if not _same_device(torch.device(env.device), self.device):
+            raise ConfigError(f"device: the env given is on {env.device}, the config's device is {self.device}",
+                              "device")
+        if env.metadata.get("autoreset_mode") != gymnasium.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(f"env: {self.algo} needs an env made with autoreset_mode='same_step' (the final "
+                             f"observations of truncated episodes), got {env.metadata.get('autoreset_mode')}")
+
+    def _make_env_from_config(self):
         cfg = self.config
         try:
-            env = envs.make(cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed,
+            env = envs.make(cfg.env_id, len(self.env_shard), device=self.device, seed=cfg.seed,
                             autoreset_mode=self.autoreset_mode, **cfg.env_kwargs)
         except (ValueError, TypeError, ImportError, gymnasium.error.Error) as e:
             field = "env_kwargs" if cfg.env_kwargs and cfg.env_id in gymnasium.registry else "env_id"
@@ -235,7 +286,11 @@ class Trainer:
         """Observations as the networks see them: float32 ``[N, obs_dim]``, normalized when the
         algorithm keeps running statistics (updated only while collecting experience)."""
         x = obs.to(torch.float32).reshape(obs.shape[0], -1)
-        return self.obs_norm(x, update=update) if self.obs_norm is not None else x
+        if self.obs_norm is None:
+            return x
+        if update:  # statistics of the whole job's batch, in global env order: the same on every rank
+            self.obs_norm.stats.update(distributed.all_gather_cat(x))
+        return self.obs_norm(x)
 
     # -- the loop ------------------------------------------------------------------------------
     def record_episodes(self, info: dict) -> None:
@@ -246,7 +301,10 @@ class Trainer:
         """The returns and lengths of the episodes finished since the last row, in the order they
         ended (the pending ones read back from the device: one host sync)."""
         if self._pending:
-            ret, length, ended = (torch.stack(x) for x in zip(*self._pending))
+            ret, length, ended = (torch.stack(x) for x in zip(*self._pending))  # [steps, envs]
+            if self.world.distributed:  # every rank's envs, in global env order
+                both = distributed.all_gather_cat(torch.stack([ret.double(), length.double(), ended.double()]), 2)
+                ret, length, ended = both[0], both[1].long(), both[2].bool()
             self._unlogged[0].extend(ret[ended].tolist())
             self._unlogged[1].extend(length[ended].tolist())
             self._pending.clear()
@@ -272,7 +330,7 @@ class Trainer:
     @contextlib.contextmanager
     def _run_log(self):
         """Holds out_dir's lock; on the first train() claims the directory; yields the logger."""
-        if self.out_dir is None:
+        if self.out_dir is None or not self.world.is_main:
             yield None
             return
         with RunLock(self.out_dir):
@@ -306,13 +364,17 @@ class Trainer:
                 row = self._log_row(metrics)
                 if evaluate:
                     self._next_eval += cfg.eval_every
-                    row["eval_return"] = _mean(self.evaluate(cfg.eval_episodes))
+                    # rank 0 evaluates (every rank would get the same returns)
+                    score = _mean(self.evaluate(cfg.eval_episodes)) if self.world.is_main else None
+                    row["eval_return"] = distributed.broadcast_object(score)
                 self.history.append(row)
                 if logger is not None:
                     logger.log(self.global_step, **row)
                 self._check_finite(row, metrics)
                 score = row.get("eval_return", math.nan) if cfg.eval_every else row["return_last100"]
                 solved = cfg.target_return is not None and score >= cfg.target_return
+                if cfg.target_return is not None:
+                    solved = distributed.broadcast_object(solved)  # every rank stops at the same iteration
             if self.out_dir is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                 self.save()
             if solved:
@@ -334,6 +396,9 @@ class Trainer:
         bad = [k for k in metrics if k not in self.may_be_nan and not math.isfinite(row[k])]
         if bad:
             quantities = ", ".join(f"{k} = {row[k]}" for k in bad)
+            weights = self._non_finite_state()  # the cause, when the weights themselves went bad
+            if weights is not None:
+                quantities += f"; {weights} holds NaN or Inf"
             raise TrainingDiverged(f"training diverged at step {self.global_step}: {quantities}{self._kept_note()}")
 
     def _kept_note(self) -> str:
@@ -347,6 +412,8 @@ class Trainer:
         if self.out_dir is None:
             return
         self.save()
+        if not self.world.is_main:
+            return
         from fastrl.utils.plots import plot_learning_curve
 
         plot_learning_curve(self.out_dir / "metrics.csv", self.out_dir / "learning_curve.png",
@@ -366,6 +433,12 @@ class Trainer:
         self._unlogged = ([], [])
         self.recent_returns.extend(returns)
         row = {"episodic_return": _mean(returns), "episodic_length": _mean(lengths)}
+        if self.world.distributed and metrics:
+            # Each rank's metric is its share of the global one (a mean over equal shares, or scaled
+            # by its share of the rows): their mean over ranks is the whole batch's value.
+            (mean,) = distributed.global_sum(torch.stack([torch.as_tensor(v, dtype=torch.float64).to(self.device)
+                                                          for v in metrics.values()]))
+            metrics = dict(zip(metrics, (mean / self.world.size).unbind()))
         row.update({k: float(v) for k, v in metrics.items()})
         row["return_last100"] = _mean(self.recent_returns)
         return row
@@ -422,6 +495,7 @@ class Trainer:
         check_checkpoint(state, where)
         if state["algo"] != self.algo:
             raise CheckpointError(f"{where} holds a {state['algo']} run, not {self.algo}")
+        state = self._this_rank_state(state, where)
         missing = sorted(set(self.checkpointed()) - set(state["modules"]))
         if missing:
             raise CheckpointError(f"{where} is not a complete {self.algo} checkpoint: no state for {missing}")
@@ -441,13 +515,34 @@ class Trainer:
         else:  # an env that could not be saved starts afresh: the run continues, not exactly
             warnings.warn("this checkpoint holds no environment state: environments are reset, so the "
                           "resumed run is not an exact continuation", RuntimeWarning, stacklevel=2)
-            self.obs, _ = self.env.reset(seed=(self.config.seed + state["global_step"]) % 2**63)
+            self.obs, _ = self._reset_env((self.config.seed + state["global_step"]) % 2**63)
         self.global_step, self.iteration = state["global_step"], state["iteration"]
         self.recent_returns = deque(state["recent_returns"], maxlen=100)
         self._pending.clear()
         self._unlogged = (list(state.get("unlogged_returns", [])), list(state.get("unlogged_lengths", [])))
         self._next_eval = state["next_eval"]
         self._resumed = True
+
+    def _this_rank_state(self, state: dict[str, Any], where: str) -> dict[str, Any]:
+        """The checkpoint as this rank sees it: a job of W processes saved each rank's envs, their
+        observations, RNG and per-rank modules in ``shards``; resuming needs the same W."""
+        saved = state.get("world_size", 1)
+        if isinstance(saved, bool) or not isinstance(saved, int) or saved < 1:
+            raise CheckpointError(f"{where}: world_size is not valid ({saved!r})")
+        if saved != self.world.size:
+            raise CheckpointError(f"{where} was written by a job of {saved} process(es) and this one has "
+                                  f"{self.world.size}: resume it with {saved} (torchrun --nproc-per-node={saved}); "
+                                  f"each process's environments are in it and are not re-sharded")
+        if saved == 1:
+            return state
+        shards = state.get("shards")
+        if not isinstance(shards, list) or len(shards) != saved or not all(isinstance(x, dict) for x in shards):
+            raise CheckpointError(f"{where}: its shards are not one per process ({saved})")
+        mine = shards[self.world.rank]
+        if set(mine) != {"env", "obs", "rng", "modules"}:
+            raise CheckpointError(f"{where}: shard {self.world.rank} is not complete")
+        return {**state, "env": mine["env"], "obs": mine["obs"], "rng": mine["rng"],
+                "modules": {**state["modules"], **mine["modules"]}}
 
     def _env_state(self):
         """The envs' state for exact resume; None for gymnasium's own envs, which cannot save it."""
@@ -480,7 +575,18 @@ class Trainer:
         if bad is not None:
             raise TrainingDiverged(f"training diverged by step {self.global_step}: {bad} holds NaN or Inf, "
                                    f"so no checkpoint is saved{self._kept_note()}")
-        saved = save_checkpoint(self.state_dict(), path)
+        state = self.state_dict()
+        if self.world.distributed:  # every rank's envs go into rank 0's file
+            mine = {"env": state["env"], "obs": state["obs"], "rng": state["rng"],
+                    "modules": {k: v for k, v in state["modules"].items() if k in self.per_rank_modules}}
+            shards = distributed.gather_objects(_to_cpu(mine))
+            saved = None
+            if self.world.is_main:
+                state.update(world_size=self.world.size, shards=shards)
+                saved = save_checkpoint(state, path)
+            saved = distributed.broadcast_object(saved)  # every rank returns once the file is written
+        else:
+            saved = save_checkpoint(state, path)
         if default:
             self._saved_step = self.global_step
         return saved
@@ -521,7 +627,7 @@ class Trainer:
             raise CheckpointError(f"{path}: its config is not valid: {e}") from None
         source = path.parent
         continuing = out_dir is not None and _same_dir(out_dir, source)
-        if out_dir is not None:
+        if out_dir is not None and distributed.launched_rank() == 0:  # rank 0 alone writes there
             if continuing and overwrite:
                 raise ConfigError(f"overwrite=True would delete the run being resumed ({source})")
             if continuing:
@@ -582,6 +688,46 @@ def load_trainer_checkpoint(path: str | Path, algo: str | None = None) -> tuple[
     if algo is not None and state["algo"] != algo:
         raise CheckpointError(f"{path} holds a {state['algo']} run, not {algo}: resume it as {state['algo']}")
     return state, path
+
+
+def _config_of_env(config: TrainConfig, env) -> TrainConfig:
+    """``config`` with the env_id and env_kwargs ``env`` (a fastrl VectorEnv) was made with, so that
+    evaluation envs and a resumed run are made alike (gymnasium's own envs, which do not keep
+    their keyword arguments, keep the config's besides max_episode_steps)."""
+    from fastrl.envs import ClassicVectorEnv, GymnasiumVectorEnv
+
+    if isinstance(env, ClassicVectorEnv):
+        defaults = getattr(env.spec_, "params", {})
+        own = {k: v for k, v in env.params.items() if k not in defaults or v != defaults[k]}
+        kwargs = {"max_episode_steps": env.max_episode_steps, **own}
+        env_id = env.spec_.id
+    elif isinstance(env, GymnasiumVectorEnv):
+        kwargs = {**config.env_kwargs, "max_episode_steps": env.max_episode_steps}
+        env_id = env.env_id
+    else:
+        raise TypeError(f"env must be a fastrl VectorEnv (fastrl.envs.make(...)), got {type(env).__name__}")
+    if env.closed:
+        raise ValueError("env is closed: make a new one")
+    return dataclasses.replace(config, env_id=env_id, env_kwargs=kwargs)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one (``cuda`` without an index is the current GPU)."""
+    if a.type != b.type:
+        return False
+    index = lambda d: d.index if d.index is not None or d.type != "cuda" else torch.cuda.current_device()  # noqa: E731
+    return index(a) == index(b)
+
+
+def _to_cpu(obj):
+    """``obj`` with every tensor in it (in dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def _same_dir(a: str | Path, b: str | Path) -> bool:

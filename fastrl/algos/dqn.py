@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from fastrl import distributed
 from fastrl.algos.common import TrainConfig, Trainer, bootstrapped_returns
 from fastrl.nn import QNetwork
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
@@ -152,11 +153,16 @@ def n_step_targets(rewards, terminated, done, next_q, gamma):
 class DQN(Trainer):
     algo = "dqn"
     Config = DQNConfig
+    per_rank_modules = frozenset({"buffer"})  # the transitions of this rank's envs
 
     def validate(self) -> None:
         if not self.discrete:
             raise ConfigError(f"DQN needs a discrete action space; env_id {self.config.env_id!r} has "
                               f"{self.env.single_action_space}", "env_id")
+        try:  # each rank samples its share of every batch from its own envs' transitions
+            distributed.shard(self.config.batch_size, self.world, name="batch_size")
+        except ValueError as e:
+            raise ConfigError(str(e), "batch_size") from None
 
     def setup(self) -> None:
         cfg = self.config
@@ -165,7 +171,9 @@ class DQN(Trainer):
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, (self.obs_dim,), self.device)
+        # This rank's share of the capacity, for its envs: the same number of steps per env
+        self.buffer = ReplayBuffer(cfg.buffer_size // self.world.size, self.env.num_envs, (self.obs_dim,),
+                                   self.device)
 
     def checkpointed(self):
         return {"q": self.q, "q_target": self.q_target, "optimizer": self.optimizer, "buffer": self.buffer}
@@ -195,11 +203,13 @@ class DQN(Trainer):
     # -- phase 1: act and store --------------------------------------------------------------
     @torch.no_grad()
     def _collect(self):
+        cfg = self.config
         obs = self.features(self.obs)
-        n = obs.shape[0]
         greedy = self.q(obs).argmax(-1)
-        explore = torch.rand(n, device=self.device) < self.epsilon()
-        random_actions = torch.randint(0, self.action_dim, (n,), device=self.device)
+        # Noise drawn for the whole job's envs and sliced: each env's depends on its global index only.
+        mine = slice(self.env_shard.start, self.env_shard.stop)
+        explore = torch.rand(cfg.num_envs, device=self.device)[mine] < self.epsilon()
+        random_actions = torch.randint(0, self.action_dim, (cfg.num_envs,), device=self.device)[mine]
         actions = torch.where(explore, random_actions, greedy)
         next_obs, reward, term, trunc, info = self.env.step(actions)
         done = term | trunc
@@ -207,13 +217,27 @@ class DQN(Trainer):
         final = torch.where(done[:, None], self.features(info["final_obs"]), self.features(next_obs))
         self.buffer.add(obs, final, actions, reward.to(torch.float32), term, done)
         self.obs = next_obs
-        self.global_step += n
+        self.global_step += cfg.num_envs
         return {"epsilon": torch.tensor(self.epsilon())}
 
     # -- phase 2: learn from replay -----------------------------------------------------------
     def _learn(self):
+        rows, cols = self.sample_windows()
+        return self.learn_on(rows, cols)
+
+    def sample_windows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's windows of a batch: rows ``[n_step, B / W]`` and env columns ``[B / W]`` of
+        its buffer. The batch of B windows is drawn alike on every rank (their RNGs are in step)
+        and each rank takes its slice, each window from its own envs."""
+        cfg = self.config
+        rows, cols = self.buffer.sample_windows(cfg.batch_size, cfg.n_step)
+        part = distributed.shard(cfg.batch_size, self.world, name="batch_size")
+        return rows[:, part.start:part.stop], cols[part.start:part.stop]
+
+    def learn_on(self, rows: torch.Tensor, cols: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One gradient step on the windows (``rows [n, B]``, ``cols [B]`` of the buffer), the
+        gradient averaged over ranks: the step on every rank's windows together."""
         cfg, b = self.config, self.buffer
-        rows, cols = b.sample_windows(cfg.batch_size, cfg.n_step)
         with torch.no_grad():
             next_obs = b.next_obs[rows, cols]  # [n, B, obs]
             q_next_target = self.q_target(next_obs)
@@ -229,6 +253,7 @@ class DQN(Trainer):
         loss = F.smooth_l1_loss(q, target) if cfg.loss == "huber" else F.mse_loss(q, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.q.parameters())
         torch.nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {"td_loss": loss.detach(), "q_values": q.detach().mean()}

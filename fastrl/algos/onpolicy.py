@@ -9,10 +9,10 @@ from typing import ClassVar
 
 import torch
 
-from fastrl import ops
+from fastrl import distributed, ops
 from fastrl.algos.common import TrainConfig, Trainer
 from fastrl.nn import ActorCritic
-from fastrl.nn.normalize import ObsNormalizer
+from fastrl.nn.normalize import ObsNormalizer, RewardScaler
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 
 
@@ -47,6 +47,38 @@ def check_normalizable(cfg, flag: str) -> None:
     if getattr(cfg, flag) and cfg.num_envs * cfg.num_steps < 2:
         raise ConfigError(f"{flag} needs at least 2 samples per batch; num_envs * num_steps is "
                           f"{cfg.num_envs * cfg.num_steps}", flag)
+
+
+class GlobalRewardScaler(RewardScaler):
+    """RewardScaler whose statistics are those of every rank's envs (each rank keeps its own
+    envs' discounted returns): the scale is the same as one process stepping all the envs."""
+
+    @torch.no_grad()
+    def forward(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        self.discounted.mul_(self.gamma).add_(reward)
+        self.stats.update(distributed.all_gather_cat(self.discounted))
+        self.discounted.masked_fill_(done, 0.0)
+        return reward / (self.stats.var + self.eps).sqrt().to(reward.dtype)
+
+
+def sample_actions(dist: torch.distributions.Distribution, envs: range, total: int) -> torch.Tensor:
+    """A sample of ``dist`` (one row per env of ``envs``, a shard of ``total`` envs) from noise drawn
+    for all ``total`` envs and sliced: each env's noise depends on its global index only, so a
+    job of W processes (each sampling its shard, their RNGs in step) acts as one process would.
+    Categorical: the exponential race (Gumbel-max) argmax(p / E), E ~ Exp(1); Normal: mean + std * eps."""
+    rows = slice(envs.start, envs.stop)
+    if isinstance(dist, torch.distributions.Categorical):
+        probs = dist.probs
+        noise = torch.empty(total, probs.shape[-1], device=probs.device).exponential_()[rows]
+        return (probs / noise.clamp_min(torch.finfo(noise.dtype).tiny)).argmax(-1)
+    if isinstance(dist, torch.distributions.Normal):
+        mean = dist.mean
+        eps = torch.randn(total, *mean.shape[1:], device=mean.device, dtype=mean.dtype)[rows]
+        return mean + dist.stddev * eps
+    if total == len(envs):
+        return dist.sample()
+    raise TypeError(f"under torchrun the policy must be a Categorical or Normal distribution (sampled from "
+                    f"noise of the whole batch), got {type(dist).__name__}")
 
 
 class OnPolicyTrainer(Trainer):
@@ -93,7 +125,7 @@ class OnPolicyTrainer(Trainer):
         for _ in range(self.config.num_steps):
             x = self.features(obs, update=True)
             dist = agent.dist(x)
-            action = dist.sample()
+            action = sample_actions(dist, self.env_shard, self.config.num_envs)
             logp = dist.log_prob(action)
             if agent.continuous:
                 logp = logp.sum(-1)

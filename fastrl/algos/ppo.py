@@ -15,11 +15,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fastrl import ops
-from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer
-from fastrl.nn.normalize import RewardScaler
+from fastrl import distributed, ops
+from fastrl.algos.onpolicy import GlobalRewardScaler, OnPolicyConfig, OnPolicyTrainer
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
-from fastrl.utils.stats import whiten
 
 
 @dataclass
@@ -70,11 +68,13 @@ class PPO(OnPolicyTrainer):
     algo = "ppo"
     Config = PPOConfig
     may_be_nan = frozenset({"explained_variance"})  # 0/0 when the returns of a batch are all equal
+    per_rank_modules = frozenset({"reward_scaler"})  # the running returns of this rank's envs
 
     def setup(self) -> None:
         cfg = self.config
         self.build_agent()
-        self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma).to(self.device) if cfg.normalize_reward else None
+        self.reward_scaler = (GlobalRewardScaler(self.env.num_envs, cfg.gamma).to(self.device)
+                              if cfg.normalize_reward else None)
         # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5, fused=True)
         self.num_iterations = -(-cfg.total_steps // (cfg.num_envs * cfg.num_steps))
@@ -104,19 +104,46 @@ class PPO(OnPolicyTrainer):
                        self.config.gamma, self.config.gae_lambda)
 
     # -- phase 3: update ----------------------------------------------------------------------
+    def _minibatches(self) -> list[tuple[torch.Tensor, torch.Tensor | None, float]]:
+        """One epoch's minibatches of the whole job's batch (``num_envs * num_steps`` samples, a
+        random permutation split in ``num_minibatches``), as this rank's rows of each: (indices into
+        its ``[T * n]`` samples, a mask (None: all valid), its share of the minibatch times W).
+
+        The permutation is drawn alike on every rank (their RNGs are in step), so the ranks' rows
+        of a minibatch are exactly the single-process minibatch: a rank's loss, a mean over its
+        rows, is scaled by its share so that the averaged gradient is the minibatch's."""
+        cfg = self.config
+        total = cfg.num_envs * cfg.num_steps
+        mb = total // cfg.num_minibatches
+        perm = torch.randperm(total, device=self.device)  # flat index t * num_envs + global env
+        if not self.world.distributed:
+            return [(idx, None, 1.0) for idx in perm.split(mb)]
+        first, n = self.env_shard.start, len(self.env_shard)
+        step, env = perm // cfg.num_envs, perm % cfg.num_envs
+        mine = (env >= first) & (env < first + n)
+        local = step * n + (env - first)
+        counts = mine.view(cfg.num_minibatches, mb).sum(1).tolist()  # one host sync per epoch
+        out = []
+        for idx in local[mine].split(counts):
+            if idx.numel():
+                out.append((idx, None, idx.numel() * self.world.size / mb))
+            else:  # none of this minibatch is here: one masked row, weight 0 (the rank still joins)
+                row = torch.zeros(1, dtype=torch.long, device=self.device)  # its first sample, masked
+                out.append((row, torch.zeros(1, dtype=torch.bool, device=self.device), 0.0))
+        return out
+
     def _update(self, b, advantages, returns) -> dict[str, torch.Tensor]:
         cfg = self.config
-        n = cfg.num_envs * cfg.num_steps
+        n = b["rewards"].numel()  # this rank's samples: num_steps * its envs
         obs = b["obs"].reshape(n, -1)
         actions = b["actions"].reshape(n, *b["actions"].shape[2:])
         old_logp, old_values = b["logprobs"].reshape(n), b["values"].reshape(n)
         advantages, returns = advantages.reshape(n), returns.reshape(n)
-        mb = n // cfg.num_minibatches
         for _ in range(cfg.epochs):
-            for idx in torch.randperm(n, device=self.device).split(mb):
+            for idx, mask, share in self._minibatches():
                 adv = advantages[idx]
                 if cfg.normalize_advantages:
-                    adv = whiten(adv)
+                    adv = distributed.whiten(adv, mask)  # over the whole minibatch, every rank's rows
                 out = self.agent.actor(obs[idx])
                 options = dict(clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef)
                 if self.discrete:
@@ -126,19 +153,22 @@ class PPO(OnPolicyTrainer):
                                                            adv, **options)
                 v_loss = ops.value_loss(self.agent.value(obs[idx]), old_values[idx], returns[idx],
                                         clip=cfg.clip_low if cfg.clip_value_loss else None)
-                loss = pg_loss + cfg.vf_coef * v_loss
+                loss = (pg_loss + cfg.vf_coef * v_loss) * share
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(self.agent.parameters())
                 nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
-        var_y = returns.var()
-        explained_var = 1 - (returns - old_values).var() / var_y
+        # The batch's variances (population ones: their ratio is the same) over every rank's samples.
+        var_y = distributed.global_moments(returns)[1]
+        explained_var = 1 - distributed.global_moments(returns - old_values)[1] / var_y
+        # The last minibatch's values, each rank's scaled by its share (their mean over ranks is global).
         return {
-            "policy_loss": pg_loss.detach(),
-            "value_loss": v_loss.detach(),
-            "entropy": stats["entropy"],
-            "approx_kl": stats["approx_kl"],
-            "clip_fraction": stats["clip_fraction"],
+            "policy_loss": pg_loss.detach() * share,
+            "value_loss": v_loss.detach() * share,
+            "entropy": stats["entropy"] * share,
+            "approx_kl": stats["approx_kl"] * share,
+            "clip_fraction": stats["clip_fraction"] * share,
             "explained_variance": explained_var,
             "learning_rate": torch.tensor(self.optimizer.param_groups[0]["lr"]),
         }

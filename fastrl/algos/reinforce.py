@@ -15,11 +15,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fastrl import ops
+from fastrl import distributed, ops
 from fastrl.algos.common import bootstrapped_returns
 from fastrl.algos.onpolicy import OnPolicyConfig, OnPolicyTrainer
 from fastrl.utils.config import POSITIVE, Rule
-from fastrl.utils.stats import masked_mean, whiten
 
 
 @dataclass
@@ -56,14 +55,20 @@ class Reinforce(OnPolicyTrainer):
         returns, valid = returns.reshape(-1), valid.reshape(-1)
         adv = returns - values.detach() if cfg.baseline else returns
         if cfg.normalize_advantages:
-            adv = whiten(adv, valid)
-        pg_loss = -masked_mean(logp * adv, valid)
-        loss = pg_loss - cfg.entropy_coef * masked_mean(entropy, valid)
-        v_loss = masked_mean(0.5 * (values - returns) ** 2, valid)
+            adv = distributed.whiten(adv, valid)  # over the whole job's batch
+        # Means over the valid steps of the whole job: ranks hold different numbers of them, so each
+        # divides its sum by the global count (times W, which the gradient average divides again).
+        (count,) = distributed.global_sum(valid.sum())
+        count = count.clamp(min=1)
+        mean = lambda x: torch.where(valid, x, 0).sum() / count * self.world.size  # noqa: E731
+        pg_loss = -mean(logp * adv)
+        loss = pg_loss - cfg.entropy_coef * mean(entropy)
+        v_loss = mean(0.5 * (values - returns) ** 2)
         if cfg.baseline:
             loss = loss + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.agent.parameters())
         nn.utils.clip_grad_norm_(self.agent.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {"policy_loss": pg_loss.detach(), "value_loss": v_loss.detach(),

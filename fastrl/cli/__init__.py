@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from fastrl.cli import eval as evaluate  # not to shadow the builtin
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs one command. Bad input is one line on stderr and exit code 2; a training run that
     diverged exits 1; Ctrl-C exits 130."""
+    from fastrl import distributed
     from fastrl.algos.common import TrainingDiverged
     from fastrl.utils.checkpoint import CheckpointError
     from fastrl.utils.config import ConfigError
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     label = getattr(args, "label", args.command)
+    if distributed.launched_rank() != 0:  # under torchrun rank 0 alone reports; errors still reach stderr
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     try:
         return args.func(args)
     except (UsageError, ConfigError, CheckpointError, RunDirError) as e:
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nfastrl {label}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()  # leave the process group (torchrun): a clean exit
 
 
 def _one_line(e: BaseException) -> str:

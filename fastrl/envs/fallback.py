@@ -37,17 +37,19 @@ class TorchEnvBinding:
     final_length (0 where no episode ended).
     """
 
-    def __init__(self, physics: Physics, tensors: EnvTensors, max_episode_steps: int | None, same_step: bool):
+    def __init__(self, physics: Physics, tensors: EnvTensors, max_episode_steps: int | None, same_step: bool,
+                 first_env: int = 0):
         self.physics = physics
         self.t = tensors
         self.max_episode_steps = max_episode_steps
         self.same_step = same_step
+        self.first_env = first_env  # global index of env 0: env i's reset stream is (seed, first_env + i)
 
     def reset(self) -> torch.Tensor:
         """Starts a new episode in every env (core::reset_env); returns the observations."""
         t, physics = self.t, self.physics
         idx = torch.arange(t.state.shape[1], device=t.state.device)
-        u = reset_uniforms(t.seeds, idx, t.resets, physics.reset_draws)
+        u = reset_uniforms(t.seeds, idx + self.first_env, t.resets, physics.reset_draws)
         t.state.copy_(physics.initial_state(u, t.state.dtype))
         t.resets.add_(1)
         t.elapsed.zero_()
@@ -96,7 +98,7 @@ class TorchEnvBinding:
             # Index writes: masked_fill_ is several times slower on the CPU.
             idx = mask.nonzero().squeeze(1)
             if idx.numel():
-                u = reset_uniforms(t.seeds[idx], idx, t.resets[idx], physics.reset_draws)
+                u = reset_uniforms(t.seeds[idx], idx + self.first_env, t.resets[idx], physics.reset_draws)
                 t.state[:, idx] = physics.initial_state(u, t.state.dtype)
                 t.resets[idx] += 1
                 t.elapsed[idx] = 0
@@ -105,7 +107,8 @@ class TorchEnvBinding:
             return physics.observe(t.state)
         # On a GPU, drawing for all envs avoids a host sync.
         idx = torch.arange(t.state.shape[1], device=t.state.device)
-        fresh = physics.initial_state(reset_uniforms(t.seeds, idx, t.resets, physics.reset_draws), t.state.dtype)
+        fresh = physics.initial_state(reset_uniforms(t.seeds, idx + self.first_env, t.resets, physics.reset_draws),
+                                      t.state.dtype)
         t.state.copy_(torch.where(mask, fresh, t.state))
         t.resets.add_(mask)
         t.elapsed.masked_fill_(mask, 0)

@@ -81,6 +81,7 @@ class ClassicVectorEnv(VectorEnv):
         self._resets = torch.zeros(n, dtype=torch.int64, **kw)
         self._seeds = torch.zeros(n, dtype=torch.int64, **kw)
         self._initial_seed = seed
+        self._first_env = 0  # the global index of env 0 (first_env)
         # Set by the first reset (and by load_state_dict): until then step raises ResetNeeded,
         # as gymnasium's envs do, rather than stepping all-zero states from unseeded streams.
         self._seeded = False
@@ -88,6 +89,23 @@ class ClassicVectorEnv(VectorEnv):
         self._bind()
         # The CPU kernel checks action values in the same call; on a GPU that needs a host sync.
         self._check_values_on_host = validate and device.type != "cpu"
+
+    @property
+    def first_env(self) -> int:
+        """The global index of env 0: env i draws its resets from the Philox stream (seed,
+        first_env + i). A process stepping envs k..k+n-1 of a bigger batch (one rank's shard under
+        torchrun) sets it to k, so its envs are those envs of the whole batch, whatever the split."""
+        return self._first_env
+
+    @first_env.setter
+    def first_env(self, value: int) -> None:
+        value = _checks.integer("first_env", value, 0, _checks.MAX_EPISODE_STEPS - self.num_envs)
+        if value and not self._HAS_FIRST_ENV:
+            raise NotImplementedError(f"{self.spec_.id}: first_env is not supported yet (only 0)")
+        self._first_env = value
+        self._bind()
+
+    _HAS_FIRST_ENV = True  # whether the kernels take first_env (the MinAtar ones do not yet)
 
     # The native ops a compiled reset / step calls (the MinAtar envs have their own).
     _RESET_OP, _STEP_OP = "env_reset", "env_step"
@@ -124,7 +142,8 @@ class ClassicVectorEnv(VectorEnv):
             self._seeded = True
         if _native.use_native(self.device):
             if torch.compiler.is_compiling():
-                obs = getattr(torch.ops.fastrl, self._RESET_OP)(self.spec_.id, *self._op_tensors(), self._param_list)
+                obs = getattr(torch.ops.fastrl, self._RESET_OP)(self.spec_.id, *self._op_tensors(), self._param_list,
+                                                                **self._first_env_arg())
             else:
                 obs = self._binding.reset()
         else:
@@ -163,7 +182,7 @@ class ClassicVectorEnv(VectorEnv):
             if torch.compiler.is_compiling():
                 out = getattr(torch.ops.fastrl, self._STEP_OP)(
                     self.spec_.id, *self._op_tensors(), actions, self._param_list,
-                    self._op_max_episode_steps, self._same_step,
+                    self._op_max_episode_steps, self._same_step, **self._first_env_arg(),
                 )
             else:
                 out = self._binding.step(actions)
@@ -206,10 +225,15 @@ class ClassicVectorEnv(VectorEnv):
         self._binding = None
         if _native.native_compiled_for(self.device):
             self._binding = _native._C.EnvBinding(
-                self.spec_.id, *tensors, self._param_list, self._op_max_episode_steps, self._same_step
+                self.spec_.id, *tensors, self._param_list, self._op_max_episode_steps, self._same_step,
+                first_env=self.first_env,
             )
         physics = FALLBACKS[self.spec_.id](**self.params)
-        self._fallback = TorchEnvBinding(physics, tensors, self.max_episode_steps, self._same_step)
+        self._fallback = TorchEnvBinding(physics, tensors, self.max_episode_steps, self._same_step, self.first_env)
+
+    def _first_env_arg(self) -> dict:
+        """The ops' first_env argument (left out at 0, its default)."""
+        return {"first_env": self.first_env} if self.first_env else {}
 
     # copy.deepcopy and pickle: the bindings are rebuilt around the copied tensors.
     def __getstate__(self) -> dict:
@@ -339,12 +363,12 @@ class ClassicVectorEnv(VectorEnv):
 if _native._C is not None:
     # Fake kernels: output shapes and dtypes as allocated in csrc/ops/envs.h.
     @torch.library.register_fake("fastrl::env_reset")
-    def _env_reset_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, params):
+    def _env_reset_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, params, first_env=0):
         return state.new_empty(state.shape[1], NATIVE_SPECS[env].obs_dim)
 
     @torch.library.register_fake("fastrl::env_step")
     def _env_step_fake(env, state, elapsed, episode_return, autoreset, resets, seeds, action,
-                       params, max_episode_steps, same_step):
+                       params, max_episode_steps, same_step, first_env=0):
         n, o = state.shape[1], NATIVE_SPECS[env].obs_dim
         return (
             state.new_empty(n, o),

@@ -36,6 +36,12 @@ def test_one_process_is_the_identity(single_process):
     assert p.grad.tolist() == [1.0, 2.0]
     assert distributed.gather_objects("a") == ["a"] and distributed.broadcast_object("b") == "b"
     assert distributed.rank_device("cuda") == torch.device("cuda")  # no torchrun: left as given
+    assert distributed.all_gather_cat(DATA) is DATA and distributed.launched_rank() == 0
+    kept = DATA[KEEP].tolist()
+    whitened = distributed.whiten(DATA, KEEP)
+    mean, std = statistics.fmean(kept), (statistics.pvariance(kept) + 1e-8) ** 0.5
+    assert whitened.tolist() == pytest.approx([(x - mean) / std if k else 0.0 for x, k in zip(DATA.tolist(),
+                                                                                            KEEP.tolist())], rel=1e-6)
 
 
 @pytest.mark.parametrize("total, size", [(8, 1), (8, 2), (12, 4), (1024, 8)])
@@ -58,6 +64,8 @@ def _statistics(rank):
     mean, var, count = distributed.global_moments(DATA[part], KEEP[part])
     (ints,) = distributed.global_sum(torch.tensor([rank + 1, 10]))
     return dict(world=world, mean=mean.item(), var=var.item(), count=count.item(), ints=ints,
+                whitened=distributed.whiten(DATA[part], KEEP[part]), whitened_all=distributed.whiten(DATA[part]),
+                concatenated=distributed.all_gather_cat(torch.stack([DATA[4 * rank:4 * rank + 4]] * 2), 1),
                 gathered=distributed.gather_objects({"rank": rank}),
                 decided=distributed.broadcast_object(f"from {rank}"))
 
@@ -73,6 +81,17 @@ def test_statistics_over_two_ranks_equal_those_of_the_whole_batch():
         assert r["ints"].dtype == torch.int64 and r["ints"].tolist() == [3, 20]
         assert r["decided"] == "from 0"
     assert results[0]["gathered"] == [{"rank": 0}, {"rank": 1}] and results[1]["gathered"] is None
+    # whitened over both ranks' entries: (x - mean) / sqrt(var + 1e-8) of the kept ones, 0 elsewhere
+    mean, std = statistics.fmean(kept), (statistics.pvariance(kept) + 1e-8) ** 0.5
+    expected = [(x - mean) / std if k else 0.0 for x, k in zip(DATA.tolist(), KEEP.tolist())]
+    whitened = torch.cat([r["whitened"] for r in results])
+    assert whitened.tolist() == pytest.approx(expected, rel=1e-6)
+    every = DATA.tolist()
+    mean, std = statistics.fmean(every), (statistics.pvariance(every) + 1e-8) ** 0.5
+    assert torch.cat([r["whitened_all"] for r in results]).tolist() == pytest.approx(
+        [(x - mean) / std for x in every], rel=1e-6)
+    for r in results:  # each rank's [2, 4] side by side, in rank order
+        assert r["concatenated"].tolist() == [DATA.tolist()] * 2
 
 
 def _model():

@@ -50,6 +50,9 @@ struct EnvBatch {
   typename Env::Params params{};
   uint32_t max_episode_steps = kNoTimeLimit;  // in [1, kMaxElapsed], or kNoTimeLimit
   bool same_step = false;
+  // Global index of env 0: a shard of a bigger batch (one rank's under torchrun) draws env j's
+  // resets from stream (seed, first_env + j), so the envs do not depend on how the batch is split.
+  int64_t first_env = 0;
 
   FASTRL_HD void load(int64_t j, T* s) const {
     for (int k = 0; k < Env::kStateDim; ++k) s[k] = state[k * n + j];
@@ -81,7 +84,7 @@ FASTRL_HD void reset_env_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
 
 template <typename Env, typename T>
 FASTRL_HD void reset_env(const EnvBatch<Env, T>& b, int64_t j) {
-  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  ResetStream rng(b.seeds[j], b.first_env + j, b.resets[j]);
   reset_env_with(b, j, rng);
 }
 
@@ -128,7 +131,7 @@ FASTRL_HD void autoreset_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
 
 template <typename Env, typename T>
 FASTRL_HD void autoreset(const EnvBatch<Env, T>& b, int64_t j) {
-  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  ResetStream rng(b.seeds[j], b.first_env + j, b.resets[j]);
   autoreset_with(b, j, rng);
 }
 

@@ -32,6 +32,7 @@ class MinAtarVectorEnv(ClassicVectorEnv):
     """
 
     _RESET_OP, _STEP_OP = "minatar_reset", "minatar_step"
+    _HAS_FIRST_ENV = False  # their kernels key streams by the local env index only (so far)
 
     def __init__(self, spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode,
                  max_episode_steps: int | None, params: dict, validate: bool):

@@ -1,0 +1,36 @@
+"""The real command under torchrun: `torchrun --standalone --nproc-per-node=2 -m fastrl train ppo ...`
+writes one run (rank 0's metrics.csv, a checkpoint holding both ranks' envs) equal to one process's."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from fastrl import cli
+
+from .test_trainers import _assert_rows_close, _metrics
+
+FLAGS = ["train", "ppo", "--env", "CartPole-v1", "--device", "cpu", "--num-envs", "4", "--num-steps", "8",
+         "--num-minibatches", "2", "--total-steps", "96", "--hidden", "16", "--quiet", "--final-eval", "2"]
+
+
+def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path, monkeypatch, capsys):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    # torchrun is torch.distributed.run's entry point; run through this interpreter
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           "-m", "fastrl", *FLAGS, "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("fastrl: trained 96 steps") == 1  # rank 0 alone reports
+    assert done.stdout.count("eval: 2 episodes") == 1
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and state["global_step"] == 96
+    assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.suffix == ".csv") == ["metrics.csv"]
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert cli.main([*FLAGS, "--out", str(tmp_path / "one")]) == 0
+    rows = _metrics(tmp_path / "one" / "metrics.csv")
+    assert len(rows) == 3
+    _assert_rows_close(_metrics(tmp_path / "two" / "metrics.csv"), rows)
