@@ -96,13 +96,12 @@ struct Cpu {
   }
 };
 
-}  // namespace
-}  // namespace fastrl::cpu
-
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  using fastrl::cpu::Cpu;
   FASTRL_IMPL(m, env_reset, Cpu);
   FASTRL_IMPL(m, env_step, Cpu);
   FASTRL_IMPL(m, minatar_reset, Cpu);
   FASTRL_IMPL(m, minatar_step, Cpu);
 }
+
+}  // namespace
+}  // namespace fastrl::cpu

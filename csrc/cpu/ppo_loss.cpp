@@ -119,13 +119,11 @@ struct Cpu {
   static void run(const core::GradProblem<scalar_t, T>& p) { run_grad(p); }
 };
 
-}  // namespace
-}  // namespace fastrl::cpu
-
-// Each op with float hyper-parameters and its <op>_tensor_hyper twin (ops/register.h).
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  using fastrl::cpu::Cpu;
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Cpu);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Cpu);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Cpu);
 }
+
+}  // namespace
+}  // namespace fastrl::cpu

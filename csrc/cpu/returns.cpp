@@ -102,12 +102,10 @@ struct Cpu {
   }
 };
 
-}  // namespace
-}  // namespace fastrl::cpu
-
-// Each op with float hyper-parameters and its <op>_tensor_hyper twin (ops/register.h).
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  using fastrl::cpu::Cpu;
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, gae, Cpu);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, discounted_returns, Cpu);
 }
+
+}  // namespace
+}  // namespace fastrl::cpu

@@ -80,13 +80,12 @@ struct Cuda {
   }
 };
 
-}  // namespace
-}  // namespace fastrl::cuda
-
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  using fastrl::cuda::Cuda;
   FASTRL_IMPL(m, env_reset, Cuda);
   FASTRL_IMPL(m, env_step, Cuda);
   FASTRL_IMPL(m, minatar_reset, Cuda);
   FASTRL_IMPL(m, minatar_step, Cuda);
 }
+
+}  // namespace
+}  // namespace fastrl::cuda

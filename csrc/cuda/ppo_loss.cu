@@ -134,13 +134,11 @@ struct Cuda {
   static void run(const core::GradProblem<scalar_t, T>& p) { launch(p, grad_kernel<scalar_t, T>); }
 };
 
-}  // namespace
-}  // namespace fastrl::cuda
-
-// Each op with float hyper-parameters and its <op>_tensor_hyper twin (ops/register.h).
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  using fastrl::cuda::Cuda;
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Cuda);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Cuda);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Cuda);
 }
+
+}  // namespace
+}  // namespace fastrl::cuda

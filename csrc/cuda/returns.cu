@@ -79,12 +79,10 @@ struct Cuda {
   }
 };
 
-}  // namespace
-}  // namespace fastrl::cuda
-
-// Each op with float hyper-parameters and its <op>_tensor_hyper twin (ops/register.h).
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  using fastrl::cuda::Cuda;
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, gae, Cuda);
   FASTRL_IMPL_WITH_TENSOR_HYPER(m, discounted_returns, Cuda);
 }
+
+}  // namespace
+}  // namespace fastrl::cuda
