@@ -19,7 +19,6 @@
 #include "cpu/envs_avx2.h"
 #include "ops/envs.h"
 #include "ops/minatar.h"
-#include "ops/register.h"
 
 namespace fastrl::cpu {
 namespace {
@@ -96,12 +95,9 @@ struct Cpu {
   }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  FASTRL_IMPL(m, env_reset, Cpu);
-  FASTRL_IMPL(m, env_step, Cpu);
-  FASTRL_IMPL(m, minatar_reset, Cpu);
-  FASTRL_IMPL(m, minatar_step, Cpu);
-}
-
 }  // namespace
 }  // namespace fastrl::cpu
+
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  fastrl::register_env_ops<fastrl::cpu::Cpu>(m);
+}

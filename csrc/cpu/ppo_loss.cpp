@@ -18,7 +18,6 @@
 
 #include "cpu/ppo_loss_avx2.h"
 #include "ops/ppo_loss.h"
-#include "ops/register.h"
 
 namespace fastrl::cpu {
 namespace {
@@ -119,11 +118,9 @@ struct Cpu {
   static void run(const core::GradProblem<scalar_t, T>& p) { run_grad(p); }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Cpu);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Cpu);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Cpu);
-}
-
 }  // namespace
 }  // namespace fastrl::cpu
+
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  fastrl::register_ppo_loss_ops<fastrl::cpu::Cpu>(m);
+}

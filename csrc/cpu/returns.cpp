@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "ops/register.h"
 #include "ops/returns.h"
 
 namespace fastrl::cpu {
@@ -102,10 +101,9 @@ struct Cpu {
   }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, gae, Cpu);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, discounted_returns, Cpu);
-}
-
 }  // namespace
 }  // namespace fastrl::cpu
+
+TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
+  fastrl::register_returns_ops<fastrl::cpu::Cpu>(m);
+}

@@ -10,7 +10,6 @@
 
 #include "ops/envs.h"
 #include "ops/minatar.h"
-#include "ops/register.h"
 
 namespace fastrl::cuda {
 namespace {
@@ -80,12 +79,9 @@ struct Cuda {
   }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  FASTRL_IMPL(m, env_reset, Cuda);
-  FASTRL_IMPL(m, env_step, Cuda);
-  FASTRL_IMPL(m, minatar_reset, Cuda);
-  FASTRL_IMPL(m, minatar_step, Cuda);
-}
-
 }  // namespace
 }  // namespace fastrl::cuda
+
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  fastrl::register_env_ops<fastrl::cuda::Cuda>(m);
+}

@@ -14,7 +14,6 @@
 #include <limits>
 
 #include "ops/ppo_loss.h"
-#include "ops/register.h"
 
 namespace fastrl::cuda {
 namespace {
@@ -134,11 +133,9 @@ struct Cuda {
   static void run(const core::GradProblem<scalar_t, T>& p) { launch(p, grad_kernel<scalar_t, T>); }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Cuda);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Cuda);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Cuda);
-}
-
 }  // namespace
 }  // namespace fastrl::cuda
+
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  fastrl::register_ppo_loss_ops<fastrl::cuda::Cuda>(m);
+}

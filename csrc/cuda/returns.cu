@@ -9,7 +9,6 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include "ops/register.h"
 #include "ops/returns.h"
 
 namespace fastrl::cuda {
@@ -79,10 +78,9 @@ struct Cuda {
   }
 };
 
-TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, gae, Cuda);
-  FASTRL_IMPL_WITH_TENSOR_HYPER(m, discounted_returns, Cuda);
-}
-
 }  // namespace
 }  // namespace fastrl::cuda
+
+TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
+  fastrl::register_returns_ops<fastrl::cuda::Cuda>(m);
+}

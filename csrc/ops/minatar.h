@@ -14,6 +14,7 @@
 #include "core/minatar/batch.h"
 #include "core/minatar/registry.h"
 #include "ops/envs.h"
+#include "ops/register.h"
 
 namespace fastrl {
 
@@ -126,6 +127,16 @@ StepTuple minatar_step(const std::string& env, const at::Tensor& state, const at
     });
   });
   return out.tuple();
+}
+
+// The ops of both env families (ops/envs.h, this file), registered with each env backend
+// (cpu/envs.cpp, cuda/envs.cu, whose reset() and step() take either family's batch).
+template <typename Backend>
+void register_env_ops(torch::Library& m) {
+  FASTRL_IMPL(m, env_reset, Backend);
+  FASTRL_IMPL(m, env_step, Backend);
+  FASTRL_IMPL(m, minatar_reset, Backend);
+  FASTRL_IMPL(m, minatar_step, Backend);
 }
 
 }  // namespace fastrl

@@ -17,6 +17,7 @@
 
 #include "core/ppo_loss.h"
 #include "ops/hyper.h"
+#include "ops/register.h"
 
 namespace fastrl {
 
@@ -221,6 +222,16 @@ at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor
     Backend::run(p);
   });
   return grad;
+}
+
+// The family's ops, registered with each backend (cpu/ppo_loss.cpp, cuda/ppo_loss.cu): an op
+// whose problem the backends' run() serves (a row reduction like RowProblem, or GradProblem;
+// core/ppo_loss.h) needs only its line here.
+template <typename Backend>
+void register_ppo_loss_ops(torch::Library& m) {
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Backend);
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Backend);
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Backend);
 }
 
 }  // namespace fastrl
