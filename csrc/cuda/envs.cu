@@ -15,7 +15,7 @@ namespace fastrl::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMinAtarThreads = 128;  // a MinAtar thread writes hundreds of observation bytes
+constexpr int kMinAtarThreads = 128;  // the MinAtar kernels' block size
 
 template <bool kSameStep, typename Env, typename T>
 __global__ void step_kernel(core::EnvBatch<Env, T> b) {

@@ -12,7 +12,6 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <vector>
 
 #include "core/envs/batch.h"
 #include "core/envs/registry.h"
