@@ -23,7 +23,8 @@ namespace fastrl::cpu {
 namespace {
 
 constexpr int64_t kLanes = 4;
-constexpr int64_t kBlock = 512;  // logits summed apart before merging: float32 error ~ (kBlock / kLanes + V / kBlock) ulp
+// Logits summed apart before merging: float32 error ~ (kBlock / kLanes + V / kBlock) ulp.
+constexpr int64_t kBlock = 512;
 
 // Rows per task: about 64k logits, so small vocabularies still get big enough tasks.
 int64_t grain(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 16) / vocab); }
