@@ -40,6 +40,16 @@ TORCH_LIBRARY(fastrl, m) {
         "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, Tensor action, float[] params, "
         "int max_episode_steps, bool same_step, int first_env=0) -> (Tensor obs, Tensor reward, Tensor terminated, "
         "Tensor truncated, Tensor done, Tensor final_obs, Tensor final_return, Tensor final_length)");
+  // The MinAtar games, as the env ops on state int32 [N, 1 + S]: obs and final_obs are
+  // bool [N, 10, 10, C]; params are core::minatar::kParams' values.
+  m.def("minatar_reset(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "
+        "Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, float[] params, int first_env=0) "
+        "-> Tensor obs");
+  m.def("minatar_step(str env, Tensor(a!) state, Tensor(b!) elapsed, "
+        "Tensor(c!) episode_return, Tensor(d!) autoreset, Tensor(e!) resets, Tensor seeds, "
+        "Tensor action, float[] params, int max_episode_steps, bool same_step, int first_env=0) "
+        "-> (Tensor obs, Tensor reward, Tensor terminated, Tensor truncated, Tensor done, "
+        "Tensor final_obs, Tensor final_return, Tensor final_length)");
   // logits [N, V] (half/bfloat16/float/double, any strides), actions int64 [N], mask bool [N];
   // per-token tensors [N] in float32 (float64 for float64 logits). Math: core/ppo_loss.h.
   def_with_tensor_hyper(m,

@@ -6,7 +6,8 @@
 
 namespace fastrl {
 
-// Adds EnvBinding, native_envs(), philox_constants() and env_kernel_sizes() to `m`.
+// Adds EnvBinding, MinAtarBinding, native_envs(), minatar_games(), minatar_params(),
+// philox_constants() and env_kernel_sizes() to `m`.
 void bind_envs(pybind11::module_& m);
 
 }  // namespace fastrl

@@ -1,5 +1,5 @@
 // The pybind11 module fastrl._C: how the extension was built, a probe of its thread pool, and the
-// env parts (env_binding.cpp, minatar_binding.cpp). Loading it registers the ops (bindings.cpp and the kernel files).
+// env part (env_binding.cpp). Loading it registers the ops (bindings.cpp and the kernel files).
 #include <ATen/Parallel.h>
 #include <pybind11/pybind11.h>
 #include <torch/python.h>
@@ -10,7 +10,6 @@
 
 #include "cpu/avx2.h"
 #include "env_binding.h"
-#include "minatar_binding.h"
 
 namespace {
 
@@ -46,6 +45,5 @@ PYBIND11_MODULE(_C, m) {
     return info;
   });
   m.def("parallel_threads_used", &parallel_threads_used);
-  fastrl::bind_envs(m);     // EnvBinding and the env registry: csrc/env_binding.cpp
-  fastrl::bind_minatar(m);  // MinAtarBinding and the game registry: csrc/minatar_binding.cpp
+  fastrl::bind_envs(m);  // the env bindings and registries: csrc/env_binding.cpp
 }

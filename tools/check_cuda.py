@@ -68,7 +68,7 @@ def main() -> int:
         print("check_cuda: no .cu files found under csrc/cuda", file=sys.stderr)
         return 2
 
-    glue = [ROOT / "csrc" / "bindings.cpp", ROOT / "csrc" / "env_binding.cpp", ROOT / "csrc" / "minatar_binding.cpp"]
+    glue = [ROOT / "csrc" / "bindings.cpp", ROOT / "csrc" / "env_binding.cpp"]
     with tempfile.TemporaryDirectory() as tmp:
         def compile_one(src: Path):
             start = time.perf_counter()

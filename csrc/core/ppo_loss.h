@@ -159,6 +159,7 @@ FASTRL_HD T logit_grad(T s, bool is_action, T lse, T entropy, T g_logp, T g_entr
 // The logits of N rows, [N, V] with any strides, read as T and scaled by 1 / tau.
 template <typename scalar_t, typename T>
 struct LogitRows {
+  using Acc = T;  // the accumulation type (float, or double for double logits)
   const scalar_t* data = nullptr;
   int64_t num_rows = 0, vocab = 0, row_stride = 0, col_stride = 0;
   const int64_t* actions = nullptr;  // [N]
@@ -174,6 +175,9 @@ struct LogitRows {
 
 // What the forward kernels write for row r once its softmax sums are known. Outputs are
 // contiguous [N]; the PPO part is skipped when ppo_loss == nullptr (token_logprobs).
+// The kernels' row-reduction interface, which another per-row op can implement with its own
+// struct: `rows` (its LogitRows), write(r, sums) for an active row with a valid action, and
+// fill(r, value) for a masked row (0) or, on the GPU, an out-of-range action (NaN).
 template <typename scalar_t, typename T>
 struct RowProblem {
   LogitRows<scalar_t, T> rows;

@@ -11,7 +11,6 @@
 // ppo_loss_avx2.cpp instead (ATen's vectorized exp, about 4x faster); float64, strided rows and
 // other CPUs keep the scalar passes below.
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <string>
@@ -24,7 +23,8 @@ namespace fastrl::cpu {
 namespace {
 
 constexpr int64_t kLanes = 4;
-constexpr int64_t kBlock = 512;  // logits summed apart before merging: float32 error ~ (kBlock / kLanes + V / kBlock) ulp
+// Logits summed apart before merging: float32 error ~ (kBlock / kLanes + V / kBlock) ulp.
+constexpr int64_t kBlock = 512;
 
 // Rows per task: about 64k logits, so small vocabularies still get big enough tasks.
 int64_t grain(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 16) / vocab); }
@@ -76,8 +76,10 @@ void grad_of(const core::GradProblem<scalar_t, T>& p, int64_t r, bool vec) {
   for (int64_t i = 0; i < p.rows.vocab; ++i) grad[i] = p.grad_at(r, i, p.rows.scaled(r, i));
 }
 
-template <typename scalar_t, typename T>
-void run_rows(const core::RowProblem<scalar_t, T>& p) {
+// Any row reduction (core/ppo_loss.h, RowProblem): its softmax sums per row, then write().
+template <typename Problem>
+void run_rows(const Problem& p) {
+  using T = typename decltype(p.rows)::Acc;
   const auto& rows = p.rows;
   const bool vec = vectorized(rows);
   at::parallel_for(0, rows.num_rows, grain(rows.vocab), [&](int64_t begin, int64_t end) {
@@ -109,10 +111,10 @@ void run_grad(const core::GradProblem<scalar_t, T>& p) {
   });
 }
 
-// The backend of the ops in ops/ppo_loss.h.
+// The backend of the ops in ops/ppo_loss.h: a row reduction, or the logits gradient.
 struct Cpu {
-  template <typename scalar_t, typename T>
-  static void run(const core::RowProblem<scalar_t, T>& p) { run_rows(p); }
+  template <typename Problem>
+  static void run(const Problem& p) { run_rows(p); }
   template <typename scalar_t, typename T>
   static void run(const core::GradProblem<scalar_t, T>& p) { run_grad(p); }
 };
@@ -120,14 +122,6 @@ struct Cpu {
 }  // namespace
 }  // namespace fastrl::cpu
 
-// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
-// (<op>_tensor_hyper, ops/hyper.h).
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cpu::Cpu;
-  m.impl("token_logprobs", TORCH_FN((fastrl::token_logprobs<Cpu, FloatHypers>)));
-  m.impl("token_logprobs_tensor_hyper", TORCH_FN((fastrl::token_logprobs<Cpu, TensorHypers>)));
-  m.impl("token_logprobs_backward", TORCH_FN((fastrl::token_logprobs_backward<Cpu, FloatHypers>)));
-  m.impl("token_logprobs_backward_tensor_hyper", TORCH_FN((fastrl::token_logprobs_backward<Cpu, TensorHypers>)));
-  m.impl("ppo_loss", TORCH_FN((fastrl::ppo_loss<Cpu, FloatHypers>)));
-  m.impl("ppo_loss_tensor_hyper", TORCH_FN((fastrl::ppo_loss<Cpu, TensorHypers>)));
+  fastrl::register_ppo_loss_ops<fastrl::cpu::Cpu>(m);
 }

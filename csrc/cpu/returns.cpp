@@ -8,7 +8,6 @@
 // Narrow, long problems (fewer columns than threads): the chunked scan of core/returns.h, so
 // every thread has work: aggregate chunks in parallel, scan the chunk maps, replay in parallel.
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
@@ -105,12 +104,6 @@ struct Cpu {
 }  // namespace
 }  // namespace fastrl::cpu
 
-// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
-// (<op>_tensor_hyper, ops/hyper.h).
 TORCH_LIBRARY_IMPL(fastrl, CPU, m) {
-  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cpu::Cpu;
-  m.impl("gae", TORCH_FN((fastrl::gae<Cpu, FloatHypers>)));
-  m.impl("gae_tensor_hyper", TORCH_FN((fastrl::gae<Cpu, TensorHypers>)));
-  m.impl("discounted_returns", TORCH_FN((fastrl::discounted_returns<Cpu, FloatHypers>)));
-  m.impl("discounted_returns_tensor_hyper", TORCH_FN((fastrl::discounted_returns<Cpu, TensorHypers>)));
+  fastrl::register_returns_ops<fastrl::cpu::Cpu>(m);
 }

@@ -1,16 +1,21 @@
 // CUDA kernels for the batched environments (math in core/envs/): a thread per env runs
 // core::advance and, for the rare env that needs it, core::autoreset. State is SoA, so a warp's
 // loads and stores of one state component coalesce.
+// MinAtar games (core/minatar/): a thread per env runs core::minatar::step_env (sticky action,
+// the game's frame, autoreset) on its own state row. Their action values are not checked here
+// (that would need a host sync): fastrl.envs checks them when `validate` is true, and step_env
+// takes an unchecked one out of range as the no-op.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include "ops/envs.h"
+#include "ops/minatar.h"
 
 namespace fastrl::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMinAtarThreads = 128;  // the MinAtar kernels' block size
 
 template <bool kSameStep, typename Env, typename T>
 __global__ void step_kernel(core::EnvBatch<Env, T> b) {
@@ -24,9 +29,29 @@ __global__ void reset_kernel(core::EnvBatch<Env, T> b) {
   if (j < b.n) core::reset_env(b, j);
 }
 
-unsigned blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
+template <bool kReset, typename Game, typename T>
+__global__ void minatar_kernel(core::minatar::MinAtarBatch<Game, T> b) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= b.n) return;
+  if (kReset) {
+    core::minatar::reset_env(b, j);
+  } else {
+    core::minatar::step_env(b, j);
+  }
+}
 
-// The backend of the ops in ops/envs.h.
+unsigned blocks(int64_t n, int threads = kThreads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
+
+template <bool kReset, typename Game, typename T>
+void launch_minatar(const core::minatar::MinAtarBatch<Game, T>& b) {
+  minatar_kernel<kReset><<<blocks(b.n, kMinAtarThreads), kMinAtarThreads, 0,
+                           c10::cuda::getCurrentCUDAStream()>>>(b);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// The backend of the ops in ops/envs.h and ops/minatar.h.
 struct Cuda {
   template <typename Env, typename T>
   static void reset(const core::EnvBatch<Env, T>& b) {
@@ -43,12 +68,20 @@ struct Cuda {
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
+
+  template <typename Game, typename T>
+  static void reset(const core::minatar::MinAtarBatch<Game, T>& b) {
+    launch_minatar<true>(b);
+  }
+  template <typename Game, typename T>
+  static void step(const core::minatar::MinAtarBatch<Game, T>& b, bool /*same_step: in b*/) {
+    launch_minatar<false>(b);
+  }
 };
 
 }  // namespace
 }  // namespace fastrl::cuda
 
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  m.impl("env_reset", TORCH_FN(fastrl::env_reset<fastrl::cuda::Cuda>));
-  m.impl("env_step", TORCH_FN(fastrl::env_step<fastrl::cuda::Cuda>));
+  fastrl::register_env_ops<fastrl::cuda::Cuda>(m);
 }

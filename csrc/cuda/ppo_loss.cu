@@ -9,7 +9,6 @@
 // Actions outside [0, V) cannot raise without a host sync: their outputs are NaN.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <cstdint>
 #include <limits>
@@ -86,15 +85,17 @@ __device__ core::SoftmaxSums<T> block_merge(core::SoftmaxSums<T> s) {
   return s;
 }
 
-template <typename scalar_t, typename T>
-__global__ void rows_kernel(core::RowProblem<scalar_t, T> p) {
+// Any row reduction (core/ppo_loss.h, RowProblem): one block per row.
+template <typename Problem>
+__global__ void rows_kernel(Problem p) {
+  using T = typename decltype(p.rows)::Acc;
   const int64_t r = blockIdx.x;
   if (!p.rows.active(r)) {
     if (threadIdx.x == 0) p.fill(r, T(0));
     return;
   }
   core::SoftmaxSums<T> sums;
-  for_each_logit(p.rows, r, [&](int64_t, scalar_t z) { sums.add(p.rows.scale(z)); });
+  for_each_logit(p.rows, r, [&](int64_t, auto z) { sums.add(p.rows.scale(z)); });
   sums = block_merge(sums);
   if (threadIdx.x != 0) return;
   if (p.rows.valid_action(r)) {
@@ -124,10 +125,10 @@ void launch(const Problem& p, Kernel kernel) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// The backend of the ops in ops/ppo_loss.h.
+// The backend of the ops in ops/ppo_loss.h: a row reduction, or the logits gradient.
 struct Cuda {
-  template <typename scalar_t, typename T>
-  static void run(const core::RowProblem<scalar_t, T>& p) { launch(p, rows_kernel<scalar_t, T>); }
+  template <typename Problem>
+  static void run(const Problem& p) { launch(p, rows_kernel<Problem>); }
   template <typename scalar_t, typename T>
   static void run(const core::GradProblem<scalar_t, T>& p) { launch(p, grad_kernel<scalar_t, T>); }
 };
@@ -135,14 +136,6 @@ struct Cuda {
 }  // namespace
 }  // namespace fastrl::cuda
 
-// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
-// (<op>_tensor_hyper, ops/hyper.h).
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cuda::Cuda;
-  m.impl("token_logprobs", TORCH_FN((fastrl::token_logprobs<Cuda, FloatHypers>)));
-  m.impl("token_logprobs_tensor_hyper", TORCH_FN((fastrl::token_logprobs<Cuda, TensorHypers>)));
-  m.impl("token_logprobs_backward", TORCH_FN((fastrl::token_logprobs_backward<Cuda, FloatHypers>)));
-  m.impl("token_logprobs_backward_tensor_hyper", TORCH_FN((fastrl::token_logprobs_backward<Cuda, TensorHypers>)));
-  m.impl("ppo_loss", TORCH_FN((fastrl::ppo_loss<Cuda, FloatHypers>)));
-  m.impl("ppo_loss_tensor_hyper", TORCH_FN((fastrl::ppo_loss<Cuda, TensorHypers>)));
+  fastrl::register_ppo_loss_ops<fastrl::cuda::Cuda>(m);
 }

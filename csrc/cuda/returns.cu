@@ -8,7 +8,6 @@
 // chunk from the carry entering it. Tuning notes live in bench/README.md.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include "ops/returns.h"
 
@@ -82,12 +81,6 @@ struct Cuda {
 }  // namespace
 }  // namespace fastrl::cuda
 
-// Each op twice: with float hyper-parameters, and with the 0-dim tensors of torch.compile
-// (<op>_tensor_hyper, ops/hyper.h).
 TORCH_LIBRARY_IMPL(fastrl, CUDA, m) {
-  using fastrl::FloatHypers, fastrl::TensorHypers, fastrl::cuda::Cuda;
-  m.impl("gae", TORCH_FN((fastrl::gae<Cuda, FloatHypers>)));
-  m.impl("gae_tensor_hyper", TORCH_FN((fastrl::gae<Cuda, TensorHypers>)));
-  m.impl("discounted_returns", TORCH_FN((fastrl::discounted_returns<Cuda, FloatHypers>)));
-  m.impl("discounted_returns_tensor_hyper", TORCH_FN((fastrl::discounted_returns<Cuda, TensorHypers>)));
+  fastrl::register_returns_ops<fastrl::cuda::Cuda>(m);
 }

@@ -7,11 +7,11 @@
 #include <ATen/ATen.h>
 #include <ATen/EmptyTensor.h>
 #include <c10/core/DeviceGuard.h>
+#include <c10/util/SmallVector.h>
 
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <vector>
 
 #include "core/envs/batch.h"
 #include "core/envs/registry.h"
@@ -40,15 +40,26 @@ struct EnvTensors {
   at::Tensor state, elapsed, episode_return, autoreset, resets, seeds;
 };
 
+// A per-env tensor: [N], dtype, on the state's device, contiguous.
 inline void check_vector(const at::Tensor& t, const char* name, at::ScalarType dtype,
-                         const at::Tensor& state) {
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == state.size(1), "fastrl: ", name, " must be [N] = [",
-              state.size(1), "], got ", t.sizes());
+                         const at::Tensor& state, int64_t n) {
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == n, "fastrl: ", name, " must be [N] = [", n, "], got ",
+              t.sizes());
   TORCH_CHECK(t.scalar_type() == dtype, "fastrl: ", name, " must be ", dtype, ", got ",
               t.scalar_type());
   TORCH_CHECK(t.device() == state.device(), "fastrl: ", name, " is on ", t.device(),
               " but state is on ", state.device());
   TORCH_CHECK(t.is_contiguous(), "fastrl: ", name, " must be contiguous");
+}
+
+// The per-env counters of N envs (every tensor but the state, whose layout is the family's);
+// episode_return in the family's float dtype.
+inline void check_counters(const EnvTensors& e, int64_t n, at::ScalarType return_dtype) {
+  check_vector(e.elapsed, "elapsed", at::kInt, e.state, n);
+  check_vector(e.episode_return, "episode_return", return_dtype, e.state, n);
+  check_vector(e.autoreset, "autoreset", at::kBool, e.state, n);
+  check_vector(e.resets, "resets", at::kLong, e.state, n);
+  check_vector(e.seeds, "seeds", at::kLong, e.state, n);
 }
 
 template <typename Env>
@@ -59,25 +70,27 @@ void check_env_tensors(const EnvTensors& e, at::ArrayRef<double> params) {
   TORCH_CHECK(s.scalar_type() == at::kFloat || s.scalar_type() == at::kDouble,
               "fastrl: state must be float32 or float64, got ", s.scalar_type());
   TORCH_CHECK(s.is_contiguous(), "fastrl: state must be contiguous");
-  check_vector(e.elapsed, "elapsed", at::kInt, s);
-  check_vector(e.episode_return, "episode_return", s.scalar_type(), s);
-  check_vector(e.autoreset, "autoreset", at::kBool, s);
-  check_vector(e.resets, "resets", at::kLong, s);
-  check_vector(e.seeds, "seeds", at::kLong, s);
+  check_counters(e, s.size(1), s.scalar_type());
   TORCH_CHECK(params.size() == Env::kParams.size(), "fastrl: expected ", Env::kParams.size(),
               " env params for ", Env::kId, ", got ", params.size());
 }
 
-template <typename Env, typename T>
-core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, at::ArrayRef<double> params) {
-  core::EnvBatch<Env, T> b;
-  b.n = e.state.size(1);
-  b.state = e.state.data_ptr<T>();
+// The counters of a core::EpisodeBatch (of any env family) from the tensors.
+template <typename T>
+void bind_counters(core::EpisodeBatch<T>& b, const EnvTensors& e, int64_t n) {
+  b.n = n;
   b.elapsed = e.elapsed.data_ptr<int32_t>();
   b.episode_return = e.episode_return.data_ptr<T>();
   b.autoreset = reinterpret_cast<uint8_t*>(e.autoreset.data_ptr<bool>());
   b.resets = e.resets.data_ptr<int64_t>();
   b.seeds = e.seeds.data_ptr<int64_t>();
+}
+
+template <typename Env, typename T>
+core::EnvBatch<Env, T> make_env_batch(const EnvTensors& e, at::ArrayRef<double> params) {
+  core::EnvBatch<Env, T> b;
+  bind_counters(b, e, e.state.size(1));
+  b.state = e.state.data_ptr<T>();
   b.params = Env::params(params.data());
   return b;
 }
@@ -94,6 +107,9 @@ struct StepOutputs {
   }
 };
 
+// What the registered env_step / minatar_step return: StepOutputs as the schema's tuple.
+using StepTuple = decltype(StepOutputs{}.tuple());
+
 // A shape as Python prints it, "(4,)" or "(4, 1)", so errors read like the Python checks'.
 inline std::string py_shape(at::IntArrayRef sizes) {
   std::string s = "(";
@@ -101,24 +117,31 @@ inline std::string py_shape(at::IntArrayRef sizes) {
   return s + (sizes.size() == 1 ? ",)" : ")");
 }
 
-// The actions as the kernels read them: int64 [N] for discrete envs, [N, 1] in the state's dtype
-// for continuous ones, contiguous (other integer or float dtypes are converted). The errors are
-// the ones fastrl.envs raises: TypeError for the wrong kind of dtype, ValueError for a wrong
-// shape or device. Action values are the kernels' to check.
+// Discrete actions as the kernels read them: int64 [N], contiguous (other integer dtypes are
+// converted). The errors are the ones fastrl.envs raises: TypeError for the wrong kind of
+// dtype, ValueError for a wrong shape or device. Action values are the kernels' to check.
+inline at::Tensor checked_discrete_action(const at::Tensor& action, int64_t n,
+                                          const at::Tensor& state, const std::string& env) {
+  TORCH_CHECK_VALUE(action.device() == state.device(), "actions are on ", action.device(),
+                    " but the env is on ", state.device());
+  TORCH_CHECK_TYPE(at::isIntegralType(action.scalar_type(), /*includeBool=*/false),
+                   "actions must be an integer tensor for ", env, ", got ", action.scalar_type());
+  TORCH_CHECK_VALUE(action.dim() == 1 && action.size(0) == n, "actions must have shape (", n,
+                    ",), got ", py_shape(action.sizes()));
+  return action.to(at::kLong).contiguous();
+}
+
+// The actions as the classic envs' kernels read them: checked_discrete_action for discrete envs,
+// [N, 1] in the state's dtype for continuous ones.
 template <typename Env>
 at::Tensor checked_action(const at::Tensor& action, const at::Tensor& state,
                           const std::string& env) {
   const int64_t n = state.size(1);
-  TORCH_CHECK_VALUE(action.device() == state.device(), "actions are on ", action.device(),
-                    " but the env is on ", state.device());
   if constexpr (std::is_integral<typename Env::Action>::value) {
-    TORCH_CHECK_TYPE(at::isIntegralType(action.scalar_type(), /*includeBool=*/false),
-                     "actions must be an integer tensor for ", env, ", got ",
-                     action.scalar_type());
-    TORCH_CHECK_VALUE(action.dim() == 1 && action.size(0) == n, "actions must have shape (", n,
-                      ",), got ", py_shape(action.sizes()));
-    return action.to(at::kLong).contiguous();
+    return checked_discrete_action(action, n, state, env);
   } else {
+    TORCH_CHECK_VALUE(action.device() == state.device(), "actions are on ", action.device(),
+                      " but the env is on ", state.device());
     TORCH_CHECK_TYPE(at::isFloatingType(action.scalar_type()),
                      "actions must be a floating-point tensor for ", env, ", got ",
                      action.scalar_type());
@@ -135,38 +158,43 @@ inline at::Tensor new_output(at::IntArrayRef size, const at::TensorOptions& opti
   return at::empty(size, options);
 }
 
-// The batch of a step: `action` as checked_action returned it; max_episode_steps in
-// [1, 2^31 - 1], or 0 for no time limit (episode lengths are int32).
-template <typename Env, typename T>
-core::EnvBatch<Env, T> make_step_batch(const EnvTensors& e, const at::Tensor& action,
-                                       at::ArrayRef<double> params,
-                                       int64_t max_episode_steps, bool same_step,
-                                       StepOutputs& out) {
+// The outputs of a step of n envs: obs and final_obs [n, *obs_shape] (final_obs with 0 rows
+// unless same_step) in obs_options, reward and final_return in float_options.
+inline StepOutputs new_step_outputs(int64_t n, at::IntArrayRef obs_shape,
+                                    const at::TensorOptions& obs_options,
+                                    const at::TensorOptions& float_options, bool same_step) {
+  c10::SmallVector<int64_t, 4> obs_size{n}, final_size{same_step ? n : 0};
+  obs_size.insert(obs_size.end(), obs_shape.begin(), obs_shape.end());
+  final_size.insert(final_size.end(), obs_shape.begin(), obs_shape.end());
+  const auto bopts = float_options.dtype(at::kBool);
+  return {new_output(obs_size, obs_options), new_output({n}, float_options),
+          new_output({n}, bopts), new_output({n}, bopts), new_output({n}, bopts),
+          new_output(final_size, obs_options), new_output({n}, float_options),
+          new_output({n}, float_options.dtype(at::kInt))};
+}
+
+// The batch's time limit: max_episode_steps in [1, 2^31 - 1], or 0 for no time limit (episode
+// lengths are int32).
+inline uint32_t checked_time_limit(int64_t max_episode_steps) {
   TORCH_CHECK_VALUE(max_episode_steps >= 0 && max_episode_steps <= core::kMaxElapsed,
                     "max_episode_steps must be in [1, 2**31 - 1], or 0 for no time limit, got ",
                     max_episode_steps);
-  const int64_t n = e.state.size(1);
-  const auto fopts = e.state.options();
-  const auto bopts = fopts.dtype(at::kBool);
-  out = {new_output({n, Env::kObsDim}, fopts), new_output({n}, fopts), new_output({n}, bopts),
-         new_output({n}, bopts), new_output({n}, bopts),
-         new_output({same_step ? n : 0, Env::kObsDim}, fopts), new_output({n}, fopts),
-         new_output({n}, fopts.dtype(at::kInt))};
+  return max_episode_steps == 0 ? core::kNoTimeLimit : static_cast<uint32_t>(max_episode_steps);
+}
+
+// The step outputs and settings of a core::EpisodeBatch (of any env family).
+template <typename T>
+void bind_step(core::EpisodeBatch<T>& b, const StepOutputs& out, uint32_t time_limit,
+               bool same_step) {
   auto flags = [](const at::Tensor& t) { return reinterpret_cast<uint8_t*>(t.data_ptr<bool>()); };
-  auto b = make_env_batch<Env, T>(e, params);
-  b.action = action.data_ptr<typename Env::Action>();
-  b.obs = out.obs.data_ptr<T>();
   b.reward = out.reward.data_ptr<T>();
   b.terminated = flags(out.terminated);
   b.truncated = flags(out.truncated);
   b.done = flags(out.done);
-  b.final_obs = same_step ? out.final_obs.data_ptr<T>() : nullptr;
   b.final_return = out.final_return.data_ptr<T>();
   b.final_length = out.final_length.data_ptr<int32_t>();
-  b.max_episode_steps =
-      max_episode_steps == 0 ? core::kNoTimeLimit : static_cast<uint32_t>(max_episode_steps);
+  b.max_episode_steps = time_limit;
   b.same_step = same_step;
-  return b;
 }
 
 // first_env: the global index of env 0 (its Philox stream); global indices are uint32 words below
@@ -205,7 +233,7 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
 }
 
 template <typename Backend>
-decltype(StepOutputs{}.tuple()) env_step(
+StepTuple env_step(
     const std::string& env, const at::Tensor& state, const at::Tensor& elapsed,
     const at::Tensor& episode_return, const at::Tensor& autoreset, const at::Tensor& resets,
     const at::Tensor& seeds, const at::Tensor& action, at::ArrayRef<double> params,
@@ -218,9 +246,16 @@ decltype(StepOutputs{}.tuple()) env_step(
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
       const at::Tensor a = checked_action<Env>(action, e.state, env);
-      check_first_env(first_env, e.state.size(1));
-      auto b = make_step_batch<Env, scalar_t>(e, a, params, max_episode_steps, same_step, out);
+      const uint32_t time_limit = checked_time_limit(max_episode_steps);
+      const int64_t n = e.state.size(1);
+      check_first_env(first_env, n);
+      out = new_step_outputs(n, {Env::kObsDim}, e.state.options(), e.state.options(), same_step);
+      auto b = make_env_batch<Env, scalar_t>(e, params);
+      bind_step(b, out, time_limit, same_step);
       b.first_env = first_env;
+      b.action = a.data_ptr<typename Env::Action>();
+      b.obs = out.obs.data_ptr<scalar_t>();
+      b.final_obs = same_step ? out.final_obs.data_ptr<scalar_t>() : nullptr;
       if (b.n > 0) Backend::step(b, same_step);
     });
   });

@@ -1,9 +1,10 @@
 // Hyper-parameters of the ops (gamma, lam, clip ranges, coefficients, temperature). Each op that
 // takes them comes twice (csrc/bindings.cpp): <op> takes Python floats; <op>_tensor_hyper takes
-// 0-dim CPU tensors, which is what the Python wrappers pass under torch.compile. There a float that changes between calls (an annealed coefficient) is
-// symbolic, and a `float` argument of a custom op pins it to one value per compiled graph (a
-// recompile each time it changes); a tensor argument does not. The op templates in ops/*.h
-// take a Hypers parameter naming the C++ types of one of the two, and read values with hyper().
+// 0-dim CPU tensors, which is what the Python wrappers pass under torch.compile. There a float
+// that changes between calls (an annealed coefficient) is symbolic, and a `float` argument of a
+// custom op pins it to one value per compiled graph (a recompile each time it changes); a tensor
+// argument does not. The op templates in ops/*.h take a Hypers parameter naming the C++ types of
+// one of the two, read values with hyper(), and are registered twice (ops/register.h).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -17,6 +17,7 @@
 
 #include "core/ppo_loss.h"
 #include "ops/hyper.h"
+#include "ops/register.h"
 
 namespace fastrl {
 
@@ -93,12 +94,25 @@ core::LogitRows<scalar_t, T> make_logit_rows(const at::Tensor& logits, const at:
   return rows;
 }
 
-
 // Outputs by name inside; the op schemas (csrc/bindings.cpp) return them as tuples, in this order.
 struct TokenLogprobsOutputs {
   at::Tensor logp, entropy, lse;  // [N] each
   std::tuple<at::Tensor, at::Tensor, at::Tensor> tuple() const { return {logp, entropy, lse}; }
 };
+
+// The forward problem of token_logprobs: per-row log-prob, entropy and lse (ppo_loss adds its
+// inputs and outputs to it).
+template <typename scalar_t, typename T = at::opmath_type<scalar_t>>
+core::RowProblem<scalar_t, T> make_row_problem(const at::Tensor& logits, const at::Tensor& actions,
+                                               const std::optional<at::Tensor>& mask,
+                                               double temperature, const TokenLogprobsOutputs& out) {
+  core::RowProblem<scalar_t, T> p;
+  p.rows = make_logit_rows<scalar_t, T>(logits, actions, mask, temperature);
+  p.logp = out.logp.data_ptr<T>();
+  p.entropy = out.entropy.data_ptr<T>();
+  p.lse = out.lse.data_ptr<T>();
+  return p;
+}
 
 struct PpoOutputs {
   at::Tensor loss, logp, entropy, lse, dloss_dlogp, ratio, kl, clipped;  // [N] each
@@ -111,8 +125,9 @@ struct PpoOutputs {
 
 // The three ops, written once for every backend and both hyper-parameter types (ops/hyper.h): checks,
 // allocation, dtype dispatch and problem construction. `Backend::run(problem)` is the backend's
-// driver, called with a core::RowProblem (the two forward ops) or a core::GradProblem (the
-// backward); cpu/ppo_loss.cpp and cuda/ppo_loss.cu define it and register these functions.
+// driver, called with a row reduction (the two forward ops' core::RowProblem; any problem with
+// its `rows`, `fill` and `write` is one) or a core::GradProblem (the backward);
+// cpu/ppo_loss.cpp and cuda/ppo_loss.cu define it and register these functions.
 
 template <typename Backend, typename Hypers>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
@@ -126,13 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
   const TokenLogprobsOutputs out{token_output(logits), token_output(logits), token_output(logits)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::token_logprobs", [&] {
-    using T = at::opmath_type<scalar_t>;
-    core::RowProblem<scalar_t, T> p;
-    p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
-    p.logp = out.logp.data_ptr<T>();
-    p.entropy = out.entropy.data_ptr<T>();
-    p.lse = out.lse.data_ptr<T>();
-    Backend::run(p);
+    Backend::run(make_row_problem<scalar_t>(logits, acts, m, temperature, out));
   });
   return out.tuple();
 }
@@ -164,11 +173,8 @@ decltype(PpoOutputs{}.tuple()) ppo_loss(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::ppo_loss", [&] {
     using T = at::opmath_type<scalar_t>;
-    core::RowProblem<scalar_t, T> p;
-    p.rows = make_logit_rows<scalar_t, T>(logits, acts, m, temperature);
-    p.logp = out.logp.data_ptr<T>();
-    p.entropy = out.entropy.data_ptr<T>();
-    p.lse = out.lse.data_ptr<T>();
+    auto p = make_row_problem<scalar_t>(logits, acts, m, temperature,
+                                        {out.logp, out.entropy, out.lse});
     p.old_logp = old.data_ptr<T>();
     p.advantage = adv.data_ptr<T>();
     p.ref_logp = ref ? ref->data_ptr<T>() : nullptr;
@@ -216,6 +222,16 @@ at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor
     Backend::run(p);
   });
   return grad;
+}
+
+// The family's ops, registered with each backend (cpu/ppo_loss.cpp, cuda/ppo_loss.cu): an op
+// whose problem the backends' run() serves (a row reduction like RowProblem, or GradProblem;
+// core/ppo_loss.h) needs only its line here.
+template <typename Backend>
+void register_ppo_loss_ops(torch::Library& m) {
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs, Backend);
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, token_logprobs_backward, Backend);
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, ppo_loss, Backend);
 }
 
 }  // namespace fastrl

@@ -12,6 +12,7 @@
 
 #include "core/returns.h"
 #include "ops/hyper.h"
+#include "ops/register.h"
 
 namespace fastrl {
 
@@ -166,6 +167,15 @@ at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
     });
   });
   return returns;
+}
+
+// The family's ops, registered with each backend (cpu/returns.cpp, cuda/returns.cu): an op whose
+// problem the backends' run() serves (a backward scan of columns: scalar_t, initial_carry,
+// valid, affine, write; core/returns.h) needs only its line here.
+template <typename Backend>
+void register_returns_ops(torch::Library& m) {
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, gae, Backend);
+  FASTRL_IMPL_WITH_TENSOR_HYPER(m, discounted_returns, Backend);
 }
 
 }  // namespace fastrl

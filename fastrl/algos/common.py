@@ -209,11 +209,7 @@ class Trainer:
         else:
             env = self._make_env_from_config()
         if hasattr(env, "first_env"):
-            try:
-                env.first_env = self.env_shard.start  # env i is env first_env + i of the whole job
-            except NotImplementedError as e:
-                raise ConfigError(f"env_id {self.config.env_id!r} cannot run on several processes yet: {e}",
-                                  "env_id") from None
+            env.first_env = self.env_shard.start  # env i is env first_env + i of the whole job
         return env
 
     def _check_env_instance(self, env) -> None:

@@ -93,19 +93,15 @@ class ClassicVectorEnv(VectorEnv):
     @property
     def first_env(self) -> int:
         """The global index of env 0: env i draws its resets from the Philox stream (seed,
-        first_env + i). A process stepping envs k..k+n-1 of a bigger batch (one rank's shard under
+        first_env + i; a MinAtar game's step draws too). A process stepping envs k..k+n-1 of a bigger batch (one rank's shard under
         torchrun) sets it to k, so its envs are those envs of the whole batch, whatever the split."""
         return self._first_env
 
     @first_env.setter
     def first_env(self, value: int) -> None:
         value = _checks.integer("first_env", value, 0, _checks.MAX_EPISODE_STEPS - self.num_envs)
-        if value and not self._HAS_FIRST_ENV:
-            raise NotImplementedError(f"{self.spec_.id}: first_env is not supported yet (only 0)")
         self._first_env = value
         self._bind()
-
-    _HAS_FIRST_ENV = True  # whether the kernels take first_env (the MinAtar ones do not yet)
 
     # The native ops a compiled reset / step calls (the MinAtar envs have their own).
     _RESET_OP, _STEP_OP = "env_reset", "env_step"

@@ -6,6 +6,7 @@ import torch
 
 from fastrl import _native, envs
 from fastrl.envs import NATIVE_ENVS
+from fastrl.envs.minatar import MINATAR_ENVS
 from tests.conftest import BACKENDS, backend, requires_native
 
 
@@ -18,7 +19,7 @@ def _actions(env, n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("env_id", NATIVE_ENVS)
+@pytest.mark.parametrize("env_id", NATIVE_ENVS + tuple(MINATAR_ENVS))
 def test_envs_from_first_env_equal_those_envs_of_a_bigger_batch(name, env_id):
     if name == "native" and _native._C is None:
         pytest.skip(f"fastrl._C not built: {_native.load_error}")
@@ -63,13 +64,12 @@ def test_the_ops_take_first_env_and_default_to_zero():
         torch.ops.fastrl.env_reset("CartPole-v1", *clone, env._param_list, first_env=-1)
 
 
-def test_first_env_is_checked_and_minatar_refuses_an_offset():
+def test_first_env_is_checked():
     env = envs.make("CartPole-v1", 2, seed=0)
     with pytest.raises(ValueError, match="first_env"):
         env.first_env = -1
     with pytest.raises(TypeError, match="first_env"):
         env.first_env = 1.5
     minatar = envs.make("MinAtar/Breakout-v1", 2, seed=0)
-    minatar.first_env = 0
-    with pytest.raises(NotImplementedError, match="first_env"):
-        minatar.first_env = 2
+    with pytest.raises(ValueError, match="first_env"):
+        minatar.first_env = -1

@@ -6,6 +6,7 @@
 // aborts, and a loop that never ends fails on the test's timeout.
 #include <cstdio>
 #include <limits>
+#include <tuple>
 #include <type_traits>
 
 #include "core/envs/registry.h"
@@ -44,28 +45,17 @@ void run(uint32_t limit) {
       action[j] = values[j % kValues];
     }
   }
-  core::EnvBatch<Env, T> b;
-  b.n = n;
-  b.state = state;
-  b.elapsed = elapsed;
-  b.episode_return = ret;
-  b.autoreset = autoreset;
-  b.resets = resets;
-  b.seeds = seeds;
-  b.action = action;
-  b.obs = obs;
-  b.reward = reward;
-  b.terminated = terminated;
-  b.truncated = truncated;
-  b.done = done;
-  b.final_obs = kSameStep ? final_obs : nullptr;
-  b.final_return = final_return;
-  b.final_length = final_length;
   double params[Env::kParams.size() + 1];  // the defaults (+ 1: no zero-length array)
   for (size_t i = 0; i < Env::kParams.size(); ++i) params[i] = Env::kParams[i].default_value;
-  b.params = Env::params(params);
-  b.max_episode_steps = limit;
-  b.same_step = kSameStep;
+  core::EnvBatch<Env, T> b;
+  // The batch's pointers, by group: envs, per-env counters, step outputs.
+  std::tie(b.n, b.state, b.action, b.params, b.max_episode_steps, b.same_step) =
+      std::tuple(n, state, action, Env::params(params), limit, kSameStep);
+  std::tie(b.elapsed, b.episode_return, b.autoreset, b.resets, b.seeds) =
+      std::tuple(elapsed, ret, autoreset, resets, seeds);
+  std::tie(b.obs, b.reward, b.terminated, b.truncated, b.done, b.final_return, b.final_length) =
+      std::tuple(obs, reward, terminated, truncated, done, final_return, final_length);
+  b.final_obs = kSameStep ? final_obs : nullptr;
   for (int step = 0; step < 3; ++step) fastrl::cpu::step_range<kSameStep>(b, 0, n);
   for (int j = 0; j < n; ++j) {
     if (elapsed[j] < 0) {

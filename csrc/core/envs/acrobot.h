@@ -13,13 +13,8 @@
 namespace fastrl::core {
 
 template <typename T>
-struct Acrobot {
+struct Acrobot : EnvDims<4, 6, 4>, DiscreteActions<3> {
   static constexpr const char* kId = "Acrobot-v1";
-  static constexpr int kStateDim = 4;
-  static constexpr int kObsDim = 6;
-  static constexpr int kResetDraws = 4;  // uniforms per reset
-  using Action = int64_t;
-  static constexpr int64_t kNumActions = 3;
   static constexpr std::array<EnvParam, 0> kParams{};  // gymnasium's Acrobot takes none
 
   struct Params {};

@@ -26,11 +26,12 @@ namespace fastrl::core {
 constexpr int32_t kMaxElapsed = 2147483647;
 constexpr uint32_t kNoTimeLimit = 0x80000000u;
 
-template <typename Env, typename T>
-struct EnvBatch {
-  using Action = typename Env::Action;
+// What every batched env family keeps per env and writes at each step besides its state and
+// observations (EnvBatch below; core/minatar/batch.h's MinAtarBatch): the episode counters, the
+// env's RNG stream, the step outputs and the autoreset settings.
+template <typename T>
+struct EpisodeBatch {
   int64_t n = 0;                      // number of envs N
-  T* state = nullptr;                 // [S, N]
   int32_t* elapsed = nullptr;         // [N] steps in the current episode (TimeLimit, length)
   T* episode_return = nullptr;        // [N] return of the current episode so far
   // Flags are torch bools (one byte, 0 or 1) read and written as uint8_t: GCC does not vectorize
@@ -38,27 +39,42 @@ struct EnvBatch {
   uint8_t* autoreset = nullptr;       // [N] NEXT_STEP: the next step resets this env
   int64_t* resets = nullptr;          // [N] resets so far: the counter of the env's RNG stream
   const int64_t* seeds = nullptr;     // [N] key of the env's RNG stream
-  const Action* action = nullptr;     // [N] (every env here has a single action dimension)
-  T* obs = nullptr;                   // [N, O]
   T* reward = nullptr;                // [N]
   uint8_t* terminated = nullptr;      // [N]
   uint8_t* truncated = nullptr;       // [N]
   uint8_t* done = nullptr;            // [N] terminated | truncated
-  T* final_obs = nullptr;             // [N, O]; SAME_STEP only
   T* final_return = nullptr;          // [N] return of the episode that ended at this step, else 0
   int32_t* final_length = nullptr;    // [N] its length, else 0
-  typename Env::Params params{};
   uint32_t max_episode_steps = kNoTimeLimit;  // in [1, kMaxElapsed], or kNoTimeLimit
   bool same_step = false;
   // Global index of env 0: a shard of a bigger batch (one rank's under torchrun) draws env j's
   // resets from stream (seed, first_env + j), so the envs do not depend on how the batch is split.
   int64_t first_env = 0;
 
+  // The counters of a new episode of env j (its state and observation are the family's).
+  FASTRL_HD void start_episode(int64_t j) const {
+    // Wraps (in uint64, like the Philox counter it feeds) instead of overflowing; never reached.
+    resets[j] = static_cast<int64_t>(static_cast<uint64_t>(resets[j]) + 1u);
+    elapsed[j] = 0;
+    episode_return[j] = T(0);
+    autoreset[j] = 0;
+  }
+};
+
+template <typename Env, typename T>
+struct EnvBatch : EpisodeBatch<T> {
+  using Action = typename Env::Action;
+  T* state = nullptr;                 // [S, N]
+  const Action* action = nullptr;     // [N] (every env here has a single action dimension)
+  T* obs = nullptr;                   // [N, O]
+  T* final_obs = nullptr;             // [N, O]; SAME_STEP only
+  typename Env::Params params{};
+
   FASTRL_HD void load(int64_t j, T* s) const {
-    for (int k = 0; k < Env::kStateDim; ++k) s[k] = state[k * n + j];
+    for (int k = 0; k < Env::kStateDim; ++k) s[k] = state[k * this->n + j];
   }
   FASTRL_HD void store(int64_t j, const T* s) const {
-    for (int k = 0; k < Env::kStateDim; ++k) state[k * n + j] = s[k];
+    for (int k = 0; k < Env::kStateDim; ++k) state[k * this->n + j] = s[k];
   }
   FASTRL_HD void observe(const T* s, T* out, int64_t j) const {
     T o[Env::kObsDim];
@@ -75,11 +91,7 @@ FASTRL_HD void reset_env_with(const EnvBatch<Env, T>& b, int64_t j, Rng& rng) {
   Env::reset(b.params, rng, s);
   b.store(j, s);
   b.observe(s, b.obs, j);
-  // Wraps (in uint64, like the Philox counter it feeds) instead of overflowing; never reached.
-  b.resets[j] = static_cast<int64_t>(static_cast<uint64_t>(b.resets[j]) + 1u);
-  b.elapsed[j] = 0;
-  b.episode_return[j] = T(0);
-  b.autoreset[j] = 0;
+  b.start_episode(j);
 }
 
 template <typename Env, typename T>

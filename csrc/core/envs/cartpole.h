@@ -11,14 +11,8 @@
 namespace fastrl::core {
 
 template <typename T>
-struct CartPole {
+struct CartPole : EnvDims<4, 4, 4>, DiscreteActions<2> {  // actions 0: push left, 1: push right
   static constexpr const char* kId = "CartPole-v1";
-  static constexpr int kStateDim = 4;
-  static constexpr int kObsDim = 4;
-  static constexpr int kResetDraws = 4;  // uniforms per reset
-  using Action = int64_t;               // 0: push left, 1: push right
-  static constexpr int64_t kNumActions = 2;
-  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
   static constexpr std::array kParams{flag_param("sutton_barto_reward", false)};
 
   // The rewards of a step that terminates and of one that does not: 1 and 1, or Sutton-Barto's

@@ -17,13 +17,8 @@
 namespace fastrl::core {
 
 template <typename T>
-struct MountainCarContinuous {
+struct MountainCarContinuous : EnvDims<2, 2, 1>, ContinuousAction<T> {
   static constexpr const char* kId = "MountainCarContinuous-v0";
-  static constexpr int kStateDim = 2;
-  static constexpr int kObsDim = 2;
-  static constexpr int kResetDraws = 1;  // uniforms per reset
-  using Action = T;
-  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
   static constexpr std::array kParams{real_param("goal_velocity", 0.0)};
 
   // The float32 path's bounds travel as run-time values, for the reason given in
@@ -40,47 +35,39 @@ struct MountainCarContinuous {
     s[1] = T(0);
   }
 
-  FASTRL_HD static void step(const Params& p, T* s, Action action, int32_t elapsed, T& reward,
+  FASTRL_HD static void step(const Params& p, T* s, T action, int32_t elapsed, T& reward,
                              bool& terminated) {
     if (!kExact<T>) return step_float32(p, s, action, reward, terminated);
     const float a = static_cast<float>(action);
-    const bool clipped = (a < -1.0f) | (a > 1.0f);
-    const double bound = a < -1.0f ? -1.0 : 1.0;
-    if (elapsed == 0) {  // float64 state
-      double position = s[0], velocity = s[1];
-      const double c = 0.0025 * ::cos(3.0 * position);
-      velocity += clipped ? bound * 0.0015 - c : static_cast<double>(a * 0.0015f - static_cast<float>(c));
-      if (velocity > 0.07) velocity = 0.07;
-      if (velocity < -0.07) velocity = -0.07;
-      position += velocity;
-      if (position > 0.6) position = 0.6;
-      if (position < -1.2) position = -1.2;
-      if (position == -1.2 && velocity < 0) velocity = 0.0;
-      terminated = position >= 0.45 && velocity >= p.goal_velocity;
-      s[0] = static_cast<T>(static_cast<float>(position));
-      s[1] = static_cast<T>(static_cast<float>(velocity));
-    } else {  // float32 state: Python float constants act as float32
-      float position = static_cast<float>(s[0]), velocity = static_cast<float>(s[1]);
-      const double c = 0.0025 * ::cos(static_cast<double>(3.0f * position));
-      velocity += clipped ? static_cast<float>(bound * 0.0015 - c) : a * 0.0015f - static_cast<float>(c);
-      if (velocity > 0.07f) velocity = 0.07f;
-      if (velocity < -0.07f) velocity = -0.07f;
-      position += velocity;
-      if (position > 0.6f) position = 0.6f;
-      if (position < -1.2f) position = -1.2f;
-      if (position == -1.2f && velocity < 0) velocity = 0.0f;
-      terminated = position >= 0.45f && velocity >= static_cast<float>(p.goal_velocity);
-      s[0] = static_cast<T>(position);
-      s[1] = static_cast<T>(velocity);
-    }
+    terminated = elapsed == 0 ? move<double>(p, s, a) : move<float>(p, s, a);
     // math.pow(action[0], 2) of the unclipped float32 action is exact in double.
     const double aa = static_cast<double>(a);
     reward = static_cast<T>((terminated ? 100.0 : 0.0) - aa * aa * 0.1);
   }
 
+  // The float64 env's update of s, in the precision F of gymnasium's state: float64 right after
+  // reset, float32 after (where Python float constants act as float32). Returns terminated.
+  template <typename F>
+  FASTRL_HD static bool move(const Params& p, T* s, float a) {
+    const bool clipped = (a < -1.0f) | (a > 1.0f);
+    const double bound = a < -1.0f ? -1.0 : 1.0;  // the Python float bound of a clipped action
+    F position = static_cast<F>(s[0]), velocity = static_cast<F>(s[1]);
+    const double c = 0.0025 * ::cos(static_cast<double>(F(3) * position));
+    velocity += clipped ? static_cast<F>(bound * 0.0015 - c) : static_cast<F>(a * 0.0015f - static_cast<float>(c));
+    if (velocity > F(0.07)) velocity = F(0.07);
+    if (velocity < F(-0.07)) velocity = F(-0.07);
+    position += velocity;
+    if (position > F(0.6)) position = F(0.6);
+    if (position < F(-1.2)) position = F(-1.2);
+    if (position == F(-1.2) && velocity < 0) velocity = F(0);
+    s[0] = static_cast<T>(static_cast<float>(position));
+    s[1] = static_cast<T>(static_cast<float>(velocity));
+    return position >= F(0.45) && velocity >= static_cast<F>(p.goal_velocity);
+  }
+
   // The float32 env: every step in float32 with the vectorizable cosine (the fallback computes
   // the same way), within float32 rounding of gymnasium's mixed precisions.
-  FASTRL_HD static void step_float32(const Params& p, T* s, Action action, T& reward,
+  FASTRL_HD static void step_float32(const Params& p, T* s, T action, T& reward,
                                      bool& terminated) {
     const float a = static_cast<float>(action);
     const float force = a < -1.0f ? -1.0f : (a > 1.0f ? 1.0f : a);

@@ -4,7 +4,9 @@
 //   kStateDim, kObsDim   rows of the SoA state (the layout of gymnasium's env.unwrapped.state)
 //                        and the observation size
 //   kResetDraws          uniforms a reset draws from the env's Philox stream
-//   Action               int64_t with kNumActions actions, or T (one continuous dimension)
+//                        (these three from the base EnvDims<kStateDim, kObsDim, kResetDraws>)
+//   Action               int64_t with kNumActions actions (the base DiscreteActions<n>), or T
+//                        for one continuous dimension (ContinuousAction<T>)
 //   kParams              gymnasium's keyword arguments with their defaults: the `params` of the
 //                        env ops, in this order (fastrl.envs reads it through _C.native_envs())
 //   Params, params(p)    the values the physics reads, from p[0 .. kParams.size())
@@ -15,6 +17,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 
 namespace fastrl::core {
 
@@ -31,5 +34,26 @@ constexpr EnvParam real_param(const char* name, double default_value) {
 constexpr EnvParam flag_param(const char* name, bool default_value) {
   return {name, default_value ? 1.0 : 0.0, true};
 }
+
+// An env's dimensions, as a base class: struct CartPole : EnvDims<4, 4, 4>.
+template <int kState, int kObs, int kDraws>
+struct EnvDims {
+  static constexpr int kStateDim = kState;
+  static constexpr int kObsDim = kObs;
+  static constexpr int kResetDraws = kDraws;
+};
+
+// The two kinds of action, as a base class: discrete ones 0 .. n - 1, or one continuous
+// dimension in the env's float type.
+template <int64_t n>
+struct DiscreteActions {
+  using Action = int64_t;
+  static constexpr int64_t kNumActions = n;
+};
+
+template <typename T>
+struct ContinuousAction {
+  using Action = T;
+};
 
 }  // namespace fastrl::core

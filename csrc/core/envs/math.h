@@ -21,21 +21,16 @@ namespace fastrl::core {
 template <typename T>
 constexpr bool kExact = sizeof(T) == sizeof(double);
 
-FASTRL_HD double pow2(double x) {
-#if defined(__CUDA_ARCH__)
-  return pow(x, 2.0);
-#else
-  volatile double two = 2.0;
-  return ::pow(x, two);
-#endif
-}
+FASTRL_HD float pow_(float x, float y) { return ::powf(x, y); }
+FASTRL_HD double pow_(double x, double y) { return ::pow(x, y); }
 
-FASTRL_HD float pow2(float x) {
+template <typename F>
+FASTRL_HD F pow2(F x) {
 #if defined(__CUDA_ARCH__)
-  return powf(x, 2.0f);
+  return pow_(x, F(2));
 #else
-  volatile float two = 2.0f;
-  return ::powf(x, two);
+  volatile F two = F(2);
+  return pow_(x, two);
 #endif
 }
 

@@ -10,14 +10,8 @@
 namespace fastrl::core {
 
 template <typename T>
-struct MountainCar {
+struct MountainCar : EnvDims<2, 2, 1>, DiscreteActions<3> {
   static constexpr const char* kId = "MountainCar-v0";
-  static constexpr int kStateDim = 2;
-  static constexpr int kObsDim = 2;
-  static constexpr int kResetDraws = 1;  // uniforms per reset
-  using Action = int64_t;
-  static constexpr int64_t kNumActions = 3;
-  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
   static constexpr std::array kParams{real_param("goal_velocity", 0.0)};
 
   // The bounds are gymnasium's constants, carried as run-time values: with compile-time ones GCC

@@ -37,17 +37,11 @@ FASTRL_HD float remainder_like_numpy(float a, float b) {
 }
 
 template <typename T>
-struct Pendulum {
+struct Pendulum : EnvDims<2, 3, 2>, ContinuousAction<T> {
   static constexpr const char* kId = "Pendulum-v1";
-  static constexpr int kStateDim = 2;
-  static constexpr int kObsDim = 3;
-  static constexpr int kResetDraws = 2;  // uniforms per reset
-  using Action = T;
-  // gymnasium's keyword arguments and defaults; params() reads their values in this order.
   static constexpr std::array kParams{real_param("g", 10.0)};
-
   struct Params {
-    T g;
+    T g;  // gravity
   };
   static Params params(const double* p) { return {static_cast<T>(p[0])}; }
 
@@ -58,7 +52,7 @@ struct Pendulum {
     s[1] = static_cast<T>(rng.uniform(-1.0, 1.0));
   }
 
-  FASTRL_HD static void step(const Params& p, T* s, Action action, int32_t, T& reward,
+  FASTRL_HD static void step(const Params& p, T* s, T action, int32_t, T& reward,
                              bool& terminated) {
     const T pi = T(3.141592653589793), dt = T(0.05), max_speed = T(8);
     const T th = s[0], thdot = s[1];

@@ -21,32 +21,18 @@ constexpr std::array kParams{real_param("sticky_action_prob", 0.1),
                              flag_param("difficulty_ramping", true)};
 
 template <typename Game, typename T>
-struct MinAtarBatch {
+struct MinAtarBatch : EpisodeBatch<T> {
   static constexpr int kRow = 1 + Game::kStateDim;
   static constexpr int kObs = kRows * kCols * Game::kChannels;
-  int64_t n = 0;
   int32_t* state = nullptr;           // [N, kRow]
-  int32_t* elapsed = nullptr;         // [N]
-  T* episode_return = nullptr;        // [N]
-  uint8_t* autoreset = nullptr;       // [N] NEXT_STEP: the next step resets this env
-  int64_t* resets = nullptr;          // [N] resets so far (the counter of the env's streams)
-  const int64_t* seeds = nullptr;     // [N] key of the env's streams
   const int64_t* action = nullptr;    // [N] index into action_set
   uint8_t* obs = nullptr;             // [N, 10, 10, C]
-  T* reward = nullptr;                // [N]
-  uint8_t* terminated = nullptr;      // [N]
-  uint8_t* truncated = nullptr;       // [N]
-  uint8_t* done = nullptr;            // [N]
   uint8_t* final_obs = nullptr;       // [N, 10, 10, C]; SAME_STEP only
-  T* final_return = nullptr;          // [N]
-  int32_t* final_length = nullptr;    // [N]
   // The id's actions as the package's: -v1 the game's minimal set, -v0 all six.
   int32_t action_set[kNumActions] = {0, 1, 2, 3, 4, 5};
   int32_t num_actions = kNumActions;
   double sticky_action_prob = 0.1;
   bool ramping = true;
-  uint32_t max_episode_steps = kNoTimeLimit;
-  bool same_step = false;
 
   FASTRL_HD void observe(int64_t j, uint8_t* out) const {
     uint8_t* o = out + j * kObs;
@@ -59,13 +45,10 @@ struct MinAtarBatch {
 // last action is kept) and writes its observation to obs.
 template <typename Game, typename T>
 FASTRL_HD void reset_env(const MinAtarBatch<Game, T>& b, int64_t j) {
-  ResetStream rng(b.seeds[j], j, b.resets[j]);
+  ResetStream rng(b.seeds[j], b.first_env + j, b.resets[j]);
   Game::reset(b.state + j * b.kRow + 1, rng);
   b.observe(j, b.obs);
-  b.resets[j] = static_cast<int64_t>(static_cast<uint64_t>(b.resets[j]) + 1u);
-  b.elapsed[j] = 0;
-  b.episode_return[j] = T(0);
-  b.autoreset[j] = 0;
+  b.start_episode(j);
 }
 
 // One step of env j (the actions are checked by the caller).
@@ -82,7 +65,7 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   }
   int32_t* s = b.state + j * b.kRow;
   const int32_t elapsed = b.elapsed[j];
-  StepStream rng(b.seeds[j], j, b.resets[j], elapsed);
+  StepStream rng(b.seeds[j], b.first_env + j, b.resets[j], elapsed);
   // Environment.act: the sticky draw first, then the game's own draws. Action indices are
   // checked before the step (CPU; GPU with validate=True); an unchecked one out of range (a GPU
   // step with validate=False) is the no-op, rather than a read past action_set.

@@ -24,7 +24,7 @@ class MinAtarTorchBinding:
     """
 
     def __init__(self, game: Game, action_set: tuple[int, ...], tensors: EnvTensors, sticky_action_prob: float,
-                 ramping: bool, max_episode_steps: int | None, same_step: bool):
+                 ramping: bool, max_episode_steps: int | None, same_step: bool, first_env: int = 0):
         self.game = game
         self.t = tensors
         self.action_set = torch.tensor(action_set, dtype=torch.int64, device=tensors.state.device)
@@ -32,6 +32,7 @@ class MinAtarTorchBinding:
         self.ramping = ramping
         self.max_episode_steps = max_episode_steps
         self.same_step = same_step
+        self.first_env = first_env  # global index of env 0: env i's streams are keyed by first_env + i
 
     def reset(self) -> torch.Tensor:
         """Starts a new episode in every env (the last actions are kept); returns the observations."""
@@ -41,7 +42,7 @@ class MinAtarTorchBinding:
         """One step of every env with ``action`` (int64 ``[N]``, checked by the caller)."""
         t, game = self.t, self.game
         n = t.state.shape[0]
-        env = torch.arange(n, device=t.state.device)
+        env = torch.arange(n, device=t.state.device) + self.first_env
         s = t.state.long()
         u = step_uniforms(t.seeds, env, t.resets, t.elapsed, 1 + game.step_draws)
         # Environment.act: the sticky draw first, then the game's own draws.
@@ -82,7 +83,7 @@ class MinAtarTorchBinding:
     def _reset_where(self, mask: torch.Tensor) -> torch.Tensor:
         """Resets the envs in ``mask`` (core::minatar::reset_env); returns every env's observation."""
         t, game = self.t, self.game
-        env = torch.arange(t.state.shape[0], device=t.state.device)
+        env = torch.arange(t.state.shape[0], device=t.state.device) + self.first_env
         fresh = game.reset(env.shape[0], env.device, reset_uniforms(t.seeds, env, t.resets, game.reset_draws))
         t.state[:, 1:] = torch.where(mask.unsqueeze(1), fresh, t.state[:, 1:].long()).to(torch.int32)
         t.resets.add_(mask)

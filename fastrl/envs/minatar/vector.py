@@ -32,7 +32,6 @@ class MinAtarVectorEnv(ClassicVectorEnv):
     """
 
     _RESET_OP, _STEP_OP = "minatar_reset", "minatar_step"
-    _HAS_FIRST_ENV = False  # their kernels key streams by the local env index only (so far)
 
     def __init__(self, spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode,
                  max_episode_steps: int | None, params: dict, validate: bool):
@@ -58,12 +57,13 @@ class MinAtarVectorEnv(ClassicVectorEnv):
         self._binding = None
         if _native.native_compiled_for(self.device):
             self._binding = _native._C.MinAtarBinding(
-                self.spec_.id, *tensors, self._param_list, self._op_max_episode_steps, self._same_step
+                self.spec_.id, *tensors, self._param_list, self._op_max_episode_steps, self._same_step,
+                first_env=self.first_env,
             )
         game = GAMES[self.spec_.game]()
         self._fallback = MinAtarTorchBinding(
             game, self.spec_.action_set, EnvTensors(*tensors), self.params["sticky_action_prob"],
-            self.params["difficulty_ramping"], self.max_episode_steps, self._same_step,
+            self.params["difficulty_ramping"], self.max_episode_steps, self._same_step, self.first_env,
         )  # fmt: skip
 
     # -- state access ------------------------------------------------------------------------
