@@ -2,7 +2,8 @@
 
 Each step:
   rollout     G responses to each of a batch of prompts; reward-model scores; old and reference
-              log-probs of every response token
+              log-probs of every response token (the old ones from the update's own forward when
+              epochs = num_minibatches = 1, no reference pass when kl_coef = 0)
   advantages  no critic: each response's advantage is its score relative to its group,
               A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling),
               the same for every token of the response
@@ -24,9 +25,11 @@ from fastrl.rlhf.advantages import group_advantages
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
+    logprobs_of_hidden,
     response_hidden,
     response_logprobs,
     sequence_kl,
+    single_pass,
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
@@ -115,9 +118,17 @@ class GRPOTrainer:
                        stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
                        generator=self.generator)  # fmt: skip
         mask = gen.response_mask  # [B*G, N]
+        orders = [torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
+                  for _ in range(cfg.epochs)]  # fmt: skip
+        hidden = None  # the next minibatch's forward, when the rollout already made it
+        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
+            hidden = response_hidden(self.policy, gen, orders[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
         with torch.no_grad():
-            logp = response_logprobs(self.policy, gen, cfg.temperature)
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
+            if hidden is None:
+                logp = response_logprobs(self.policy, gen, cfg.temperature)
+            # kl_coef = 0: the reference has no part in the loss, so no pass over it
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             scores = self.reward_model.normalized(gen.ids, gen.mask)
 
         # advantages: one per response, on every token
@@ -125,12 +136,13 @@ class GRPOTrainer:
 
         # update
         weight = self.policy.lm_head.weight
-        for _ in range(cfg.epochs):
-            order = torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
+        for order in orders:
             for rows in order.chunk(cfg.num_minibatches):
+                if hidden is None:
+                    hidden = response_hidden(self.policy, gen, rows)
                 loss, stats = ppo_loss_from_hidden(
-                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
-                    logp[rows], advantages[rows], mask=mask[rows], ref_logprobs=ref_logp[rows],
+                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                    ref_logprobs=None if ref_logp is None else ref_logp[rows],
                     clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
                     kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                     max_len=cfg.max_new_tokens)  # fmt: skip
@@ -138,11 +150,13 @@ class GRPOTrainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.opt.step()
+                hidden = None
 
-        metrics = {
-            "score": scores.mean(),
-            "kl": sequence_kl(logp, ref_logp, mask).mean(),
-            "kl_ref_k3": stats["kl_ref"],
+        metrics = {"score": scores.mean()}
+        if ref_logp is not None:  # kl_coef = 0 skips the reference pass, and so these
+            metrics["kl"] = sequence_kl(logp, ref_logp, mask).mean()
+            metrics["kl_ref_k3"] = stats["kl_ref"]
+        metrics |= {
             "loss": loss.detach(),
             "clip_fraction": stats["clip_fraction"],
             "approx_kl": stats["approx_kl"],

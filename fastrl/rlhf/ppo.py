@@ -4,6 +4,8 @@ Ouyang et al. 2022).
 Each step:
   rollout     sample responses to a batch of prompts with the policy; score them with the
               reward model; old log-probs, reference log-probs and values of every response token
+              (the old ones from the update's own forward when epochs = num_minibatches = 1, no
+              reference pass when kl_coef = 0)
   advantages  r_t = -beta * (logp_t - ref_t), plus the reward-model score on the last token;
               token-level GAE (``fastrl.ops.gae``) over the response mask; whitened
   update      a few epochs of minibatches: fused clipped PPO loss from the hidden states and the
@@ -25,10 +27,12 @@ from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
+    logprobs_of_hidden,
     response_hidden,
     response_logprobs,
     response_values,
     sequence_kl,
+    single_pass,
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
@@ -163,31 +167,39 @@ class PPOTrainer:
                        temperature=cfg.temperature, stop_token=self.tokenizer.eos_id,
                        pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
         mask = gen.response_mask  # [B, N]
+        n = gen.ids.shape[0]
+        orders = [torch.randperm(n, generator=self.cpu_generator).to(self.device) for _ in range(cfg.epochs)]
+        hidden = None  # the next minibatch's forward, when the rollout already made it
+        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
+            hidden = response_hidden(self.policy, gen, orders[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
         with torch.no_grad():
-            logp = response_logprobs(self.policy, gen, cfg.temperature)
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
+            if hidden is None:
+                logp = response_logprobs(self.policy, gen, cfg.temperature)
+            # kl_coef = 0 stays 0 (the controller scales it): the reference has no part in the rewards
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             values = response_values(self.critic, gen)
             scores = self.reward_model.normalized(gen.ids, gen.mask)
 
         # advantages
-        rewards = per_token_rewards(scores, logp, ref_logp, mask, self.kl.value)
+        rewards = per_token_rewards(scores, logp, logp if ref_logp is None else ref_logp, mask, self.kl.value)
         advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
         advantages = whiten(advantages, mask)
 
         # update
         weight = self.policy.lm_head.weight
-        n = gen.ids.shape[0]
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.cpu_generator).to(self.device)
+        for order in orders:
             for rows in order.chunk(cfg.num_minibatches):
+                if hidden is None:
+                    hidden = response_hidden(self.policy, gen, rows)
                 loss, stats = ppo_loss_from_hidden(
-                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
-                    logp[rows], advantages[rows], mask=mask[rows], clip_low=cfg.clip_low,
-                    entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
+                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                    clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
                 self.policy_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.policy_opt.step()
+                hidden = None
 
                 v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
                                     returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
@@ -196,11 +208,10 @@ class PPOTrainer:
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.critic_opt.step()
 
-        # KL control, on the KL of this rollout
-        kl = sequence_kl(logp, ref_logp, mask).mean()
-        metrics = {
-            "score": scores.mean(),
-            "kl": kl,
+        metrics = {"score": scores.mean()}
+        if ref_logp is not None:  # KL control, on the KL of this rollout (beta = 0 stays 0)
+            metrics["kl"] = sequence_kl(logp, ref_logp, mask).mean()
+        metrics |= {
             "kl_coef": self.kl.value,
             "loss": loss.detach(),
             "value_loss": v_loss.detach(),
@@ -210,7 +221,8 @@ class PPOTrainer:
             "response_length": mask.sum(1).float().mean(),
             "value_mean": masked_mean(values, mask),
         }
-        self.kl.update(kl, n)
+        if ref_logp is not None:
+            self.kl.update(metrics["kl"], n)
         return metrics, gen
 
     def train(self, prompts, iterations: int, on_step=None) -> None:

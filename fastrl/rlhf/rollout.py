@@ -15,7 +15,7 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "train_on_prompts"]  # fmt: skip
+           "single_pass", "logprobs_of_hidden", "train_on_prompts"]  # fmt: skip
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -37,6 +37,24 @@ def response_logprobs(model: GPT, gen: Generation, temperature: float) -> torch.
     logp, _ = token_logprobs(response_hidden(model, gen), gen.response, weight=model.lm_head.weight,
                              temperature=temperature, mask=gen.response_mask)  # fmt: skip
     return logp
+
+
+def single_pass(cfg) -> bool:
+    """True when the update is one pass over one minibatch (``epochs = num_minibatches = 1``): the
+    old policy is then the policy being updated, the PPO ratio is exactly 1, and the old log-probs
+    are the update forward's own, detached (:func:`logprobs_of_hidden`), not a separate no-grad
+    pass over the batch (TRL skips it the same way)."""
+    return cfg.epochs == 1 and cfg.num_minibatches == 1
+
+
+def logprobs_of_hidden(model: GPT, hidden: torch.Tensor, gen: Generation, rows: torch.Tensor,
+                       temperature: float) -> torch.Tensor:  # fmt: skip
+    """Detached log-probs ``[B, N]`` of every response from ``hidden = response_hidden(model, gen,
+    rows)`` with ``rows`` a permutation of all the rows (0 at padding)."""
+    with torch.no_grad():
+        logp, _ = token_logprobs(hidden.detach(), gen.response[rows], weight=model.lm_head.weight,
+                                 temperature=temperature, mask=gen.response_mask[rows])  # fmt: skip
+    return logp.new_empty(logp.shape).index_copy_(0, rows, logp)
 
 
 def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
