@@ -4,9 +4,15 @@ Each step:
   rollout     G responses to each of a batch of prompts; reward-model scores; old and reference
               log-probs of every response token (the old ones from the update's own forward when
               epochs = num_minibatches = 1, no reference pass when kl_coef = 0)
-  advantages  no critic: each response's advantage is its score relative to its group,
-              A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling),
-              the same for every token of the response
+  advantages  no critic; by ``advantage_estimator`` (``fastrl.rlhf.advantages``):
+              grpo      A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling)
+              dr_grpo   A = s - mean_group (Dr. GRPO; its loss: normalize="constant")
+              rloo      A = s - mean of the group's other responses
+              these three the same for every token of the response;
+              reinforce_pp  per-token returns of the score with the k1 KL to the reference folded
+                            into the token rewards (-kl_coef * KL_t), whitened over the batch;
+                            the loss then has no KL term of its own
+              reinforce_pp_baseline  the same, the group mean first taken off each score
   update      fused clipped PPO loss with the k3 KL to the reference inside the loss
               (``fastrl.ops.ppo_loss_from_hidden``), normalized as ``normalize`` says
 
@@ -21,7 +27,7 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
-from fastrl.rlhf.advantages import group_advantages
+from fastrl.rlhf.advantages import group_advantages, reinforce_pp_advantages, rloo_advantages
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rollout import (
     frozen_copy,
@@ -43,7 +49,9 @@ from fastrl.utils.config import (
     SelfChecking,
 )
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages", "ADVANTAGE_ESTIMATORS"]
+
+ADVANTAGE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline")
 
 
 @dataclass
@@ -67,9 +75,14 @@ class GRPOConfig(SelfChecking):
     clip_high: float | None = None
     """Upper ratio clip epsilon (None: same as ``clip_low``)."""
     kl_coef: float = 0.05
-    """beta: weight of the k3 KL to the reference in the loss."""
+    """beta: weight of the k3 KL to the reference in the loss (REINFORCE++: of the k1 KL in the
+    token rewards); 0 skips the reference pass."""
+    advantage_estimator: str = "grpo"
+    """Critic-free advantages: grpo, dr_grpo (no std), rloo (leave-one-out baseline),
+    reinforce_pp (token returns with the KL in the reward, whitened over the batch) or
+    reinforce_pp_baseline (the same minus the group mean score)."""
     scale_rewards: bool = True
-    """Divide group-centred scores by the group's std (False: only centre them)."""
+    """grpo only: divide group-centred scores by the group's std (False: only centre them)."""
     normalize: str = "seq_mean_token_mean"
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
@@ -84,6 +97,7 @@ class GRPOConfig(SelfChecking):
         "group_size": Range(2),  # a group of one has no spread to compare against
         "temperature": POSITIVE, "learning_rate": POSITIVE, "clip_low": NON_NEGATIVE, "clip_high": NON_NEGATIVE,
         "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
+        "advantage_estimator": ADVANTAGE_ESTIMATORS,
         "seed": SEED,
     }
     renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
@@ -131,8 +145,10 @@ class GRPOTrainer:
             ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             scores = self.reward_model.normalized(gen.ids, gen.mask)
 
-        # advantages: one per response, on every token
-        advantages = group_advantages(scores, cfg.group_size, cfg.scale_rewards)[:, None].expand_as(logp)
+        advantages = self.advantages(scores, logp, ref_logp, mask)
+        # REINFORCE++ has the KL in its rewards already, not in the loss
+        in_reward = cfg.advantage_estimator.startswith("reinforce_pp")
+        loss_kl_coef, loss_ref_logp = (0.0, None) if in_reward else (cfg.kl_coef, ref_logp)
 
         # update
         weight = self.policy.lm_head.weight
@@ -142,8 +158,8 @@ class GRPOTrainer:
                     hidden = response_hidden(self.policy, gen, rows)
                 loss, stats = ppo_loss_from_hidden(
                     hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
-                    ref_logprobs=None if ref_logp is None else ref_logp[rows],
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
+                    ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=loss_kl_coef,
                     kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                     max_len=cfg.max_new_tokens)  # fmt: skip
                 self.opt.zero_grad(set_to_none=True)
@@ -155,7 +171,8 @@ class GRPOTrainer:
         metrics = {"score": scores.mean()}
         if ref_logp is not None:  # kl_coef = 0 skips the reference pass, and so these
             metrics["kl"] = sequence_kl(logp, ref_logp, mask).mean()
-            metrics["kl_ref_k3"] = stats["kl_ref"]
+            if loss_ref_logp is not None:
+                metrics["kl_ref_k3"] = stats["kl_ref"]
         metrics |= {
             "loss": loss.detach(),
             "clip_fraction": stats["clip_fraction"],
@@ -164,6 +181,21 @@ class GRPOTrainer:
             "response_length": mask.sum(1).float().mean(),
         }
         return metrics, gen
+
+    def advantages(self, scores, logp, ref_logp, mask) -> torch.Tensor:
+        """Token advantages ``[B * G, N]`` by ``cfg.advantage_estimator`` from the scores
+        ``[B * G]`` (groups contiguous), the rollout's log-probs and the reference's ``[B * G, N]``
+        (None when kl_coef = 0) and the response mask."""
+        cfg, estimator = self.cfg, self.cfg.advantage_estimator
+        if estimator.startswith("reinforce_pp"):
+            kl = None if ref_logp is None else logp - ref_logp  # k1, an unbiased sample of the KL
+            group_size = cfg.group_size if estimator == "reinforce_pp_baseline" else None
+            return reinforce_pp_advantages(scores, mask, kl, cfg.kl_coef, group_size=group_size)
+        if estimator == "rloo":
+            per_response = rloo_advantages(scores, cfg.group_size)
+        else:
+            per_response = group_advantages(scores, cfg.group_size, cfg.scale_rewards and estimator == "grpo")
+        return per_response[:, None].expand(mask.shape)
 
     def train(self, prompts, iterations: int, on_step=None) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
