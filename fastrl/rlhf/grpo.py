@@ -29,6 +29,7 @@ from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.advantages import group_advantages, reinforce_pp_advantages, rloo_advantages
 from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
     frozen_copy,
     logprobs_of_hidden,
@@ -105,14 +106,16 @@ class GRPOConfig(SelfChecking):
 
 class GRPOTrainer:
     """GRPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place
-    against ``reward_model`` (a :class:`RewardModel` or
-    :class:`fastrl.rlhf.reward_model.HFRewardModel`); the reference is a frozen copy of the
-    policy at construction."""
+    against ``reward_model``: a :class:`RewardModel` (or
+    :class:`fastrl.rlhf.reward_model.HFRewardModel`), or reward functions
+    ``(prompts, completions) -> list[float]`` (one or a list, summed with ``reward_weights``; see
+    :mod:`fastrl.rlhf.rewards`). The reference is a frozen copy of the policy at construction."""
 
-    def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
+    def __init__(self, policy: GPT, reward_model: RewardModel | RewardFunction | list[RewardFunction],
+                 tokenizer: Tokenizer, cfg: GRPOConfig, reward_weights: list[float] | None = None):  # fmt: skip
         GRPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
-        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        self.score = make_scorer(reward_model, tokenizer, reward_weights)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
@@ -143,7 +146,7 @@ class GRPOTrainer:
                 logp = response_logprobs(self.policy, gen, cfg.temperature)
             # kl_coef = 0: the reference has no part in the loss, so no pass over it
             ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
-            scores = self.reward_model.normalized(gen.ids, gen.mask)
+            scores = self.score(gen)  # [rows]
 
         advantages = self.advantages(scores, logp, ref_logp, mask)
         # REINFORCE++ has the KL in its rewards already, not in the loss

@@ -25,6 +25,7 @@ import torch
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
     frozen_copy,
     logprobs_of_hidden,
@@ -137,13 +138,16 @@ class PPOTrainer:
     given), trained in place. The reference is a frozen copy of the policy at construction; the
     critic (a :class:`ScalarGPT`, or a ``transformers`` classifier as ``fastrl.nn.hf.HFScalar``)
     starts from the policy's trunk unless given. ``reward_model`` is a :class:`RewardModel` or a
-    ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`."""
+    ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`, or reward
+    functions ``(prompts, completions) -> list[float]`` (one or a list, summed with
+    ``reward_weights``; see :mod:`fastrl.rlhf.rewards`)."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
-                 cfg: RLHFPPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
+                 cfg: RLHFPPOConfig, critic: ScalarGPT | None = None,
+                 reward_weights: list[float] | None = None):  # fmt: skip
         RLHFPPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
-        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        self.score = make_scorer(reward_model, tokenizer, reward_weights)
         if critic is None and not isinstance(policy, GPT):
             raise ValueError("pass a critic: only a fastrl GPT policy can lend its trunk to one")
         critic = critic if critic is not None else ScalarGPT.from_lm(policy)
@@ -179,7 +183,7 @@ class PPOTrainer:
             # kl_coef = 0 stays 0 (the controller scales it): the reference has no part in the rewards
             ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             values = response_values(self.critic, gen)
-            scores = self.reward_model.normalized(gen.ids, gen.mask)
+            scores = self.score(gen)  # [rows]
 
         # advantages
         rewards = per_token_rewards(scores, logp, logp if ref_logp is None else ref_logp, mask, self.kl.value)
