@@ -27,14 +27,21 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
-from fastrl.rlhf.advantages import group_advantages, reinforce_pp_advantages, rloo_advantages
+from fastrl.rlhf.advantages import (
+    group_advantages,
+    overlong_penalty,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
+    concat_generations,
     frozen_copy,
     logprobs_of_hidden,
     response_hidden,
     response_logprobs,
+    select_rows,
     sequence_kl,
     single_pass,
     train_on_prompts,
@@ -46,6 +53,7 @@ from fastrl.utils.config import (
     NON_NEGATIVE,
     POSITIVE,
     SEED,
+    ConfigError,
     Range,
     SelfChecking,
 )
@@ -84,6 +92,18 @@ class GRPOConfig(SelfChecking):
     reinforce_pp_baseline (the same minus the group mean score)."""
     scale_rewards: bool = True
     """grpo only: divide group-centred scores by the group's std (False: only centre them)."""
+    dynamic_sampling: bool = False
+    """DAPO: drop the groups whose scores are all equal (no advantage to learn from) and sample
+    groups for further prompts until the batch is full again (``train`` draws them from its prompts;
+    ``step`` resamples the ones it was given)."""
+    max_sampling_rounds: int = 3
+    """Dynamic sampling: most rollouts per step; a batch still short after them is filled up with
+    the dropped groups."""
+    overlong_buffer: int = 0
+    """DAPO's overlong soft penalty: responses longer than max_new_tokens - overlong_buffer tokens
+    lose up to overlong_penalty, linearly, reached at max_new_tokens (0: no penalty)."""
+    overlong_penalty: float = 1.0
+    """The overlong soft penalty of a response of max_new_tokens tokens."""
     normalize: str = "seq_mean_token_mean"
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
@@ -98,10 +118,15 @@ class GRPOConfig(SelfChecking):
         "group_size": Range(2),  # a group of one has no spread to compare against
         "temperature": POSITIVE, "learning_rate": POSITIVE, "clip_low": NON_NEGATIVE, "clip_high": NON_NEGATIVE,
         "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
-        "advantage_estimator": ADVANTAGE_ESTIMATORS,
-        "seed": SEED,
+        "advantage_estimator": ADVANTAGE_ESTIMATORS, "max_sampling_rounds": AT_LEAST_ONE,
+        "overlong_buffer": NON_NEGATIVE, "overlong_penalty": NON_NEGATIVE, "seed": SEED,
     }
     renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
+
+    def check(self) -> None:
+        if self.overlong_buffer > self.max_new_tokens:
+            raise ConfigError(f"GRPOConfig.overlong_buffer must be at most max_new_tokens = {self.max_new_tokens}, "
+                              f"got {self.overlong_buffer}", "overlong_buffer")
 
 
 class GRPOTrainer:
@@ -124,16 +149,55 @@ class GRPOTrainer:
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
-    def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
-        """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
-        prompt's group contiguous). Returns detached scalar metrics and the generation."""
+    def sample(self, prompt_ids, prompt_mask) -> tuple[Generation, torch.Tensor]:
+        """``G`` responses to each prompt ``[B, P]`` (each group contiguous) and their scores
+        ``[B * G]``, the overlong penalty included."""
         cfg = self.cfg
-        # rollout
         gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
                        prompt_mask.repeat_interleave(cfg.group_size, 0),
                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
                        generator=self.generator)  # fmt: skip
+        with torch.no_grad():
+            scores = self.score(gen)
+        lengths = gen.response_mask.sum(1)
+        return gen, scores + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
+
+    def dynamic_sample(self, gen, scores, more_prompts) -> tuple[Generation, torch.Tensor, dict]:
+        """DAPO's dynamic sampling: keeps the groups whose scores are not all equal, sampling
+        ``more_prompts()`` until they fill the batch (at most ``max_sampling_rounds`` rollouts in
+        all); a batch still short is filled up with dropped groups, in the order sampled."""
+        cfg, g = self.cfg, self.cfg.group_size
+        groups_wanted = gen.ids.shape[0] // g
+        kept, dropped, rounds = [], [], 1
+        while True:
+            spread = (scores.view(-1, g) != scores.view(-1, g)[:, :1]).any(1).repeat_interleave(g)
+            kept.append((select_rows(gen, spread), scores[spread]))
+            dropped.append((select_rows(gen, ~spread), scores[~spread]))
+            n_kept = sum(len(s) for _, s in kept) // g  # a host sync: the loop needs the count
+            if n_kept >= groups_wanted or rounds == cfg.max_sampling_rounds:
+                break
+            gen, scores = self.sample(*more_prompts())
+            rounds += 1
+        parts = [p for p in kept + dropped if len(p[1])]
+        gen = concat_generations([p[0] for p in parts], self.tokenizer.pad_id)
+        rows = torch.arange(groups_wanted * g, device=self.device)  # the first groups_wanted groups
+        stats = {"sampling_rounds": torch.tensor(float(rounds), device=self.device),
+                 "groups_with_spread": torch.tensor(min(n_kept, groups_wanted) / groups_wanted, device=self.device)}
+        return select_rows(gen, rows), torch.cat([p[1] for p in parts])[rows], stats
+
+    def step(self, prompt_ids, prompt_mask, more_prompts=None) -> tuple[dict[str, torch.Tensor], Generation]:
+        """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
+        prompt's group contiguous). With ``dynamic_sampling``, ``more_prompts()`` gives further
+        prompts ``(ids, mask)`` (default: these again). Returns detached scalar metrics and the
+        generation trained on."""
+        cfg = self.cfg
+        # rollout
+        gen, scores = self.sample(prompt_ids, prompt_mask)
+        sampling = {}
+        if cfg.dynamic_sampling:
+            more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask))
+            gen, scores, sampling = self.dynamic_sample(gen, scores, more_prompts)
         mask = gen.response_mask  # [B*G, N]
         orders = [torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
                   for _ in range(cfg.epochs)]  # fmt: skip
@@ -146,7 +210,6 @@ class GRPOTrainer:
                 logp = response_logprobs(self.policy, gen, cfg.temperature)
             # kl_coef = 0: the reference has no part in the loss, so no pass over it
             ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
-            scores = self.score(gen)  # [rows]
 
         advantages = self.advantages(scores, logp, ref_logp, mask)
         # REINFORCE++ has the KL in its rewards already, not in the loss
@@ -183,7 +246,7 @@ class GRPOTrainer:
             "entropy": stats["entropy"],
             "response_length": mask.sum(1).float().mean(),
         }
-        return metrics, gen
+        return metrics | sampling, gen
 
     def advantages(self, scores, logp, ref_logp, mask) -> torch.Tensor:
         """Token advantages ``[B * G, N]`` by ``cfg.advantage_estimator`` from the scores

@@ -15,7 +15,7 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "single_pass", "logprobs_of_hidden", "train_on_prompts"]  # fmt: skip
+           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "train_on_prompts"]  # fmt: skip
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -57,6 +57,25 @@ def logprobs_of_hidden(model: GPT, hidden: torch.Tensor, gen: Generation, rows: 
     return logp.new_empty(logp.shape).index_copy_(0, rows, logp)
 
 
+def select_rows(gen: Generation, rows) -> Generation:
+    """The generation of ``rows`` only."""
+    return Generation(gen.ids[rows], gen.mask[rows], gen.prompt_len)
+
+
+def concat_generations(gens: list[Generation], pad_id: int) -> Generation:
+    """One generation of all the rows of ``gens``: each prompt block padded on the left and each
+    response block on the right to the widest (positions come from the mask, so padding is
+    harmless wherever it sits)."""
+    prompt_len = max(g.prompt_len for g in gens)
+    response_len = max(g.ids.shape[1] - g.prompt_len for g in gens)
+    ids, mask = [], []
+    for g in gens:
+        widths = (prompt_len - g.prompt_len, response_len - (g.ids.shape[1] - g.prompt_len))
+        ids.append(torch.nn.functional.pad(g.ids, widths, value=pad_id))
+        mask.append(torch.nn.functional.pad(g.mask, widths, value=False))
+    return Generation(torch.cat(ids), torch.cat(mask), prompt_len)
+
+
 def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
     """V(state before response token t) ``[b, N]``."""
     return critic(gen.ids[rows], gen.mask[rows])[:, gen.prompt_len - 1 : -1]
@@ -86,8 +105,13 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
             f"{trainer.cfg.max_new_tokens} the response could run past the policy's context of "
             f"{trainer.policy.cfg.block_size} (prompts may have at most {max(room, 0)} tokens)"
         )
-    for it in range(iterations):
+    def draw():
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
-        metrics, gen = trainer.step(ids[rows], mask[rows])
+        return ids[rows], mask[rows]
+
+    # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool
+    more = {"more_prompts": draw} if getattr(trainer.cfg, "dynamic_sampling", False) else {}
+    for it in range(iterations):
+        metrics, gen = trainer.step(*draw(), **more)
         if on_step is not None:
             on_step(it, metrics, gen)
