@@ -97,3 +97,21 @@ def test_config_is_checked():
         DPOConfig(beta=0.0)
     with pytest.raises(ConfigError, match="cfg must be a DPOConfig"):
         train_dpo(GPT(CFG), [Preference("a=", "b", "c")], TOK, {"beta": 0.1})
+
+
+def test_sequence_logprobs_of_a_transformers_policy_match_its_own_logits():
+    transformers = pytest.importorskip("transformers")
+    from fastrl.nn.hf import HFCausalLM
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=TOK.vocab_size, n_positions=32, n_embd=16, n_layer=2, n_head=2)
+    lm = transformers.GPT2LMHeadModel(config).double().eval()
+    batch = encode_dpo_pairs([Preference("ab=", "c", "dd"), Preference("b=", "ac", "c")], TOK, 32)
+    got = sequence_logprobs(HFCausalLM(lm), batch.ids, batch.mask, batch.response_mask)
+    with torch.no_grad():  # right padding: the default positions are the real ones
+        logprobs = torch.log_softmax(lm(input_ids=batch.ids, attention_mask=batch.mask.long()).logits, -1)
+    taken = logprobs[:, :-1].gather(-1, batch.ids[:, 1:, None]).squeeze(-1)
+    torch.testing.assert_close(got, torch.where(batch.response_mask[:, 1:], taken, 0).sum(1))
+    pairs = _synthetic_pairs(8, 2)
+    metrics = train_dpo(HFCausalLM(lm.float()), pairs, TOK, DPOConfig(epochs=1, batch_size=4))
+    assert math.isfinite(metrics["loss"])
