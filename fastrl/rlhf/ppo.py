@@ -186,6 +186,7 @@ class PPOTrainer:
             scores = self.score(gen)  # [rows]
 
         # advantages
+        # without a reference (kl_coef = 0) the KL term is 0: logp stands in for ref_logp
         rewards = per_token_rewards(scores, logp, logp if ref_logp is None else ref_logp, mask, self.kl.value)
         advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
         advantages = whiten(advantages, mask)
