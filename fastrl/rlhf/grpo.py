@@ -263,7 +263,21 @@ class GRPOTrainer:
             per_response = group_advantages(scores, cfg.group_size, cfg.scale_rewards and estimator == "grpo")
         return per_response[:, None].expand(mask.shape)
 
-    def train(self, prompts, iterations: int, on_step=None) -> None:
+    batch_size = property(lambda self: self.cfg.prompts_per_step)  # prompts a step draws
+
+    def checkpointed(self) -> dict:
+        """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
+        ``state_dict``/``load_state_dict``."""
+        return {"policy": self.policy, "optimizer": self.opt}
+
+    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.run.train_run`."""
+        if run:
+            from fastrl.rlhf.run import train_run
+
+            train_run(self, prompts, iterations, on_step=on_step, **run)
+            return
         train_on_prompts(self, prompts, iterations, self.cfg.prompts_per_step, on_step)

@@ -132,6 +132,12 @@ class AdaptiveKLController:
             error = (kl / self.target - 1).clamp(-0.2, 0.2)
             self.value = self.value * (1 + error * n / self.horizon)
 
+    def state_dict(self) -> dict:
+        return {"value": self.value.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"].to(self.value.device, self.value.dtype)
+
 
 class PPOTrainer:
     """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
@@ -230,7 +236,22 @@ class PPOTrainer:
             self.kl.update(metrics["kl"], n)
         return metrics, gen
 
-    def train(self, prompts, iterations: int, on_step=None) -> None:
+    batch_size = property(lambda self: self.cfg.batch_size)  # prompts a step draws
+
+    def checkpointed(self) -> dict:
+        """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
+        ``state_dict``/``load_state_dict``."""
+        return {"policy": self.policy, "critic": self.critic, "policy_optimizer": self.policy_opt,
+                "critic_optimizer": self.critic_opt, "kl_controller": self.kl}
+
+    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.run.train_run`."""
+        if run:
+            from fastrl.rlhf.run import train_run
+
+            train_run(self, prompts, iterations, on_step=on_step, **run)
+            return
         train_on_prompts(self, prompts, iterations, self.cfg.batch_size, on_step)

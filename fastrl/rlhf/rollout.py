@@ -15,7 +15,8 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "train_on_prompts"]  # fmt: skip
+           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches",
+           "train_on_prompts"]  # fmt: skip
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -88,12 +89,10 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
     return torch.where(mask, logp - ref_logp, 0).sum(1)
 
 
-def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
-    """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
-    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
-    ``on_step(iteration, metrics, generation)`` after each."""
-    if isinstance(iterations, bool) or not isinstance(iterations, Integral) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+def prompt_batches(trainer, prompts, batch_size: int):
+    """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask)`` of ``batch_size`` prompts drawn
+    from ``prompts`` (strings or 1-D token tensors) with ``trainer.cpu_generator`` (so its state
+    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them."""
     ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
     # a prompt too long for the context with a full response fails here, named, not mid-run
     room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
@@ -105,12 +104,27 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
             f"{trainer.cfg.max_new_tokens} the response could run past the policy's context of "
             f"{trainer.policy.cfg.block_size} (prompts may have at most {max(room, 0)} tokens)"
         )
+
     def draw():
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
         return ids[rows], mask[rows]
 
     # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool
     more = {"more_prompts": draw} if getattr(trainer.cfg, "dynamic_sampling", False) else {}
+    return draw, more
+
+
+def check_iterations(iterations, name: str = "iterations") -> None:
+    if isinstance(iterations, bool) or not isinstance(iterations, Integral) or iterations < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {iterations!r}")
+
+
+def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
+    """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
+    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
+    ``on_step(iteration, metrics, generation)`` after each."""
+    check_iterations(iterations)
+    draw, more = prompt_batches(trainer, prompts, batch_size)
     for it in range(iterations):
         metrics, gen = trainer.step(*draw(), **more)
         if on_step is not None:
