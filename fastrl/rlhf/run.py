@@ -9,7 +9,8 @@
   checkpoint.pt       every ``checkpoint_every`` steps and at the end, atomically: the config, the
                       step, the trainer's ``checkpointed()`` objects (policy, critic, optimizers, KL
                       controller), its generators (sampling, and prompts and minibatch order: the
-                      data position) and the global RNGs
+                      data position) and the global RNGs (Python, NumPy, torch; seeded with the
+                      config's seed when the run starts)
   reference.pt        the frozen reference's weights, once, when the run starts
   policy/, critic/    ``save_pretrained`` of a ``transformers`` policy (with its tokenizer) and
                       critic at the end
@@ -36,7 +37,7 @@ from fastrl.utils.checkpoint import (
 )
 from fastrl.utils.logging import RunLogger
 from fastrl.utils.rundir import RunLock, check_new_run, clear_run, remove_orphan_temp_files
-from fastrl.utils.seeding import rng_state, set_rng_state
+from fastrl.utils.seeding import rng_state, seed_everything, set_rng_state
 
 __all__ = ["train_run", "run_config", "save_run", "load_run"]
 
@@ -71,6 +72,7 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
             if overwrite:
                 clear_run(out_dir)
             step = 0
+            seed_everything(trainer.cfg.seed)  # as the classic trainers: reward functions may draw from them
             # the reference never changes: its weights once, not in every checkpoint
             save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
                             out_dir / "reference.pt")  # fmt: skip
