@@ -25,7 +25,7 @@ from fastrl.rlhf.rollout import frozen_copy
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 from fastrl.utils.config import AT_LEAST_ONE, GRAD_CLIP, POSITIVE, SEED, SelfChecking
 
-__all__ = ["DPOConfig", "dpo_loss", "sequence_logprobs", "encode_dpo_pairs", "train_dpo"]
+__all__ = ["DPOConfig", "DPOTrainer", "dpo_loss", "sequence_logprobs", "encode_dpo_pairs", "train_dpo"]
 
 
 @dataclass
@@ -107,37 +107,85 @@ def _logprobs(model, batch: DPOBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return logp[: len(batch)], logp[len(batch) :]
 
 
+class _Position:
+    """Where a DPO run is in its data: the epoch's batch order and the next batch's index."""
+
+    def __init__(self):
+        self.order, self.batch = None, 0
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order, self.batch = state["order"], state["batch"]
+
+
+class DPOTrainer:
+    """DPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place on the
+    pairs against ``reference`` (default: a frozen copy of the policy now). Each :meth:`step` is one
+    gradient step on the next batch; an epoch is ``steps_per_epoch`` of them, in an order drawn from
+    ``cpu_generator`` at its start. The reference's log-probs are computed once, at the first step
+    (after a checkpoint's reference is loaded, ``fastrl.rlhf.run``)."""
+
+    def __init__(self, policy: GPT, pairs: list[Preference], tokenizer: Tokenizer, cfg: DPOConfig,
+                 reference: GPT | None = None):  # fmt: skip
+        DPOConfig.checked("cfg", cfg)
+        check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
+        self.cfg, self.tokenizer, self.policy = cfg, tokenizer, policy
+        self.device = policy.lm_head.weight.device
+        self.data = encode_dpo_pairs(pairs, tokenizer, policy.cfg.block_size, self.device)
+        self.reference = frozen_copy(policy) if reference is None else reference
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
+        self.position = _Position()
+        self._ref = None  # the reference's (chosen, rejected) log-probs of every pair
+
+    takes_prompts = False  # fastrl.rlhf.run: its data are its pairs
+    steps_per_epoch = property(lambda self: -(-len(self.data) // self.cfg.batch_size))
+
+    def checkpointed(self) -> dict:
+        """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``)."""
+        return {"policy": self.policy, "optimizer": self.opt, "position": self.position}
+
+    def step(self) -> dict[str, torch.Tensor]:
+        """One gradient step on the next batch; returns its detached mean ``loss``, ``accuracy``
+        (share of pairs with a positive margin) and ``margin``, and ``pairs`` (its size)."""
+        cfg, data, pos = self.cfg, self.data, self.position
+        if self._ref is None:
+            with torch.no_grad():  # the reference's log-probs, once for all pairs
+                ref = [_logprobs(self.reference, data.select(torch.arange(i, min(i + cfg.batch_size, len(data)),
+                                                                          device=self.device)))
+                       for i in range(0, len(data), cfg.batch_size)]  # fmt: skip
+                self._ref = tuple(torch.cat(side) for side in zip(*ref))
+        if pos.batch == 0:  # a new epoch
+            pos.order = torch.randperm(len(data), generator=self.cpu_generator)
+        rows = pos.order.split(cfg.batch_size)[pos.batch].to(self.device)
+        pos.batch = (pos.batch + 1) % self.steps_per_epoch
+        chosen, rejected = _logprobs(self.policy, data.select(rows))
+        loss, margins = dpo_loss(chosen, rejected, self._ref[0][rows], self._ref[1][rows], cfg.beta)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+        self.opt.step()
+        return {"loss": loss.detach(), "accuracy": (margins > 0).float().mean(), "margin": margins.mean(),
+                "pairs": torch.tensor(float(len(rows)))}
+
+
 def train_dpo(policy: GPT, pairs: list[Preference], tokenizer: Tokenizer, cfg: DPOConfig,
               reference: GPT | None = None, progress=None) -> dict[str, float]:  # fmt: skip
     """Trains ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``) in place on the pairs
-    against ``reference`` (default: a frozen copy of the policy now). Returns the last epoch's
-    mean ``loss``, ``accuracy`` (share of pairs with a positive margin) and ``margin`` (mean
-    implicit-reward margin, ``beta`` times the log-ratio difference). ``progress`` is called with
-    1 after each step."""
-    DPOConfig.checked("cfg", cfg)
-    check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
-    device = policy.lm_head.weight.device
-    data = encode_dpo_pairs(pairs, tokenizer, policy.cfg.block_size, device)
-    reference = frozen_copy(policy) if reference is None else reference
-    with torch.no_grad():  # the reference's log-probs, once for all pairs
-        ref = [_logprobs(reference, data.select(torch.arange(i, min(i + cfg.batch_size, len(data)), device=device)))
-               for i in range(0, len(data), cfg.batch_size)]  # fmt: skip
-        ref_chosen, ref_rejected = (torch.cat(side) for side in zip(*ref))
-
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
-    g = torch.Generator().manual_seed(cfg.seed)
+    against ``reference`` (default: a frozen copy of the policy now) for ``cfg.epochs`` epochs
+    (:class:`DPOTrainer`; ``fastrl.rlhf.run.train_run`` for a logged, checkpointed run). Returns
+    the last epoch's mean ``loss``, ``accuracy`` (share of pairs with a positive margin) and
+    ``margin`` (mean implicit-reward margin, ``beta`` times the log-ratio difference).
+    ``progress`` is called with 1 after each step."""
+    trainer = DPOTrainer(policy, pairs, tokenizer, cfg, reference)
     for _ in range(cfg.epochs):
-        totals = torch.zeros(3, device=device)  # loss, accuracy, margin summed over pairs
-        order = torch.randperm(len(data), generator=g).to(device)
-        for rows in order.split(cfg.batch_size):
-            chosen, rejected = _logprobs(policy, data.select(rows))
-            loss, margins = dpo_loss(chosen, rejected, ref_chosen[rows], ref_rejected[rows], cfg.beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            opt.step()
-            totals += torch.stack([loss.detach() * len(rows), (margins > 0).sum(), margins.sum()])
+        totals = torch.zeros(3, device=trainer.device)  # loss, accuracy, margin summed over pairs
+        for _ in range(trainer.steps_per_epoch):
+            m = trainer.step()
+            totals += torch.stack([m["loss"], m["accuracy"], m["margin"]]).to(totals.device) * m["pairs"]
             if progress is not None:
                 progress(1)
-    loss, accuracy, margin = (totals / len(data)).tolist()
+    loss, accuracy, margin = (totals / len(trainer.data)).tolist()
     return {"loss": loss, "accuracy": accuracy, "margin": margin}

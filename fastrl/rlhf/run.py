@@ -1,7 +1,8 @@
 """RLHF runs that log and resume like the classic trainers (``fastrl.algos``).
 
 ``train_run(trainer, prompts, steps, out_dir)`` trains a :class:`GRPOTrainer` or
-:class:`PPOTrainer` for ``steps`` steps and writes to ``out_dir``:
+:class:`PPOTrainer` (or, with ``prompts=None``, a :class:`DPOTrainer` on its pairs) for ``steps``
+steps and writes to ``out_dir``:
 
   metrics.csv, tb/    each step's metrics (``fastrl.utils.logging.RunLogger``: the classic trainers'
                       CSV, TensorBoard tags and progress bar)
@@ -28,6 +29,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fastrl.rlhf.rollout import check_iterations, prompt_batches
 from fastrl.utils.checkpoint import (
     CheckpointError,
@@ -43,14 +46,14 @@ __all__ = ["train_run", "run_config", "save_run", "load_run"]
 
 CHECKPOINT_FORMAT = 1
 # columns plotted in learning_curve.png, when the run logs them
-_PLOTTED = ("score", "kl", "loss", "value_loss")
+_PLOTTED = ("score", "kl", "loss", "value_loss", "margin", "accuracy")
 
 
 def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_every: int = 0,
               resume: bool = False, overwrite: bool = False, progress: bool = False,
               on_step=None) -> list[dict[str, float]]:  # fmt: skip
     """Train ``trainer`` until ``steps`` steps on batches drawn from ``prompts`` (strings or 1-D
-    token tensors), logging and checkpointing to ``out_dir`` (see the module's docstring).
+    token tensors; None for a DPOTrainer, which has its pairs), logging and checkpointing to ``out_dir`` (see the module's docstring).
 
     ``resume``: continue the run in ``out_dir`` from its checkpoint (the trainer must be built with
     the run's config). Otherwise ``out_dir`` must not hold a run unless ``overwrite``.
@@ -62,7 +65,15 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, Integral) or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
     out_dir = Path(out_dir)
-    draw, more = prompt_batches(trainer, prompts, trainer.batch_size)  # bad prompts fail before any file is written
+    if getattr(trainer, "takes_prompts", True):
+        if prompts is None:
+            raise ValueError(f"prompts: {type(trainer).__name__} needs prompts to sample responses to")
+        draw, more = prompt_batches(trainer, prompts, trainer.batch_size)  # bad prompts fail before any file
+        take_step = lambda: trainer.step(*draw(), **more)  # noqa: E731
+    else:  # DPO: its pairs are its data
+        if prompts is not None:
+            raise ValueError(f"prompts: {type(trainer).__name__} trains on its own pairs; pass None")
+        take_step = lambda: (trainer.step(), None)  # noqa: E731
     rows = []
     with RunLock(out_dir):
         if resume:
@@ -80,7 +91,7 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
         logger = RunLogger(out_dir, steps, start_step=step, resume=resume, progress=progress)
         try:
             while step < steps:
-                metrics, gen = trainer.step(*draw(), **more)
+                metrics, gen = take_step()
                 step += 1
                 row = {k: float(v) for k, v in metrics.items()}
                 logger.log(step, **row)
@@ -113,7 +124,7 @@ def save_run(trainer, out_dir: str | Path, step: int) -> Path:
         "config": dataclasses.asdict(trainer.cfg),
         "step": step,
         "modules": {k: v.state_dict() for k, v in trainer.checkpointed().items()},
-        "generators": {"sampling": trainer.generator.get_state(), "data": trainer.cpu_generator.get_state()},
+        "generators": {k: g.get_state() for k, g in _generators(trainer).items()},
         "rng": rng_state(),
     }
     return save_checkpoint(state, Path(out_dir) / "checkpoint.pt")
@@ -136,12 +147,18 @@ def load_run(trainer, out_dir: str | Path) -> int:
         for name, obj in trainer.checkpointed().items():
             obj.load_state_dict(state["modules"][name])
         trainer.reference.load_state_dict(reference["reference"])
-        trainer.generator.set_state(state["generators"]["sampling"])
-        trainer.cpu_generator.set_state(state["generators"]["data"])
+        for name, g in _generators(trainer).items():
+            g.set_state(state["generators"][name])
         set_rng_state(state["rng"])
     except (RuntimeError, ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path} does not fit this {algo}: {str(e).strip().splitlines()[0][:300]}") from None
     return state["step"]
+
+
+def _generators(trainer) -> dict[str, torch.Generator]:
+    """The trainer's own generators: sampling, and data (prompts, minibatch and batch order)."""
+    named = {"sampling": getattr(trainer, "generator", None), "data": trainer.cpu_generator}
+    return {k: g for k, g in named.items() if g is not None}
 
 
 def _load(out_dir: str | Path) -> tuple[dict, Path]:

@@ -6,6 +6,8 @@ import csv
 import pytest
 import torch
 
+from fastrl.rlhf.data import Preference
+from fastrl.rlhf.dpo import DPOConfig, DPOTrainer, train_dpo
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.run import run_config, train_run
@@ -17,7 +19,7 @@ STEPS = 5
 
 
 def _grpo(policy, rm):
-    cfg = GRPOConfig(prompts_per_step=2, group_size=2, max_new_tokens=4, epochs=2, num_minibatches=2,
+    cfg = GRPOConfig(prompts_per_step=2, group_size=2, max_new_tokens=4, epochs=1, num_minibatches=2,
                      learning_rate=1e-2, seed=3)  # fmt: skip
     return GRPOTrainer(policy, rm, TOK, cfg)
 
@@ -26,6 +28,15 @@ def _ppo(policy, rm):
     # target_kl with a short horizon: the KL controller's beta moves every step, so it must be restored
     cfg = RLHFPPOConfig(batch_size=4, max_new_tokens=4, learning_rate=1e-2, target_kl=0.01, kl_horizon=10, seed=3)
     return PPOTrainer(policy, rm, TOK, cfg)
+
+
+PAIRS = [Preference(p, c, r) for p, c, r in [("ab=", "c", "d"), ("b=", "cc", "d"), ("a=", "dd", "c"),
+                                             ("c=", "a", "b"), ("d=", "b", "cd")]]  # fmt: skip
+
+
+def _dpo(policy, rm):
+    # 5 pairs in batches of 2: 3 steps an epoch, so the checkpoint at step 2 is inside the first epoch
+    return DPOTrainer(policy, PAIRS, TOK, DPOConfig(batch_size=2, learning_rate=1e-2, seed=3))
 
 
 class Crash(Exception):
@@ -41,7 +52,9 @@ def _state(trainer):
     """Every value of the trainer's state, by name: modules, optimizers, reference, generators."""
     state = {f"{name}.{k}": v for name, obj in trainer.checkpointed().items() for k, v in _flat(obj.state_dict())}
     state |= {f"reference.{k}": v for k, v in trainer.reference.state_dict().items()}
-    state |= {"generator": trainer.generator.get_state(), "cpu_generator": trainer.cpu_generator.get_state()}
+    state["cpu_generator"] = trainer.cpu_generator.get_state()
+    if hasattr(trainer, "generator"):
+        state["generator"] = trainer.generator.get_state()
     return state
 
 
@@ -60,10 +73,11 @@ def _same(a, b):
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else type(a) is type(b) and a == b
 
 
-@pytest.mark.parametrize("make", [_grpo, _ppo], ids=["grpo", "ppo"])
+@pytest.mark.parametrize("make", [_grpo, _ppo, _dpo], ids=["grpo", "ppo", "dpo"])
 def test_a_crashed_run_resumes_exactly(tmp_path, make):
+    prompts = None if make is _dpo else PROMPTS
     straight = make(*tiny_models())
-    train_run(straight, PROMPTS, STEPS, tmp_path / "straight", checkpoint_every=2)
+    train_run(straight, prompts, STEPS, tmp_path / "straight", checkpoint_every=2)
 
     def crash_after_step_3(it, metrics, gen):
         if it == 2:
@@ -71,7 +85,7 @@ def test_a_crashed_run_resumes_exactly(tmp_path, make):
 
     first = make(*tiny_models())
     with pytest.raises(Crash):
-        train_run(first, PROMPTS, STEPS, tmp_path / "resumed", checkpoint_every=2, on_step=crash_after_step_3)
+        train_run(first, prompts, STEPS, tmp_path / "resumed", checkpoint_every=2, on_step=crash_after_step_3)
     assert load_checkpoint(tmp_path / "resumed")["step"] == 2  # the periodic one; step 3 was logged after it
     assert len(_rows(tmp_path / "resumed")) == 3
     del first
@@ -83,7 +97,7 @@ def test_a_crashed_run_resumes_exactly(tmp_path, make):
             p.add_(0.1)
     torch.manual_seed(12345)
     resumed = make(policy, rm)
-    train_run(resumed, PROMPTS, STEPS, tmp_path / "resumed", checkpoint_every=2, resume=True)
+    train_run(resumed, prompts, STEPS, tmp_path / "resumed", checkpoint_every=2, resume=True)
 
     ours, theirs = _rows(tmp_path / "resumed"), _rows(tmp_path / "straight")
     assert [r["step"] for r in ours] == [str(s) for s in range(1, STEPS + 1)]
@@ -122,7 +136,7 @@ def test_run_files(tmp_path):
 def test_resume_refuses_another_config_or_trainer(tmp_path):
     train_run(_grpo(*tiny_models()), PROMPTS, 1, tmp_path)
     other = GRPOTrainer(*tiny_models(), TOK, GRPOConfig(prompts_per_step=2, group_size=2, max_new_tokens=4,
-                                                         epochs=2, num_minibatches=2, learning_rate=1e-2, seed=4))
+                                                         epochs=1, num_minibatches=2, learning_rate=1e-2, seed=4))
     with pytest.raises(CheckpointError, match="config differs from the run's in seed"):
         train_run(other, PROMPTS, 2, tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="holds a GRPOTrainer run, not a PPOTrainer"):
@@ -143,3 +157,17 @@ def test_steps_and_checkpoint_every_are_checked(tmp_path, bad):
         train_run(_grpo(*tiny_models()), PROMPTS, bad, tmp_path)
     with pytest.raises(ValueError, match="checkpoint_every must be an int >= 0"):
         train_run(_grpo(*tiny_models()), PROMPTS, 1, tmp_path, checkpoint_every=bad)
+
+
+def test_a_logged_dpo_run_trains_as_train_dpo_does(tmp_path):
+    plain, logged = tiny_models()[0], tiny_models()[0]
+    cfg = DPOConfig(batch_size=2, epochs=2, learning_rate=1e-2, seed=3)
+    train_dpo(plain, PAIRS, TOK, cfg)
+    trainer = DPOTrainer(logged, PAIRS, TOK, cfg)
+    rows = train_run(trainer, None, 2 * trainer.steps_per_epoch, tmp_path)
+    assert all(torch.equal(v, logged.state_dict()[k]) for k, v in plain.state_dict().items())
+    assert [r["pairs"] for r in rows] == [2.0, 2.0, 1.0] * 2
+    with pytest.raises(ValueError, match="prompts: DPOTrainer trains on its own pairs"):
+        train_run(trainer, PROMPTS, 1, tmp_path / "other")
+    with pytest.raises(ValueError, match="prompts: GRPOTrainer needs prompts"):
+        train_run(_grpo(*tiny_models()), None, 1, tmp_path / "other")
