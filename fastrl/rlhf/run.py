@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches
 from fastrl.utils.checkpoint import (
     CheckpointError,
@@ -59,8 +61,9 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
     the run's config). Otherwise ``out_dir`` must not hold a run unless ``overwrite``.
     ``on_step(iteration, metrics, generation)`` after each step (iteration counts from 0).
     Ctrl-C saves the checkpoint and the plot, then propagates (one that comes mid-step saves the
-    partly updated policy: the resumed run is then not an exact continuation). Any other error
-    leaves the last checkpoint in place. Returns the rows this call logged."""
+    partly updated policy: the resumed run is then not an exact continuation). A logged metric
+    that is NaN or Inf raises TrainingDiverged; it and any other error leave the last checkpoint
+    in place. Returns the rows this call logged."""
     check_iterations(steps, "steps")
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, Integral) or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
@@ -78,11 +81,12 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
     with RunLock(out_dir):
         if resume:
             step = load_run(trainer, out_dir)
+            saved = step
         else:
             check_new_run(out_dir, overwrite, check_lock=False)
             if overwrite:
                 clear_run(out_dir)
-            step = 0
+            step, saved = 0, None
             seed_everything(trainer.cfg.seed)  # as the classic trainers: reward functions may draw from them
             # the reference never changes: its weights once, not in every checkpoint
             save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
@@ -96,8 +100,15 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                 row = {k: float(v) for k, v in metrics.items()}
                 logger.log(step, **row)
                 rows.append(row)
+                bad = [k for k, v in row.items() if not math.isfinite(v)]
+                if bad:  # nothing saved from here on: the last checkpoint is the last good state
+                    kept = ("no checkpoint was written" if saved is None else
+                            f"the last good checkpoint, {out_dir / 'checkpoint.pt'} (step {saved}), is left in place")
+                    raise TrainingDiverged(f"training diverged at step {step}: "
+                                           f"{', '.join(f'{k} = {row[k]}' for k in bad)}; {kept}")
                 if checkpoint_every and step % checkpoint_every == 0 and step < steps:
                     save_run(trainer, out_dir, step)
+                    saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
         except KeyboardInterrupt:

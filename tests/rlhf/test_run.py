@@ -2,10 +2,12 @@
 periodic checkpoint after a crash."""
 
 import csv
+import math
 
 import pytest
 import torch
 
+from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.data import Preference
 from fastrl.rlhf.dpo import DPOConfig, DPOTrainer, train_dpo
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
@@ -171,3 +173,31 @@ def test_a_logged_dpo_run_trains_as_train_dpo_does(tmp_path):
         train_run(trainer, PROMPTS, 1, tmp_path / "other")
     with pytest.raises(ValueError, match="prompts: GRPOTrainer needs prompts"):
         train_run(_grpo(*tiny_models()), None, 1, tmp_path / "other")
+
+
+def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = _grpo(*tiny_models())
+    step, calls = trainer.step, []
+
+    def nan_loss_at_step_3(*args, **kwargs):
+        metrics, gen = step(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            metrics["loss"] = torch.tensor(math.nan)
+        return metrics, gen
+
+    trainer.step = nan_loss_at_step_3
+    with pytest.raises(TrainingDiverged, match=r"at step 3: loss = nan; the last good checkpoint, .* \(step 2\)"):
+        train_run(trainer, PROMPTS, 5, tmp_path, checkpoint_every=2)
+    assert load_checkpoint(tmp_path)["step"] == 2
+
+
+def test_ctrl_c_saves_the_checkpoint_and_the_plot(tmp_path):
+    def interrupt(it, metrics, gen):
+        if it == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_grpo(*tiny_models()), PROMPTS, 5, tmp_path, checkpoint_every=2, on_step=interrupt)
+    assert load_checkpoint(tmp_path)["step"] == 3
+    assert (tmp_path / "learning_curve.png").is_file()
