@@ -55,7 +55,8 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
               resume: bool = False, overwrite: bool = False, progress: bool = False,
               on_step=None) -> list[dict[str, float]]:  # fmt: skip
     """Train ``trainer`` until ``steps`` steps on batches drawn from ``prompts`` (strings or 1-D
-    token tensors; None for a DPOTrainer, which has its pairs), logging and checkpointing to ``out_dir`` (see the module's docstring).
+    token tensors; None for a DPOTrainer, which has its pairs), logging and checkpointing to
+    ``out_dir`` (see the module's docstring).
 
     ``resume``: continue the run in ``out_dir`` from its checkpoint (the trainer must be built with
     the run's config). Otherwise ``out_dir`` must not hold a run unless ``overwrite``.
@@ -181,7 +182,8 @@ def _load(out_dir: str | Path) -> tuple[dict, Path]:
     if missing:
         raise CheckpointError(f"{path} is not an RLHF run's checkpoint: it has no {', '.join(missing)}")
     if state["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} has checkpoint format {state['format']!r}; this fastrl reads {CHECKPOINT_FORMAT}")
+        raise CheckpointError(f"{path} has checkpoint format {state['format']!r}; "
+                              f"this fastrl reads {CHECKPOINT_FORMAT}")
     return state, path
 
 

@@ -201,3 +201,11 @@ def test_ctrl_c_saves_the_checkpoint_and_the_plot(tmp_path):
         train_run(_grpo(*tiny_models()), PROMPTS, 5, tmp_path, checkpoint_every=2, on_step=interrupt)
     assert load_checkpoint(tmp_path)["step"] == 3
     assert (tmp_path / "learning_curve.png").is_file()
+
+
+def test_resume_needs_an_rlhf_run_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        train_run(_grpo(*tiny_models()), PROMPTS, 1, tmp_path, resume=True)
+    torch.save({"format": 3, "algo": "ppo"}, tmp_path / "checkpoint.pt")  # e.g. a classic trainer's
+    with pytest.raises(CheckpointError, match="not an RLHF run's checkpoint: it has no config, step, modules"):
+        train_run(_grpo(*tiny_models()), PROMPTS, 1, tmp_path, resume=True)
