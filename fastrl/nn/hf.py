@@ -58,7 +58,7 @@ class HFCausalLM(CausalLM):
         self.hf = model.eval()
         self.cfg = _config_view(model)
         self.lm_head = model.get_output_embeddings()
-        self._cache_keyword = _cache_keyword(model)
+        self._cache_keyword = _cache_keyword(model.base_model)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs) -> HFCausalLM:
@@ -70,10 +70,12 @@ class HFCausalLM(CausalLM):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
         Returns the final hidden states [B, T, C] and the cache."""
         check_inputs(ids, mask, self.cfg)
-        out = self.hf(input_ids=ids, attention_mask=mask.long(), **{self._cache_keyword: past},
-                      position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
-                      use_cache=True, output_hidden_states=True)  # fmt: skip
-        return out.hidden_states[-1], getattr(out, self._cache_keyword)
+        # the base model, not the LM: the trainers apply the head themselves (fused into the loss),
+        # and the full [B, T, V] logits of every forward would be computed only to be thrown away
+        out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(), **{self._cache_keyword: past},
+                                 position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
+                                 use_cache=True)  # fmt: skip
+        return out.last_hidden_state, getattr(out, self._cache_keyword)
 
 class HFScalar(nn.Module):
     """Wraps a ``transformers`` decoder-only sequence classifier with ``num_labels == 1`` (GPT-2,

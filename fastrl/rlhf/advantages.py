@@ -9,6 +9,7 @@ prompt, stored contiguously (``[P * G]``, prompt-major), as GRPOTrainer samples 
     reinforce_pp_advantages REINFORCE++ (Hu 2025): per-token returns of the score with the KL
                             penalty folded into the reward, whitened over the (global) batch;
                             baseline=True (REINFORCE++-baseline) first subtracts the group mean
+    overlong_penalty        DAPO (Yu et al. 2025): a soft penalty on responses near the length limit
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from fastrl.utils.stats import whiten
 
-__all__ = ["group_advantages", "rloo_advantages", "reinforce_pp_advantages"]
+__all__ = ["group_advantages", "rloo_advantages", "reinforce_pp_advantages", "overlong_penalty"]
 
 
 def _groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -81,3 +82,16 @@ def reinforce_pp_advantages(scores: torch.Tensor, mask: torch.Tensor, kl: torch.
         running = rewards[:, t] + gamma * running
         returns[:, t] = running
     return (whiten_over or whiten)(returns, mask)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_len: int, buffer: int, factor: float = 1.0) -> torch.Tensor:
+    """DAPO's overlong soft penalty (Yu et al. 2025) per response ``[B]`` of ``lengths [B]``
+    tokens: 0 up to ``max_len - buffer`` tokens, then falling linearly to ``-factor`` at
+    ``max_len`` (and ``-factor`` beyond): ``factor * min(0, (max_len - buffer - length) / buffer)``,
+    floored at ``-factor``. ``buffer = 0``: no penalty."""
+    if buffer == 0:
+        return torch.zeros(lengths.shape, dtype=torch.float32, device=lengths.device)
+    if not 0 < buffer <= max_len:
+        raise ValueError(f"buffer must be in [0, max_len = {max_len}], got {buffer}")
+    over = (lengths.float() - (max_len - buffer)) / buffer
+    return -factor * over.clamp(0, 1)

@@ -2,10 +2,17 @@
 
 Each step:
   rollout     G responses to each of a batch of prompts; reward-model scores; old and reference
-              log-probs of every response token
-  advantages  no critic: each response's advantage is its score relative to its group,
-              A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling),
-              the same for every token of the response
+              log-probs of every response token (the old ones from the update's own forward when
+              epochs = num_minibatches = 1, no reference pass when kl_coef = 0)
+  advantages  no critic; by ``advantage_estimator`` (``fastrl.rlhf.advantages``):
+              grpo      A = (s - mean_group) / (std_group + eps) (or s - mean_group without scaling)
+              dr_grpo   A = s - mean_group (Dr. GRPO; its loss: normalize="constant")
+              rloo      A = s - mean of the group's other responses
+              these three the same for every token of the response;
+              reinforce_pp  per-token returns of the score with the k1 KL to the reference folded
+                            into the token rewards (-kl_coef * KL_t), whitened over the batch;
+                            the loss then has no KL term of its own
+              reinforce_pp_baseline  the same, the group mean first taken off each score
   update      fused clipped PPO loss with the k3 KL to the reference inside the loss
               (``fastrl.ops.ppo_loss_from_hidden``), normalized as ``normalize`` says
 
@@ -20,13 +27,23 @@ import torch
 
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
-from fastrl.rlhf.advantages import group_advantages
+from fastrl.rlhf.advantages import (
+    group_advantages,
+    overlong_penalty,
+    reinforce_pp_advantages,
+    rloo_advantages,
+)
 from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
+    concat_generations,
     frozen_copy,
+    logprobs_of_hidden,
     response_hidden,
     response_logprobs,
+    select_rows,
     sequence_kl,
+    single_pass,
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
@@ -36,11 +53,14 @@ from fastrl.utils.config import (
     NON_NEGATIVE,
     POSITIVE,
     SEED,
+    ConfigError,
     Range,
     SelfChecking,
 )
 
-__all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages"]
+__all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages", "ADVANTAGE_ESTIMATORS"]
+
+ADVANTAGE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp_baseline")
 
 
 @dataclass
@@ -64,9 +84,26 @@ class GRPOConfig(SelfChecking):
     clip_high: float | None = None
     """Upper ratio clip epsilon (None: same as ``clip_low``)."""
     kl_coef: float = 0.05
-    """beta: weight of the k3 KL to the reference in the loss."""
+    """beta: weight of the k3 KL to the reference in the loss (REINFORCE++: of the k1 KL in the
+    token rewards); 0 skips the reference pass."""
+    advantage_estimator: str = "grpo"
+    """Critic-free advantages: grpo, dr_grpo (no std), rloo (leave-one-out baseline),
+    reinforce_pp (token returns with the KL in the reward, whitened over the batch) or
+    reinforce_pp_baseline (the same minus the group mean score)."""
     scale_rewards: bool = True
-    """Divide group-centred scores by the group's std (False: only centre them)."""
+    """grpo only: divide group-centred scores by the group's std (False: only centre them)."""
+    dynamic_sampling: bool = False
+    """DAPO: drop the groups whose scores are all equal (no advantage to learn from) and sample
+    groups for further prompts until the batch is full again (``train`` draws them from its prompts;
+    ``step`` resamples the ones it was given)."""
+    max_sampling_rounds: int = 3
+    """Dynamic sampling: most rollouts per step; a batch still short after them is filled up with
+    the dropped groups."""
+    overlong_buffer: int = 0
+    """DAPO's overlong soft penalty: responses longer than max_new_tokens - overlong_buffer tokens
+    lose up to overlong_penalty, linearly, reached at max_new_tokens (0: no penalty)."""
+    overlong_penalty: float = 1.0
+    """The overlong soft penalty of a response of max_new_tokens tokens."""
     normalize: str = "seq_mean_token_mean"
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
@@ -81,21 +118,29 @@ class GRPOConfig(SelfChecking):
         "group_size": Range(2),  # a group of one has no spread to compare against
         "temperature": POSITIVE, "learning_rate": POSITIVE, "clip_low": NON_NEGATIVE, "clip_high": NON_NEGATIVE,
         "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
-        "seed": SEED,
+        "advantage_estimator": ADVANTAGE_ESTIMATORS, "max_sampling_rounds": AT_LEAST_ONE,
+        "overlong_buffer": NON_NEGATIVE, "overlong_penalty": NON_NEGATIVE, "seed": SEED,
     }
     renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
+
+    def check(self) -> None:
+        if self.overlong_buffer > self.max_new_tokens:
+            raise ConfigError(f"GRPOConfig.overlong_buffer must be at most max_new_tokens = {self.max_new_tokens}, "
+                              f"got {self.overlong_buffer}", "overlong_buffer")
 
 
 class GRPOTrainer:
     """GRPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place
-    against ``reward_model`` (a :class:`RewardModel` or
-    :class:`fastrl.rlhf.reward_model.HFRewardModel`); the reference is a frozen copy of the
-    policy at construction."""
+    against ``reward_model``: a :class:`RewardModel` (or
+    :class:`fastrl.rlhf.reward_model.HFRewardModel`), or reward functions
+    ``(prompts, completions) -> list[float]`` (one or a list, summed with ``reward_weights``; see
+    :mod:`fastrl.rlhf.rewards`). The reference is a frozen copy of the policy at construction."""
 
-    def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer, cfg: GRPOConfig):
+    def __init__(self, policy: GPT, reward_model: RewardModel | RewardFunction | list[RewardFunction],
+                 tokenizer: Tokenizer, cfg: GRPOConfig, reward_weights: list[float] | None = None):  # fmt: skip
         GRPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
-        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        self.score = make_scorer(reward_model, tokenizer, reward_weights)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
@@ -104,54 +149,135 @@ class GRPOTrainer:
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
-    def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
-        """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
-        prompt's group contiguous). Returns detached scalar metrics and the generation."""
+    def sample(self, prompt_ids, prompt_mask) -> tuple[Generation, torch.Tensor]:
+        """``G`` responses to each prompt ``[B, P]`` (each group contiguous) and their scores
+        ``[B * G]``, the overlong penalty included."""
         cfg = self.cfg
-        # rollout
         gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
                        prompt_mask.repeat_interleave(cfg.group_size, 0),
                        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                        stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
                        generator=self.generator)  # fmt: skip
-        mask = gen.response_mask  # [B*G, N]
         with torch.no_grad():
-            logp = response_logprobs(self.policy, gen, cfg.temperature)
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
-            scores = self.reward_model.normalized(gen.ids, gen.mask)
+            scores = self.score(gen)
+        lengths = gen.response_mask.sum(1)
+        return gen, scores + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
 
-        # advantages: one per response, on every token
-        advantages = group_advantages(scores, cfg.group_size, cfg.scale_rewards)[:, None].expand_as(logp)
+    def dynamic_sample(self, gen, scores, more_prompts) -> tuple[Generation, torch.Tensor, dict]:
+        """DAPO's dynamic sampling: keeps the groups whose scores are not all equal, sampling
+        ``more_prompts()`` until they fill the batch (at most ``max_sampling_rounds`` rollouts in
+        all); a batch still short is filled up with dropped groups, in the order sampled."""
+        cfg, g = self.cfg, self.cfg.group_size
+        groups_wanted = gen.ids.shape[0] // g
+        kept, dropped, rounds = [], [], 1
+        while True:
+            spread = (scores.view(-1, g) != scores.view(-1, g)[:, :1]).any(1).repeat_interleave(g)
+            kept.append((select_rows(gen, spread), scores[spread]))
+            dropped.append((select_rows(gen, ~spread), scores[~spread]))
+            n_kept = sum(len(s) for _, s in kept) // g  # a host sync: the loop needs the count
+            if n_kept >= groups_wanted or rounds == cfg.max_sampling_rounds:
+                break
+            gen, scores = self.sample(*more_prompts())
+            rounds += 1
+        parts = [p for p in kept + dropped if len(p[1])]
+        gen = concat_generations([p[0] for p in parts], self.tokenizer.pad_id)
+        rows = torch.arange(groups_wanted * g, device=self.device)  # the first groups_wanted groups
+        stats = {"sampling_rounds": torch.tensor(float(rounds), device=self.device),
+                 "groups_with_spread": torch.tensor(min(n_kept, groups_wanted) / groups_wanted, device=self.device)}
+        return select_rows(gen, rows), torch.cat([p[1] for p in parts])[rows], stats
+
+    def step(self, prompt_ids, prompt_mask, more_prompts=None) -> tuple[dict[str, torch.Tensor], Generation]:
+        """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
+        prompt's group contiguous). With ``dynamic_sampling``, ``more_prompts()`` gives further
+        prompts ``(ids, mask)`` (default: these again). Returns detached scalar metrics and the
+        generation trained on."""
+        cfg = self.cfg
+        # rollout
+        gen, scores = self.sample(prompt_ids, prompt_mask)
+        sampling = {}
+        if cfg.dynamic_sampling:
+            more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask))
+            gen, scores, sampling = self.dynamic_sample(gen, scores, more_prompts)
+        mask = gen.response_mask  # [B*G, N]
+        orders = [torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
+                  for _ in range(cfg.epochs)]  # fmt: skip
+        hidden = None  # the next minibatch's forward, when the rollout already made it
+        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
+            hidden = response_hidden(self.policy, gen, orders[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
+        with torch.no_grad():
+            if hidden is None:
+                logp = response_logprobs(self.policy, gen, cfg.temperature)
+            # kl_coef = 0: the reference has no part in the loss, so no pass over it
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
+
+        advantages = self.advantages(scores, logp, ref_logp, mask)
+        # REINFORCE++ has the KL in its rewards already, not in the loss
+        in_reward = cfg.advantage_estimator.startswith("reinforce_pp")
+        loss_kl_coef, loss_ref_logp = (0.0, None) if in_reward else (cfg.kl_coef, ref_logp)
 
         # update
         weight = self.policy.lm_head.weight
-        for _ in range(cfg.epochs):
-            order = torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
+        for order in orders:
             for rows in order.chunk(cfg.num_minibatches):
+                if hidden is None:
+                    hidden = response_hidden(self.policy, gen, rows)
                 loss, stats = ppo_loss_from_hidden(
-                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
-                    logp[rows], advantages[rows], mask=mask[rows], ref_logprobs=ref_logp[rows],
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=cfg.kl_coef,
+                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                    ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=loss_kl_coef,
                     kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                     max_len=cfg.max_new_tokens)  # fmt: skip
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.opt.step()
+                hidden = None
 
-        metrics = {
-            "score": scores.mean(),
-            "kl": sequence_kl(logp, ref_logp, mask).mean(),
-            "kl_ref_k3": stats["kl_ref"],
+        metrics = {"score": scores.mean()}
+        if ref_logp is not None:  # kl_coef = 0 skips the reference pass, and so these
+            metrics["kl"] = sequence_kl(logp, ref_logp, mask).mean()
+            if loss_ref_logp is not None:
+                metrics["kl_ref_k3"] = stats["kl_ref"]
+        metrics |= {
             "loss": loss.detach(),
             "clip_fraction": stats["clip_fraction"],
             "approx_kl": stats["approx_kl"],
             "entropy": stats["entropy"],
             "response_length": mask.sum(1).float().mean(),
         }
-        return metrics, gen
+        return metrics | sampling, gen
 
-    def train(self, prompts, iterations: int, on_step=None) -> None:
+    def advantages(self, scores, logp, ref_logp, mask) -> torch.Tensor:
+        """Token advantages ``[B * G, N]`` by ``cfg.advantage_estimator`` from the scores
+        ``[B * G]`` (groups contiguous), the rollout's log-probs and the reference's ``[B * G, N]``
+        (None when kl_coef = 0) and the response mask."""
+        cfg, estimator = self.cfg, self.cfg.advantage_estimator
+        if estimator.startswith("reinforce_pp"):
+            kl = None if ref_logp is None else logp - ref_logp  # k1, an unbiased sample of the KL
+            group_size = cfg.group_size if estimator == "reinforce_pp_baseline" else None
+            return reinforce_pp_advantages(scores, mask, kl, cfg.kl_coef, group_size=group_size)
+        if estimator == "rloo":
+            per_response = rloo_advantages(scores, cfg.group_size)
+        else:
+            per_response = group_advantages(scores, cfg.group_size, cfg.scale_rewards and estimator == "grpo")
+        return per_response[:, None].expand(mask.shape)
+
+    batch_size = property(lambda self: self.cfg.prompts_per_step)  # prompts a step draws
+
+    def checkpointed(self) -> dict:
+        """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
+        ``state_dict``/``load_state_dict``."""
+        return {"policy": self.policy, "optimizer": self.opt}
+
+    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.run.train_run`."""
+        if run:
+            from fastrl.rlhf.run import train_run
+
+            train_run(self, prompts, iterations, on_step=on_step, **run)
+            return
         train_on_prompts(self, prompts, iterations, self.cfg.prompts_per_step, on_step)

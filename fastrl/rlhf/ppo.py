@@ -4,6 +4,8 @@ Ouyang et al. 2022).
 Each step:
   rollout     sample responses to a batch of prompts with the policy; score them with the
               reward model; old log-probs, reference log-probs and values of every response token
+              (the old ones from the update's own forward when epochs = num_minibatches = 1, no
+              reference pass when kl_coef = 0)
   advantages  r_t = -beta * (logp_t - ref_t), plus the reward-model score on the last token;
               token-level GAE (``fastrl.ops.gae``) over the response mask; whitened
   update      a few epochs of minibatches: fused clipped PPO loss from the hidden states and the
@@ -23,12 +25,15 @@ import torch
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
+from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
     frozen_copy,
+    logprobs_of_hidden,
     response_hidden,
     response_logprobs,
     response_values,
     sequence_kl,
+    single_pass,
     train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
@@ -127,19 +132,28 @@ class AdaptiveKLController:
             error = (kl / self.target - 1).clamp(-0.2, 0.2)
             self.value = self.value * (1 + error * n / self.horizon)
 
+    def state_dict(self) -> dict:
+        return {"value": self.value.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"].to(self.value.device, self.value.dtype)
+
 
 class PPOTrainer:
     """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
     given), trained in place. The reference is a frozen copy of the policy at construction; the
     critic (a :class:`ScalarGPT`, or a ``transformers`` classifier as ``fastrl.nn.hf.HFScalar``)
     starts from the policy's trunk unless given. ``reward_model`` is a :class:`RewardModel` or a
-    ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`."""
+    ``transformers`` classifier as :class:`fastrl.rlhf.reward_model.HFRewardModel`, or reward
+    functions ``(prompts, completions) -> list[float]`` (one or a list, summed with
+    ``reward_weights``; see :mod:`fastrl.rlhf.rewards`)."""
 
     def __init__(self, policy: GPT, reward_model: RewardModel, tokenizer: Tokenizer,
-                 cfg: RLHFPPOConfig, critic: ScalarGPT | None = None):  # fmt: skip
+                 cfg: RLHFPPOConfig, critic: ScalarGPT | None = None,
+                 reward_weights: list[float] | None = None):  # fmt: skip
         RLHFPPOConfig.checked("cfg", cfg)
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
-        check_vocab(tokenizer, reward_model.cfg.vocab_size, "reward model")
+        self.score = make_scorer(reward_model, tokenizer, reward_weights)
         if critic is None and not isinstance(policy, GPT):
             raise ValueError("pass a critic: only a fastrl GPT policy can lend its trunk to one")
         critic = critic if critic is not None else ScalarGPT.from_lm(policy)
@@ -163,31 +177,40 @@ class PPOTrainer:
                        temperature=cfg.temperature, stop_token=self.tokenizer.eos_id,
                        pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
         mask = gen.response_mask  # [B, N]
+        n = gen.ids.shape[0]
+        orders = [torch.randperm(n, generator=self.cpu_generator).to(self.device) for _ in range(cfg.epochs)]
+        hidden = None  # the next minibatch's forward, when the rollout already made it
+        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
+            hidden = response_hidden(self.policy, gen, orders[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
         with torch.no_grad():
-            logp = response_logprobs(self.policy, gen, cfg.temperature)
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature)
+            if hidden is None:
+                logp = response_logprobs(self.policy, gen, cfg.temperature)
+            # kl_coef = 0 stays 0 (the controller scales it): the reference has no part in the rewards
+            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             values = response_values(self.critic, gen)
-            scores = self.reward_model.normalized(gen.ids, gen.mask)
+            scores = self.score(gen)  # [rows]
 
         # advantages
-        rewards = per_token_rewards(scores, logp, ref_logp, mask, self.kl.value)
+        # without a reference (kl_coef = 0) the KL term is 0: logp stands in for ref_logp
+        rewards = per_token_rewards(scores, logp, logp if ref_logp is None else ref_logp, mask, self.kl.value)
         advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
         advantages = whiten(advantages, mask)
 
         # update
         weight = self.policy.lm_head.weight
-        n = gen.ids.shape[0]
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.cpu_generator).to(self.device)
+        for order in orders:
             for rows in order.chunk(cfg.num_minibatches):
+                if hidden is None:
+                    hidden = response_hidden(self.policy, gen, rows)
                 loss, stats = ppo_loss_from_hidden(
-                    response_hidden(self.policy, gen, rows), weight, gen.response[rows],
-                    logp[rows], advantages[rows], mask=mask[rows], clip_low=cfg.clip_low,
-                    entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
+                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                    clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
                 self.policy_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.policy_opt.step()
+                hidden = None
 
                 v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
                                     returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
@@ -196,11 +219,10 @@ class PPOTrainer:
                 torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
                 self.critic_opt.step()
 
-        # KL control, on the KL of this rollout
-        kl = sequence_kl(logp, ref_logp, mask).mean()
-        metrics = {
-            "score": scores.mean(),
-            "kl": kl,
+        metrics = {"score": scores.mean()}
+        if ref_logp is not None:  # KL control, on the KL of this rollout (beta = 0 stays 0)
+            metrics["kl"] = sequence_kl(logp, ref_logp, mask).mean()
+        metrics |= {
             "kl_coef": self.kl.value,
             "loss": loss.detach(),
             "value_loss": v_loss.detach(),
@@ -210,10 +232,26 @@ class PPOTrainer:
             "response_length": mask.sum(1).float().mean(),
             "value_mean": masked_mean(values, mask),
         }
-        self.kl.update(kl, n)
+        if ref_logp is not None:
+            self.kl.update(metrics["kl"], n)
         return metrics, gen
 
-    def train(self, prompts, iterations: int, on_step=None) -> None:
+    batch_size = property(lambda self: self.cfg.batch_size)  # prompts a step draws
+
+    def checkpointed(self) -> dict:
+        """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
+        ``state_dict``/``load_state_dict``."""
+        return {"policy": self.policy, "critic": self.critic, "policy_optimizer": self.policy_opt,
+                "critic_optimizer": self.critic_opt, "kl_controller": self.kl}
+
+    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each."""
+        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.run.train_run`."""
+        if run:
+            from fastrl.rlhf.run import train_run
+
+            train_run(self, prompts, iterations, on_step=on_step, **run)
+            return
         train_on_prompts(self, prompts, iterations, self.cfg.batch_size, on_step)

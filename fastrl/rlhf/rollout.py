@@ -15,6 +15,7 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
+           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches",
            "train_on_prompts"]  # fmt: skip
 
 
@@ -39,6 +40,43 @@ def response_logprobs(model: GPT, gen: Generation, temperature: float) -> torch.
     return logp
 
 
+def single_pass(cfg) -> bool:
+    """True when the update is one pass over one minibatch (``epochs = num_minibatches = 1``): the
+    old policy is then the policy being updated, the PPO ratio is exactly 1, and the old log-probs
+    are the update forward's own, detached (:func:`logprobs_of_hidden`), not a separate no-grad
+    pass over the batch (TRL skips it the same way)."""
+    return cfg.epochs == 1 and cfg.num_minibatches == 1
+
+
+def logprobs_of_hidden(model: GPT, hidden: torch.Tensor, gen: Generation, rows: torch.Tensor,
+                       temperature: float) -> torch.Tensor:  # fmt: skip
+    """Detached log-probs ``[B, N]`` of every response from ``hidden = response_hidden(model, gen,
+    rows)`` with ``rows`` a permutation of all the rows (0 at padding)."""
+    with torch.no_grad():
+        logp, _ = token_logprobs(hidden.detach(), gen.response[rows], weight=model.lm_head.weight,
+                                 temperature=temperature, mask=gen.response_mask[rows])  # fmt: skip
+    return logp.new_empty(logp.shape).index_copy_(0, rows, logp)
+
+
+def select_rows(gen: Generation, rows) -> Generation:
+    """The generation of ``rows`` only."""
+    return Generation(gen.ids[rows], gen.mask[rows], gen.prompt_len)
+
+
+def concat_generations(gens: list[Generation], pad_id: int) -> Generation:
+    """One generation of all the rows of ``gens``: each prompt block padded on the left and each
+    response block on the right to the widest (positions come from the mask, so padding is
+    harmless wherever it sits)."""
+    prompt_len = max(g.prompt_len for g in gens)
+    response_len = max(g.ids.shape[1] - g.prompt_len for g in gens)
+    ids, mask = [], []
+    for g in gens:
+        widths = (prompt_len - g.prompt_len, response_len - (g.ids.shape[1] - g.prompt_len))
+        ids.append(torch.nn.functional.pad(g.ids, widths, value=pad_id))
+        mask.append(torch.nn.functional.pad(g.mask, widths, value=False))
+    return Generation(torch.cat(ids), torch.cat(mask), prompt_len)
+
+
 def response_values(critic: ScalarGPT, gen: Generation, rows=slice(None)) -> torch.Tensor:
     """V(state before response token t) ``[b, N]``."""
     return critic(gen.ids[rows], gen.mask[rows])[:, gen.prompt_len - 1 : -1]
@@ -51,12 +89,10 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
     return torch.where(mask, logp - ref_logp, 0).sum(1)
 
 
-def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
-    """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
-    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
-    ``on_step(iteration, metrics, generation)`` after each."""
-    if isinstance(iterations, bool) or not isinstance(iterations, Integral) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+def prompt_batches(trainer, prompts, batch_size: int):
+    """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask)`` of ``batch_size`` prompts drawn
+    from ``prompts`` (strings or 1-D token tensors) with ``trainer.cpu_generator`` (so its state
+    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them."""
     ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
     # a prompt too long for the context with a full response fails here, named, not mid-run
     room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
@@ -68,8 +104,28 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
             f"{trainer.cfg.max_new_tokens} the response could run past the policy's context of "
             f"{trainer.policy.cfg.block_size} (prompts may have at most {max(room, 0)} tokens)"
         )
-    for it in range(iterations):
+
+    def draw():
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
-        metrics, gen = trainer.step(ids[rows], mask[rows])
+        return ids[rows], mask[rows]
+
+    # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool
+    more = {"more_prompts": draw} if getattr(trainer.cfg, "dynamic_sampling", False) else {}
+    return draw, more
+
+
+def check_iterations(iterations, name: str = "iterations") -> None:
+    if isinstance(iterations, bool) or not isinstance(iterations, Integral) or iterations < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {iterations!r}")
+
+
+def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
+    """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
+    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
+    ``on_step(iteration, metrics, generation)`` after each."""
+    check_iterations(iterations)
+    draw, more = prompt_batches(trainer, prompts, batch_size)
+    for it in range(iterations):
+        metrics, gen = trainer.step(*draw(), **more)
         if on_step is not None:
             on_step(it, metrics, gen)

@@ -17,7 +17,8 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-RUN_FILES = ("checkpoint.pt", "metrics.csv", "learning_curve.png", "training.png")  # training.png: RLHF demo
+# training.png: the RLHF demo; reference.pt: an RLHF run's frozen reference (fastrl/rlhf/run.py)
+RUN_FILES = ("checkpoint.pt", "metrics.csv", "learning_curve.png", "training.png", "reference.pt")
 LOCK_FILE = ".fastrl.lock"
 
 
