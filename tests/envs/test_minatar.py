@@ -28,7 +28,7 @@ from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
 from fastrl.envs.rng import reset_uniforms, step_uniforms
 from tests.conftest import backend as use_backend
 from tests.conftest import requires_native
-from tests.envs.minatar_package import extract, inject, package_env
+from tests.envs.minatar_package import SEAQUEST_LISTS, extract, inject, package_env
 
 
 def breakout_starts(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -106,6 +106,46 @@ def space_invaders_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(rows)
 
 
+# Seaquest's start states come from the package's own play (states an episode reaches), with a
+# policy that surfaces often: n, l, u, r, d, f.
+SEAQUEST_POLICY = [0.05, 0.1, 0.3, 0.1, 0.2, 0.25]
+
+
+def seaquest_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seaquest states deep in a game, played by the package with its own numpy generator: each
+    game starts with diver_count below 0 (the package's bug after surfacing with 6 divers: the sub
+    can then surface without divers), bobs between the top two rows for a while (a surfacing and a
+    ramp every other frame: enemies spawn every frame, many on the grid) and then plays at random.
+    A quarter then surface with 5 or 6 divers on the next 'u' (the oxygen reward and the bug), a
+    quarter are about to run out of oxygen or surface with no diver (the episode ends)."""
+    fields = MINATAR_SPECS["MinAtar/Seaquest-v0"].fields
+    rows = []
+    while len(rows) < n:
+        kind = len(rows) % 4
+        p = package_env("MinAtar/Seaquest-v0", 0.0, True)
+        p.game.random = p.game.env.random = np.random.RandomState(int(rng.integers(2**31)))
+        p.reset()
+        game = p.game.env
+        game.diver_count = -int(rng.integers(1, 40))
+        bob = int(rng.integers(0, 60))
+        ended = False
+        for frame in range(int(rng.integers(bob + 10, bob + 200))):
+            a = (2 if game.sub_y else 4) if frame < bob else int(rng.choice(6, p=SEAQUEST_POLICY))
+            if p.step(a)[2]:
+                ended = True
+                break
+        if ended:
+            continue
+        if kind == 1:
+            game.diver_count, game.sub_y, game.surface = int(rng.choice([5, 6])), 1, False
+        elif kind == 2:
+            game.diver_count, game.oxygen = int(rng.choice([0, 1])), int(rng.choice([0, 1, 2, 200]))
+            game.sub_y = int(rng.integers(0, 3))
+            game.surface = game.sub_y == 0
+        rows.append(extract(p, fields))
+    return np.array(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GameCase:
     start_states: object  # (rng, n) -> int [n, 1 + S]
@@ -117,11 +157,59 @@ GAME_CASES = {
     "Freeway": GameCase(freeway_starts, parity_limit=40),
     "Asterix": GameCase(asterix_starts, parity_limit=40),
     "SpaceInvaders": GameCase(space_invaders_starts, parity_limit=40),
+    "Seaquest": GameCase(seaquest_starts, parity_limit=40),
 }
 
 
 def test_every_game_has_a_case():
     assert set(GAME_CASES) == set(GAMES)
+
+
+def step_both(env, pkgs, actions, pending, counts, limit, watch=None) -> None:
+    """One step of fastrl's ``env`` and of the package's envs ``pkgs`` (each drawing the numbers
+    fastrl drew for it) with ``actions``; the observation, reward, termination, truncation (at
+    ``limit``) and whole state must be equal. ``pending[i]``: the package's env i resets on this
+    step (NEXT_STEP); ``counts`` tallies what the steps did; ``watch(before, env, reward,
+    terminated)`` sees each package step's game before it and the package's env after it."""
+    spec = env.spec_
+    game, n, same_step = GAMES[spec.game], env.num_envs, env._same_step
+    before = env.state_dict()
+    envs = torch.arange(n)
+    draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
+                                      1 + game.step_draws), 1)
+    resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
+                          torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
+    obs, reward, term, trunc, info = env.step(torch.tensor(actions))
+    state = env.get_state()
+    for i, p in enumerate(pkgs):
+        if pending[i]:  # the reset step
+            p.feed.feed(resets[i].tolist())
+            p_obs, _ = p.reset()
+            assert (reward[i], term[i], trunc[i]) == (0, False, False)
+            pending[i] = False
+        else:
+            p.feed.feed(draws[i].tolist())
+            last = p.game.last_action
+            old = copy.deepcopy(p.game.env) if watch else None
+            p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
+            counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
+            assert reward[i].item() == p_reward and term[i].item() == p_term, i
+            assert trunc[i].item() == (before["elapsed"][i] + 1 >= limit)  # as TimeLimit
+            if watch:
+                watch(old, p, p_reward, p_term)
+            counts["terminated"] += p_term
+            counts["truncated"] += trunc[i].item()
+            counts["reward"] += p_reward
+            done = bool(term[i] or trunc[i])
+            if same_step:
+                np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
+                if done:
+                    p.feed.feed(resets[i].tolist())
+                    p_obs, _ = p.reset()
+            else:
+                pending[i] = done
+        np.testing.assert_array_equal(obs[i].numpy(), p_obs)
+        assert state[i].tolist() == extract(p, spec.fields), i
 
 
 @pytest.mark.parametrize("same_step", [False, True], ids=["next_step", "same_step"])
@@ -142,46 +230,55 @@ def test_parity_with_package(env_id, same_step, backend):
     pkgs = [package_env(env_id, sticky, ramping) for _ in range(n)]
     for p, row in zip(pkgs, starts):
         inject(p, spec.fields, row)
-    game = GAMES[spec.game]
     counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
     pending = [False] * n  # NEXT_STEP: the package resets on this step
     for _ in range(steps):
-        before = env.state_dict()
-        envs = torch.arange(n)
-        draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
-                                          1 + game.step_draws), 1)
-        resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
-                              torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
-        actions = rng.integers(0, len(spec.action_set), n)
-        obs, reward, term, trunc, info = env.step(torch.tensor(actions))
-        state = env.get_state()
-        for i, p in enumerate(pkgs):
-            if pending[i]:  # the reset step
-                p.feed.feed(resets[i].tolist())
-                p_obs, _ = p.reset()
-                assert (reward[i], term[i], trunc[i]) == (0, False, False)
-                pending[i] = False
-            else:
-                p.feed.feed(draws[i].tolist())
-                last = p.game.last_action
-                p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
-                counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
-                assert reward[i].item() == p_reward and term[i].item() == p_term, (i, _)
-                assert trunc[i].item() == (before["elapsed"][i] + 1 >= case.parity_limit)  # as TimeLimit
-                counts["terminated"] += p_term
-                counts["truncated"] += trunc[i].item()
-                counts["reward"] += p_reward
-                done = bool(term[i] or trunc[i])
-                if same_step:
-                    np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
-                    if done:
-                        p.feed.feed(resets[i].tolist())
-                        p_obs, _ = p.reset()
-                else:
-                    pending[i] = done
-            np.testing.assert_array_equal(obs[i].numpy(), p_obs)
-            assert state[i].tolist() == extract(p, spec.fields), i
+        step_both(env, pkgs, rng.integers(0, len(spec.action_set), n), pending, counts, case.parity_limit)
     assert all(v > 0 for v in counts.values()), counts
+
+
+def test_seaquest_long_rollouts_reach_its_rare_branches(backend):
+    """Seaquest's rare branches need games deep in (a ramped difficulty, many enemies, divers on
+    board): rounds of 150 steps from fresh deep start states (seaquest_starts), with a policy that
+    surfaces and fires often, compared with the package every step as in test_parity_with_package;
+    each round must surface with 6 divers (the oxygen reward and the diver_count bug) and the
+    rounds must reach the other rare events."""
+    spec, n = MINATAR_SPECS["MinAtar/Seaquest-v0"], 16
+    rng = np.random.default_rng(16)
+    env = fenvs.make(spec.id, n, seed=5, sticky_action_prob=0.1, max_episode_steps=1000)
+    env.reset()
+    seen = dict.fromkeys(["full_surface", "bug_surface", "no_diver_end", "oxygen_end", "ramp", "spawn_blocked",
+                          "sub_fires", "enemy_shot", "pick_up", "enemies_20", "e_bullets_4"], 0)
+
+    def watch(old, p, reward, terminal):
+        new, enemies = p.game.env, old.e_subs + old.e_fish
+        seen["full_surface"] += old.diver_count == 6 and new.diver_count == -1
+        seen["bug_surface"] += old.diver_count < 0 and not old.surface and new.surface  # the episode goes on
+        seen["no_diver_end"] += new.diver_count == 0 and not old.surface and new.sub_y == 0 and terminal
+        seen["oxygen_end"] += old.oxygen <= 0 and terminal
+        seen["ramp"] += new.ramp_index > old.ramp_index
+        if old.e_spawn_timer == 0:  # the draws after the sticky one: lr, is_sub, y
+            lr, y = p.feed.draws[1] < 1 / 2, int(1 + p.feed.draws[3] * 8)
+            seen["spawn_blocked"] += any(z[1] == y and z[2] != lr for z in enemies)
+        seen["sub_fires"] += any(s[4] == 0 for s in old.e_subs)
+        seen["enemy_shot"] += reward == 1 and old.diver_count != 6
+        seen["pick_up"] += new.diver_count > old.diver_count
+        seen["enemies_20"] += len(enemies) >= 20
+        seen["e_bullets_4"] += len(old.e_bullets) >= 4
+
+    counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
+    for _ in range(6):
+        starts = seaquest_starts(rng, n)
+        env.set_state(torch.tensor(starts))
+        pkgs = [package_env(spec.id, 0.1, True) for _ in range(n)]
+        for p, row in zip(pkgs, starts):
+            inject(p, spec.fields, row)
+        pending = [False] * n
+        full = seen["full_surface"]
+        for _ in range(150):
+            step_both(env, pkgs, rng.choice(6, n, p=SEAQUEST_POLICY), pending, counts, 1000, watch)
+        assert seen["full_surface"] > full
+    assert all(v > 0 for v in seen.values()), seen
 
 
 @requires_native
@@ -430,6 +527,19 @@ def canonical(game: str, row: list[int]) -> list[int]:
     elif game == "SpaceInvaders":
         row[offset["alien_dir"]] = row[offset["alien_dir"]] or 1
         row[offset["alien_map"] + 37] = 1  # never an empty wave
+    elif game == "Seaquest":
+        x, facing = offset["sub_x"], offset["sub_or"]
+        row[facing] = {0: 0, 9: 1}.get(row[x], row[facing])  # the sub's back on the grid
+        # Lists: a few distinct entries (as the package's lists hold, see seaquest.h), room for
+        # what a step appends, zeros past the count.
+        for name, elements in SEAQUEST_LISTS.items():
+            cap = next(f.count for f in spec.fields if f.name == f"{name}_{elements[0]}")
+            starts = [offset[f"{name}_{e}"] for e in elements]
+            entries = [tuple(row[o + i] for o in starts) for i in range(row[offset[f"{name}_count"]] % 3)]
+            entries = list(dict.fromkeys(entries))  # distinct, in order
+            row[offset[f"{name}_count"]] = len(entries)
+            for k, o in enumerate(starts):
+                row[o : o + cap] = [e[k] for e in entries] + [0] * (cap - len(entries))
     return row
 
 
