@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import zlib
 
 import numpy as np
@@ -24,6 +25,7 @@ import fastrl.envs as fenvs
 from fastrl import _native
 from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS
 from fastrl.envs.minatar.games import GAMES
+from fastrl.envs.minatar.render import PALETTES
 from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
 from fastrl.envs.rng import reset_uniforms, step_uniforms
 from tests.conftest import backend as use_backend
@@ -604,3 +606,65 @@ def test_reset_mask_and_close_work_as_on_the_classic_envs(backend):
     env.close()
     with pytest.raises(ClosedEnvironmentError):
         env.step(torch.zeros(4, dtype=torch.int64))
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+needs_seaborn = pytest.mark.skipif(importlib.util.find_spec("seaborn") is None,
+                                   reason="seaborn (the package's palette) is not installed")
+
+
+@needs_seaborn
+def test_palettes_are_seaborns():
+    """The stored palettes are the package's: black, then seaborn's cubehelix of C colours."""
+    import seaborn
+
+    assert set(PALETTES) == {g.channels for g in GAMES.values()}
+    for channels, palette in PALETTES.items():
+        assert palette == ((0.0, 0.0, 0.0), *map(tuple, seaborn.color_palette("cubehelix", channels)))
+
+
+def test_breakout_reset_frame_by_hand(backend):
+    """Breakout's first frame, worked out from its state: bricks (channel 3: the palette's last
+    colour) on rows 1..3, where the ball and its trail are too (the highest channel wins), the
+    paddle (channel 0) at column 4 of the bottom row, the rest black."""
+    env = fenvs.make("MinAtar/Breakout-v1", 2, seed=0, render_mode="rgb_array")
+    env.reset()
+    for frame in env.render():
+        expected = np.zeros((10, 10, 3), dtype=np.uint8)
+        expected[1:4] = (193, 202, 243)  # round(255 * (0.7587, 0.7922, 0.9544))
+        expected[9, 4] = (22, 61, 78)  # round(255 * (0.0861, 0.2382, 0.3056))
+        assert frame.dtype == np.uint8
+        np.testing.assert_array_equal(frame, expected)
+
+
+@needs_seaborn
+@pytest.mark.parametrize("env_id", [i for i in MINATAR_ENVS if i.endswith("-v1")])
+def test_frames_are_the_packages(env_id, backend):
+    """Each env's frame is the package's render() of the same state, as uint8 (round(255 * c))."""
+    spec, n = MINATAR_SPECS[env_id], 6
+    case = GAME_CASES[spec.game]
+    rng = np.random.default_rng(1)
+    env = fenvs.make(env_id, n, seed=2, render_mode="rgb_array")
+    assert env.metadata["render_modes"] == ["rgb_array"] and env.render_mode == "rgb_array"
+    env.reset()
+    env.set_state(torch.tensor(case.start_states(rng, n)))
+    for _ in range(3):
+        env.step(torch.tensor(rng.integers(0, len(spec.action_set), n)))
+    frames, states = env.render(), env.get_state()
+    assert len(frames) == n
+    for frame, row in zip(frames, states.tolist()):
+        p = package_env(env_id, 0.1, True)
+        p.render_mode = "rgb_array"
+        inject(p, spec.fields, row)
+        np.testing.assert_array_equal(frame, np.round(255 * p.render()).astype(np.uint8))
+    assert len({f.tobytes() for f in frames}) > 1  # the frames follow each env's state
+
+
+def test_render_without_a_mode_and_bad_modes():
+    env = fenvs.make("MinAtar/Seaquest-v1", 2, seed=0)
+    env.reset()
+    with pytest.warns(UserWarning, match="has no render_mode"):
+        assert env.render() is None
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array' for MinAtar/Seaquest-v1"):
+        fenvs.make("MinAtar/Seaquest-v1", 2, render_mode="human")
