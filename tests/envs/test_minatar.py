@@ -117,14 +117,17 @@ def seaquest_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     """Seaquest states deep in a game, played by the package with its own numpy generator: each
     game starts with diver_count below 0 (the package's bug after surfacing with 6 divers: the sub
     can then surface without divers), bobs between the top two rows for a while (a surfacing and a
-    ramp every other frame: enemies spawn every frame, many on the grid) and then plays at random.
-    A quarter then surface with 6 divers on the next 'u' (the oxygen reward and the bug), a
-    quarter are about to run out of oxygen or surface with no diver (the episode ends), a quarter
-    have an enemy sub about to be shot as it fires."""
+    ramp every other frame; long enough for an enemy a frame in one of six) and then plays at
+    random. Then one in six surfaces with 6 divers on the next 'u' (the oxygen reward and the bug),
+    a diver on its cell;
+    one is about to run out of oxygen or surface with no diver (the episode ends); one has an
+    enemy sub about to be shot as its shot is due (it still fires); one a friendly bullet about to
+    enter a cell holding a fish and an enemy sub, or two fish (the first fish in the list is hit);
+    one surfaces with 6 divers and oxygen -1 (a reward of -1: Python's floor division)."""
     fields = MINATAR_SPECS["MinAtar/Seaquest-v0"].fields
     rows = []
     while len(rows) < n:
-        kind = len(rows) % 4
+        kind = len(rows) % 6
         p = package_env("MinAtar/Seaquest-v0", 0.0, True)
         p.game.random = p.game.env.random = np.random.RandomState(int(rng.integers(2**31)))
         p.reset()
@@ -139,18 +142,33 @@ def seaquest_starts(rng: np.random.Generator, n: int) -> np.ndarray:
                 break
         if ended:
             continue
-        if kind == 1:
-            game.diver_count, game.sub_y, game.surface = 6, 1, False
+        # A row of its own for the set-ups below: no enemy in it, not the sub's.
+        y = int(rng.choice([r for r in range(1, 9) if r != game.sub_y]))
+        lr, x = bool(rng.integers(2)), int(rng.integers(2, 8))
+        step = 1 if lr else -1
+        if kind in (3, 4):
+            game.e_fish = [e for e in game.e_fish if e[1] != y]
+            game.e_subs = [e for e in game.e_subs if e[1] != y]
+        if kind in (1, 5):
+            game.diver_count, game.sub_y, game.surface = 6, 1 - kind // 5, False
+            game.oxygen = -1 if kind == 5 else game.oxygen
+            if kind == 1:  # a diver on the sub's cell stays: no room for a seventh
+                game.divers = [d for d in game.divers if d[1] != 1][:1] + [[game.sub_x, 1, lr, 3]]
         elif kind == 2:
             game.diver_count, game.oxygen = int(rng.choice([0, 1])), int(rng.choice([0, 1, 2, 200]))
             game.sub_y = int(rng.integers(0, 3))
             game.surface = game.sub_y == 0
-        else:  # an enemy sub about to move onto a friendly bullet as its shot is due: shot, it still fires
-            y = int(rng.choice([r for r in range(1, 9) if r != game.sub_y]))
-            lr, x = bool(rng.integers(2)), int(rng.integers(2, 8))
-            game.e_fish = [e for e in game.e_fish if e[1] != y]
-            game.e_subs = [e for e in game.e_subs if e[1] != y] + [[x, y, lr, 0, 0]]
-            game.f_bullets = [[x + (2 if lr else -2), y, not lr]]  # moves to where the sub moves
+        elif kind == 3:
+            game.e_subs.append([x, y, lr, 0, 0])
+            game.f_bullets = [[x + 2 * step, y, not lr]]  # moves to where the sub moves
+        elif kind == 4:
+            timers = rng.permutation(np.arange(1, game.move_speed + 1))[:2].tolist()
+            game.e_fish += [[x, y, lr, timers[0]]]
+            if rng.random() < 0.5:
+                game.e_subs.append([x, y, lr, timers[1], 3])
+            else:
+                game.e_fish.append([x, y, lr, timers[1]])
+            game.f_bullets = [[x + step, y, not lr]]  # moves onto them
         rows.append(extract(p, fields))
     return np.array(rows)
 
