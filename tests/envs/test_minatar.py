@@ -306,6 +306,36 @@ def test_seaquest_long_rollouts_reach_its_rare_branches(backend):
     assert seen["full_surface"] >= 6 and all(v > 0 for v in seen.values()), seen
 
 
+def test_seaquest_full_list_drops_what_it_cannot_hold(backend):
+    """A list at its capacity (only a state set by hand: no game fills one) drops an append: here
+    3 friendly bullets and a shot, 3 divers and a diver spawn. Worked by hand: the bullets and
+    divers move, no new one appears, nothing else is written."""
+    env = fenvs.make("MinAtar/Seaquest-v0", 1, seed=0, sticky_action_prob=0.0)
+    env.reset()
+    spec = env.spec_
+    offset, col = {}, 0
+    for f in spec.fields:
+        offset[f.name] = col
+        col += f.count
+    row = env.get_state()[0].tolist()  # the start: sub at (5, 0) facing left, oxygen 200
+    for name, values in (("f_bullets_x", [2, 3, 4]), ("f_bullets_y", [5, 6, 7]), ("f_bullets_right", [1, 1, 1]),
+                         ("divers_x", [0, 1, 2]), ("divers_y", [2, 3, 4]), ("divers_lr", [1, 1, 1]),
+                         ("divers_move_timer", [0, 0, 0])):
+        row[offset[name] : offset[name] + 3] = values
+    row[offset["f_bullets_count"]] = row[offset["divers_count"]] = 3
+    row[offset["d_spawn_timer"]] = 0
+    env.set_state(torch.tensor([row]))
+    obs, reward, term, _, _ = env.step(torch.tensor([5]))  # f: a fourth bullet would start at (5, 0)
+    after = env.get_state()[0].tolist()
+    assert (reward.item(), term.item()) == (0, False)
+    assert after[offset["f_bullets_count"]] == after[offset["divers_count"]] == 3
+    assert after[offset["f_bullets_x"] : offset["f_bullets_x"] + 3] == [3, 4, 5]
+    assert after[offset["divers_x"] : offset["divers_x"] + 3] == [1, 2, 3]
+    assert after[offset["divers_move_timer"] : offset["divers_move_timer"] + 3] == [5, 5, 5]
+    assert after[offset["shot_timer"]] == 4 and after[offset["d_spawn_timer"]] == 29
+    assert obs[0, :, :, 2].nonzero().tolist() == [[5, 3], [6, 4], [7, 5]]  # no bullet on row 0
+    assert obs[0, :, :, 9].nonzero().tolist() == [[2, 1], [3, 2], [4, 3]]
+
 @requires_native
 def test_registry_matches_fallback():
     """The fallback declares what the C++ headers do (fields, channels, actions, draws, params)."""
