@@ -397,11 +397,12 @@ def test_native_equals_fallback(same_step):
 
 @pytest.mark.cuda
 @requires_native
-def test_cuda_equals_cpu():
-    """Same seed, same trajectories on the GPU and the CPU."""
+@pytest.mark.parametrize("env_id", [i for i in MINATAR_ENVS if i.endswith("-v0")])
+def test_cuda_equals_cpu(env_id):
+    """Same seed, same trajectories on the GPU and the CPU, for every game."""
     outs = {}
     for device in ("cpu", "cuda"):
-        env = fenvs.make("MinAtar/Breakout-v0", 300, device=device, seed=9, max_episode_steps=70)
+        env = fenvs.make(env_id, 300, device=device, seed=9, max_episode_steps=70)
         g = torch.Generator().manual_seed(2)
         steps = [env.reset()[0].cpu()]
         for _ in range(200):
