@@ -20,7 +20,7 @@ minatar_gym = pytest.importorskip("minatar.gym")
 
 STEPS = 20
 SIZES = [1, 256, 4096]
-GAMES = {"MinAtar/Breakout-v1": "breakout"}
+GAMES = {"MinAtar/Breakout-v1": "breakout", "MinAtar/Seaquest-v1": "seaquest"}
 _PACKAGE: dict[tuple[str, int], float] = {}  # (env_id, n) -> the package's steps/s
 
 

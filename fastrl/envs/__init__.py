@@ -50,8 +50,9 @@ def make(
             False on a GPU, where the check would synchronize with the host; shapes, dtypes and
             devices are always checked.
         render_mode: None or "rgb_array" (``render()`` then returns a frame per env, drawn by
-            gymnasium's renderer: needs pygame: the ``render`` extra); other ids take
-            the render modes of their gymnasium env.
+            gymnasium's renderer: needs pygame: the ``render`` extra; MinAtar ids draw their own
+            10x10 frames in the ``minatar`` package's colours); other ids take the render modes of
+            their gymnasium env.
         env_kwargs: ``max_episode_steps`` (default: the gymnasium spec's; an int in
             [1, 2**31 - 1], or None for no time limit) and the env's own keyword arguments,
             gymnasium's (``NATIVE_SPECS[env_id].params`` lists them with their defaults).
@@ -82,9 +83,8 @@ def make(
     if env_id.startswith("MinAtar/"):  # fastrl's own MinAtar games, not gymnasium's registry
         if env_id not in MINATAR_SPECS:
             raise ValueError(f"env_id {env_id!r} is not a MinAtar game fastrl implements: {list(MINATAR_ENVS)}")
-        if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: MinAtar games do not render yet")
-        return make_minatar(MINATAR_SPECS[env_id], num_envs, device, dtype, seed, mode, validate, env_kwargs)
+        return make_minatar(MINATAR_SPECS[env_id], num_envs, device, dtype, seed, mode, validate, env_kwargs,
+                            render_mode)
     if env_id not in gymnasium.registry:
         raise ValueError(f"env_id {env_id!r} is not a registered gymnasium environment")
 

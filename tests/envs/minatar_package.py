@@ -59,6 +59,20 @@ def _split(fields, row) -> dict[str, list[int]]:
     return parts
 
 
+# Seaquest's lists: the elements of an entry in order, and which of them the package keeps as bools.
+SEAQUEST_LISTS = {
+    "f_bullets": ("x", "y", "right"), "e_bullets": ("x", "y", "right"), "e_fish": ("x", "y", "lr", "move_timer"),
+    "e_subs": ("x", "y", "lr", "move_timer", "shot_timer"), "divers": ("x", "y", "lr", "move_timer"),
+}
+SEAQUEST_BOOLS = {"right", "lr"}
+
+
+def _seaquest_list(parts, name) -> list[list]:
+    elements = SEAQUEST_LISTS[name]
+    return [[bool(parts[f"{name}_{e}"][i]) if e in SEAQUEST_BOOLS else parts[f"{name}_{e}"][i] for e in elements]
+            for i in range(parts[f"{name}_count"][0])]
+
+
 def inject(env, fields, row) -> None:
     """Sets the package env's state from a fastrl state row (``fields``: the spec's)."""
     game = env.game.env
@@ -76,6 +90,12 @@ def inject(env, fields, row) -> None:
             e = _split(fields, row)
             game.entities = [[e["entity_x"][i], i + 1, bool(e["entity_lr"][i]), bool(e["entity_gold"][i])]
                              if e["entity_present"][i] else None for i in range(8)]
+        elif name.endswith("_count") and name[: -len("_count")] in SEAQUEST_LISTS:
+            setattr(game, name[: -len("_count")], _seaquest_list(_split(fields, row), name[: -len("_count")]))
+        elif any(name.startswith(f"{lst}_") for lst in SEAQUEST_LISTS):
+            pass  # set with its list's count
+        elif name in ("sub_or", "surface"):  # Seaquest's bools
+            setattr(game, name, bool(values[0]))
         else:
             setattr(game, name, values[0])
     game.terminal = False
@@ -97,6 +117,13 @@ def extract(env, fields) -> list[int]:
             row += [int(e is not None) for e in game.entities]
         elif f.name in entities:
             row += [0 if e is None else int(e[entities[f.name]]) for e in game.entities]
+        elif f.name.endswith("_count") and f.name[: -len("_count")] in SEAQUEST_LISTS:
+            row.append(len(getattr(game, f.name[: -len("_count")])))
+        elif any(f.name.startswith(f"{lst}_") for lst in SEAQUEST_LISTS):
+            lst = next(lst for lst in SEAQUEST_LISTS if f.name.startswith(f"{lst}_"))
+            k = SEAQUEST_LISTS[lst].index(f.name[len(lst) + 1 :])
+            entries = getattr(game, lst)
+            row += [int(e[k]) for e in entries] + [0] * (f.count - len(entries))
         else:
             row.append(int(getattr(game, f.name)))
     return row

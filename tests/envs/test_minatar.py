@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import zlib
 
 import numpy as np
@@ -24,11 +25,12 @@ import fastrl.envs as fenvs
 from fastrl import _native
 from fastrl.envs.minatar import MINATAR_ENVS, MINATAR_SPECS
 from fastrl.envs.minatar.games import GAMES
+from fastrl.envs.minatar.render import PALETTES
 from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
 from fastrl.envs.rng import reset_uniforms, step_uniforms
 from tests.conftest import backend as use_backend
 from tests.conftest import requires_native
-from tests.envs.minatar_package import extract, inject, package_env
+from tests.envs.minatar_package import SEAQUEST_LISTS, extract, inject, package_env
 from tests.envs.test_vector import compiled_rollout_matches_eager
 
 
@@ -107,6 +109,71 @@ def space_invaders_starts(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(rows)
 
 
+# Seaquest's start states come from the package's own play (states an episode reaches), with a
+# policy that surfaces often: n, l, u, r, d, f.
+SEAQUEST_POLICY = [0.05, 0.1, 0.3, 0.1, 0.2, 0.25]
+
+
+def seaquest_starts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Seaquest states deep in a game, played by the package with its own numpy generator: each
+    game starts with diver_count below 0 (the package's bug after surfacing with 6 divers: the sub
+    can then surface without divers), bobs between the top two rows for a while (a surfacing and a
+    ramp every other frame; long enough for an enemy a frame in one of six) and then plays at
+    random. Then one in six surfaces with 6 divers on the next 'u' (the oxygen reward and the bug),
+    a diver on its cell;
+    one is about to run out of oxygen or surface with no diver (the episode ends); one has an
+    enemy sub about to be shot as its shot is due (it still fires); one a friendly bullet about to
+    enter a cell holding a fish and an enemy sub, or two fish (the first fish in the list is hit);
+    one surfaces with 6 divers and oxygen -1 (a reward of -1: Python's floor division)."""
+    fields = MINATAR_SPECS["MinAtar/Seaquest-v0"].fields
+    rows = []
+    while len(rows) < n:
+        kind = len(rows) % 6
+        p = package_env("MinAtar/Seaquest-v0", 0.0, True)
+        p.game.random = p.game.env.random = np.random.RandomState(int(rng.integers(2**31)))
+        p.reset()
+        game = p.game.env
+        game.diver_count = -int(rng.integers(1, 40))
+        bob = int(rng.integers(40, 80) if kind == 0 else rng.integers(0, 60))  # 38 frames: an enemy a frame
+        ended = False
+        for frame in range(int(rng.integers(bob + 10, bob + 200))):
+            a = (2 if game.sub_y else 4) if frame < bob else int(rng.choice(6, p=SEAQUEST_POLICY))
+            if p.step(a)[2]:
+                ended = True
+                break
+        if ended:
+            continue
+        # A row of its own for the set-ups below: no enemy in it, not the sub's.
+        y = int(rng.choice([r for r in range(1, 9) if r != game.sub_y]))
+        lr, x = bool(rng.integers(2)), int(rng.integers(2, 8))
+        step = 1 if lr else -1
+        if kind in (3, 4):
+            game.e_fish = [e for e in game.e_fish if e[1] != y]
+            game.e_subs = [e for e in game.e_subs if e[1] != y]
+        if kind in (1, 5):
+            game.diver_count, game.sub_y, game.surface = 6, 1 - kind // 5, False
+            game.oxygen = -1 if kind == 5 else game.oxygen
+            if kind == 1:  # a diver on the sub's cell stays: no room for a seventh
+                game.divers = [d for d in game.divers if d[1] != 1][:1] + [[game.sub_x, 1, lr, 3]]
+        elif kind == 2:
+            game.diver_count, game.oxygen = int(rng.choice([0, 1])), int(rng.choice([0, 1, 2, 200]))
+            game.sub_y = int(rng.integers(0, 3))
+            game.surface = game.sub_y == 0
+        elif kind == 3:
+            game.e_subs.append([x, y, lr, 0, 0])
+            game.f_bullets = [[x + 2 * step, y, not lr]]  # moves to where the sub moves
+        elif kind == 4:
+            timers = rng.permutation(np.arange(1, game.move_speed + 1))[:2].tolist()
+            game.e_fish += [[x, y, lr, timers[0]]]
+            if rng.random() < 0.5:
+                game.e_subs.append([x, y, lr, timers[1], 3])
+            else:
+                game.e_fish.append([x, y, lr, timers[1]])
+            game.f_bullets = [[x + step, y, not lr]]  # moves onto them
+        rows.append(extract(p, fields))
+    return np.array(rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class GameCase:
     start_states: object  # (rng, n) -> int [n, 1 + S]
@@ -118,11 +185,59 @@ GAME_CASES = {
     "Freeway": GameCase(freeway_starts, parity_limit=40),
     "Asterix": GameCase(asterix_starts, parity_limit=40),
     "SpaceInvaders": GameCase(space_invaders_starts, parity_limit=40),
+    "Seaquest": GameCase(seaquest_starts, parity_limit=40),
 }
 
 
 def test_every_game_has_a_case():
     assert set(GAME_CASES) == set(GAMES)
+
+
+def step_both(env, pkgs, actions, pending, counts, limit, watch=None) -> None:
+    """One step of fastrl's ``env`` and of the package's envs ``pkgs`` (each drawing the numbers
+    fastrl drew for it) with ``actions``; the observation, reward, termination, truncation (at
+    ``limit``) and whole state must be equal. ``pending[i]``: the package's env i resets on this
+    step (NEXT_STEP); ``counts`` tallies what the steps did; ``watch(before, env, reward,
+    terminated)`` sees each package step's game before it and the package's env after it."""
+    spec = env.spec_
+    game, n, same_step = GAMES[spec.game], env.num_envs, env._same_step
+    before = env.state_dict()
+    envs = torch.arange(n)
+    draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
+                                      1 + game.step_draws), 1)
+    resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
+                          torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
+    obs, reward, term, trunc, info = env.step(torch.tensor(actions))
+    state = env.get_state()
+    for i, p in enumerate(pkgs):
+        if pending[i]:  # the reset step
+            p.feed.feed(resets[i].tolist())
+            p_obs, _ = p.reset()
+            assert (reward[i], term[i], trunc[i]) == (0, False, False)
+            pending[i] = False
+        else:
+            p.feed.feed(draws[i].tolist())
+            last = p.game.last_action
+            old = copy.deepcopy(p.game.env) if watch else None
+            p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
+            counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
+            assert reward[i].item() == p_reward and term[i].item() == p_term, i
+            assert trunc[i].item() == (before["elapsed"][i] + 1 >= limit)  # as TimeLimit
+            if watch:
+                watch(old, p, p_reward, p_term)
+            counts["terminated"] += p_term
+            counts["truncated"] += trunc[i].item()
+            counts["reward"] += p_reward
+            done = bool(term[i] or trunc[i])
+            if same_step:
+                np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
+                if done:
+                    p.feed.feed(resets[i].tolist())
+                    p_obs, _ = p.reset()
+            else:
+                pending[i] = done
+        np.testing.assert_array_equal(obs[i].numpy(), p_obs)
+        assert state[i].tolist() == extract(p, spec.fields), i
 
 
 @pytest.mark.parametrize("same_step", [False, True], ids=["next_step", "same_step"])
@@ -143,47 +258,84 @@ def test_parity_with_package(env_id, same_step, backend):
     pkgs = [package_env(env_id, sticky, ramping) for _ in range(n)]
     for p, row in zip(pkgs, starts):
         inject(p, spec.fields, row)
-    game = GAMES[spec.game]
     counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
     pending = [False] * n  # NEXT_STEP: the package resets on this step
     for _ in range(steps):
-        before = env.state_dict()
-        envs = torch.arange(n)
-        draws = torch.stack(step_uniforms(before["seeds"], envs, before["resets"], before["elapsed"],
-                                          1 + game.step_draws), 1)
-        resets = torch.stack([*reset_uniforms(before["seeds"], envs, before["resets"], game.reset_draws),
-                              torch.zeros(n, dtype=torch.float64)], 1)[:, : game.reset_draws]
-        actions = rng.integers(0, len(spec.action_set), n)
-        obs, reward, term, trunc, info = env.step(torch.tensor(actions))
-        state = env.get_state()
-        for i, p in enumerate(pkgs):
-            if pending[i]:  # the reset step
-                p.feed.feed(resets[i].tolist())
-                p_obs, _ = p.reset()
-                assert (reward[i], term[i], trunc[i]) == (0, False, False)
-                pending[i] = False
-            else:
-                p.feed.feed(draws[i].tolist())
-                last = p.game.last_action
-                p_obs, p_reward, p_term, _, _ = p.step(int(actions[i]))
-                counts["sticky"] += p.game.last_action == last != spec.action_set[actions[i]]
-                assert reward[i].item() == p_reward and term[i].item() == p_term, (i, _)
-                assert trunc[i].item() == (before["elapsed"][i] + 1 >= case.parity_limit)  # as TimeLimit
-                counts["terminated"] += p_term
-                counts["truncated"] += trunc[i].item()
-                counts["reward"] += p_reward
-                done = bool(term[i] or trunc[i])
-                if same_step:
-                    np.testing.assert_array_equal(info["final_obs"][i].numpy(), p_obs)
-                    if done:
-                        p.feed.feed(resets[i].tolist())
-                        p_obs, _ = p.reset()
-                else:
-                    pending[i] = done
-            np.testing.assert_array_equal(obs[i].numpy(), p_obs)
-            assert state[i].tolist() == extract(p, spec.fields), i
+        step_both(env, pkgs, rng.integers(0, len(spec.action_set), n), pending, counts, case.parity_limit)
     assert all(v > 0 for v in counts.values()), counts
 
+
+def test_seaquest_long_rollouts_reach_its_rare_branches(backend):
+    """Seaquest's rare branches need games deep in (a ramped difficulty, many enemies, divers on
+    board): rounds of 150 steps from fresh deep start states (seaquest_starts), with a policy that
+    surfaces and fires often, compared with the package every step as in test_parity_with_package;
+    the rounds must surface with 6 divers (the oxygen reward and the diver_count bug) and reach
+    the other rare events."""
+    spec, n = MINATAR_SPECS["MinAtar/Seaquest-v0"], 16
+    rng = np.random.default_rng(16)
+    env = fenvs.make(spec.id, n, seed=5, sticky_action_prob=0.1, max_episode_steps=1000)
+    env.reset()
+    seen = dict.fromkeys(["full_surface", "bug_surface", "no_diver_end", "oxygen_end", "ramp", "spawn_blocked",
+                          "sub_fires", "enemy_shot", "pick_up", "enemies_15", "e_bullets_4"], 0)
+
+    def watch(old, p, reward, terminal):
+        new, enemies = p.game.env, old.e_subs + old.e_fish
+        seen["full_surface"] += old.diver_count == 6 and new.diver_count == -1
+        seen["bug_surface"] += old.diver_count < 0 and not old.surface and new.surface  # the episode goes on
+        seen["no_diver_end"] += new.diver_count == 0 and not old.surface and new.sub_y == 0 and terminal
+        seen["oxygen_end"] += old.oxygen <= 0 and terminal
+        seen["ramp"] += new.ramp_index > old.ramp_index
+        if old.e_spawn_timer == 0:  # the draws after the sticky one: lr, is_sub, y
+            lr, y = p.feed.draws[1] < 1 / 2, int(1 + p.feed.draws[3] * 8)
+            seen["spawn_blocked"] += any(z[1] == y and z[2] != lr for z in enemies)
+        seen["sub_fires"] += any(s[4] == 0 for s in old.e_subs)
+        seen["enemy_shot"] += reward == 1 and old.diver_count != 6
+        seen["pick_up"] += new.diver_count > old.diver_count
+        seen["enemies_15"] += len(enemies) >= 15
+        seen["e_bullets_4"] += len(old.e_bullets) >= 4
+
+    counts = dict(terminated=0, truncated=0, sticky=0, reward=0)
+    for _ in range(6):
+        starts = seaquest_starts(rng, n)
+        env.set_state(torch.tensor(starts))
+        pkgs = [package_env(spec.id, 0.1, True) for _ in range(n)]
+        for p, row in zip(pkgs, starts):
+            inject(p, spec.fields, row)
+        pending = [False] * n
+        for _ in range(150):
+            step_both(env, pkgs, rng.choice(6, n, p=SEAQUEST_POLICY), pending, counts, 1000, watch)
+    assert seen["full_surface"] >= 6 and all(v > 0 for v in seen.values()), seen
+
+
+def test_seaquest_full_list_drops_what_it_cannot_hold(backend):
+    """A list at its capacity (only a state set by hand: no game fills one) drops an append: here
+    3 friendly bullets and a shot, 3 divers and a diver spawn. Worked by hand: the bullets and
+    divers move, no new one appears, nothing else is written."""
+    env = fenvs.make("MinAtar/Seaquest-v0", 1, seed=0, sticky_action_prob=0.0)
+    env.reset()
+    spec = env.spec_
+    offset, col = {}, 0
+    for f in spec.fields:
+        offset[f.name] = col
+        col += f.count
+    row = env.get_state()[0].tolist()  # the start: sub at (5, 0) facing left, oxygen 200
+    for name, values in (("f_bullets_x", [2, 3, 4]), ("f_bullets_y", [5, 6, 7]), ("f_bullets_right", [1, 1, 1]),
+                         ("divers_x", [0, 1, 2]), ("divers_y", [2, 3, 4]), ("divers_lr", [1, 1, 1]),
+                         ("divers_move_timer", [0, 0, 0])):
+        row[offset[name] : offset[name] + 3] = values
+    row[offset["f_bullets_count"]] = row[offset["divers_count"]] = 3
+    row[offset["d_spawn_timer"]] = 0
+    env.set_state(torch.tensor([row]))
+    obs, reward, term, _, _ = env.step(torch.tensor([5]))  # f: a fourth bullet would start at (5, 0)
+    after = env.get_state()[0].tolist()
+    assert (reward.item(), term.item()) == (0, False)
+    assert after[offset["f_bullets_count"]] == after[offset["divers_count"]] == 3
+    assert after[offset["f_bullets_x"] : offset["f_bullets_x"] + 3] == [3, 4, 5]
+    assert after[offset["divers_x"] : offset["divers_x"] + 3] == [1, 2, 3]
+    assert after[offset["divers_move_timer"] : offset["divers_move_timer"] + 3] == [5, 5, 5]
+    assert after[offset["shot_timer"]] == 4 and after[offset["d_spawn_timer"]] == 29
+    assert obs[0, :, :, 2].nonzero().tolist() == [[5, 3], [6, 4], [7, 5]]  # no bullet on row 0
+    assert obs[0, :, :, 9].nonzero().tolist() == [[2, 1], [3, 2], [4, 3]]
 
 @requires_native
 def test_registry_matches_fallback():
@@ -246,11 +398,12 @@ def test_native_equals_fallback(same_step):
 
 @pytest.mark.cuda
 @requires_native
-def test_cuda_equals_cpu():
-    """Same seed, same trajectories on the GPU and the CPU."""
+@pytest.mark.parametrize("env_id", [i for i in MINATAR_ENVS if i.endswith("-v0")])
+def test_cuda_equals_cpu(env_id):
+    """Same seed, same trajectories on the GPU and the CPU, for every game."""
     outs = {}
     for device in ("cpu", "cuda"):
-        env = fenvs.make("MinAtar/Breakout-v0", 300, device=device, seed=9, max_episode_steps=70)
+        env = fenvs.make(env_id, 300, device=device, seed=9, max_episode_steps=70)
         g = torch.Generator().manual_seed(2)
         steps = [env.reset()[0].cpu()]
         for _ in range(200):
@@ -423,6 +576,19 @@ def canonical(game: str, row: list[int]) -> list[int]:
     elif game == "SpaceInvaders":
         row[offset["alien_dir"]] = row[offset["alien_dir"]] or 1
         row[offset["alien_map"] + 37] = 1  # never an empty wave
+    elif game == "Seaquest":
+        x, facing = offset["sub_x"], offset["sub_or"]
+        row[facing] = {0: 0, 9: 1}.get(row[x], row[facing])  # the sub's back on the grid
+        # Lists: a few distinct entries (as the package's lists hold, see seaquest.h), room for
+        # what a step appends, zeros past the count.
+        for name, elements in SEAQUEST_LISTS.items():
+            cap = next(f.count for f in spec.fields if f.name == f"{name}_{elements[0]}")
+            starts = [offset[f"{name}_{e}"] for e in elements]
+            entries = [tuple(row[o + i] for o in starts) for i in range(row[offset[f"{name}_count"]] % 3)]
+            entries = list(dict.fromkeys(entries))  # distinct, in order
+            row[offset[f"{name}_count"]] = len(entries)
+            for k, o in enumerate(starts):
+                row[o : o + cap] = [e[k] for e in entries] + [0] * (cap - len(entries))
     return row
 
 
@@ -487,3 +653,65 @@ def test_reset_mask_and_close_work_as_on_the_classic_envs(backend):
     env.close()
     with pytest.raises(ClosedEnvironmentError):
         env.step(torch.zeros(4, dtype=torch.int64))
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+needs_seaborn = pytest.mark.skipif(importlib.util.find_spec("seaborn") is None,
+                                   reason="seaborn (the package's palette) is not installed")
+
+
+@needs_seaborn
+def test_palettes_are_seaborns():
+    """The stored palettes are the package's: black, then seaborn's cubehelix of C colours."""
+    import seaborn
+
+    assert set(PALETTES) == {g.channels for g in GAMES.values()}
+    for channels, palette in PALETTES.items():
+        assert palette == ((0.0, 0.0, 0.0), *map(tuple, seaborn.color_palette("cubehelix", channels)))
+
+
+def test_breakout_reset_frame_by_hand(backend):
+    """Breakout's first frame, worked out from its state: bricks (channel 3: the palette's last
+    colour) on rows 1..3, where the ball and its trail are too (the highest channel wins), the
+    paddle (channel 0) at column 4 of the bottom row, the rest black."""
+    env = fenvs.make("MinAtar/Breakout-v1", 2, seed=0, render_mode="rgb_array")
+    env.reset()
+    for frame in env.render():
+        expected = np.zeros((10, 10, 3), dtype=np.uint8)
+        expected[1:4] = (193, 202, 243)  # round(255 * (0.7587, 0.7922, 0.9544))
+        expected[9, 4] = (22, 61, 78)  # round(255 * (0.0861, 0.2382, 0.3056))
+        assert frame.dtype == np.uint8
+        np.testing.assert_array_equal(frame, expected)
+
+
+@needs_seaborn
+@pytest.mark.parametrize("env_id", [i for i in MINATAR_ENVS if i.endswith("-v1")])
+def test_frames_are_the_packages(env_id, backend):
+    """Each env's frame is the package's render() of the same state, as uint8 (round(255 * c))."""
+    spec, n = MINATAR_SPECS[env_id], 6
+    case = GAME_CASES[spec.game]
+    rng = np.random.default_rng(1)
+    env = fenvs.make(env_id, n, seed=2, render_mode="rgb_array")
+    assert env.metadata["render_modes"] == ["rgb_array"] and env.render_mode == "rgb_array"
+    env.reset()
+    env.set_state(torch.tensor(case.start_states(rng, n)))
+    for _ in range(3):
+        env.step(torch.tensor(rng.integers(0, len(spec.action_set), n)))
+    frames, states = env.render(), env.get_state()
+    assert len(frames) == n
+    for frame, row in zip(frames, states.tolist()):
+        p = package_env(env_id, 0.1, True)
+        p.render_mode = "rgb_array"
+        inject(p, spec.fields, row)
+        np.testing.assert_array_equal(frame, np.round(255 * p.render()).astype(np.uint8))
+    assert len({f.tobytes() for f in frames}) > 1  # the frames follow each env's state
+
+
+def test_render_without_a_mode_and_bad_modes():
+    env = fenvs.make("MinAtar/Seaquest-v1", 2, seed=0)
+    env.reset()
+    with pytest.warns(UserWarning, match="has no render_mode"):
+        assert env.render() is None
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array' for MinAtar/Seaquest-v1"):
+        fenvs.make("MinAtar/Seaquest-v1", 2, render_mode="human")

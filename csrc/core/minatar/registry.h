@@ -8,6 +8,7 @@
 #include "core/minatar/asterix.h"
 #include "core/minatar/breakout.h"
 #include "core/minatar/freeway.h"
+#include "core/minatar/seaquest.h"
 #include "core/minatar/space_invaders.h"
 
 // X(Game) for every native game, Game a struct in fastrl::core::minatar.
@@ -15,4 +16,5 @@
   X(Breakout)                \
   X(Freeway)                 \
   X(Asterix)                 \
-  X(SpaceInvaders)
+  X(SpaceInvaders)           \
+  X(Seaquest)

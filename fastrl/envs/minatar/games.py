@@ -401,5 +401,285 @@ class SpaceInvaders(Game):
         return bad, "SpaceInvaders' alien_dir must be -1 or 1 and its alien_map not empty"
 
 
+class _Entries:
+    """One of Seaquest's lists in a state batch (csrc/core/minatar/seaquest.h, Seaquest::List):
+    ``count`` and ``v`` ``[N, attrs, cap]`` are views of the state. A step marks removed entries
+    ``dead`` (a list only ever removes the entry its loop is at, so the order of the others
+    holds) and ``compact`` drops them at its end, keeping the order."""
+
+    def __init__(self, s: torch.Tensor, offset: int, cap: int, attrs: int):
+        self.cap = cap
+        self.count = s[:, offset]
+        self.v = s[:, offset + 1 : offset + 1 + cap * attrs].view(-1, attrs, cap)
+        self.dead = torch.zeros(s.shape[0], cap, dtype=torch.bool, device=s.device)
+        self.env = torch.arange(s.shape[0], device=s.device)
+
+    def alive(self) -> torch.Tensor:
+        return (torch.arange(self.cap, device=self.v.device) < self.count.unsqueeze(1)) & ~self.dead
+
+    def slots(self):
+        """The slots a loop over the list visits, last first (the package's ``reversed``)."""
+        return reversed(range(int(self.count.max()) if self.count.numel() else 0))
+
+    def append(self, mask: torch.Tensor, values) -> None:
+        """``list += [values]`` where ``mask``; a full list drops it (as the C++)."""
+        mask = mask & (self.count < self.cap)
+        i = self.count.clamp(max=self.cap - 1)
+        for k, value in enumerate(values):
+            self.v[self.env, k, i] = torch.where(mask, value, self.v[self.env, k, i])
+        self.count += mask.long()
+
+    def find(self, x: torch.Tensor, y: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Marks dead the first live entry at (x, y), where ``where``; returns where one was."""
+        match = self.alive() & (self.v[:, 0] == x.unsqueeze(1)) & (self.v[:, 1] == y.unsqueeze(1))
+        hit = where & match.any(1)
+        self.dead[self.env[hit], match.long().argmax(1)[hit]] = True
+        return hit
+
+    def compact(self) -> None:
+        keep = self.alive()
+        order = torch.sort((~keep).long(), dim=1, stable=True).indices
+        kept = keep.gather(1, order).unsqueeze(1)
+        self.v.copy_(torch.where(kept, self.v.gather(2, order.unsqueeze(1).expand_as(self.v)), 0))
+        self.count.copy_(keep.sum(1))
+        self.dead.zero_()
+
+
+class Seaquest(Game):
+    """minatar/environments/seaquest.py; csrc/core/minatar/seaquest.h says what it does. Each
+    list's loop runs over its slots, last first, on the whole batch."""
+
+    name = "Seaquest"
+    # sub_front, sub_back, friendly_bullet, trail, enemy_bullet, enemy_fish, enemy_sub, oxygen_guage,
+    # diver_guage, diver
+    channels = 10
+    MAX_OXYGEN, SPAWN_SPEED, DIVER_SPAWN_SPEED, MOVE_INTERVAL = 200, 20, 30, 5
+    SHOT_COOL_DOWN, ENEMY_SHOT_INTERVAL, DIVER_MOVE_INTERVAL = 5, 10, 5
+    MIN_DIVER_COUNT = -(2**30)
+    # name, capacity, entry elements (with their bounds), channel, drawn with a trail
+    LISTS = (
+        ("f_bullets", 3, (("x", 0, 9), ("y", 0, 8), ("right", 0, 1)), 2, False),
+        ("e_bullets", 70, (("x", 0, 9), ("y", 0, 8), ("right", 0, 1)), 4, False),
+        ("e_fish", 60, (("x", 0, 9), ("y", 0, 8), ("lr", 0, 1), ("move_timer", 0, MOVE_INTERVAL)), 5, True),
+        ("e_subs", 60, (("x", 0, 9), ("y", 0, 8), ("lr", 0, 1), ("move_timer", 0, MOVE_INTERVAL),
+                        ("shot_timer", 0, ENEMY_SHOT_INTERVAL)), 6, True),
+        ("divers", 3, (("x", 0, 9), ("y", 0, 8), ("lr", 0, 1), ("move_timer", 0, DIVER_MOVE_INTERVAL)), 9, True),
+    )
+    fields = (
+        Field("oxygen", 1, -1, MAX_OXYGEN), Field("diver_count", 1, MIN_DIVER_COUNT, 6), Field("sub_x", 1, 0, 9),
+        Field("sub_y", 1, 0, 8), Field("sub_or", 1, 0, 1), Field("e_spawn_speed", 1, 1, SPAWN_SPEED),
+        Field("e_spawn_timer", 1, 0, SPAWN_SPEED), Field("d_spawn_timer", 1, 0, DIVER_SPAWN_SPEED),
+        Field("move_speed", 1, 2, MOVE_INTERVAL), Field("ramp_index", 1, 0, SPAWN_SPEED - 1),
+        Field("shot_timer", 1, 0, SHOT_COOL_DOWN), Field("surface", 1, 0, 1),
+    ) + tuple(
+        f for name, cap, elements, _, _ in LISTS
+        for f in (Field(f"{name}_count", 1, 0, cap), *(Field(f"{name}_{e}", cap, lo, hi) for e, lo, hi in elements))
+    )  # fmt: skip
+    minimal_actions = (0, 1, 2, 3, 4, 5)
+    reset_draws, step_draws = 0, 5  # _spawn_enemy 3, _spawn_diver 2
+    (OXYGEN, DIVER_COUNT, SUB_X, SUB_Y, SUB_OR, E_SPAWN_SPEED, E_SPAWN_TIMER, D_SPAWN_TIMER, MOVE_SPEED, RAMP_INDEX,
+     SHOT_TIMER, SURFACE) = range(12)  # fmt: skip
+
+    def _lists(self, s) -> list[_Entries]:
+        out, offset = [], 12
+        for _, cap, elements, _, _ in self.LISTS:
+            out.append(_Entries(s, offset, cap, len(elements)))
+            offset += 1 + cap * len(elements)
+        return out
+
+    def reset(self, n, device, u):
+        s = torch.zeros(n, self.state_dim(), dtype=torch.int64, device=device)
+        s[:, self.OXYGEN] = self.MAX_OXYGEN
+        s[:, self.SUB_X] = 5
+        s[:, self.E_SPAWN_SPEED] = s[:, self.E_SPAWN_TIMER] = self.SPAWN_SPEED
+        s[:, self.D_SPAWN_TIMER] = self.DIVER_SPAWN_SPEED
+        s[:, self.MOVE_SPEED] = self.MOVE_INTERVAL
+        s[:, self.SURFACE] = 1
+        return s
+
+    def step(self, s, a, ramping, u):
+        f_bullets, e_bullets, e_fish, e_subs, divers = self._lists(s)
+        reward = torch.zeros_like(a)
+        terminal = torch.zeros_like(a, dtype=torch.bool)
+        move_speed = s[:, self.MOVE_SPEED].clone()
+
+        def off(x):
+            return (x < 0) | (x > 9)
+
+        # _spawn_enemy (three draws; no spawn in a row with an enemy going the other way), then
+        # _spawn_diver (two draws, the first ones if no enemy spawned).
+        spawn = s[:, self.E_SPAWN_TIMER] == 0
+        lr, is_sub, y = (u[0] < 1 / 2).long(), u[1] < 1 / 3, randint(u[2], 1, 9)
+        blocked = torch.zeros_like(spawn)
+        for entries in (e_subs, e_fish):
+            other_way = (entries.v[:, 1] == y.unsqueeze(1)) & (entries.v[:, 2] != lr.unsqueeze(1))
+            blocked |= (other_way & entries.alive()).any(1)
+        x = torch.where(lr == 1, 0, 9)
+        e_subs.append(spawn & ~blocked & is_sub, (x, y, lr, move_speed, self.ENEMY_SHOT_INTERVAL))
+        e_fish.append(spawn & ~blocked & ~is_sub, (x, y, lr, move_speed))
+        s[:, self.E_SPAWN_TIMER] = torch.where(spawn, s[:, self.E_SPAWN_SPEED], s[:, self.E_SPAWN_TIMER])
+        d_spawn = s[:, self.D_SPAWN_TIMER] == 0
+        d_lr = (torch.where(spawn, u[3], u[0]) < 1 / 2).long()
+        d_y = randint(torch.where(spawn, u[4], u[1]), 1, 9)
+        divers.append(d_spawn, (torch.where(d_lr == 1, 0, 9), d_y, d_lr, self.DIVER_MOVE_INTERVAL))
+        s[:, self.D_SPAWN_TIMER] = torch.where(d_spawn, self.DIVER_SPAWN_SPEED, s[:, self.D_SPAWN_TIMER])
+
+        # The player's action.
+        sub_x, sub_y, sub_or = s[:, self.SUB_X], s[:, self.SUB_Y], s[:, self.SUB_OR]  # views
+        fire = (a == 5) & (s[:, self.SHOT_TIMER] == 0)
+        f_bullets.append(fire, (sub_x, sub_y, sub_or))
+        s[:, self.SHOT_TIMER] = torch.where(fire, self.SHOT_COOL_DOWN, s[:, self.SHOT_TIMER])
+        left, right = ~fire & (a == 1), ~fire & (a == 3)
+        sub_x[:] = torch.where(left, (sub_x - 1).clamp(min=0), torch.where(right, (sub_x + 1).clamp(max=9), sub_x))
+        sub_or[:] = torch.where(left, 0, torch.where(right, 1, sub_or))
+        sub_y[:] = torch.where(~fire & (a == 2), (sub_y - 1).clamp(min=0),
+                               torch.where(~fire & (a == 4), (sub_y + 1).clamp(max=8), sub_y))
+        sub_x, sub_y = sub_x.clone(), sub_y.clone()
+
+        def at_sub(x, y):
+            return (x == sub_x) & (y == sub_y)
+
+        # Friendly bullets: each hits the first fish, else the first enemy sub, on its new cell.
+        alive = f_bullets.alive()
+        for i in f_bullets.slots():
+            act = alive[:, i]
+            x = f_bullets.v[:, 0, i] + sign_of(f_bullets.v[:, 2, i])
+            f_bullets.v[:, 0, i] = torch.where(act, x, f_bullets.v[:, 0, i])
+            gone = act & off(x)
+            y = f_bullets.v[:, 1, i]
+            hit = e_fish.find(x, y, act & ~gone)
+            hit |= e_subs.find(x, y, act & ~gone & ~hit)
+            f_bullets.dead[:, i] |= gone | hit
+            reward += hit.long()
+
+        # Divers: picked up on the sub's cell while there is room.
+        alive = divers.alive()
+        for i in divers.slots():
+            act = alive[:, i]
+            x, y, lr, timer = divers.v[:, :, i].clone().unbind(1)
+            on = act & at_sub(x, y) & (s[:, self.DIVER_COUNT] < 6)
+            moves = act & ~on & (timer == 0)
+            new_x = x + sign_of(lr)
+            divers.v[:, 3, i] = torch.where(moves, self.DIVER_MOVE_INTERVAL, torch.where(act & ~on, timer - 1, timer))
+            divers.v[:, 0, i] = torch.where(moves, new_x, x)
+            gone = moves & off(new_x)
+            picked = moves & ~gone & at_sub(new_x, y) & (s[:, self.DIVER_COUNT] < 6)
+            divers.dead[:, i] |= on | gone | picked
+            s[:, self.DIVER_COUNT] += (on | picked).long()
+
+        # Enemy subs: they move, meet the sub or a bullet, and fire (removed ones too).
+        alive = e_subs.alive()
+        for i in e_subs.slots():
+            act = alive[:, i]
+            x, y, lr, timer, shot = e_subs.v[:, :, i].clone().unbind(1)
+            terminal |= act & at_sub(x, y)
+            moves = act & (timer == 0)
+            x = torch.where(moves, x + sign_of(lr), x)
+            gone = moves & off(x)
+            meets = moves & ~gone & at_sub(x, y)
+            terminal |= meets
+            hit = f_bullets.find(x, y, moves & ~gone & ~meets)
+            reward += hit.long()
+            fires = act & (shot == 0)
+            e_bullets.append(fires, (x, y, lr))
+            e_subs.v[:, 0, i] = x
+            e_subs.v[:, 3, i] = torch.where(moves, move_speed, torch.where(act, timer - 1, timer))
+            e_subs.v[:, 4, i] = torch.where(fires, self.ENEMY_SHOT_INTERVAL, torch.where(act, shot - 1, shot))
+            e_subs.dead[:, i] |= gone | hit
+
+        # Enemy bullets: on the sub's cell before or after moving, they end the episode.
+        alive = e_bullets.alive()
+        for i in e_bullets.slots():
+            act = alive[:, i]
+            x, y, right = e_bullets.v[:, :, i].clone().unbind(1)
+            terminal |= act & at_sub(x, y)
+            x = torch.where(act, x + sign_of(right), x)
+            e_bullets.v[:, 0, i] = x
+            gone = act & off(x)
+            terminal |= act & ~gone & at_sub(x, y)
+            e_bullets.dead[:, i] |= gone
+
+        # Enemy fish.
+        alive = e_fish.alive()
+        for i in e_fish.slots():
+            act = alive[:, i]
+            x, y, lr, timer = e_fish.v[:, :, i].clone().unbind(1)
+            terminal |= act & at_sub(x, y)
+            moves = act & (timer == 0)
+            x = torch.where(moves, x + sign_of(lr), x)
+            gone = moves & off(x)
+            meets = moves & ~gone & at_sub(x, y)
+            terminal |= meets
+            hit = f_bullets.find(x, y, moves & ~gone & ~meets)
+            reward += hit.long()
+            e_fish.v[:, 0, i] = x
+            e_fish.v[:, 3, i] = torch.where(moves, move_speed, torch.where(act, timer - 1, timer))
+            e_fish.dead[:, i] |= gone | hit
+
+        for entries in (f_bullets, e_bullets, e_fish, e_subs, divers):
+            entries.compact()
+
+        for k in (self.E_SPAWN_TIMER, self.D_SPAWN_TIMER, self.SHOT_TIMER):
+            s[:, k] -= (s[:, k] > 0).long()
+        oxygen, divers_on_board = s[:, self.OXYGEN], s[:, self.DIVER_COUNT]  # views
+        terminal |= oxygen <= 0
+        below = sub_y > 0
+        oxygen -= below.long()
+        surfacing = ~below & (s[:, self.SURFACE] == 0)
+        s[:, self.SURFACE] = torch.where(below, 0, s[:, self.SURFACE])
+        terminal |= surfacing & (divers_on_board == 0)
+        # _surface, and its bug: with 6 divers, diver_count is set to 0 and then decremented to -1.
+        surfaces = surfacing & (divers_on_board != 0)
+        full = surfaces & (divers_on_board == 6)
+        reward += torch.where(full, torch.div(oxygen * 10, self.MAX_OXYGEN, rounding_mode="floor"), 0)
+        divers_on_board[:] = torch.where(full, 0, divers_on_board) - surfaces.long()
+        oxygen[:] = torch.where(surfaces, self.MAX_OXYGEN, oxygen)
+        s[:, self.SURFACE] = torch.where(surfaces, 1, s[:, self.SURFACE])
+        if ramping:
+            spawn_speed, ramp_index = s[:, self.E_SPAWN_SPEED], s[:, self.RAMP_INDEX]
+            ramps = surfaces & ((spawn_speed > 1) | (move_speed > 2))
+            s[:, self.MOVE_SPEED] -= (ramps & (move_speed > 2) & (ramp_index % 2 == 1)).long()
+            spawn_speed -= (ramps & (spawn_speed > 1)).long()
+            ramp_index += ramps.long()
+        return reward, terminal
+
+    def observe(self, s):
+        n = s.shape[0]
+        obs = torch.zeros(n, ROWS, COLS, self.channels, dtype=torch.bool, device=s.device)
+        env = torch.arange(n, device=s.device)
+        sub_x, sub_y = s[:, self.SUB_X], s[:, self.SUB_Y]
+        obs[env, sub_y, sub_x, 0] = True
+        obs[env, sub_y, torch.where(s[:, self.SUB_OR] == 1, sub_x - 1, sub_x + 1), 1] = True
+        col = torch.arange(COLS, device=s.device)
+        oxygen = torch.div(s[:, self.OXYGEN].clamp(min=0) * 10, self.MAX_OXYGEN, rounding_mode="floor")
+        obs[:, 9, :, 7] = col < oxygen.unsqueeze(1)
+        obs[:, 9, :, 8] = (col >= 9 - s[:, self.DIVER_COUNT].unsqueeze(1)) & (col < 9)
+        for entries, (_, _, _, channel, trail) in zip(self._lists(s), self.LISTS):
+            alive = entries.alive()
+            e = env.unsqueeze(1).expand_as(alive)[alive]
+            x, y = entries.v[:, 0][alive], entries.v[:, 1][alive]
+            obs[e, y, x, channel] = True
+            if trail:
+                back_x = x - sign_of(entries.v[:, 2][alive])
+                on = (back_x >= 0) & (back_x <= 9)
+                obs[e[on], y[on], back_x[on], 3] = True
+        return obs
+
+    def unsteppable(self, s):
+        past = torch.zeros(s.shape[0], dtype=torch.bool, device=s.device)
+        for entries in self._lists(s):
+            past |= ((entries.v != 0) & ~entries.alive().unsqueeze(1)).flatten(1).any(1)
+        # A sub facing the side it is on (unreachable: moving sets its facing) has its back off the grid.
+        sub_x, sub_or = s[:, self.SUB_X], s[:, self.SUB_OR]
+        facing_out = ((sub_x == 0) & (sub_or == 1)) | ((sub_x == 9) & (sub_or == 0))
+        return past | facing_out, ("Seaquest's list entries past their count must be 0, and its sub must not face the "
+                                   "side it is on (sub_x 0 with sub_or 1, or 9 with 0)")
+
+
+def sign_of(lr: torch.Tensor) -> torch.Tensor:
+    """+1 for an entity moving right (lr 1), -1 for one moving left."""
+    return torch.where(lr == 1, 1, -1)
+
+
 # The fallback's games by name, in the registry's order (csrc/core/minatar/registry.h).
-GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway, Asterix, SpaceInvaders)}
+GAMES: dict[str, type[Game]] = {g.name: g for g in (Breakout, Freeway, Asterix, SpaceInvaders, Seaquest)}

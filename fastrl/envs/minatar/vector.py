@@ -9,6 +9,7 @@ spaces (the ``minatar`` package's), the int32 state row per env, and the kernels
 from __future__ import annotations
 
 import gymnasium
+import numpy as np
 import torch
 from gymnasium.error import ResetNeeded
 from gymnasium.vector.utils import batch_space
@@ -18,6 +19,7 @@ from fastrl.envs import _checks
 from fastrl.envs.fallback import EnvTensors
 from fastrl.envs.minatar.fallback import MinAtarTorchBinding
 from fastrl.envs.minatar.games import GAMES
+from fastrl.envs.minatar.render import frames
 from fastrl.envs.minatar.spec import MinAtarSpec
 from fastrl.envs.vector import ClassicVectorEnv
 
@@ -34,9 +36,9 @@ class MinAtarVectorEnv(ClassicVectorEnv):
     _RESET_OP, _STEP_OP = "minatar_reset", "minatar_step"
 
     def __init__(self, spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode,
-                 max_episode_steps: int | None, params: dict, validate: bool):
-        self.metadata = {"autoreset_mode": autoreset_mode}
-        self.render_mode, self._renderer = None, None  # no rendering yet
+                 max_episode_steps: int | None, params: dict, validate: bool, render_mode: str | None = None):
+        self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": ["rgb_array"]}
+        self.render_mode, self._renderer = render_mode, None  # render() draws its frames itself
 
         # The package's spaces (minatar/gym.py BaseEnv).
         self.single_observation_space = gymnasium.spaces.Box(0.0, 1.0, shape=(10, 10, spec.channels), dtype=bool)
@@ -65,6 +67,15 @@ class MinAtarVectorEnv(ClassicVectorEnv):
             game, self.spec_.action_set, EnvTensors(*tensors), self.params["sticky_action_prob"],
             self.params["difficulty_ramping"], self.max_episode_steps, self._same_step, self.first_env,
         )  # fmt: skip
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One uint8 ``[10, 10, 3]`` frame per env of its current state (``render_mode="rgb_array"``):
+        each cell in the ``minatar`` package's colour of its highest channel set (render.py); None,
+        with gymnasium's warning, without a render mode."""
+        if self.render_mode is None:
+            gymnasium.logger.warn(f"{self!r} has no render_mode: make it with render_mode='rgb_array' to render")
+            return None
+        return frames(self._observe(self._state.long()))
 
     # -- state access ------------------------------------------------------------------------
     def get_state(self) -> torch.Tensor:
@@ -146,8 +157,11 @@ if _native._C is not None:
         )
 
 
-def make_minatar(spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode, validate, env_kwargs: dict):
+def make_minatar(spec: MinAtarSpec, num_envs: int, device, dtype, seed, autoreset_mode, validate, env_kwargs: dict,
+                 render_mode: str | None = None):
     """The MinAtar part of :func:`fastrl.envs.make`, after its common checks."""
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array' for {spec.id}, got {render_mode!r}")
     max_episode_steps = _checks.max_episode_steps(env_kwargs.pop("max_episode_steps", None))
     unknown = set(env_kwargs) - set(spec.params)
     if unknown:
@@ -163,4 +177,5 @@ def make_minatar(spec: MinAtarSpec, num_envs: int, device, dtype, seed, autorese
         params["difficulty_ramping"] = _checks.flag("difficulty_ramping", env_kwargs["difficulty_ramping"])
     if validate is None:
         validate = device.type == "cpu"
-    return MinAtarVectorEnv(spec, num_envs, device, dtype, seed, autoreset_mode, max_episode_steps, params, validate)
+    return MinAtarVectorEnv(spec, num_envs, device, dtype, seed, autoreset_mode, max_episode_steps, params, validate,
+                            render_mode)
