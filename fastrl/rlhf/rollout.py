@@ -92,7 +92,9 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
 def prompt_batches(trainer, prompts, batch_size: int):
     """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask)`` of ``batch_size`` prompts drawn
     from ``prompts`` (strings or 1-D token tensors) with ``trainer.cpu_generator`` (so its state
-    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them."""
+    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them.
+    A trainer with a ``prompt_shard`` (a range, under torchrun) gets only those prompts of each
+    batch: every rank draws the same batch, as one process would, and keeps its share."""
     ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
     # a prompt too long for the context with a full response fails here, named, not mid-run
     room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
@@ -107,6 +109,9 @@ def prompt_batches(trainer, prompts, batch_size: int):
 
     def draw():
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
+        shard = getattr(trainer, "prompt_shard", None)
+        if shard is not None:
+            rows = rows[shard.start:shard.stop]
         return ids[rows], mask[rows]
 
     # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool

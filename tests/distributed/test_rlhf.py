@@ -1,0 +1,85 @@
+"""GRPO under a 2-process gloo job makes the update of one process on the whole batch (issue 15):
+the same responses, split by prompt over the ranks with unequal response lengths, give the same
+parameters after the step and the same (global) metrics, for every loss normalization. The oracle
+is the trainer on one process holding the whole batch, where no count is global."""
+
+import math
+
+import pytest
+import torch
+
+from fastrl.nn.gpt import Generation
+from fastrl.ops import NORMALIZATIONS
+from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
+from fastrl.rlhf.rollout import select_rows
+from tests.rlhf._tiny import TOK, tiny_models
+
+from ._launch import run_ranks
+
+PROMPTS, GROUP, PROMPT_LEN, RESPONSE_LEN = 4, 2, 3, 6
+# the responses' lengths: rank 0's (the first two prompts' groups) long, rank 1's short, one of them
+# empty, so that the ranks' counts of tokens and of non-empty responses differ
+LENGTHS = [6, 5, 6, 4, 1, 0, 1, 3]
+CASES = {normalize: dict(normalize=normalize) for normalize in NORMALIZATIONS}
+# two epochs (the old log-probs from their own pass, ratios off 1 in the second) and REINFORCE++'s
+# advantages, whitened over the job's tokens
+CASES["epochs-reinforce_pp"] = dict(normalize="token_mean", epochs=2, advantage_estimator="reinforce_pp")
+# minibatches: every rank takes its rows of the minibatches of one process, unequal shares
+CASES["minibatches"] = dict(normalize="seq_mean_token_mean", epochs=2, num_minibatches=3)
+
+
+def _generation() -> tuple[Generation, torch.Tensor]:
+    """A fixed batch of 8 responses to 4 prompts, groups contiguous, and their scores."""
+    g = torch.Generator().manual_seed(7)
+    n = PROMPTS * GROUP
+    ids = torch.randint(0, TOK.vocab_size, (n, PROMPT_LEN + RESPONSE_LEN), generator=g)
+    mask = torch.zeros(n, PROMPT_LEN + RESPONSE_LEN, dtype=torch.bool)
+    for i, length in enumerate(LENGTHS):
+        mask[i, PROMPT_LEN - 1 - i % 2 : PROMPT_LEN + length] = True  # prompts of 1 or 2 tokens
+    ids[~mask] = TOK.pad_id
+    scores = torch.tensor([0.3, 1.0, -0.5, 0.2, 0.9, -1.0, 0.0, 0.4])
+    return Generation(ids, mask, PROMPT_LEN), scores
+
+
+def _config(case: str) -> GRPOConfig:
+    options = dict(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=RESPONSE_LEN, kl_coef=0.1,
+                   epochs=1, num_minibatches=1, learning_rate=1e-2, max_grad_norm=100.0, seed=3)
+    return GRPOConfig(**(options | CASES[case]))
+
+
+def _update(rank, cases):
+    """Each case's parameters, last gradients and metrics after one update of a fresh trainer on
+    this rank's prompts (all of them on one process). SGD in place of AdamW: its step is linear in
+    the gradient, where Adam's hardly depends on the scale and turns the float noise of a zero
+    gradient (the attention key bias) into a full step."""
+    gen, scores = _generation()
+    out = {}
+    for case in cases:
+        policy, _ = tiny_models(seed=1)
+        trainer = GRPOTrainer(policy, lambda prompts, completions: [0.0] * len(prompts), TOK, _config(case))
+        trainer.opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+        rows = torch.arange(trainer.prompt_shard.start * GROUP, trainer.prompt_shard.stop * GROUP)
+        metrics = trainer.update(select_rows(gen, rows), scores[rows])
+        params = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+        params |= {f"{k}.grad": p.grad.clone() for k, p in policy.named_parameters() if p.grad is not None}
+        out[case] = (params, {k: v.item() for k, v in metrics.items()})
+    return out
+
+
+def test_grpo_update_on_two_ranks_equals_one_process():
+    torch.set_num_threads(1)
+    single = _update(0, list(CASES))
+    ranks = run_ranks(_update, timeout=180, cases=list(CASES))
+    for case in CASES:
+        params, metrics = single[case]
+        for rank in ranks:
+            got_params, got_metrics = rank[case]
+            for name, value in params.items():
+                torch.testing.assert_close(got_params[name], value, rtol=1e-4, atol=1e-5, msg=f"{case}: {name}")
+            assert got_metrics.keys() == metrics.keys()
+            for name, value in metrics.items():
+                assert got_metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-5), f"{case}: {name}"
+        # the step moved the policy (a no-op update would pass trivially)
+        start = tiny_models(seed=1)[0].state_dict()
+        assert any(not torch.allclose(start[k], v) for k, v in params.items()), case
+    assert math.isfinite(single["token_mean"][1]["loss"])
