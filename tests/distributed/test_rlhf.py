@@ -83,3 +83,49 @@ def test_grpo_update_on_two_ranks_equals_one_process():
         start = tiny_models(seed=1)[0].state_dict()
         assert any(not torch.allclose(start[k], v) for k, v in params.items()), case
     assert math.isfinite(single["token_mean"][1]["loss"])
+
+
+def _prompts_of(gen: Generation) -> list[list[int]]:
+    """The prompt of each group, as token lists."""
+    return [gen.ids[i, : gen.prompt_len][gen.mask[i, : gen.prompt_len]].tolist()
+            for i in range(0, gen.ids.shape[0], GROUP)]  # fmt: skip
+
+
+def _train(rank, out_dir, steps=2, **train):
+    from tests.rlhf._tiny import PROMPTS as TEXTS
+
+    policy, reward_model = tiny_models(seed=2)
+    cfg = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=4, num_minibatches=2, seed=4)
+    trainer = GRPOTrainer(policy, reward_model, TOK, cfg)
+    prompts = []
+    trainer.train(TEXTS, steps, on_step=lambda it, metrics, gen: prompts.append(_prompts_of(gen)),
+                  out_dir=out_dir, **train)  # fmt: skip
+    return {"params": {k: v.detach().clone() for k, v in policy.state_dict().items()}, "prompts": prompts}
+
+
+def test_grpo_train_run_on_two_ranks(tmp_path):
+    """A logged run: every rank ends with the same parameters, the ranks' prompts are the two
+    halves of each batch one process draws, rank 0 alone writes the run, and resuming refuses two
+    ranks."""
+    torch.set_num_threads(1)
+    single = _train(0, tmp_path / "one")
+    ranks = run_ranks(_train, timeout=180, out_dir=tmp_path / "two")
+    for name, value in ranks[0]["params"].items():
+        torch.testing.assert_close(ranks[1]["params"][name], value, rtol=0, atol=0)
+    assert [a + b for a, b in zip(ranks[0]["prompts"], ranks[1]["prompts"])] == single["prompts"]
+    assert all(len(p) == PROMPTS // 2 for rank in ranks for p in rank["prompts"])
+    with open(tmp_path / "two" / "metrics.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 2  # a header and one row per step, written once
+    assert (tmp_path / "two" / "checkpoint.pt").exists()
+    with pytest.raises(AssertionError, match="resume: an RLHF run resumes on one process only"):
+        run_ranks(_train, timeout=180, out_dir=tmp_path / "two", steps=3, resume=True)
+
+
+def _odd_prompts(rank):
+    policy, reward_model = tiny_models()
+    GRPOTrainer(policy, reward_model, TOK, GRPOConfig(prompts_per_step=3, group_size=GROUP))
+
+
+def test_prompts_per_step_must_split_over_the_ranks():
+    with pytest.raises(AssertionError, match="prompts_per_step = 3 must be a multiple of the number of processes"):
+        run_ranks(_odd_prompts, timeout=120)
