@@ -44,7 +44,10 @@ from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
     concat_generations,
     frozen_copy,
+    global_counts,
+    global_metrics,
     logprobs_of_hidden,
+    minibatch_rows,
     response_hidden,
     response_logprobs,
     select_rows,
@@ -135,16 +138,6 @@ class GRPOConfig(SelfChecking):
                               f"got {self.overlong_buffer}", "overlong_buffer")
 
 
-def global_counts(mask: torch.Tensor, minibatches: list[torch.Tensor], normalize: str) -> list[dict[str, float]]:
-    """Each minibatch's ``num_tokens`` and ``num_sequences`` over every rank (one all-reduce): the
-    normalizers of :func:`fastrl.ops.ppo_loss` that make the ranks' losses sum to the minibatch's.
-    The seq_mean modes count the responses with a valid token, "constant" every response."""
-    local = torch.stack([torch.stack([mask[rows].sum(), mask[rows].any(1).sum() if normalize != "constant"
-                                      else mask.new_tensor(len(rows), dtype=torch.long)]) for rows in minibatches])
-    (total,) = distributed.global_sum(local)
-    return [{"num_tokens": max(t, 1.0), "num_sequences": max(s, 1.0)} for t, s in total.tolist()]
-
-
 class GRPOTrainer:
     """GRPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place
     against ``reward_model``: a :class:`RewardModel` (or
@@ -220,7 +213,7 @@ class GRPOTrainer:
             more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask))
             gen, scores, sampling = self.dynamic_sample(gen, scores, more_prompts)
             if self.world.distributed:  # the job's means
-                sampling = dict(zip(sampling, (x / self.world.size for x in distributed.global_sum(*sampling.values()))))
+                sampling = global_metrics(sampling, {}, summed=())
         return self.update(gen, scores) | sampling, gen
 
     def update(self, gen: Generation, scores: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -229,7 +222,7 @@ class GRPOTrainer:
         optimizer steps. Returns detached scalar metrics (of the whole job under torchrun)."""
         cfg, world = self.cfg, self.world
         mask = gen.response_mask  # [B*G, N]
-        minibatches = self.minibatches(gen.ids.shape[0])
+        minibatches = minibatch_rows(self, gen.ids.shape[0])
         hidden = None  # the next minibatch's forward, when the rollout already made it
         if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
             hidden = response_hidden(self.policy, gen, minibatches[0])
@@ -277,34 +270,11 @@ class GRPOTrainer:
             "entropy": stats["entropy"],
             "response_length": mask.sum(1).float().mean(),
         }
-        if world.distributed:
-            metrics = self._global_metrics(metrics, mask[minibatches[-1]].sum())
+        if world.distributed:  # token means: the last minibatch's; the others of every response
+            last_tokens = mask[minibatches[-1]].sum()
+            return global_metrics(metrics, dict.fromkeys(("clip_fraction", "approx_kl", "entropy", "kl_ref_k3"),
+                                                         last_tokens))  # fmt: skip
         return metrics
-
-    def minibatches(self, rows: int) -> list[torch.Tensor]:
-        """This rank's rows of each minibatch of the update, ``epochs * num_minibatches`` of them in
-        order, for a batch of ``rows`` responses on each rank. Every rank draws the same permutation
-        of the job's batch, as one process would, and keeps its own rows of each minibatch (their
-        number varies from rank to rank; a share may be empty)."""
-        cfg, world = self.cfg, self.world
-        first = world.rank * rows  # the job's index of this rank's first response
-        out = []
-        for _ in range(cfg.epochs):
-            order = torch.randperm(rows * world.size, generator=self.cpu_generator)
-            for chunk in order.chunk(cfg.num_minibatches):
-                out.append((chunk[(chunk >= first) & (chunk < first + rows)] - first).to(self.device))
-        return out
-
-    def _global_metrics(self, metrics: dict, last_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The whole job's metrics from this rank's: the loss (already a share of the last
-        minibatch's) summed, the token means of the last minibatch weighted by this rank's tokens in
-        it, the per-response means averaged (every rank holds as many responses)."""
-        token_means = {"clip_fraction", "approx_kl", "entropy", "kl_ref_k3"}
-        weights = {k: last_tokens if k in token_means else 1 for k in metrics}
-        weights["loss"] = self.world.size
-        summed = distributed.global_sum(*(metrics[k] * weights[k] for k in metrics), last_tokens.float())
-        tokens = summed[-1].clamp(min=1)
-        return {k: v / (tokens if k in token_means else self.world.size) for k, v in zip(metrics, summed)}
 
     def advantages(self, scores, logp, ref_logp, mask) -> torch.Tensor:
         """Token advantages ``[B * G, N]`` by ``cfg.advantage_estimator`` from the scores

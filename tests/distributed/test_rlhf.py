@@ -1,7 +1,8 @@
-"""GRPO under a 2-process gloo job makes the update of one process on the whole batch (issue 15):
-the same responses, split by prompt over the ranks with unequal response lengths, give the same
-parameters after the step and the same (global) metrics, for every loss normalization. The oracle
-is the trainer on one process holding the whole batch, where no count is global."""
+"""GRPO and RLHF-PPO under a 2-process gloo job make the update of one process on the whole batch
+(issue 15): the same responses, split by prompt over the ranks with unequal response lengths, give
+the same parameters and gradients after the step and the same (global) metrics, for every loss
+normalization. The oracle is the trainer on one process holding the whole batch, where no count is
+global."""
 
 import math
 
@@ -11,6 +12,7 @@ import torch
 from fastrl.nn.gpt import Generation
 from fastrl.ops import NORMALIZATIONS
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.rollout import select_rows
 from tests.rlhf._tiny import TOK, tiny_models
 
@@ -28,13 +30,13 @@ CASES["epochs-reinforce_pp"] = dict(normalize="token_mean", epochs=2, advantage_
 CASES["minibatches"] = dict(normalize="seq_mean_token_mean", epochs=2, num_minibatches=3)
 
 
-def _generation() -> tuple[Generation, torch.Tensor]:
+def _generation(lengths=LENGTHS) -> tuple[Generation, torch.Tensor]:
     """A fixed batch of 8 responses to 4 prompts, groups contiguous, and their scores."""
     g = torch.Generator().manual_seed(7)
     n = PROMPTS * GROUP
     ids = torch.randint(0, TOK.vocab_size, (n, PROMPT_LEN + RESPONSE_LEN), generator=g)
     mask = torch.zeros(n, PROMPT_LEN + RESPONSE_LEN, dtype=torch.bool)
-    for i, length in enumerate(LENGTHS):
+    for i, length in enumerate(lengths):
         mask[i, PROMPT_LEN - 1 - i % 2 : PROMPT_LEN + length] = True  # prompts of 1 or 2 tokens
     ids[~mask] = TOK.pad_id
     scores = torch.tensor([0.3, 1.0, -0.5, 0.2, 0.9, -1.0, 0.0, 0.4])
@@ -66,22 +68,72 @@ def _update(rank, cases):
     return out
 
 
-def test_grpo_update_on_two_ranks_equals_one_process():
-    torch.set_num_threads(1)
-    single = _update(0, list(CASES))
-    ranks = run_ranks(_update, timeout=180, cases=list(CASES))
-    for case in CASES:
+PPO_CASES = {
+    "single-pass": dict(epochs=1, num_minibatches=1),
+    # minibatches of unequal shares, the KL controller moving beta, the value clip
+    "minibatches": dict(epochs=2, num_minibatches=3, target_kl=0.01, kl_horizon=10),
+}
+
+
+def _length_reward(prompts, completions):
+    return [0.3 * len(c) - c.count("a") for c in completions]
+
+
+def _ppo_update(rank, cases):
+    """As :func:`_update` for RLHF-PPO: the policy's and the critic's parameters and gradients."""
+    gen, _ = _generation([max(n, 1) for n in LENGTHS])  # PPO's rewards need a last token in every response
+    out = {}
+    for case in cases:
+        policy, _ = tiny_models(seed=1)
+        cfg = RLHFPPOConfig(batch_size=PROMPTS * GROUP, max_new_tokens=RESPONSE_LEN, kl_coef=0.1, seed=3,
+                            max_grad_norm=100.0, **PPO_CASES[case])  # fmt: skip
+        trainer = PPOTrainer(policy, _length_reward, TOK, cfg)
+        trainer.policy_opt = torch.optim.SGD(policy.parameters(), lr=0.5)
+        trainer.critic_opt = torch.optim.SGD(trainer.critic.parameters(), lr=0.02)  # value losses are large
+        rows = torch.arange(trainer.prompt_shard.start, trainer.prompt_shard.stop)
+        metrics = trainer.update(select_rows(gen, rows))
+        params = {}
+        for prefix, model in (("policy.", policy), ("critic.", trainer.critic)):
+            params |= {prefix + k: v.detach().clone() for k, v in model.state_dict().items()}
+            params |= {f"{prefix}{k}.grad": p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        params["kl_coef"] = trainer.kl.value.clone()
+        out[case] = (params, {k: v.item() for k, v in metrics.items()})
+    return out
+
+
+def _assert_same(single, ranks, cases):
+    for case in cases:
         params, metrics = single[case]
         for rank in ranks:
             got_params, got_metrics = rank[case]
+            assert got_params.keys() == params.keys()
             for name, value in params.items():
                 torch.testing.assert_close(got_params[name], value, rtol=1e-4, atol=1e-5, msg=f"{case}: {name}")
             assert got_metrics.keys() == metrics.keys()
             for name, value in metrics.items():
                 assert got_metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-5), f"{case}: {name}"
+
+
+def test_ppo_update_on_two_ranks_equals_one_process():
+    torch.set_num_threads(1)
+    single = _ppo_update(0, list(PPO_CASES))
+    ranks = run_ranks(_ppo_update, timeout=180, cases=list(PPO_CASES))
+    _assert_same(single, ranks, PPO_CASES)
+    start = tiny_models(seed=1)[0].state_dict()
+    for case in PPO_CASES:  # the step moved the policy
+        assert any(not torch.allclose(start[k], single[case][0]["policy." + k]) for k in start), case
+    assert single["minibatches"][0]["kl_coef"].item() != 0.1  # the controller moved beta
+
+
+def test_grpo_update_on_two_ranks_equals_one_process():
+    torch.set_num_threads(1)
+    single = _update(0, list(CASES))
+    ranks = run_ranks(_update, timeout=180, cases=list(CASES))
+    _assert_same(single, ranks, CASES)
+    for case in CASES:
         # the step moved the policy (a no-op update would pass trivially)
         start = tiny_models(seed=1)[0].state_dict()
-        assert any(not torch.allclose(start[k], v) for k, v in params.items()), case
+        assert any(not torch.allclose(start[k], single[case][0][k]) for k in start), case
     assert math.isfinite(single["token_mean"][1]["loss"])
 
 
