@@ -109,5 +109,5 @@ def test_from_hidden_micro_batches_with_global_counts(backend, normalize):
 def test_counts_are_checked(name, value):
     inputs = make_inputs((2, 3), 5)
     for fn in (ppo_loss, ppo_loss_reference):
-        with pytest.raises((ValueError, TypeError), match=name):
+        with pytest.raises((ValueError, TypeError), match=f"{name} must be"):
             fn(**inputs, **{name: value})
