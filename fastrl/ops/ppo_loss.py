@@ -202,10 +202,11 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
 
 @takes_ppo_options
 def ppo_loss_reference(logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
-                       opts: PpoOptions = DEFAULT_OPTIONS):  # fmt: skip
+                       num_tokens=None, num_sequences=None, opts: PpoOptions = DEFAULT_OPTIONS):  # fmt: skip
     """The specification of :func:`ppo_loss` (same arguments), with autograd through
     log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
     acc = _acc_dtype(logits)
+    counts = _check_counts(num_tokens, num_sequences)
     if mask is not None:  # masked tokens: inputs never used, outputs and gradients 0
         mask = mask.bool()
         logits, old_logprobs, advantages, ref_logprobs = _zero_masked(
@@ -215,7 +216,7 @@ def ppo_loss_reference(logits, actions, old_logprobs, advantages, *, mask=None, 
     terms = ppo_terms_reference(logp, entropy, old_logprobs.to(acc), advantages.to(acc), ref, opts)
     if mask is not None:
         terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
-    return PpoLoss(_aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref is not None))
+    return PpoLoss(_aggregate(terms.loss, mask, opts, *counts), _stats(terms, old_logprobs, mask, ref is not None))
 
 
 # --------------------------------------------------------------------------- public ops
@@ -230,6 +231,8 @@ def ppo_loss(
     *,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    num_tokens: float | None = None,
+    num_sequences: float | None = None,
     opts: PpoOptions = DEFAULT_OPTIONS,
     validate: bool | None = None,
 ) -> PpoLoss:
@@ -250,6 +253,14 @@ def ppo_loss(
     A sequence is a row of the last per-token dim: per-token tensors ``[B, T]`` hold B
     sequences; 1-D ones are a single sequence. An all-masked or empty batch gives loss 0.
 
+    Global normalization (a batch split over micro-batches or ranks): ``num_tokens`` replaces the
+    number of valid tokens of "token_mean", ``num_sequences`` the number of sequences of the
+    other modes (for the seq_mean modes, those with a valid token), each counted over the whole
+    batch. Then the losses of the parts sum to the whole batch's loss, and so do their gradients,
+    however the batch is split (the split-dependent mean is the bug TRL #3231 and verl #2776
+    fixed). The sequence modes still take each sequence's own token mean. A count that the mode
+    does not use is ignored.
+
     Args:
         logits: ``[..., V]`` float16/bfloat16/float32/float64; the only input that gets a gradient.
             A -inf logit (a banned action) has probability 0 and gets gradient 0.
@@ -259,6 +270,7 @@ def ppo_loss(
             then sets pg, the token's gradient is that of a large finite ratio (no NaN).
         mask: optional bool-like ``[...]``; masked tokens are never read (NaN or inf there changes
             nothing), cost nothing and get zero gradient.
+        num_tokens, num_sequences: optional global counts (positive, finite numbers; see above).
         validate: check that actions are in [0, V) (a host sync on CUDA); default: on the CPU.
 
     Returns ``PpoLoss(loss, stats)``: a scalar in float32 (float64 for float64 logits) and detached
@@ -277,8 +289,9 @@ def ppo_loss(
     vocab = _check_logits("logits", logits)
     tokens = _check_tokens(logits.shape[:-1], vocab, "logits", logits, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts, validate)  # fmt: skip
+    counts = _check_counts(num_tokens, num_sequences)
     terms = _token_terms(logits.reshape(-1, vocab), tokens, opts)
-    return _finish(terms, tokens, logits.shape[:-1], opts)
+    return _finish(terms, tokens, logits.shape[:-1], opts, counts)
 
 
 @takes_ppo_options
@@ -293,6 +306,8 @@ def ppo_loss_from_hidden(
     chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    num_tokens: float | None = None,
+    num_sequences: float | None = None,
     opts: PpoOptions = DEFAULT_OPTIONS,
     validate: bool | None = None,
 ) -> PpoLoss:
@@ -302,18 +317,20 @@ def ppo_loss_from_hidden(
     The default chunk_size makes a chunk of logits about as big as ``hidden`` (at least 32
     rows), so the extra memory is about 2 H / V of the full logits. The weight gradient is
     accumulated in the weight's dtype, one chunk after another. Masked tokens' hidden states are
-    never used (a NaN there reaches no gradient). The options are :func:`ppo_loss`'s.
+    never used (a NaN there reaches no gradient). The options, ``num_tokens`` and
+    ``num_sequences`` are :func:`ppo_loss`'s.
     Differentiable once on every backend."""
     vocab = check_linear(hidden, weight, bias, chunk_size)
     chunk_size = default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
     tokens = _check_tokens(hidden.shape[:-1], vocab, "hidden", hidden, actions, old_logprobs, advantages,
                            ref_logprobs, mask, opts, validate)  # fmt: skip
+    counts = _check_counts(num_tokens, num_sequences)
     if tokens.mask is not None:  # a NaN there would reach the weight gradient (0 * NaN)
         (hidden,) = _zero_masked(tokens.mask.reshape(hidden.shape[:-1]), hidden)
     row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
     outs = ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
                                 bias, *tokens)  # fmt: skip
-    return _finish(TokenTerms(*outs), tokens, hidden.shape[:-1], opts)
+    return _finish(TokenTerms(*outs), tokens, hidden.shape[:-1], opts, counts)
 
 
 def token_logprobs(
@@ -416,16 +433,19 @@ def _zero_masked(mask: torch.Tensor, *xs):
     return [x if x is None else torch.where(mask if x.ndim == mask.ndim else mask.unsqueeze(-1), x, 0) for x in xs]
 
 
-def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions):
-    """``(loss, stats)`` from flat per-token terms."""
+def _finish(terms: TokenTerms, tokens: _Tokens, batch_shape, opts: PpoOptions, counts=(None, None)):
+    """``(loss, stats)`` from flat per-token terms; ``counts``: the global (num_tokens, num_sequences)."""
     terms = TokenTerms(*(x.reshape(batch_shape) for x in terms))
     mask = None if tokens.mask is None else tokens.mask.reshape(batch_shape)
     old = tokens.old_logprobs.reshape(batch_shape)
-    return PpoLoss(_aggregate(terms.loss, mask, opts), _stats(terms, old, mask, tokens.ref_logprobs is not None))
+    loss = _aggregate(terms.loss, mask, opts, *counts)
+    return PpoLoss(loss, _stats(terms, old, mask, tokens.ref_logprobs is not None))
 
 
-def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) -> torch.Tensor:
-    """Reduces per-token losses ``[...]`` (0 where masked) to a scalar by ``opts.normalize``."""
+def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions, num_tokens=None,
+               num_sequences=None) -> torch.Tensor:  # fmt: skip
+    """Reduces per-token losses ``[...]`` (0 where masked) to a scalar by ``opts.normalize``, over
+    the global counts where given (a division of the local sums: the fused pass is unchanged)."""
     seq_len = loss.shape[-1] if loss.ndim else 1
     per_seq = loss.reshape(math.prod(loss.shape[:-1]), seq_len)  # [S, T]; S, T may be 0
     valid = (
@@ -433,15 +453,16 @@ def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions) 
     )
     counts = valid.sum(-1)  # [S]
     sums = per_seq.sum(-1)
-    nonempty = (counts > 0).sum().clamp(min=1)
+    nonempty = (counts > 0).sum().clamp(min=1) if num_sequences is None else num_sequences
     if opts.normalize == "token_mean":
-        return sums.sum() / counts.sum().clamp(min=1)
+        return sums.sum() / (counts.sum().clamp(min=1) if num_tokens is None else num_tokens)
     if opts.normalize == "seq_mean_token_mean":
         return (sums / counts.clamp(min=1)).sum() / nonempty
     if opts.normalize == "seq_mean_token_sum":
         return sums.sum() / nonempty
     max_len = seq_len if opts.max_len is None else opts.max_len  # "constant"
-    return sums.sum() / max(1, per_seq.shape[0] * max_len)  # an empty batch: 0, not 0 / 0
+    sequences = per_seq.shape[0] if num_sequences is None else num_sequences
+    return sums.sum() / max(1, sequences * max_len)  # an empty batch: 0, not 0 / 0
 
 
 def _stats(terms: TokenTerms, old_logprobs, mask, has_ref: bool) -> dict[str, torch.Tensor]:
@@ -490,6 +511,19 @@ def _check_actions(batch_shape, vocab, like_name, like, actions, mask, validate=
         _checks.shape("mask", mask, batch_shape)
         mask = _checks.flag("mask", mask, "actions", actions).reshape(-1)
     return actions.reshape(-1).long(), mask
+
+
+def _check_counts(num_tokens, num_sequences) -> tuple[float | None, float | None]:
+    """The global normalizers: None, or positive finite numbers (counts summed over ranks may come
+    as floats)."""
+    out = []
+    for name, x in (("num_tokens", num_tokens), ("num_sequences", num_sequences)):
+        if x is not None:
+            x = _checks.number(name, x, low=0.0, low_inclusive=False)
+            if not torch.compiler.is_compiling() and math.isinf(x):
+                raise ValueError(f"{name} must be finite, got {x}")
+        out.append(x)
+    return tuple(out)
 
 
 def _check_tokens(batch_shape, vocab, like_name, like, actions, old_logprobs, advantages, ref_logprobs,

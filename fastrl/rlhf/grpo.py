@@ -17,6 +17,11 @@ Each step:
               (``fastrl.ops.ppo_loss_from_hidden``), normalized as ``normalize`` says
 
 Everything stays on the device: ``step`` returns detached scalar tensors.
+
+Under torchrun (docs/distributed.md) ``prompts_per_step`` counts the whole job: each rank samples
+the groups of its share of the prompts (groups stay whole on one rank), the loss is normalized by
+the job's token and sequence counts and the gradients are averaged, so the update is the one a
+single process would make on the whole batch; metrics are those of the whole batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.advantages import (
@@ -38,7 +44,10 @@ from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
     concat_generations,
     frozen_copy,
+    global_counts,
+    global_metrics,
     logprobs_of_hidden,
+    minibatch_rows,
     response_hidden,
     response_logprobs,
     select_rows,
@@ -145,8 +154,15 @@ class GRPOTrainer:
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
         self.device = policy.lm_head.weight.device
+        self.world = distributed.init(self.device)
+        try:  # this rank's share of each step's prompts
+            self.prompt_shard = distributed.shard(cfg.prompts_per_step, self.world, "prompts_per_step")
+        except ValueError as e:
+            raise ConfigError(f"GRPOConfig.{e}", "prompts_per_step") from None
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        # each rank its own sampling noise (rank 0 that of one process); the data generator is
+        # shared, so that every rank draws the same global batch of prompts and takes its share
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
     def sample(self, prompt_ids, prompt_mask) -> tuple[Generation, torch.Tensor]:
@@ -189,22 +205,28 @@ class GRPOTrainer:
     def step(self, prompt_ids, prompt_mask, more_prompts=None) -> tuple[dict[str, torch.Tensor], Generation]:
         """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
         prompt's group contiguous). With ``dynamic_sampling``, ``more_prompts()`` gives further
-        prompts ``(ids, mask)`` (default: these again). Returns detached scalar metrics and the
-        generation trained on."""
-        cfg = self.cfg
-        # rollout
+        prompts ``(ids, mask)`` (default: these again). Under torchrun the prompts are this rank's
+        share. Returns detached scalar metrics and the generation trained on."""
         gen, scores = self.sample(prompt_ids, prompt_mask)
         sampling = {}
-        if cfg.dynamic_sampling:
+        if self.cfg.dynamic_sampling:
             more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask))
             gen, scores, sampling = self.dynamic_sample(gen, scores, more_prompts)
+            if self.world.distributed:  # the job's means
+                sampling = global_metrics(sampling, {}, summed=())
+        return self.update(gen, scores) | sampling, gen
+
+    def update(self, gen: Generation, scores: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The update on sampled responses ``gen`` (``[B * G, P + N]``, groups contiguous) and their
+        scores ``[B * G]``: log-probs, advantages, then ``epochs`` passes of ``num_minibatches``
+        optimizer steps. Returns detached scalar metrics (of the whole job under torchrun)."""
+        cfg, world = self.cfg, self.world
         mask = gen.response_mask  # [B*G, N]
-        orders = [torch.randperm(gen.ids.shape[0], generator=self.cpu_generator).to(self.device)
-                  for _ in range(cfg.epochs)]  # fmt: skip
+        minibatches = minibatch_rows(self, gen.ids.shape[0])
         hidden = None  # the next minibatch's forward, when the rollout already made it
         if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
-            hidden = response_hidden(self.policy, gen, orders[0])
-            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
+            hidden = response_hidden(self.policy, gen, minibatches[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, minibatches[0], cfg.temperature)
         with torch.no_grad():
             if hidden is None:
                 logp = response_logprobs(self.policy, gen, cfg.temperature)
@@ -215,24 +237,26 @@ class GRPOTrainer:
         # REINFORCE++ has the KL in its rewards already, not in the loss
         in_reward = cfg.advantage_estimator.startswith("reinforce_pp")
         loss_kl_coef, loss_ref_logp = (0.0, None) if in_reward else (cfg.kl_coef, ref_logp)
+        counts = global_counts(mask, minibatches, cfg.normalize) if world.distributed else [{}] * len(minibatches)
 
         # update
         weight = self.policy.lm_head.weight
-        for order in orders:
-            for rows in order.chunk(cfg.num_minibatches):
-                if hidden is None:
-                    hidden = response_hidden(self.policy, gen, rows)
-                loss, stats = ppo_loss_from_hidden(
-                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
-                    ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=loss_kl_coef,
-                    kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
-                    max_len=cfg.max_new_tokens)  # fmt: skip
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                self.opt.step()
-                hidden = None
+        for rows, minibatch_counts in zip(minibatches, counts):
+            if hidden is None:
+                hidden = response_hidden(self.policy, gen, rows)
+            loss, stats = ppo_loss_from_hidden(
+                hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
+                clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=loss_kl_coef,
+                kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
+                max_len=cfg.max_new_tokens, **minibatch_counts)  # fmt: skip
+            self.opt.zero_grad(set_to_none=True)
+            # this rank's part of the minibatch's loss; average_gradients divides the sum by W
+            (loss * world.size).backward()
+            distributed.average_gradients(self.policy.parameters())
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+            hidden = None
 
         metrics = {"score": scores.mean()}
         if ref_logp is not None:  # kl_coef = 0 skips the reference pass, and so these
@@ -246,7 +270,11 @@ class GRPOTrainer:
             "entropy": stats["entropy"],
             "response_length": mask.sum(1).float().mean(),
         }
-        return metrics | sampling, gen
+        if world.distributed:  # token means: the last minibatch's; the others of every response
+            last_tokens = mask[minibatches[-1]].sum()
+            return global_metrics(metrics, dict.fromkeys(("clip_fraction", "approx_kl", "entropy", "kl_ref_k3"),
+                                                         last_tokens))  # fmt: skip
+        return metrics
 
     def advantages(self, scores, logp, ref_logp, mask) -> torch.Tensor:
         """Token advantages ``[B * G, N]`` by ``cfg.advantage_estimator`` from the scores
@@ -256,14 +284,16 @@ class GRPOTrainer:
         if estimator.startswith("reinforce_pp"):
             kl = None if ref_logp is None else logp - ref_logp  # k1, an unbiased sample of the KL
             group_size = cfg.group_size if estimator == "reinforce_pp_baseline" else None
-            return reinforce_pp_advantages(scores, mask, kl, cfg.kl_coef, group_size=group_size)
+            # whitened over the job's batch, every rank's tokens
+            return reinforce_pp_advantages(scores, mask, kl, cfg.kl_coef, group_size=group_size,
+                                           whiten_over=distributed.whiten if self.world.distributed else None)
         if estimator == "rloo":
             per_response = rloo_advantages(scores, cfg.group_size)
         else:
             per_response = group_advantages(scores, cfg.group_size, cfg.scale_rewards and estimator == "grpo")
         return per_response[:, None].expand(mask.shape)
 
-    batch_size = property(lambda self: self.cfg.prompts_per_step)  # prompts a step draws
+    batch_size = property(lambda self: self.cfg.prompts_per_step)  # prompts a step draws, in the whole job
 
     def checkpointed(self) -> dict:
         """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with

@@ -14,6 +14,11 @@ Each step:
   KL control  beta follows the adaptive controller toward ``target_kl`` (or stays fixed)
 
 Everything stays on the device: ``step`` returns detached scalar tensors, read them when you log.
+
+Under torchrun (docs/distributed.md) ``batch_size`` counts the whole job: each rank samples its
+share of the prompts, takes its rows of the minibatches one process would form, whitens advantages
+over the job's tokens, normalizes both losses by the job's token counts and averages the gradients,
+so the update is the one of a single process; metrics and the KL controller see the whole batch.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from dataclasses import dataclass
 
 import torch
 
+from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
     frozen_copy,
+    global_counts,
+    global_metrics,
     logprobs_of_hidden,
+    minibatch_rows,
     response_hidden,
     response_logprobs,
     response_values,
@@ -44,9 +53,10 @@ from fastrl.utils.config import (
     POSITIVE,
     SEED,
     UNIT,
+    ConfigError,
     SelfChecking,
 )
-from fastrl.utils.stats import masked_mean, whiten
+from fastrl.utils.stats import masked_mean
 
 __all__ = ["RLHFPPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rewards", "token_gae"]
 
@@ -162,27 +172,38 @@ class PPOTrainer:
         self.policy, self.reward_model, self.critic = policy, reward_model, critic
         self.reference = frozen_copy(policy)
         self.device = policy.lm_head.weight.device
+        self.world = distributed.init(self.device)
+        try:  # this rank's share of each step's prompts
+            self.prompt_shard = distributed.shard(cfg.batch_size, self.world, "batch_size")
+        except ValueError as e:
+            raise ConfigError(f"RLHFPPOConfig.{e}", "batch_size") from None
         self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_learning_rate)
         self.kl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, self.device)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        # each rank its own sampling noise; the data generator is shared (the same global batches)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
     def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
-        """One rollout + update on prompts ``[B, P]`` (any padding side). Returns detached
-        scalar metrics and the sampled generation."""
-        cfg = self.cfg
-        # rollout
-        gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=cfg.max_new_tokens,
-                       temperature=cfg.temperature, stop_token=self.tokenizer.eos_id,
+        """One rollout + update on prompts ``[B, P]`` (any padding side; under torchrun this rank's
+        share). Returns detached scalar metrics and the sampled generation."""
+        gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=self.cfg.max_new_tokens,
+                       temperature=self.cfg.temperature, stop_token=self.tokenizer.eos_id,
                        pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
+        return self.update(gen), gen
+
+    def update(self, gen: Generation) -> dict[str, torch.Tensor]:
+        """Scores, log-probs, values and advantages of the sampled responses ``gen``, then
+        ``epochs`` passes of ``num_minibatches`` steps of the policy and the critic. Returns detached
+        scalar metrics (of the whole job under torchrun)."""
+        cfg, world = self.cfg, self.world
         mask = gen.response_mask  # [B, N]
         n = gen.ids.shape[0]
-        orders = [torch.randperm(n, generator=self.cpu_generator).to(self.device) for _ in range(cfg.epochs)]
+        minibatches = minibatch_rows(self, n)
         hidden = None  # the next minibatch's forward, when the rollout already made it
         if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
-            hidden = response_hidden(self.policy, gen, orders[0])
-            logp = logprobs_of_hidden(self.policy, hidden, gen, orders[0], cfg.temperature)
+            hidden = response_hidden(self.policy, gen, minibatches[0])
+            logp = logprobs_of_hidden(self.policy, hidden, gen, minibatches[0], cfg.temperature)
         with torch.no_grad():
             if hidden is None:
                 logp = response_logprobs(self.policy, gen, cfg.temperature)
@@ -195,29 +216,35 @@ class PPOTrainer:
         # without a reference (kl_coef = 0) the KL term is 0: logp stands in for ref_logp
         rewards = per_token_rewards(scores, logp, logp if ref_logp is None else ref_logp, mask, self.kl.value)
         advantages, returns = token_gae(rewards, values, mask, cfg.gamma, cfg.gae_lambda)
-        advantages = whiten(advantages, mask)
+        advantages = distributed.whiten(advantages, mask)  # over the job's tokens (whiten on one process)
 
-        # update
+        # update; under torchrun both losses are this rank's share of the minibatch's token mean,
+        # and average_gradients divides the ranks' sum by W
+        counts = global_counts(mask, minibatches, "token_mean") if world.distributed else [{}] * len(minibatches)
         weight = self.policy.lm_head.weight
-        for order in orders:
-            for rows in order.chunk(cfg.num_minibatches):
-                if hidden is None:
-                    hidden = response_hidden(self.policy, gen, rows)
-                loss, stats = ppo_loss_from_hidden(
-                    hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
-                    clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature)  # fmt: skip
-                self.policy_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-                self.policy_opt.step()
-                hidden = None
+        for rows, minibatch_counts in zip(minibatches, counts):
+            if hidden is None:
+                hidden = response_hidden(self.policy, gen, rows)
+            loss, stats = ppo_loss_from_hidden(
+                hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
+                clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature,
+                **minibatch_counts)  # fmt: skip
+            self.policy_opt.zero_grad(set_to_none=True)
+            (loss * world.size).backward()
+            distributed.average_gradients(self.policy.parameters())
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.policy_opt.step()
+            hidden = None
 
-                v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
-                                    returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
-                self.critic_opt.zero_grad(set_to_none=True)
-                v_loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-                self.critic_opt.step()
+            v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
+                                returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
+            if world.distributed:  # the local token mean as a share of the minibatch's
+                v_loss = v_loss * (mask[rows].sum() / minibatch_counts["num_tokens"])
+            self.critic_opt.zero_grad(set_to_none=True)
+            (v_loss * world.size).backward()
+            distributed.average_gradients(self.critic.parameters())
+            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+            self.critic_opt.step()
 
         metrics = {"score": scores.mean()}
         if ref_logp is not None:  # KL control, on the KL of this rollout (beta = 0 stays 0)
@@ -232,11 +259,15 @@ class PPOTrainer:
             "response_length": mask.sum(1).float().mean(),
             "value_mean": masked_mean(values, mask),
         }
+        if world.distributed:  # token means: the last minibatch's, value_mean the batch's
+            last_tokens = mask[minibatches[-1]].sum()
+            weights = dict.fromkeys(("clip_fraction", "approx_kl", "entropy"), last_tokens) | {"value_mean": mask.sum()}
+            metrics = global_metrics(metrics, weights, summed=("loss", "value_loss"))
         if ref_logp is not None:
-            self.kl.update(metrics["kl"], n)
-        return metrics, gen
+            self.kl.update(metrics["kl"], n * world.size)
+        return metrics
 
-    batch_size = property(lambda self: self.cfg.batch_size)  # prompts a step draws
+    batch_size = property(lambda self: self.cfg.batch_size)  # prompts a step draws, in the whole job
 
     def checkpointed(self) -> dict:
         """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with

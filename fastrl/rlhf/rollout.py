@@ -10,13 +10,14 @@ from numbers import Integral
 
 import torch
 
+from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
            "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches",
-           "train_on_prompts"]  # fmt: skip
+           "train_on_prompts", "minibatch_rows", "global_counts", "global_metrics"]  # fmt: skip
 
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -92,7 +93,9 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
 def prompt_batches(trainer, prompts, batch_size: int):
     """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask)`` of ``batch_size`` prompts drawn
     from ``prompts`` (strings or 1-D token tensors) with ``trainer.cpu_generator`` (so its state
-    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them."""
+    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them.
+    A trainer with a ``prompt_shard`` (a range, under torchrun) gets only those prompts of each
+    batch: every rank draws the same batch, as one process would, and keeps its share."""
     ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
     # a prompt too long for the context with a full response fails here, named, not mid-run
     room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
@@ -107,11 +110,55 @@ def prompt_batches(trainer, prompts, batch_size: int):
 
     def draw():
         rows = torch.randint(0, ids.shape[0], (batch_size,), generator=trainer.cpu_generator)
+        shard = getattr(trainer, "prompt_shard", None)
+        if shard is not None:
+            rows = rows[shard.start:shard.stop]
         return ids[rows], mask[rows]
 
     # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool
     more = {"more_prompts": draw} if getattr(trainer.cfg, "dynamic_sampling", False) else {}
     return draw, more
+
+
+def minibatch_rows(trainer, rows: int) -> list[torch.Tensor]:
+    """This rank's rows of each minibatch of an update, ``epochs * num_minibatches`` of them in
+    order, for a batch of ``rows`` responses on each rank. Every rank draws the same permutation of
+    the job's batch with ``trainer.cpu_generator``, as one process would, and keeps its own rows of
+    each minibatch (their number varies from rank to rank; a share may be empty)."""
+    cfg, world = trainer.cfg, trainer.world
+    first = world.rank * rows  # the job's index of this rank's first response
+    out = []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(rows * world.size, generator=trainer.cpu_generator)
+        for chunk in order.chunk(cfg.num_minibatches):
+            out.append((chunk[(chunk >= first) & (chunk < first + rows)] - first).to(trainer.device))
+    return out
+
+
+def global_counts(mask: torch.Tensor, minibatches: list[torch.Tensor], normalize: str) -> list[dict[str, float]]:
+    """Each minibatch's ``num_tokens`` and ``num_sequences`` over every rank (one all-reduce): the
+    normalizers of :func:`fastrl.ops.ppo_loss` that make the ranks' losses sum to the minibatch's.
+    The seq_mean modes count the responses with a valid token, "constant" every response."""
+    local = torch.stack([torch.stack([mask[rows].sum(), mask[rows].any(1).sum() if normalize != "constant"
+                                      else mask.new_tensor(len(rows), dtype=torch.long)]) for rows in minibatches])
+    (total,) = distributed.global_sum(local)
+    return [{"num_tokens": max(t, 1.0), "num_sequences": max(s, 1.0)} for t, s in total.tolist()]
+
+
+def global_metrics(metrics: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
+                   summed=("loss",)) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The job's metrics from this rank's, in one all-reduce: those in ``summed`` (a rank's share of
+    a global quantity) summed, those in ``weights`` (means over this rank's ``weights[k]`` items,
+    e.g. tokens) weighted by them, the others (means over as many responses on every rank) averaged."""
+    world = distributed.current()
+    keys = list(metrics)
+    w = [weights[k].to(torch.float64) if k in weights else torch.ones((), dtype=torch.float64) for k in keys]
+    totals = distributed.global_sum(*(metrics[k].to(torch.float64) * wk for k, wk in zip(keys, w)), *w)
+    out = {}
+    for i, k in enumerate(keys):
+        value = totals[i] if k in summed else totals[i] / totals[len(keys) + i].clamp(min=1)
+        out[k] = value.to(metrics[k].dtype)
+    return out if world.distributed else metrics
 
 
 def check_iterations(iterations, name: str = "iterations") -> None:

@@ -19,10 +19,14 @@ steps and writes to ``out_dir``:
 ``resume=True`` continues the run in ``out_dir`` exactly where its checkpoint left it: the trainer,
 built as for the first run (:func:`run_config` gives the saved config), takes the checkpoint's
 state, and rows logged after the checkpoint are dropped from metrics.csv.
+
+Under torchrun (a GRPOTrainer) rank 0 alone writes; every rank trains. Resuming needs one process
+(a checkpoint holds rank 0's sampling generator only).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
@@ -32,6 +36,7 @@ from typing import Any
 
 import torch
 
+from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches
 from fastrl.utils.checkpoint import (
@@ -79,27 +84,35 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
             raise ValueError(f"prompts: {type(trainer).__name__} trains on its own pairs; pass None")
         take_step = lambda: (trainer.step(), None)  # noqa: E731
     rows = []
-    with RunLock(out_dir):
+    main = getattr(trainer, "world", distributed.current()).is_main  # the one rank that writes
+    if resume and distributed.current().distributed:
+        raise ValueError("resume: an RLHF run resumes on one process only (its checkpoint holds rank 0's "
+                         "sampling generator, not every rank's)")
+    with RunLock(out_dir) if main else contextlib.nullcontext():
         if resume:
             step = load_run(trainer, out_dir)
             saved = step
         else:
-            check_new_run(out_dir, overwrite, check_lock=False)
-            if overwrite:
-                clear_run(out_dir)
+            if main:
+                check_new_run(out_dir, overwrite, check_lock=False)
+                if overwrite:
+                    clear_run(out_dir)
             step, saved = 0, None
             seed_everything(trainer.cfg.seed)  # as the classic trainers: reward functions may draw from them
             # the reference never changes: its weights once, not in every checkpoint
-            save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
-                            out_dir / "reference.pt")  # fmt: skip
-        remove_orphan_temp_files(out_dir)
-        logger = RunLogger(out_dir, steps, start_step=step, resume=resume, progress=progress)
+            if main:
+                save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
+                                out_dir / "reference.pt")  # fmt: skip
+        if main:
+            remove_orphan_temp_files(out_dir)
+        logger = RunLogger(out_dir, steps, start_step=step, resume=resume, progress=progress) if main else None
         try:
             while step < steps:
                 metrics, gen = take_step()
                 step += 1
                 row = {k: float(v) for k, v in metrics.items()}
-                logger.log(step, **row)
+                if main:
+                    logger.log(step, **row)
                 rows.append(row)
                 bad = [k for k, v in row.items() if not math.isfinite(v)]
                 if bad:  # nothing saved from here on: the last checkpoint is the last good state
@@ -107,17 +120,20 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                             f"the last good checkpoint, {out_dir / 'checkpoint.pt'} (step {saved}), is left in place")
                     raise TrainingDiverged(f"training diverged at step {step}: "
                                            f"{', '.join(f'{k} = {row[k]}' for k in bad)}; {kept}")
-                if checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                if main and checkpoint_every and step % checkpoint_every == 0 and step < steps:
                     save_run(trainer, out_dir, step)
                     saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
         except KeyboardInterrupt:
-            _write_results(trainer, out_dir, step)  # keep what was trained
+            if main:
+                _write_results(trainer, out_dir, step)  # keep what was trained
             raise
         finally:
-            logger.close()
-        _write_results(trainer, out_dir, step)
+            if main:
+                logger.close()
+        if main:
+            _write_results(trainer, out_dir, step)
     return rows
 
 
