@@ -124,7 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
     flags = flag_values(args, _config_class(args.algo))
     if args.resume:
         if args.config:
-            raise UsageError("--config cannot be combined with --resume: the run keeps the run.toml it was started with")
+            raise UsageError("--config cannot be combined with --resume: the run keeps the run.toml it started "
+                             "with")
         resume_dir = Path(args.resume)
         run_file = resume_dir / RUN_FILE
         if not run_file.is_file():
@@ -132,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         spec = read_run_file(str(run_file))
         trainer_name, saved = _run_config(run_config, resume_dir)
         algo = _resumed_algo(trainer_name, saved)
-        if TRAIN_ALGOS[args.algo][0] != trainer_name or (algo != "grpo" and algo != args.algo):
+        if algo != args.algo:
             raise UsageError(f"--resume {resume_dir} holds a {algo} run ({trainer_name}), not {args.algo}: "
                              f"resume it with `fastrl rlhf train {algo} --resume {resume_dir}`")
         differ = [f"{flag(k)} {v!r} (the run has {saved.get(k)!r})" for k, v in flags.items() if saved.get(k) != v]
@@ -146,7 +147,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise UsageError("--config RUN.toml is required (the model, data and rewards), or --resume DIR")
         spec = read_run_file(args.config)
         cfg = _build_trainer_config(args.algo, spec.get("config", {}), flags, f"--config {args.config}")
-        out = Path(args.out or spec.get("out") or f"runs/rlhf-{args.algo}")
+        out = Path(args.out) if args.out else _path(spec, None, "out") if "out" in spec else None
+        out = out or Path(f"runs/rlhf-{args.algo}")
     steps = _count(args.steps if args.steps is not None else spec.get("steps"), "steps", minimum=1)
     every = args.checkpoint_every if args.checkpoint_every is not None else spec.get("checkpoint_every", 0)
     every = _count(every, "checkpoint_every", minimum=0)
@@ -187,7 +189,8 @@ def _resumed_algo(trainer_name: str, saved: dict) -> str:
 
 def _count(value, name: str, *, minimum: int) -> int:
     if value is None:
-        raise UsageError(f"{flag(name)}: give the number of {name.replace('_', ' ')} (or `{name} = N` in the run file)")
+        raise UsageError(f"{flag(name)}: give the number of {name.replace('_', ' ')} "
+                         f"(or `{name} = N` in the run file)")
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{flag(name)} must be an int >= {minimum}, got {value!r}")
     return value
@@ -238,10 +241,12 @@ def read_run_file(path: str) -> dict:
     return spec
 
 
-def _path(spec: dict, table: str, key: str) -> Path:
-    value = spec[table][key]
+def _path(spec: dict, table: str | None, key: str) -> Path:
+    """The path of ``[table] key`` (``table`` None: a top-level key), relative to config_dir."""
+    value = spec[key] if table is None else spec[table][key]
     if not isinstance(value, str) or not value:
-        raise UsageError(f"[{table}] {key} must be a path (a string), got {value!r}")
+        name = key if table is None else f"[{table}] {key}"
+        raise UsageError(f"{name} must be a path (a string), got {value!r}")
     path = Path(os.path.expanduser(value))
     return path if path.is_absolute() else Path(spec["config_dir"]) / path
 
@@ -345,9 +350,10 @@ def load_policy(spec: dict, seed: int):
 
     from fastrl.nn.gpt import GPT, GPTConfig
     from fastrl.rlhf.tokenizer import CharTokenizer, HFTokenizer
-    from fastrl.utils.config import ConfigError
+    from fastrl.utils.config import ConfigError, check_device
 
     model = spec.get("model")
+    check_device(spec.get("device", "cpu"), "device")
     if not model or ("transformers" in model) == ("gpt" in model):
         raise UsageError("[model]: give exactly one of transformers = \"DIR\" (a local transformers model) "
                          "and gpt = { n_layer = ..., ... } (the built-in GPT)")

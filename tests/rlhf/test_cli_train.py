@@ -129,6 +129,12 @@ def test_a_crashed_run_resumes_exactly(tmp_path, calls):
     assert rows(crashed, clock=True)[:2] == before[:2] and calls["count"] == 2  # steps 3 and 4 alone
 
 
+def test_out_in_the_run_file_is_relative_to_it(tmp_path):
+    config = write_run(tmp_path, "dpo", extra='out = "my-run"')
+    assert cli.main(["rlhf", "train", "dpo", "--config", config, "--quiet", "--steps", "1"]) == 0
+    assert len(rows(tmp_path / "spec" / "my-run")) == 1
+
+
 def test_weighted_reward_functions(tmp_path):
     reward = ('functions = ["tests.rlhf.test_cli_train:length", "tests.rlhf.test_cli_train:on_topic"]\n'
               "weights = [0.0, 2.0]")
@@ -138,20 +144,25 @@ def test_weighted_reward_functions(tmp_path):
     assert all(0 <= float(r["score"]) <= 2 for r in rows(out))  # length weighs nothing, on_topic twice
 
 
-@pytest.mark.parametrize(("algo", "argv", "reward", "message"), [
-    ("grpo", ["--prompts-per-step", "0"], None, "GRPOConfig.prompts_per_step must be >= 1, got 0"),
-    ("rloo", ["--advantage-estimator", "grpo"], None, "--advantage-estimator grpo contradicts the algorithm rloo"),
-    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train"]', "must be \"module:function\""),
-    ("grpo", [], 'functions = ["tests.rlhf.no_such_module:f"]', "cannot import module 'tests.rlhf.no_such_module'"),
-    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train:missing"]', "has no 'missing'"),
-    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train:NOT_CALLABLE"]', "'NOT_CALLABLE' is a int, not a function"),
+@pytest.mark.parametrize(("algo", "argv", "reward", "message", "extra"), [
+    ("grpo", ["--prompts-per-step", "0"], None, "GRPOConfig.prompts_per_step must be >= 1, got 0", ""),
+    ("rloo", ["--advantage-estimator", "grpo"], None, "--advantage-estimator grpo contradicts the algorithm rloo", ""),
+    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train"]', "must be \"module:function\"", ""),
+    ("grpo", [], 'functions = ["tests.rlhf.no_such_module:f"]', "cannot import module 'tests.rlhf.no_such_module'",
+     ""),
+    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train:missing"]', "has no 'missing'", ""),
+    ("grpo", [], 'functions = ["tests.rlhf.test_cli_train:NOT_CALLABLE"]', "'NOT_CALLABLE' is a int, not a function",
+     ""),
     ("grpo", [], 'functions = ["tests.rlhf.test_cli_train:on_topic"]\nweights = [1, 2]',
-     "[reward] weights must be a list of 1 finite numbers"),
-    ("grpo", [], 'model = "no_such_rm.pt"', "[reward] model: no such file or directory"),
-    ("grpo", ["--steps", "0"], None, "--steps must be an int >= 1, got 0"),
+     "[reward] weights must be a list of 1 finite numbers", ""),
+    ("grpo", [], 'model = "no_such_rm.pt"', "[reward] model: no such file or directory", ""),
+    ("grpo", ["--steps", "0"], None, "--steps must be an int >= 1, got 0", ""),
+    ("grpo", [], None, "device must be cpu or cuda, got 'tpu'", 'device = "tpu"'),
+    ("grpo", [], None, "unknown key 'stpes'", "stpes = 3"),
+    ("dpo", ["--beta", "0"], None, "DPOConfig.beta must be > 0", ""),
 ])  # fmt: skip
-def test_bad_input_is_one_line_naming_it(tmp_path, capsys, algo, argv, reward, message):
-    config = write_run(tmp_path, algo, reward or 'functions = ["tests.rlhf.test_cli_train:on_topic"]')
+def test_bad_input_is_one_line_naming_it(tmp_path, capsys, algo, argv, reward, message, extra):
+    config = write_run(tmp_path, algo, reward or 'functions = ["tests.rlhf.test_cli_train:on_topic"]', extra)
     out = tmp_path / "run"
     assert cli.main(["rlhf", "train", algo, "--config", config, "--out", str(out), *argv]) == 2
     err = capsys.readouterr().err

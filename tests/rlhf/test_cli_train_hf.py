@@ -37,8 +37,8 @@ def test_a_transformers_directory_trains_and_is_saved(tmp_path, algo):
     else:
         reward = 'functions = ["tests.rlhf.test_cli_train_hf:length"]'
         config = "prompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 3"
-    (tmp_path / "run.toml").write_text(f'steps = 2\n[model]\ntransformers = "model"\n[data]\nprompts = "prompts.jsonl"\n'
-                                       f"[reward]\n{reward}\n[config]\n{config}\n")
+    (tmp_path / "run.toml").write_text(f'steps = 2\n[model]\ntransformers = "model"\n'
+                                       f'[data]\nprompts = "prompts.jsonl"\n[reward]\n{reward}\n[config]\n{config}\n')
     out = tmp_path / "run"
     assert cli.main(["rlhf", "train", algo, "--config", str(tmp_path / "run.toml"), "--out", str(out), "--quiet"]) == 0
     with open(out / "metrics.csv", newline="") as f:
