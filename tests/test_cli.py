@@ -68,6 +68,20 @@ def test_rlhf_help_lists_every_demo_field_and_every_nested_field(capsys):
     assert "--ppo-learning-rate" in text and "(default: 0.001" in text.split("--ppo-learning-rate")[1]
 
 
+@pytest.mark.parametrize("algo", ["ppo", "grpo", "rloo", "reinforce_pp", "dpo"])
+def test_rlhf_train_help_lists_every_trainer_config_field(capsys, algo):
+    from fastrl.rlhf import DPOConfig, GRPOConfig, RLHFPPOConfig
+
+    config = {"ppo": RLHFPPOConfig, "dpo": DPOConfig}.get(algo, GRPOConfig)
+    text = help_text(capsys, "rlhf", "train", algo)
+    for f in dataclasses.fields(config):
+        assert spelled(f.name) in text
+    for option in ("--config RUN.toml", "--resume DIR", "--steps", "--checkpoint-every K", "--out"):
+        assert option in text
+    if algo == "dpo":
+        assert "--beta FLOAT beta: strength of the implicit KL to the reference" in text
+
+
 def test_a_new_config_field_is_a_flag_without_touching_the_cli(tmp_path, capsys, monkeypatch, no_demo_run):
     @dataclasses.dataclass
     class WithWarmup(PPOConfig):

@@ -3,7 +3,8 @@
     fastrl train ppo --env CartPole-v1 --out runs/ppo    train (every config field is a flag)
     fastrl train ppo --resume runs/ppo --total-steps N   continue a run exactly where it stopped
     fastrl eval runs/ppo/checkpoint.pt --episodes 100    mean and std of the greedy policy's return
-    fastrl rlhf demo --algo ppo                          offline RLHF: SFT, reward model, PPO/GRPO
+    fastrl rlhf demo --algo ppo                          offline RLHF: SFT, reward model, PPO/GRPO/...
+    fastrl rlhf train grpo --config run.toml             RLHF on your own model, prompts and rewards
     fastrl export runs/ppo --out policy.pt2              the policy as a torch.export program
     fastrl info                                          versions, extension, backend per op
 """

@@ -3,8 +3,9 @@ synthetic task of :mod:`fastrl.rlhf.synthetic` (a small language and a hidden pr
 standing in for human raters).
 
 The pipeline. SFT a small GPT on the corpus -> sample two responses per prompt -> label them by
-the hidden rule -> train the reward model (Bradley-Terry) -> PPO or GRPO against the reward
-model -> metrics (metrics.csv and TensorBoard, by the run logger), a plot of reward-model score,
+the hidden rule -> train the reward model (Bradley-Terry) -> PPO, GRPO, RLOO or REINFORCE++ (the
+GRPO trainer with that ``advantage_estimator``) against the reward model; or, for ``algo="dpo"``,
+DPO on the labeled pairs instead of the reward model and RL -> metrics (metrics.csv and TensorBoard, by the run logger), a plot of reward-model score,
 hidden score and KL over training, summary.json and the models.
 """
 
@@ -22,7 +23,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fastrl.nn.gpt import GPT, GPTConfig, generate
-from fastrl.rlhf.data import encode_prompts, pad
+from fastrl.rlhf.data import Preference, encode_prompts, pad
+from fastrl.rlhf.dpo import DPOConfig, DPOTrainer
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.reward_model import RewardModel, RewardModelConfig, train_reward_model
@@ -48,6 +50,8 @@ from fastrl.utils.config import (
 )
 from fastrl.utils.logging import RunLogger
 from fastrl.utils.plots import read_metrics
+
+ALGOS = ("ppo", "grpo", "rloo", "reinforce_pp", "dpo")
 
 
 def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: float, seed: int,
@@ -82,7 +86,9 @@ def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: floa
 @dataclass
 class DemoConfig(SelfChecking):
     algo: str = "ppo"
-    """RL algorithm after the reward model: "ppo" or "grpo"."""
+    """What trains the SFT model: "ppo", "grpo", "rloo" or "reinforce_pp" (the GRPO trainer and
+    settings with that advantage_estimator) against the reward model, or "dpo" on the labeled
+    pairs (no reward model)."""
     out: str = "runs/rlhf-demo"
     """Directory for metrics.csv, training.png, summary.json and the models."""
     seed: int = 0
@@ -118,14 +124,17 @@ class DemoConfig(SelfChecking):
     """PPO settings (max_new_tokens and seed are taken from this config)."""
     grpo: GRPOConfig = field(
         default_factory=lambda: GRPOConfig(prompts_per_step=16, group_size=8, learning_rate=5e-4, kl_coef=0.3))
-    """GRPO settings (max_new_tokens and seed are taken from this config)."""
+    """GRPO settings, also of rloo and reinforce_pp (max_new_tokens, seed and advantage_estimator
+    are taken from this config)."""
+    dpo: DPOConfig = field(default_factory=lambda: DPOConfig(beta=0.1, learning_rate=1e-4, epochs=2, batch_size=64))
+    """DPO settings (seed is taken from this config); it trains for dpo.epochs passes over the pairs."""
     eval_prompts: int = 512
     """Held-out prompts for the before/after hidden score and KL."""
     log_every: int = 5
     """Read metrics back to the host every this many RL steps."""
 
     field_rules = {
-        "algo": ("ppo", "grpo"), "seed": SEED, "cpu_threads": AT_LEAST_ONE, "sft_examples": AT_LEAST_ONE,
+        "algo": ALGOS, "seed": SEED, "cpu_threads": AT_LEAST_ONE, "sft_examples": AT_LEAST_ONE,
         "sft_steps": AT_LEAST_ONE, "sft_batch_size": AT_LEAST_ONE, "sft_learning_rate": POSITIVE,
         "preference_prompts": AT_LEAST_ONE, "rl_prompts": AT_LEAST_ONE, "iterations": AT_LEAST_ONE,
         "max_new_tokens": AT_LEAST_ONE, "eval_prompts": AT_LEAST_ONE, "log_every": AT_LEAST_ONE,
@@ -167,7 +176,8 @@ def evaluate(policy: GPT, reference: GPT, prompt_texts, max_new_tokens: int, see
 
 
 def _plot(metrics_csv: Path, sft_score: float, path: Path, algo: str) -> None:
-    """Reward-model score, hidden score and KL against the RL step, from the run's metrics.csv."""
+    """From the run's metrics.csv against the step: reward-model score, hidden score and KL for
+    the RL algorithms; DPO's loss, pair accuracy and implicit-reward margin."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,15 +186,21 @@ def _plot(metrics_csv: Path, sft_score: float, path: Path, algo: str) -> None:
     m = read_metrics(metrics_csv)
     steps = m["step"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(steps, m["score"])
-    axes[0].set_title("reward-model score (normalized)")
-    axes[1].plot(steps, m["hidden_score"], label=algo.upper())
-    axes[1].axhline(sft_score, color="gray", ls="--", label="SFT")
-    axes[1].axhline(BEST_SCORE, color="green", ls=":", label="best achievable")
-    axes[1].set_title("hidden-rule score (the raters)")
-    axes[1].legend()
-    axes[2].plot(steps, m["kl"])
-    axes[2].set_title("KL to reference (nats / response)")
+    if algo == "dpo":
+        for ax, (column, title) in zip(axes, [("loss", "DPO loss"), ("accuracy", "pairs ranked right"),
+                                              ("margin", "implicit-reward margin")]):  # fmt: skip
+            ax.plot(steps, m[column])
+            ax.set_title(title)
+    else:
+        axes[0].plot(steps, m["score"])
+        axes[0].set_title("reward-model score (normalized)")
+        axes[1].plot(steps, m["hidden_score"], label=algo.upper())
+        axes[1].axhline(sft_score, color="gray", ls="--", label="SFT")
+        axes[1].axhline(BEST_SCORE, color="green", ls=":", label="best achievable")
+        axes[1].set_title("hidden-rule score (the raters)")
+        axes[1].legend()
+        axes[2].plot(steps, m["kl"])
+        axes[2].set_title("KL to reference (nats / response)")
     for ax in axes:
         ax.set_xlabel("step")
     fig.tight_layout()
@@ -194,14 +210,16 @@ def _plot(metrics_csv: Path, sft_score: float, path: Path, algo: str) -> None:
 
 @dataclass
 class Prepared:
-    """What the RL phase starts from."""
+    """What the training phase starts from."""
 
     policy: GPT
-    """The SFT model (PPO/GRPO train it in place)."""
-    reward_model: RewardModel
-    """Trained on the labeled pairs, frozen."""
+    """The SFT model (trained in place)."""
+    pairs: list[Preference]
+    """The preference pairs labeled by the hidden rule."""
+    reward_model: RewardModel | None
+    """Trained on the pairs, frozen (None for DPO, which trains on the pairs themselves)."""
     reward_metrics: dict
-    """train_reward_model's metrics, plus ``pairs``."""
+    """train_reward_model's metrics (none for DPO), plus ``pairs``."""
     sft_score: float
     """Mean hidden score of the SFT model on the evaluation prompts."""
     seconds: float
@@ -213,7 +231,7 @@ def eval_prompts(cfg: DemoConfig) -> list[str]:
 
 
 def prepare(cfg: DemoConfig) -> Prepared:
-    """SFT -> preference pairs labeled by the hidden rule -> reward model."""
+    """SFT -> preference pairs labeled by the hidden rule -> reward model (not for DPO)."""
     DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
     device = torch.device(cfg.device)
@@ -227,64 +245,87 @@ def prepare(cfg: DemoConfig) -> Prepared:
     sft_score, _ = evaluate(policy, policy, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed)
 
     pairs = label_pairs(policy, prompts(cfg.preference_prompts, cfg.seed + 1), cfg.max_new_tokens, cfg.seed)
-    reward_model = RewardModel.from_lm(policy)
-    steps_per_epoch = -(-round(len(pairs) * (1 - cfg.reward.eval_fraction)) // cfg.reward.batch_size)
-    with tqdm(total=cfg.reward.epochs * steps_per_epoch, desc="reward model", leave=False) as bar:
-        metrics = train_reward_model(reward_model, pairs, TOKENIZER, cfg.reward, bar.update)
-    reward_model.requires_grad_(False)
-    return Prepared(policy, reward_model, {**metrics, "pairs": len(pairs)}, sft_score,
+    reward_model, metrics = None, {}
+    if cfg.algo != "dpo":
+        reward_model = RewardModel.from_lm(policy)
+        steps_per_epoch = -(-round(len(pairs) * (1 - cfg.reward.eval_fraction)) // cfg.reward.batch_size)
+        with tqdm(total=cfg.reward.epochs * steps_per_epoch, desc="reward model", leave=False) as bar:
+            metrics = train_reward_model(reward_model, pairs, TOKENIZER, cfg.reward, bar.update)
+        reward_model.requires_grad_(False)
+    return Prepared(policy, pairs, reward_model, {**metrics, "pairs": len(pairs)}, sft_score,
                     time.perf_counter() - start)  # fmt: skip
 
 
+def make_trainer(cfg: DemoConfig, prep: Prepared):
+    """``(trainer, steps)`` of ``cfg.algo`` on the prepared SFT model: PPO or the GRPO trainer
+    (grpo, rloo, reinforce_pp: its advantage_estimator) against the reward model, for
+    ``cfg.iterations`` steps; DPO on the labeled pairs for ``cfg.dpo.epochs`` passes over them."""
+    shared = {"max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
+    if cfg.algo == "dpo":
+        trainer = DPOTrainer(prep.policy, prep.pairs, TOKENIZER, replace(cfg.dpo, seed=cfg.seed))
+        return trainer, cfg.dpo.epochs * trainer.steps_per_epoch
+    if prep.reward_model is None:
+        raise ValueError(f"prep: {cfg.algo} needs a reward model; this was prepared for DPO (none trained)")
+    if cfg.algo == "ppo":
+        return PPOTrainer(prep.policy, prep.reward_model, TOKENIZER, replace(cfg.ppo, **shared)), cfg.iterations
+    grpo = replace(cfg.grpo, **shared, advantage_estimator=cfg.algo)
+    return GRPOTrainer(prep.policy, prep.reward_model, TOKENIZER, grpo), cfg.iterations
+
+
 def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
-    """PPO or GRPO from the prepared SFT model against the reward model; writes metrics.csv and
-    TensorBoard scalars (the run logger: one row per RL step), training.png, summary.json and the
+    """Trains the prepared SFT model by ``cfg.algo`` (:func:`make_trainer`); writes metrics.csv
+    and TensorBoard scalars (the run logger: one row per step), training.png, summary.json and the
     models to ``cfg.out``; returns the summary."""
     DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     policy, reward_model = prep.policy, prep.reward_model
-    shared = {"max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed}
-    if cfg.algo == "ppo":
-        trainer = PPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.ppo, **shared))
-    else:
-        trainer = GRPOTrainer(policy, reward_model, TOKENIZER, replace(cfg.grpo, **shared))
+    trainer, steps = make_trainer(cfg, prep)
     pending = []
-    bar = tqdm(total=cfg.iterations, desc=cfg.algo)
+    bar = tqdm(total=steps, desc=cfg.algo)
     # the demo's own bar shows the RLHF metrics; the logger's would show an episodic return
-    logger = RunLogger(out, cfg.iterations, progress=False, columns=("step", "wall_time"))
+    logger = RunLogger(out, steps, progress=False, columns=("step", "wall_time"))
+    shown = ("loss", "accuracy", "margin") if cfg.algo == "dpo" else ("score", "hidden_score", "kl")
 
     def on_step(it, metrics, gen):
-        pending.append((it, {**metrics, "hidden_score": hidden_scores(gen).mean()}))
-        if len(pending) == cfg.log_every or it == cfg.iterations - 1:
+        if gen is not None:  # DPO samples nothing
+            metrics = {**metrics, "hidden_score": hidden_scores(gen).mean()}
+        pending.append((it, metrics))
+        if len(pending) == cfg.log_every or it == steps - 1:
             # one host read for the last few steps
             values = torch.stack([torch.stack(list(m.values())) for _, m in pending]).tolist()
             for (step, m), vals in zip(pending, values):
                 logger.log(step, **dict(zip(m, vals)))
             last = dict(zip(pending[-1][1], values[-1]))
             pending.clear()
-            bar.set_postfix(rm=f"{last['score']:.2f}", hidden=f"{last['hidden_score']:.2f}", kl=f"{last['kl']:.2f}")
+            bar.set_postfix({k: f"{last[k]:.2f}" for k in shown})
         bar.update(1)
 
     try:
-        trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), cfg.iterations, on_step)
+        if cfg.algo == "dpo":
+            for it in range(steps):
+                on_step(it, trainer.step(), None)
+        else:
+            trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), steps, on_step)
     finally:
         bar.close()
         logger.close()
     final_score, final_kl = evaluate(policy, trainer.reference, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed + 1)
     _plot(logger.csv_path, prep.sft_score, out / "training.png", cfg.algo)
     torch.save(policy.state_dict(), out / "policy.pt")
-    reward_model.save(out / "reward_model.pt")
+    if reward_model is not None:
+        reward_model.save(out / "reward_model.pt")
     summary = {
         "algo": cfg.algo,
         "preference_pairs": prep.reward_metrics["pairs"],
-        "reward_model_eval_accuracy": prep.reward_metrics.get("eval_accuracy"),  # None: no held-out pairs
+        "reward_model_eval_accuracy": prep.reward_metrics.get("eval_accuracy"),  # None: no held-out pairs, or DPO
         "sft_hidden_score": prep.sft_score,
         "final_hidden_score": final_score,
         "best_hidden_score": BEST_SCORE,
         "gap_closed": (final_score - prep.sft_score) / (BEST_SCORE - prep.sft_score),
         "final_kl": final_kl,
+        "steps": steps,
         "prepare_seconds": prep.seconds,
         "rl_seconds": time.perf_counter() - start,
     }
