@@ -64,7 +64,8 @@ class DQNConfig(TrainConfig):
     max_grad_norm: float = 10.0
     """global gradient norm clip"""
     hidden: tuple[int, ...] = (120, 84)
-    """hidden layer sizes of the Q-network"""
+    """hidden layer sizes of the Q-network (image observations: the one fully-connected width of the
+    convolutional Q-network)"""
 
     field_rules: ClassVar[dict[str, Rule]] = {
         "learning_rate": POSITIVE, "buffer_size": POSITIVE, "batch_size": POSITIVE, "gamma": UNIT,
@@ -178,10 +179,8 @@ class DQN(Trainer):
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         # This rank's share of the capacity, for its envs: the same number of steps per env
         # Images are stored as the env gives them (MinAtar: bool, 8x smaller than float32).
-        obs_shape, obs_dtype = ((self.obs_shape, self.env.single_observation_space.dtype) if self.image_obs
-                                else ((self.obs_dim,), torch.float32))
-        if not isinstance(obs_dtype, torch.dtype):
-            obs_dtype = torch.from_numpy(np.zeros(0, obs_dtype)).dtype
+        space_dtype = torch.from_numpy(np.empty(0, self.env.single_observation_space.dtype)).dtype
+        obs_shape, obs_dtype = (self.obs_shape, space_dtype) if self.image_obs else ((self.obs_dim,), torch.float32)
         self.buffer = ReplayBuffer(cfg.buffer_size // self.world.size, self.env.num_envs, obs_shape,
                                    self.device, obs_dtype)
 

@@ -29,7 +29,8 @@ class OnPolicyConfig(TrainConfig):
     max_grad_norm: float = 0.5
     """global gradient norm clip"""
     hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the policy and value MLPs"""
+    """hidden layer sizes of the policy and value MLPs (image observations: the one fully-connected
+    width of their convolutional networks)"""
     normalize_obs: bool = False
     """normalize observations with running statistics"""
     init_log_std: float = 0.0
