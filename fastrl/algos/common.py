@@ -268,10 +268,14 @@ class Trainer:
         """Algorithm-specific checks that need the environment (raise ConfigError naming the field)."""
 
     def _check_image_config(self) -> None:
-        """What image observations rule out: running observation statistics (a per-pixel mean and
+        """What image observations rule out: continuous actions (the conv networks are categorical),
+        running observation statistics (a per-pixel mean and
         std of bool grids is no normalization the conv networks need: refused, not skipped), and
         MLP layer sizes where the convolutional network has one fully-connected layer."""
         cfg = self.config
+        if self.network is None and not self.discrete:
+            raise ConfigError(f"env_id {cfg.env_id!r} has image observations {self.obs_shape} and continuous actions: "
+                              f"fastrl's convolutional networks are for discrete actions (pass network=)", "env_id")
         if getattr(cfg, "normalize_obs", False):
             raise ConfigError(f"normalize_obs: {cfg.env_id} has image observations {self.obs_shape}, which are "
                               f"not normalized (the convolutional network takes them as 0/1)", "normalize_obs")

@@ -2,6 +2,8 @@
 paper's convolutional networks, keep the observations as bools in their buffers, refuse observation
 normalization, and checkpoint, resume exactly, evaluate, load and export like the classic runs."""
 
+import gymnasium
+import numpy as np
 import pytest
 import torch
 
@@ -86,6 +88,31 @@ def test_an_unknown_minatar_id_is_refused_naming_env_id():
     with pytest.raises(ConfigError, match="MinAtar/Pong-v1") as e:
         PPO(PPO.Config(env_id="MinAtar/Pong-v1"))
     assert e.value.field == "env_id"
+
+
+class ImagesWithContinuousActions(gymnasium.Env):
+    observation_space = gymnasium.spaces.Box(0, 1, (5, 5, 1), np.float32)
+    action_space = gymnasium.spaces.Box(-1, 1, (1,), np.float32)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros((5, 5, 1), np.float32), {}
+
+    def step(self, action):
+        return np.zeros((5, 5, 1), np.float32), 0.0, True, False, {}
+
+
+def test_images_with_continuous_actions_are_refused_naming_env_id():
+    gymnasium.register("fastrl-test/ImagesContinuous-v0", entry_point=ImagesWithContinuousActions)
+    try:
+        with pytest.raises(ConfigError, match="image observations .* and continuous actions") as e:
+            PPO(PPO.Config(env_id="fastrl-test/ImagesContinuous-v0", num_envs=2, hidden=(8,)))
+        assert e.value.field == "env_id"
+    finally:
+        del gymnasium.registry["fastrl-test/ImagesContinuous-v0"]
 
 
 # Exact resume, as tests/algos/test_resume_exact.py for the classic envs: checkpoint every iteration,
