@@ -44,6 +44,8 @@ class Policy(nn.Module):
         return self.kind != "gaussian"
 
     def _head(self, obs: torch.Tensor) -> torch.Tensor:
+        if len(self.obs_shape) == 3:  # images go to the conv network whole (no normalizer)
+            return self.network(obs)
         x = obs.reshape(obs.shape[0], -1)
         if self.obs_norm is not None:
             x = self.obs_norm(x)
@@ -100,6 +102,18 @@ def _sequential(state: dict[str, torch.Tensor], prefix: str, activation: type[nn
     return network
 
 
+def _conv_network(state: dict[str, torch.Tensor], torso: str, head: str, obs_shape) -> nn.Sequential:
+    """A MinAtarTorso at ``{torso}`` and a Linear at ``{head}``, sizes read from their weights."""
+    from fastrl.nn.conv import MinAtarTorso
+
+    channels, hidden = state[f"{torso}conv.weight"].shape[0], state[f"{torso}fc.weight"].shape[0]
+    network = nn.Sequential(MinAtarTorso(obs_shape, channels, hidden),
+                            nn.Linear(hidden, state[f"{head}weight"].shape[0]))
+    network.load_state_dict({f"0.{k[len(torso):]}": v for k, v in state.items() if k.startswith(torso)}
+                            | {f"1.{k[len(head):]}": v for k, v in state.items() if k.startswith(head)})
+    return network
+
+
 def load_policy(path: str | Path, device: str | torch.device | None = None) -> Policy:
     """The policy of a fastrl checkpoint (a file, or a run directory holding ``checkpoint.pt``),
     on ``device`` (default: the CPU), in eval mode. Raises CheckpointError naming the file."""
@@ -110,7 +124,13 @@ def load_policy(path: str | Path, device: str | torch.device | None = None) -> P
     modules, algo = state["modules"], state["algo"]
     obs_shape = tuple(state["obs"].shape[1:])
     try:
-        if "agent" in modules:  # the on-policy trainers' ActorCritic
+        if "agent" in modules and "actor.0.conv.weight" in modules["agent"]:  # ConvActorCritic (images)
+            agent = modules["agent"]
+            network = _conv_network(agent, "actor.0.", "actor.1.", obs_shape)
+            policy = Policy(network, "categorical", obs_shape)
+        elif "q" in modules and "torso.conv.weight" in modules["q"]:  # ConvQNetwork (images)
+            policy = Policy(_conv_network(modules["q"], "torso.", "head.", obs_shape), "q", obs_shape)
+        elif "agent" in modules:  # the on-policy trainers' ActorCritic
             agent = modules["agent"]
             network = _sequential(agent, "actor.", nn.Tanh)
             kind = "gaussian" if agent.get("log_std") is not None else "categorical"

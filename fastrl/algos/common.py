@@ -64,7 +64,8 @@ class TrainConfig:
 
     env_id: str = "CartPole-v1"
     """gymnasium id; CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and
-    Pendulum-v1 run natively, any other id on gymnasium's own vector env."""
+    Pendulum-v1 run natively, any other id on gymnasium's own vector env; MinAtar ids
+    (MinAtar/Breakout-v1, ...) run fastrl's MinAtar games, with convolutional networks."""
     env_kwargs: dict[str, float | int | bool | str | None] = dataclasses.field(default_factory=dict)
     """keyword arguments of the environment: max_episode_steps (None: no time limit) and the env's
     own (fastrl.envs.make; e.g. {"max_episode_steps": 200}); on the CLI a JSON object"""
@@ -106,8 +107,9 @@ class TrainConfig:
         """Rules across fields, and values only the environment can judge (after the per-field
         checks). A subclass extends it; raise ConfigError naming the field."""
         check_device(self.device)
-        if self.env_id not in gymnasium.registry:
-            raise ConfigError(f"env_id {self.env_id!r} is not a registered gymnasium environment", "env_id")
+        if self.env_id not in gymnasium.registry and self.env_id not in envs.MINATAR_SPECS:
+            raise ConfigError(f"env_id {self.env_id!r} is not a registered gymnasium environment or a MinAtar game "
+                              f"(MinAtar/Breakout-v1, ...: fastrl.envs.MINATAR_ENVS)", "env_id")
 
 
 def bootstrapped_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
@@ -179,10 +181,15 @@ class Trainer:
             seed_everything(config.seed)
             self.env = self._make_env(env)
             self.discrete = isinstance(self.env.single_action_space, gymnasium.spaces.Discrete)
-            self.obs_dim = int(math.prod(self.env.single_observation_space.shape))
+            self.obs_shape = tuple(self.env.single_observation_space.shape)
+            self.obs_dim = int(math.prod(self.obs_shape))
+            # [H, W, C] grids (MinAtar): convolutional networks, observations kept as the env gives them
+            self.image_obs = len(self.obs_shape) == 3
             self.action_dim = (int(self.env.single_action_space.n) if self.discrete
                                else int(math.prod(self.env.single_action_space.shape)))
             self.validate()
+            if self.image_obs:
+                self._check_image_config()
             self.global_step = 0
             self.iteration = 0
             self.recent_returns: deque[float] = deque(maxlen=100)
@@ -231,7 +238,8 @@ class Trainer:
             env = envs.make(cfg.env_id, len(self.env_shard), device=self.device, seed=cfg.seed,
                             autoreset_mode=self.autoreset_mode, **cfg.env_kwargs)
         except (ValueError, TypeError, ImportError, gymnasium.error.Error) as e:
-            field = "env_kwargs" if cfg.env_kwargs and cfg.env_id in gymnasium.registry else "env_id"
+            known = cfg.env_id in gymnasium.registry or cfg.env_id in envs.MINATAR_SPECS
+            field = "env_kwargs" if cfg.env_kwargs and known else "env_id"
             raise ConfigError(f"{field} {getattr(cfg, field)!r}: {e}", field) from e
         spaces = (gymnasium.spaces.Box, gymnasium.spaces.Discrete)
         obs_space, action_space = env.single_observation_space, env.single_action_space
@@ -259,6 +267,23 @@ class Trainer:
     def validate(self) -> None:
         """Algorithm-specific checks that need the environment (raise ConfigError naming the field)."""
 
+    def _check_image_config(self) -> None:
+        """What image observations rule out: continuous actions (the conv networks are categorical),
+        running observation statistics (a per-pixel mean and
+        std of bool grids is no normalization the conv networks need: refused, not skipped), and
+        MLP layer sizes where the convolutional network has one fully-connected layer."""
+        cfg = self.config
+        if self.network is None and not self.discrete:
+            raise ConfigError(f"env_id {cfg.env_id!r} has image observations {self.obs_shape} and continuous actions: "
+                              f"fastrl's convolutional networks are for discrete actions (pass network=)", "env_id")
+        if getattr(cfg, "normalize_obs", False):
+            raise ConfigError(f"normalize_obs: {cfg.env_id} has image observations {self.obs_shape}, which are "
+                              f"not normalized (the convolutional network takes them as 0/1)", "normalize_obs")
+        if self.network is None and len(cfg.hidden) != 1:
+            raise ConfigError(f"hidden: {cfg.env_id} has image observations {self.obs_shape}, for which the network "
+                              f"is convolutional with one fully-connected layer: give its one size (e.g. 128), "
+                              f"got {tuple(cfg.hidden)}", "hidden")
+
     def setup(self) -> None:
         """Build networks, optimizers and buffers."""
         raise NotImplementedError
@@ -280,7 +305,11 @@ class Trainer:
 
     def features(self, obs: torch.Tensor, update: bool = False) -> torch.Tensor:
         """Observations as the networks see them: float32 ``[N, obs_dim]``, normalized when the
-        algorithm keeps running statistics (updated only while collecting experience)."""
+        algorithm keeps running statistics (updated only while collecting experience). Image
+        observations stay as the env gives them (MinAtar's bool ``[N, H, W, C]``): buffers keep the
+        8x smaller bools and the convolutional networks convert them on the device."""
+        if self.image_obs:
+            return obs
         x = obs.to(torch.float32).reshape(obs.shape[0], -1)
         if self.obs_norm is None:
             return x

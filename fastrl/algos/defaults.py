@@ -3,6 +3,8 @@ before a config file and flags are applied (docs/trainers.md has the table and t
 
 from __future__ import annotations
 
+from fastrl.envs import MINATAR_ENVS
+
 TUNED: dict[str, dict[str, dict]] = {
     "ppo": {
         # Many envs, few large minibatches: 16 gradient steps per 1024 transitions keeps the
@@ -42,6 +44,29 @@ TUNED: dict[str, dict[str, dict]] = {
         "CartPole-v1": dict(num_envs=16, total_steps=500_000, target_return=475.0),
     },
 }
+
+# MinAtar, every game and version (image observations: the MinAtar paper's conv network, one
+# fully-connected layer of 128).
+_MINATAR = {
+    # gymnax's PPO on MinAtar (gymnax-blines agents/*-MinAtar/ppo.yaml): 64 envs x 128 steps, 8 minibatches,
+    # 4 epochs, constant lr 5e-4, gamma 0.999, GAE lambda 0.95, entropy 0.01, clip 0.2, 10M frames; but no lr
+    # warmup (theirs 5%) and the paper's conv net (theirs an MLP of 2 x 256). On Breakout gamma 0.999 led
+    # gamma 0.99 by about 1 in return at 1.9M frames (docs/trainers.md).
+    "ppo": dict(num_envs=64, num_steps=128, total_steps=10_000_000, learning_rate=5e-4, anneal_lr=False,
+                num_minibatches=8, epochs=4, gamma=0.999, gae_lambda=0.95, entropy_coef=0.01, hidden=(128,)),
+    # The MinAtar paper's DQN (Young & Tian 2019): replay 100k, batch 32, target synced every 1000 frames,
+    # epsilon 1 -> 0.1 over the first 100k frames, learning from frame 5000, 1-step targets, one gradient
+    # step per frame (4 envs: 4 gradient steps per iteration, target every 250 iterations), 5M frames;
+    # Adam at 2.5e-4 in place of the paper's centred RMSProp.
+    "dqn": dict(num_envs=4, total_steps=5_000_000, buffer_size=100_000, batch_size=32, gradient_steps=4,
+                target_update_every=250, start_epsilon=1.0, end_epsilon=0.1, exploration_fraction=0.02,
+                learning_starts=5_000, learning_rate=2.5e-4, n_step=1, double_dqn=False, hidden=(128,)),
+    # No tuning: the conv network's width, which the MLP default does not give.
+    "a2c": dict(hidden=(128,)),
+    "reinforce": dict(hidden=(128,)),
+}
+for _algo, _values in _MINATAR.items():
+    TUNED[_algo].update({env_id: dict(_values) for env_id in MINATAR_ENVS})
 
 
 def tuned_defaults(algo: str, env_id: str) -> dict:

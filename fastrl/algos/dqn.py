@@ -17,12 +17,13 @@ import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fastrl import distributed
 from fastrl.algos.common import TrainConfig, Trainer, bootstrapped_returns
-from fastrl.nn import QNetwork
+from fastrl.nn import ConvQNetwork, QNetwork
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
 
 
@@ -63,7 +64,8 @@ class DQNConfig(TrainConfig):
     max_grad_norm: float = 10.0
     """global gradient norm clip"""
     hidden: tuple[int, ...] = (120, 84)
-    """hidden layer sizes of the Q-network"""
+    """hidden layer sizes of the Q-network (image observations: the one fully-connected width of the
+    convolutional Q-network)"""
 
     field_rules: ClassVar[dict[str, Rule]] = {
         "learning_rate": POSITIVE, "buffer_size": POSITIVE, "batch_size": POSITIVE, "gamma": UNIT,
@@ -166,14 +168,21 @@ class DQN(Trainer):
 
     def setup(self) -> None:
         cfg = self.config
-        q = self.network if self.network is not None else QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden))
+        q = self.network
+        if q is None and self.image_obs:  # MinAtar's grids: the paper's conv network
+            q = ConvQNetwork(self.obs_shape, self.action_dim, hidden=cfg.hidden[0])
+        elif q is None:
+            q = QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden))
         self.q = q.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         # This rank's share of the capacity, for its envs: the same number of steps per env
-        self.buffer = ReplayBuffer(cfg.buffer_size // self.world.size, self.env.num_envs, (self.obs_dim,),
-                                   self.device)
+        # Images are stored as the env gives them (MinAtar: bool, 8x smaller than float32).
+        space_dtype = torch.from_numpy(np.empty(0, self.env.single_observation_space.dtype)).dtype
+        obs_shape, obs_dtype = (self.obs_shape, space_dtype) if self.image_obs else ((self.obs_dim,), torch.float32)
+        self.buffer = ReplayBuffer(cfg.buffer_size // self.world.size, self.env.num_envs, obs_shape,
+                                   self.device, obs_dtype)
 
     def checkpointed(self):
         return {"q": self.q, "q_target": self.q_target, "optimizer": self.optimizer, "buffer": self.buffer}
@@ -214,7 +223,8 @@ class DQN(Trainer):
         next_obs, reward, term, trunc, info = self.env.step(actions)
         done = term | trunc
         self.record_episodes(info)
-        final = torch.where(done[:, None], self.features(info["final_obs"]), self.features(next_obs))
+        ended = done.view(-1, *[1] * (obs.dim() - 1))  # [N, 1, ...] against obs [N, ...]
+        final = torch.where(ended, self.features(info["final_obs"]), self.features(next_obs))
         self.buffer.add(obs, final, actions, reward.to(torch.float32), term, done)
         self.obs = next_obs
         self.global_step += cfg.num_envs
@@ -239,7 +249,7 @@ class DQN(Trainer):
         gradient averaged over ranks: the step on every rank's windows together."""
         cfg, b = self.config, self.buffer
         with torch.no_grad():
-            next_obs = b.next_obs[rows, cols]  # [n, B, obs]
+            next_obs = b.next_obs[rows, cols]  # [n, B, obs_dim] or [n, B, H, W, C]
             q_next_target = self.q_target(next_obs)
             if cfg.double_dqn:
                 best = self.q(next_obs).argmax(-1, keepdim=True)

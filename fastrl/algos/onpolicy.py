@@ -11,7 +11,7 @@ import torch
 
 from fastrl import distributed, ops
 from fastrl.algos.common import TrainConfig, Trainer
-from fastrl.nn import ActorCritic
+from fastrl.nn import ActorCritic, ConvActorCritic
 from fastrl.nn.normalize import ObsNormalizer, RewardScaler
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Rule
 
@@ -29,7 +29,8 @@ class OnPolicyConfig(TrainConfig):
     max_grad_norm: float = 0.5
     """global gradient norm clip"""
     hidden: tuple[int, ...] = (64, 64)
-    """hidden layer sizes of the policy and value MLPs"""
+    """hidden layer sizes of the policy and value MLPs (image observations: the one fully-connected
+    width of their convolutional networks)"""
     normalize_obs: bool = False
     """normalize observations with running statistics"""
     init_log_std: float = 0.0
@@ -88,7 +89,9 @@ class OnPolicyTrainer(Trainer):
     def build_agent(self) -> None:
         cfg = self.config
         agent = self.network
-        if agent is None:
+        if agent is None and self.image_obs:  # MinAtar's grids: the paper's conv network
+            agent = ConvActorCritic(self.obs_shape, self.action_dim, hidden=cfg.hidden[0])
+        elif agent is None:
             agent = ActorCritic(self.obs_dim, self.action_dim, continuous=not self.discrete,
                                 hidden=tuple(cfg.hidden), init_log_std=cfg.init_log_std)
         self.agent = agent.to(self.device)
@@ -150,13 +153,13 @@ class OnPolicyTrainer(Trainer):
         """``next_values [T, N]``: V(s_{t+1}), except where an episode ended at t, where it is
         V(final observation) — the right bootstrap for a truncation (a termination ignores it)."""
         T, N = batch["rewards"].shape
-        final_values = self.agent.value(batch["final_obs"].reshape(T * N, -1)).reshape(T, N)
+        final_values = self.agent.value(batch["final_obs"].flatten(0, 1)).reshape(T, N)
         return ops.rollout_next_values(batch["values"], batch["last_value"], final_values=final_values,
                                        final_mask=batch["done"])
 
     def flat_log_probs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The batch's observations flattened to ``[T * N, obs]``, and :meth:`log_probs` of its actions."""
         T, N = batch["rewards"].shape
-        obs = batch["obs"].reshape(T * N, -1)
+        obs = batch["obs"].flatten(0, 1)
         logp, entropy = self.log_probs(obs, batch["actions"].reshape(T * N, *batch["actions"].shape[2:]))
         return obs, logp, entropy

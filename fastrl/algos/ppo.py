@@ -135,7 +135,7 @@ class PPO(OnPolicyTrainer):
     def _update(self, b, advantages, returns) -> dict[str, torch.Tensor]:
         cfg = self.config
         n = b["rewards"].numel()  # this rank's samples: num_steps * its envs
-        obs = b["obs"].reshape(n, -1)
+        obs = b["obs"].flatten(0, 1)  # [n, obs_dim], or [n, H, W, C] images
         actions = b["actions"].reshape(n, *b["actions"].shape[2:])
         old_logp, old_values = b["logprobs"].reshape(n), b["values"].reshape(n)
         advantages, returns = advantages.reshape(n), returns.reshape(n)
