@@ -119,7 +119,8 @@ def global_sum(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(out)
 
 
-def global_moments(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def global_moments(x: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean, (population) variance and count of ``x``'s elements (where ``mask``) over every rank.
 
     Reduced as sums of x and x² and the count, in float64, so that ranks holding different numbers

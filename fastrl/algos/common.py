@@ -431,7 +431,8 @@ class Trainer:
             return ""
         if self._saved_step is None:
             return "; no checkpoint was written"
-        return f"; the last good checkpoint, {self.out_dir / 'checkpoint.pt'} (step {self._saved_step}), is left in place"
+        path = self.out_dir / "checkpoint.pt"
+        return f"; the last good checkpoint, {path} (step {self._saved_step}), is left in place"
 
     def _write_results(self) -> None:
         if self.out_dir is None:

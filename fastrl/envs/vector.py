@@ -92,9 +92,10 @@ class ClassicVectorEnv(VectorEnv):
 
     @property
     def first_env(self) -> int:
-        """The global index of env 0: env i draws its resets from the Philox stream (seed,
-        first_env + i; a MinAtar game's step draws too). A process stepping envs k..k+n-1 of a bigger batch (one rank's shard under
-        torchrun) sets it to k, so its envs are those envs of the whole batch, whatever the split."""
+        """The global index of env 0: env i draws its resets (and a MinAtar game its step draws)
+        from the Philox stream (seed, first_env + i). A process stepping envs k..k+n-1 of a bigger
+        batch (one rank's shard under torchrun) sets it to k, so its envs are those envs of the
+        whole batch, whatever the split."""
         return self._first_env
 
     @first_env.setter

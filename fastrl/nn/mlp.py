@@ -54,7 +54,9 @@ class ActorCritic(nn.Module):
         out = self.actor(obs)
         if self.continuous:
             return out if deterministic else out + self.log_std.exp() * torch.randn_like(out)
-        return out.argmax(-1) if deterministic else torch.distributions.Categorical(logits=out, validate_args=False).sample()
+        if deterministic:
+            return out.argmax(-1)
+        return torch.distributions.Categorical(logits=out, validate_args=False).sample()
 
 
 class QNetwork(nn.Module):

@@ -98,7 +98,8 @@ def check_linear(hidden, weight, bias, chunk_size) -> int:
     if bias is not None:
         _checks.floating("bias", bias)
         if bias.shape != weight.shape[:1] or bias.dtype != weight.dtype:
-            raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, got {tuple(bias.shape)} {bias.dtype}")
+            raise ValueError(f"bias must be [V] = [{weight.shape[0]}] of {weight.dtype}, "
+                             f"got {tuple(bias.shape)} {bias.dtype}")
         _checks.same_device("bias", bias, "hidden", hidden)
     if chunk_size is not None:
         _checks.positive_int("chunk_size", chunk_size)

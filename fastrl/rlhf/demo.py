@@ -5,8 +5,9 @@ standing in for human raters).
 The pipeline. SFT a small GPT on the corpus -> sample two responses per prompt -> label them by
 the hidden rule -> train the reward model (Bradley-Terry) -> PPO, GRPO, RLOO or REINFORCE++ (the
 GRPO trainer with that ``advantage_estimator``) against the reward model; or, for ``algo="dpo"``,
-DPO on the labeled pairs instead of the reward model and RL -> metrics (metrics.csv and TensorBoard, by the run logger), a plot of reward-model score,
-hidden score and KL over training, summary.json and the models.
+DPO on the labeled pairs instead of the reward model and RL -> metrics (metrics.csv and
+TensorBoard, by the run logger), a plot of reward-model score, hidden score and KL over
+training, summary.json and the models.
 """
 
 from __future__ import annotations

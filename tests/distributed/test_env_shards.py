@@ -54,7 +54,9 @@ def test_shards_differ_from_the_first_envs():
 def test_the_ops_take_first_env_and_default_to_zero():
     env = envs.make("CartPole-v1", 3, seed=1)
     env.reset()  # seeds the streams
-    fresh = lambda: [x.clone() if i != 4 else torch.zeros_like(x) for i, x in enumerate(env._op_tensors())]  # noqa: E731
+    def fresh():
+        return [x.clone() if i != 4 else torch.zeros_like(x) for i, x in enumerate(env._op_tensors())]
+
     clone = fresh()  # index 4: the reset counters, back to 0 (the first reset)
     obs0 = torch.ops.fastrl.env_reset("CartPole-v1", *clone, env._param_list)
     obs_off = torch.ops.fastrl.env_reset("CartPole-v1", *fresh(), env._param_list, first_env=2)
