@@ -6,7 +6,8 @@ number n to n + 1, True/False), ``and`` for ``or`` (``&``/``|`` on bool tensors)
 or a unary minus dropped, ``torch.where(c, a, b)`` replaced by ``a``. The tests that cover the
 module run on each mutant, one at a time, in a scratch copy of the repository (never in the
 working tree); a mutant is *killed* when they fail (or time out) and *survives* when they pass.
-A survivor is either equivalent (the defect changes nothing observable) or a gap in the tests. The score is killed / (killed + survived).
+A survivor is either equivalent (the defect changes nothing observable) or a gap in the tests.
+The score is killed / (killed + survived).
 
     python tools/mutants.py --preset all --json build/mutants.json    # what `make mutants` runs
     python tools/mutants.py --preset returns-reference ppo-reference  # some presets (--list)
