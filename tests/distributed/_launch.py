@@ -23,7 +23,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(rank, fn, world_size, port, out_dir, kwargs):
+def _rank_main(rank, fn, world_size, port, out_dir, kwargs, leave_together):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)  # two ranks on a 2-core machine
@@ -36,13 +36,18 @@ def _rank_main(rank, fn, world_size, port, out_dir, kwargs):
     import torch.distributed as dist
 
     if dist.is_initialized():
+        # Leave together: a rank tearing down gloo while its peer still holds the connection can
+        # abort the peer at exit ("terminate called without an active exception", seen in CI).
+        if leave_together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
-def run_ranks(fn, world_size: int = 2, timeout: float = 120, **kwargs) -> list:
-    """``fn(rank, **kwargs)`` on each of ``world_size`` processes; their return values by rank."""
+def run_ranks(fn, world_size: int = 2, timeout: float = 120, leave_together: bool = True, **kwargs) -> list:
+    """``fn(rank, **kwargs)`` on each of ``world_size`` processes; their return values by rank.
+    ``leave_together``: a barrier before leaving the group (False for jobs whose ranks part on purpose)."""
     with tempfile.TemporaryDirectory() as out_dir:
-        ctx = mp.start_processes(_rank_main, args=(fn, world_size, _free_port(), out_dir, kwargs),
+        ctx = mp.start_processes(_rank_main, args=(fn, world_size, _free_port(), out_dir, kwargs, leave_together),
                                  nprocs=world_size, join=False, start_method="spawn")
         deadline = time.monotonic() + timeout
         try:
