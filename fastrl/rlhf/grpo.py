@@ -42,6 +42,7 @@ from fastrl.rlhf.advantages import (
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
+    TrainsOnPrompts,
     concat_generations,
     frozen_copy,
     global_counts,
@@ -53,7 +54,6 @@ from fastrl.rlhf.rollout import (
     select_rows,
     sequence_kl,
     single_pass,
-    train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 from fastrl.utils.config import (
@@ -138,7 +138,7 @@ class GRPOConfig(SelfChecking):
                               f"got {self.overlong_buffer}", "overlong_buffer")
 
 
-class GRPOTrainer:
+class GRPOTrainer(TrainsOnPrompts):
     """GRPO on ``policy`` (a :class:`GPT` or ``fastrl.nn.hf.HFCausalLM``), trained in place
     against ``reward_model``: a :class:`RewardModel` (or
     :class:`fastrl.rlhf.reward_model.HFRewardModel`), or reward functions
@@ -299,15 +299,3 @@ class GRPOTrainer:
         """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
         ``state_dict``/``load_state_dict``."""
         return {"policy": self.policy, "optimizer": self.opt}
-
-    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
-        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
-        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
-        :func:`fastrl.rlhf.run.train_run`."""
-        if run:
-            from fastrl.rlhf.run import train_run
-
-            train_run(self, prompts, iterations, on_step=on_step, **run)
-            return
-        train_on_prompts(self, prompts, iterations, self.cfg.prompts_per_step, on_step)

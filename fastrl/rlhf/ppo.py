@@ -33,6 +33,7 @@ from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
+    TrainsOnPrompts,
     frozen_copy,
     global_counts,
     global_metrics,
@@ -43,7 +44,6 @@ from fastrl.rlhf.rollout import (
     response_values,
     sequence_kl,
     single_pass,
-    train_on_prompts,
 )
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 from fastrl.utils.config import (
@@ -149,7 +149,7 @@ class AdaptiveKLController:
         self.value = state["value"].to(self.value.device, self.value.dtype)
 
 
-class PPOTrainer:
+class PPOTrainer(TrainsOnPrompts):
     """PPO-RLHF on ``policy`` (a :class:`GPT`, or ``fastrl.nn.hf.HFCausalLM`` with a critic
     given), trained in place. The reference is a frozen copy of the policy at construction; the
     critic (a :class:`ScalarGPT`, or a ``transformers`` classifier as ``fastrl.nn.hf.HFScalar``)
@@ -274,15 +274,3 @@ class PPOTrainer:
         ``state_dict``/``load_state_dict``."""
         return {"policy": self.policy, "critic": self.critic, "policy_optimizer": self.policy_opt,
                 "critic_optimizer": self.critic_opt, "kl_controller": self.kl}
-
-    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
-        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
-        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
-        :func:`fastrl.rlhf.run.train_run`."""
-        if run:
-            from fastrl.rlhf.run import train_run
-
-            train_run(self, prompts, iterations, on_step=on_step, **run)
-            return
-        train_on_prompts(self, prompts, iterations, self.cfg.batch_size, on_step)

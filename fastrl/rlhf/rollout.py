@@ -176,3 +176,19 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
         metrics, gen = trainer.step(*draw(), **more)
         if on_step is not None:
             on_step(it, metrics, gen)
+
+
+class TrainsOnPrompts:
+    """``train`` for an RLHF trainer with ``step`` and ``batch_size`` (prompts a step draws)."""
+
+    def train(self, prompts, iterations: int, on_step=None, **run) -> None:
+        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
+        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.run.train_run`."""
+        if run:
+            from fastrl.rlhf.run import train_run
+
+            train_run(self, prompts, iterations, on_step=on_step, **run)
+            return
+        train_on_prompts(self, prompts, iterations, self.batch_size, on_step)
