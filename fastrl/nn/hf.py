@@ -15,6 +15,7 @@ prompts and KV-cache steps see the same positions as an unpadded sequence.
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 
 from fastrl.nn.gpt import CausalLM, check_inputs, last_token_index, positions_from_mask
 
-__all__ = ["HFCausalLM", "HFScalar"]
+__all__ = ["HFCausalLM", "HFScalar", "as_causal_lm", "as_scalar", "is_transformers"]
 
 
 @dataclass
@@ -76,6 +77,38 @@ class HFCausalLM(CausalLM):
                                  position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                                  use_cache=True)  # fmt: skip
         return out.last_hidden_state, getattr(out, self._cache_keyword)
+
+def is_transformers(obj, kind: str) -> bool:
+    """Whether ``obj`` is an instance of ``transformers.<kind>`` (False when transformers was never
+    imported: nothing can be an instance of its classes then)."""
+    module = sys.modules.get("transformers")
+    return module is not None and isinstance(obj, getattr(module, kind))
+
+
+def as_causal_lm(model, name: str = "policy"):
+    """``model`` itself when it has the policy interface (a fastrl GPT, an :class:`HFCausalLM`); a
+    ``transformers`` causal LM (``AutoModelForCausalLM``) wrapped in :class:`HFCausalLM`; anything
+    else a TypeError naming the argument."""
+    if is_transformers(model, "PreTrainedModel"):
+        if model.get_output_embeddings() is None:
+            raise TypeError(f"{name}: a {type(model).__name__} has no LM head; pass a causal LM "
+                            "(AutoModelForCausalLM), or use a classifier as a reward model or critic")
+        return HFCausalLM(model)
+    if not (isinstance(model, nn.Module) and hasattr(model, "cfg") and hasattr(model, "lm_head")):
+        raise TypeError(f"{name} must be a fastrl GPT, a fastrl.nn.hf.HFCausalLM or a transformers causal LM "
+                        f"(AutoModelForCausalLM), got {type(model).__name__}")
+    return model
+
+
+def as_scalar(model, name: str = "critic"):
+    """``model`` itself, or a ``transformers`` sequence classifier wrapped in :class:`HFScalar`."""
+    if is_transformers(model, "PreTrainedModel"):
+        try:
+            return HFScalar(model)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return model
+
 
 class HFScalar(nn.Module):
     """Wraps a ``transformers`` decoder-only sequence classifier with ``num_labels == 1`` (GPT-2,

@@ -2,7 +2,14 @@
 reference, GRPO and its critic-free estimators (Dr. GRPO, RLOO, REINFORCE++), DPO, reward
 functions, runs that log, checkpoint and resume (``train_run``), and an offline demo task (``fastrl rlhf demo``)."""
 
-from fastrl.rlhf.data import Preference, encode_pairs, encode_prompts, load_preferences
+from fastrl.rlhf.data import (
+    Preference,
+    encode_pairs,
+    encode_prompts,
+    load_preferences,
+    preference_pairs,
+    prompt_source,
+)
 from fastrl.rlhf.dpo import DPOConfig, DPOTrainer, dpo_loss, train_dpo
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
@@ -19,6 +26,8 @@ from fastrl.rlhf.tokenizer import CharTokenizer, HFTokenizer, Tokenizer
 __all__ = [
     "Preference",
     "load_preferences",
+    "preference_pairs",
+    "prompt_source",
     "encode_prompts",
     "encode_pairs",
     "Tokenizer",

@@ -1,7 +1,15 @@
-"""User data for RLHF: prompts (strings or token tensors) and preference records (JSONL), turned
-into padded token tensors. Every error names the record at fault.
+"""User data for RLHF: prompts and preference records, turned into padded token tensors. Every
+error names the record at fault.
 
-Preference JSONL, one record per line, either a pair
+Prompts (:func:`prompt_source`): a list of strings, of 1-D token tensors, of conversations (lists
+of ``{"role", "content"}`` messages, rendered through a ``transformers`` tokenizer's chat template
+with the assistant's turn opened), or of dicts with a ``"prompt"`` (either kind) whose other keys
+are columns that reward functions receive as keyword arguments (TRL's convention); or a
+``datasets.Dataset`` with a ``"prompt"`` column (the others likewise). Preference pairs
+(:func:`preference_pairs`): :class:`Preference` objects, dicts or a ``datasets.Dataset`` with
+prompt, chosen and rejected (or prompt and ranking), in text or as conversations; or JSONL:
+
+one record per line, either a pair
     {"prompt": "...", "chosen": "...", "rejected": "...", "margin": 0.0}      (margin optional)
 or a ranking of K responses, best first, which gives the K(K-1)/2 pairs it implies
     {"prompt": "...", "ranking": ["best", "second", ..., "worst"]}
@@ -15,7 +23,8 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +34,9 @@ from fastrl.rlhf.tokenizer import Tokenizer
 __all__ = [
     "Preference",
     "PairBatch",
+    "PromptSource",
+    "prompt_source",
+    "preference_pairs",
     "load_preferences",
     "ranking_to_pairs",
     "encode_prompts",
@@ -252,6 +264,187 @@ def load_preferences(path: str | Path) -> list[Preference]:
     return pairs
 
 
+# --------------------------------------------------------------------------- prompt and pair sources
+
+# the reward functions' own arguments: a column of these names could not reach them
+RESERVED_COLUMNS = ("prompts", "completions")
+
+
+@dataclass
+class PromptSource:
+    """Prompts from any source, ready to tokenize: ``prompts`` holds strings (a conversation
+    already rendered by the chat template) or 1-D token tensors; ``columns`` the other columns of
+    a dataset, one value per prompt, for the reward functions' keyword arguments."""
+
+    prompts: list
+    columns: dict[str, list] = field(default_factory=dict)
+
+
+def _dataset(data, name: str):
+    """``data`` if it is a ``datasets.Dataset``, None if it is no ``datasets`` object; the kinds
+    that cannot serve raise a TypeError naming ``name``."""
+    module = sys.modules.get("datasets")  # not imported: data cannot be one of its objects
+    if module is None:
+        return None
+    if isinstance(data, module.DatasetDict):
+        raise TypeError(f"{name} is a DatasetDict (splits: {', '.join(data)}): pass one split, "
+                        f"e.g. {name}[{next(iter(data), 'train')!r}]")
+    if isinstance(data, module.IterableDataset):
+        raise TypeError(f"{name} is an IterableDataset: batches are drawn at random, so pass a datasets.Dataset "
+                        "(Dataset.from_list(list(...)))")
+    return data if isinstance(data, module.Dataset) else None
+
+
+def _dataset_rows(dataset, name: str, needed: tuple[str, ...], alternatives: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a ``datasets.Dataset`` as dicts, after checking it has the ``needed`` columns
+    (or the ``alternatives``) and a row."""
+    columns = dataset.column_names
+    missing = [c for c in needed if c not in columns]
+    if missing and not (alternatives and all(c in columns for c in alternatives)):
+        named = ", ".join(repr(c) for c in missing)
+        wanted = " and ".join(needed) + (f" (or {' and '.join(alternatives)})" if alternatives else "")
+        raise ValueError(f"{name}: the dataset has no {named} column (its columns: {', '.join(columns) or 'none'}); "
+                         f"it needs {wanted}")
+    if len(dataset) == 0:
+        raise ValueError(f"{name}: the dataset is empty")
+    return dataset.to_list()
+
+
+def is_conversation(value) -> bool:
+    """A non-empty list of dicts: chat messages, ``{"role": ..., "content": ...}`` each."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(m, dict) for m in value)
+
+
+def render_conversation(messages, tokenizer, where: str, add_generation_prompt: bool = True) -> str:
+    """The text of a conversation through ``tokenizer``'s chat template (``apply_chat_template``
+    of :class:`fastrl.rlhf.tokenizer.HFTokenizer`); a ValueError naming ``where`` when a message
+    is malformed or the tokenizer has no template."""
+    for j, message in enumerate(messages):
+        if not {"role", "content"} <= message.keys():
+            raise ValueError(f"{where}: message {j} must have 'role' and 'content' keys, got {sorted(message)}")
+    if tokenizer is None or not getattr(tokenizer, "has_chat_template", False):
+        what = ("no tokenizer was given" if tokenizer is None else
+                f"the {type(tokenizer).__name__} has no chat template" + ("" if hasattr(tokenizer, "hf") else
+                                                                           " (only a transformers tokenizer has one)"))
+        raise ValueError(f"{where} is a conversation (a list of role/content messages), rendered by the tokenizer's "
+                         f"chat template, but {what}: set tokenizer.chat_template to a Jinja string, or pass "
+                         "the prompts as text")
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=add_generation_prompt)
+
+
+def _prompt_text(value, tokenizer, where: str):
+    """A prompt as :func:`encode_prompts` takes it: a string, a conversation rendered, a tensor."""
+    if isinstance(value, (str, torch.Tensor)):
+        return value
+    if is_conversation(value):
+        return render_conversation(value, tokenizer, where)
+    if isinstance(value, (list, tuple)) and not value:
+        raise ValueError(f"{where} is an empty conversation")
+    raise TypeError(f"{where}: expected a string, a conversation (a list of role/content dicts) or a 1-D integer "
+                    f"tensor, got {type(value).__name__}")
+
+
+def prompt_source(prompts, tokenizer: Tokenizer | None = None, name: str = "prompts") -> PromptSource:
+    """Prompts of any kind the module docstring lists, as a :class:`PromptSource`: conversations
+    rendered, records split into prompts and columns. Raises, naming ``name`` and the prompt's
+    index: a single prompt or record where a list is expected, an empty list or dataset, a dataset
+    without a "prompt" column, a record without "prompt" or with other keys than the first
+    record's, a column named like a reward function argument (prompts, completions), an element
+    of the wrong type, a conversation without a tokenizer that has a chat template."""
+    dataset = _dataset(prompts, name)
+    if dataset is not None:
+        prompts = _dataset_rows(dataset, name, ("prompt",))
+    if isinstance(prompts, (str, bytes, torch.Tensor, dict)) or not isinstance(prompts, (list, tuple)):
+        single = isinstance(prompts, (str, bytes, torch.Tensor, dict))
+        hint = f": wrap a single {'record' if isinstance(prompts, dict) else 'prompt'} in a list" if single else ""
+        raise TypeError(f"{name} must be a list of strings, 1-D integer tensors, conversations or dicts with a "
+                        f"'prompt' (or a datasets.Dataset), got {type(prompts).__name__}{hint}")
+    if len(prompts) == 0:
+        raise ValueError(f"{name}: no prompts given")
+    if not isinstance(prompts[0], dict):
+        for i, p in enumerate(prompts):
+            if isinstance(p, dict):
+                raise TypeError(f"prompt {i} is a dict among prompts that are not: give every prompt as a dict "
+                                "with a 'prompt', or none")
+        return PromptSource([_prompt_text(p, tokenizer, f"prompt {i}") for i, p in enumerate(prompts)])
+    keys = list(prompts[0])
+    clash = [k for k in keys if k in RESERVED_COLUMNS]
+    if clash:
+        raise ValueError(f"{name}: column {clash[0]!r} has the name of a reward function's own argument "
+                         f"({', '.join(RESERVED_COLUMNS)}); rename it")
+    columns = {k: [] for k in keys if k != "prompt"}
+    texts = []
+    for i, record in enumerate(prompts):
+        if not isinstance(record, dict):
+            raise TypeError(f"prompt {i}: expected a dict with a 'prompt' (as prompt 0), got {type(record).__name__}")
+        if "prompt" not in record:
+            raise ValueError(f"prompt {i}: the record has no 'prompt' key (its keys: {', '.join(map(str, record))})")
+        if list(record) != keys and set(record) != set(keys):
+            raise ValueError(f"prompt {i}: its keys ({', '.join(map(str, record))}) differ from prompt 0's "
+                             f"({', '.join(map(str, keys))}); every record needs the same columns")
+        texts.append(_prompt_text(record["prompt"], tokenizer, f"prompt {i}"))
+        for k, column in columns.items():
+            column.append(record[k])
+    return PromptSource(texts, columns)
+
+
+def _pair_record(record: dict, tokenizer, where: str) -> dict:
+    """A preference record with its conversations rendered: the prompt through the chat template
+    with the assistant's turn opened, each response as the text the template adds after it."""
+    prompt = record.get("prompt")
+    if not is_conversation(prompt):
+        for side in ("chosen", "rejected", "ranking"):
+            if is_conversation(record.get(side)):
+                raise ValueError(f"{where}: field {side!r} is a conversation but 'prompt' is not; give both as "
+                                 "conversations or both as text")
+        return record
+    rendered = render_conversation(prompt, tokenizer, f"{where}: field 'prompt'")
+
+    def response(value, field_name):
+        if not is_conversation(value):
+            return value  # text after a conversation's rendered prompt
+        full = render_conversation(list(prompt) + list(value), tokenizer, f"{where}: field {field_name!r}",
+                                   add_generation_prompt=False)  # fmt: skip
+        if not full.startswith(rendered):
+            raise ValueError(f"{where}: the chat template renders prompt + {field_name} with another beginning "
+                             "than the prompt alone, so the response cannot be cut from it; pass text")
+        return full[len(rendered) :]
+
+    out = dict(record, prompt=rendered)
+    for side in ("chosen", "rejected"):
+        if side in record:
+            out[side] = response(record[side], side)
+    if isinstance(record.get("ranking"), list):
+        out["ranking"] = [response(r, f"ranking[{i}]") for i, r in enumerate(record["ranking"])]
+    return out
+
+
+def preference_pairs(data, tokenizer: Tokenizer | None = None, name: str = "pairs") -> list[Preference]:
+    """Preference pairs from a list of :class:`Preference` objects or of dicts, or a
+    ``datasets.Dataset`` with prompt, chosen and rejected columns (margin optional) or prompt and
+    ranking, each as text or conversations (rendered with ``tokenizer``'s chat template). Every
+    record is checked as a JSONL line is (:func:`load_preferences`); errors name ``name[i]``."""
+    dataset = _dataset(data, name)
+    if dataset is not None:
+        data = _dataset_rows(dataset, name, ("prompt", "chosen", "rejected"), ("prompt", "ranking"))
+    if isinstance(data, (str, bytes, dict, Preference)) or not isinstance(data, (list, tuple)):
+        raise TypeError(f"{name} must be a list of Preference objects or of dicts with prompt, chosen and rejected "
+                        f"(or a datasets.Dataset), got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{name}: no preference pairs given")
+    pairs = []
+    for i, item in enumerate(data):
+        where = f"{name}[{i}]"
+        if isinstance(item, Preference):
+            pairs.append(item)
+        elif isinstance(item, dict):
+            pairs += _known_fields(_pair_record(item, tokenizer, where), where)
+        else:
+            raise TypeError(f"{where} must be a Preference or a dict with prompt, chosen and rejected, "
+                            f"got {type(item).__name__}")
+    return pairs
+
+
 # --------------------------------------------------------------------------- token tensors
 
 
@@ -277,16 +470,11 @@ def _check_ids(seq: list[int], vocab_size: int | None, where: str) -> None:
 
 
 def encode_prompts(prompts, tokenizer: Tokenizer | None = None, device=None, *, vocab_size: int | None = None):
-    """Prompts as a list (or tuple) of strings (needs ``tokenizer``) or of 1-D integer token
-    tensors, to left-padded ``(ids [B, P], mask [B, P])``. Raises, naming the prompt's index, on
-    an empty prompt or a token id outside ``[0, vocab_size)`` (default: the tokenizer's); on an
-    empty list, or a single string or tensor where a list is expected."""
-    if isinstance(prompts, (str, bytes, torch.Tensor)) or not isinstance(prompts, (list, tuple)):
-        hint = ": wrap a single prompt in a list" if isinstance(prompts, (str, bytes, torch.Tensor)) else ""
-        raise TypeError(f"prompts must be a list of strings or of 1-D integer tensors, got "
-                        f"{type(prompts).__name__}{hint}")
-    if len(prompts) == 0:
-        raise ValueError("no prompts given")
+    """Prompts of any kind :func:`prompt_source` takes (strings and conversations need
+    ``tokenizer``; other columns are dropped) to left-padded ``(ids [B, P], mask [B, P])``. Raises,
+    naming the prompt's index, on an empty prompt or a token id outside ``[0, vocab_size)``
+    (default: the tokenizer's), and as :func:`prompt_source` does."""
+    prompts = prompt_source(prompts, tokenizer).prompts
     if vocab_size is None and tokenizer is not None:
         vocab_size = tokenizer.vocab_size
     seqs = []
@@ -295,12 +483,11 @@ def encode_prompts(prompts, tokenizer: Tokenizer | None = None, device=None, *, 
             if tokenizer is None:
                 raise ValueError("prompts are strings: pass a tokenizer to encode them")
             seq = tokenizer.encode(p)
-        elif (isinstance(p, torch.Tensor) and p.ndim == 1 and not p.is_floating_point()
-              and not p.is_complex() and p.dtype != torch.bool):  # fmt: skip
+        elif (p.ndim == 1 and not p.is_floating_point() and not p.is_complex()
+              and p.dtype != torch.bool):  # fmt: skip
             seq = p.tolist()
         else:
-            kind = f"a {p.ndim}-D {p.dtype} tensor" if isinstance(p, torch.Tensor) else type(p).__name__
-            raise TypeError(f"prompt {i}: expected a string or a 1-D integer tensor, got {kind}")
+            raise TypeError(f"prompt {i}: expected a string or a 1-D integer tensor, got a {p.ndim}-D {p.dtype} tensor")
         if not seq:
             raise ValueError(f"prompt {i} is empty")
         _check_ids(seq, vocab_size, f"prompt {i}")

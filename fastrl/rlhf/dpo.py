@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from fastrl.nn.gpt import GPT
+from fastrl.nn.hf import as_causal_lm
 from fastrl.ops import token_logprobs
-from fastrl.rlhf.data import PairBatch, Preference, encode_pairs
+from fastrl.rlhf.data import PairBatch, Preference, encode_pairs, preference_pairs
 from fastrl.rlhf.rollout import frozen_copy
-from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import AT_LEAST_ONE, GRAD_CLIP, POSITIVE, SEED, SelfChecking
 
 __all__ = ["DPOConfig", "DPOTrainer", "dpo_loss", "sequence_logprobs", "encode_dpo_pairs", "train_dpo"]
@@ -130,7 +131,10 @@ class DPOTrainer:
     def __init__(self, policy: GPT, pairs: list[Preference], tokenizer: Tokenizer, cfg: DPOConfig,
                  reference: GPT | None = None):  # fmt: skip
         DPOConfig.checked("cfg", cfg)
+        policy, tokenizer = as_causal_lm(policy, "policy"), as_tokenizer(tokenizer)  # transformers objects wrapped
+        reference = None if reference is None else as_causal_lm(reference, "reference")
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
+        pairs = preference_pairs(pairs, tokenizer)  # a list of Preference, of dicts, or a datasets.Dataset
         self.cfg, self.tokenizer, self.policy = cfg, tokenizer, policy
         self.device = policy.lm_head.weight.device
         self.data = encode_dpo_pairs(pairs, tokenizer, policy.cfg.block_size, self.device)

@@ -32,6 +32,7 @@ import torch
 
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, generate
+from fastrl.nn.hf import as_causal_lm
 from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.advantages import (
     group_advantages,
@@ -55,7 +56,7 @@ from fastrl.rlhf.rollout import (
     sequence_kl,
     single_pass,
 )
-from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
     GRAD_CLIP,
@@ -148,6 +149,7 @@ class GRPOTrainer(TrainsOnPrompts):
     def __init__(self, policy: GPT, reward_model: RewardModel | RewardFunction | list[RewardFunction],
                  tokenizer: Tokenizer, cfg: GRPOConfig, reward_weights: list[float] | None = None):  # fmt: skip
         GRPOConfig.checked("cfg", cfg)
+        policy, tokenizer = as_causal_lm(policy, "policy"), as_tokenizer(tokenizer)  # transformers objects wrapped
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         self.score = make_scorer(reward_model, tokenizer, reward_weights)
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -165,9 +167,10 @@ class GRPOTrainer(TrainsOnPrompts):
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
-    def sample(self, prompt_ids, prompt_mask) -> tuple[Generation, torch.Tensor]:
+    def sample(self, prompt_ids, prompt_mask, reward_kwargs=None) -> tuple[Generation, torch.Tensor]:
         """``G`` responses to each prompt ``[B, P]`` (each group contiguous) and their scores
-        ``[B * G]``, the overlong penalty included."""
+        ``[B * G]``, the overlong penalty included; ``reward_kwargs``: the prompts' dataset columns
+        (one value per prompt) for the reward functions."""
         cfg = self.cfg
         gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
                        prompt_mask.repeat_interleave(cfg.group_size, 0),
@@ -175,7 +178,7 @@ class GRPOTrainer(TrainsOnPrompts):
                        stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
                        generator=self.generator)  # fmt: skip
         with torch.no_grad():
-            scores = self.score(gen)
+            scores = self.score(gen, reward_kwargs)
         lengths = gen.response_mask.sum(1)
         return gen, scores + overlong_penalty(lengths, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
 
@@ -202,15 +205,17 @@ class GRPOTrainer(TrainsOnPrompts):
                  "groups_with_spread": torch.tensor(min(n_kept, groups_wanted) / groups_wanted, device=self.device)}
         return select_rows(gen, rows), torch.cat([p[1] for p in parts])[rows], stats
 
-    def step(self, prompt_ids, prompt_mask, more_prompts=None) -> tuple[dict[str, torch.Tensor], Generation]:
+    def step(self, prompt_ids, prompt_mask, more_prompts=None,
+             reward_kwargs=None) -> tuple[dict[str, torch.Tensor], Generation]:  # fmt: skip
         """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
-        prompt's group contiguous). With ``dynamic_sampling``, ``more_prompts()`` gives further
-        prompts ``(ids, mask)`` (default: these again). Under torchrun the prompts are this rank's
+        prompt's group contiguous). ``reward_kwargs``: the prompts' dataset columns (one value per
+        prompt) for the reward functions. With ``dynamic_sampling``, ``more_prompts()`` gives further
+        prompts ``(ids, mask)`` or ``(ids, mask, reward_kwargs)`` (default: these again). Under torchrun the prompts are this rank's
         share. Returns detached scalar metrics and the generation trained on."""
-        gen, scores = self.sample(prompt_ids, prompt_mask)
+        gen, scores = self.sample(prompt_ids, prompt_mask, reward_kwargs)
         sampling = {}
         if self.cfg.dynamic_sampling:
-            more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask))
+            more_prompts = more_prompts or (lambda: (prompt_ids, prompt_mask, reward_kwargs))
             gen, scores, sampling = self.dynamic_sample(gen, scores, more_prompts)
             if self.world.distributed:  # the job's means
                 sampling = global_metrics(sampling, {}, summed=())

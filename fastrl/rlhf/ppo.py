@@ -29,6 +29,7 @@ import torch
 
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
+from fastrl.nn.hf import as_causal_lm, as_scalar
 from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import make_scorer
@@ -45,7 +46,7 @@ from fastrl.rlhf.rollout import (
     sequence_kl,
     single_pass,
 )
-from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
     GRAD_CLIP,
@@ -162,6 +163,8 @@ class PPOTrainer(TrainsOnPrompts):
                  cfg: RLHFPPOConfig, critic: ScalarGPT | None = None,
                  reward_weights: list[float] | None = None):  # fmt: skip
         RLHFPPOConfig.checked("cfg", cfg)
+        policy, tokenizer = as_causal_lm(policy, "policy"), as_tokenizer(tokenizer)  # transformers objects wrapped
+        critic = None if critic is None else as_scalar(critic, "critic")
         check_vocab(tokenizer, policy.cfg.vocab_size, "policy")
         self.score = make_scorer(reward_model, tokenizer, reward_weights)
         if critic is None and not isinstance(policy, GPT):
@@ -184,15 +187,16 @@ class PPOTrainer(TrainsOnPrompts):
         self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
-    def step(self, prompt_ids, prompt_mask) -> tuple[dict[str, torch.Tensor], Generation]:
+    def step(self, prompt_ids, prompt_mask, reward_kwargs=None) -> tuple[dict[str, torch.Tensor], Generation]:
         """One rollout + update on prompts ``[B, P]`` (any padding side; under torchrun this rank's
-        share). Returns detached scalar metrics and the sampled generation."""
+        share); ``reward_kwargs``: their dataset columns (one value per prompt) for the reward
+        functions. Returns detached scalar metrics and the sampled generation."""
         gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=self.cfg.max_new_tokens,
                        temperature=self.cfg.temperature, stop_token=self.tokenizer.eos_id,
                        pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
-        return self.update(gen), gen
+        return self.update(gen, reward_kwargs), gen
 
-    def update(self, gen: Generation) -> dict[str, torch.Tensor]:
+    def update(self, gen: Generation, reward_kwargs=None) -> dict[str, torch.Tensor]:
         """Scores, log-probs, values and advantages of the sampled responses ``gen``, then
         ``epochs`` passes of ``num_minibatches`` steps of the policy and the critic. Returns detached
         scalar metrics (of the whole job under torchrun)."""
@@ -210,7 +214,7 @@ class PPOTrainer(TrainsOnPrompts):
             # kl_coef = 0 stays 0 (the controller scales it): the reference has no part in the rewards
             ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             values = response_values(self.critic, gen)
-            scores = self.score(gen)  # [rows]
+            scores = self.score(gen, reward_kwargs)  # [rows]
 
         # advantages
         # without a reference (kl_coef = 0) the KL term is 0: logp stands in for ref_logp

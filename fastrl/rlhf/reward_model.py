@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastrl.nn.gpt import GPT, GPTConfig, ScalarGPT
-from fastrl.nn.hf import HFScalar
-from fastrl.rlhf.data import PairBatch, Preference, encode_pairs
-from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
+from fastrl.nn.hf import HFScalar, is_transformers
+from fastrl.rlhf.data import PairBatch, Preference, encode_pairs, preference_pairs
+from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, SEED, Range, SelfChecking
 
 __all__ = [
@@ -249,13 +249,20 @@ def train_reward_model(
     cfg: RewardModelConfig,
     progress=None,
 ) -> dict[str, float]:
-    """Trains ``model`` in place on the pairs minus a held-out share; stores the normalization
-    statistics. Returns ``loss`` (last epoch, train), ``train_accuracy``, ``eval_accuracy``,
-    ``eval_pairs``, ``mean`` and ``std``. ``progress`` is called with 1 after each step."""
+    """Trains ``model`` in place on the pairs (a list of :class:`Preference` or of dicts, or a
+    ``datasets.Dataset``: :func:`fastrl.rlhf.data.preference_pairs`) minus a held-out share;
+    stores the normalization statistics. Returns ``loss`` (last epoch, train), ``train_accuracy``,
+    ``eval_accuracy``, ``eval_pairs``, ``mean`` and ``std``. ``progress`` is called with 1 after
+    each step."""
     RewardModelConfig.checked("cfg", cfg)
+    if is_transformers(model, "PreTrainedModel"):  # not wrapped here: the wrapper keeps the statistics
+        raise TypeError(f"model is a transformers {type(model).__name__}: wrap it as "
+                        "fastrl.rlhf.HFRewardModel(model), which holds the normalization statistics training sets")
     if not isinstance(model, RewardModel):
         raise TypeError(f"model must be a RewardModel, got {type(model).__name__}")
+    tokenizer = as_tokenizer(tokenizer)  # a transformers tokenizer wrapped
     check_vocab(tokenizer, model.cfg.vocab_size, "reward model")
+    pairs = preference_pairs(pairs, tokenizer)
     device = model.mean.device
     data = encode_pairs(pairs, tokenizer, model.cfg.block_size, device)
     g = torch.Generator().manual_seed(cfg.seed)

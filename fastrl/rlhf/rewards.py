@@ -3,11 +3,14 @@
 A reward function follows TRL's convention: ``f(prompts: list[str], completions: list[str]) ->
 list[float]``, one number per completion (a verifiable-reward task is one such function). Several
 are summed with weights. The trainers decode each sampled prompt and response with their
-tokenizer (padding and EOS dropped) and call every function once per batch.
+tokenizer (padding and EOS dropped) and call every function once per batch. The other columns of
+the prompts' dataset (``fastrl.rlhf.data.prompt_source``) come as keyword arguments, a list with
+one value per completion, to each function that takes them by name (or takes ``**kwargs``).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from numbers import Real
@@ -15,16 +18,29 @@ from numbers import Real
 import torch
 
 from fastrl.nn.gpt import Generation
-from fastrl.rlhf.reward_model import RewardModel
+from fastrl.nn.hf import is_transformers
+from fastrl.rlhf.reward_model import HFRewardModel, RewardModel
 from fastrl.rlhf.tokenizer import Tokenizer, check_vocab
 
-__all__ = ["RewardFunction", "RewardFunctions", "decode_generation", "make_scorer"]
+__all__ = ["RewardFunction", "RewardFunctions", "decode_generation", "make_scorer", "per_row"]
 
 RewardFunction = Callable[[list[str], list[str]], Sequence[float]]
 
 
 def _name(fn) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _keywords(fn) -> set[str] | None:
+    """The keyword arguments ``fn`` takes besides prompts and completions; None when it takes
+    any (``**kwargs``, or a signature Python cannot inspect)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 class RewardFunctions:
@@ -48,11 +64,15 @@ class RewardFunctions:
             if isinstance(w, bool) or not isinstance(w, Real) or not math.isfinite(w):
                 raise ValueError(f"reward_weights[{i}] must be a finite number, got {w!r}")
         self.functions, self.weights = functions, [float(w) for w in weights]
+        self._keywords = [_keywords(fn) for fn in functions]
 
-    def __call__(self, prompts: list[str], completions: list[str]) -> list[float]:
+    def __call__(self, prompts: list[str], completions: list[str], **columns: list) -> list[float]:
+        """The weighted sum per completion; ``columns`` (one value per completion each) go to the
+        functions that take them."""
         total = [0.0] * len(completions)
-        for fn, weight in zip(self.functions, self.weights):
-            values = fn(list(prompts), list(completions))
+        for fn, weight, takes in zip(self.functions, self.weights, self._keywords):
+            kwargs = {k: list(v) for k, v in columns.items() if takes is None or k in takes}
+            values = fn(list(prompts), list(completions), **kwargs)
             count = len(values) if hasattr(values, "__len__") else None
             if count != len(completions):
                 got = f"{count} values" if count is not None else f"a {type(values).__name__}"
@@ -78,19 +98,38 @@ def decode_generation(gen: Generation, tokenizer: Tokenizer) -> tuple[list[str],
     return prompts, completions
 
 
-def make_scorer(reward, tokenizer: Tokenizer, weights=None) -> Callable[[Generation], torch.Tensor]:
-    """``score(gen) -> [B]`` float32 on the generation's device: a :class:`RewardModel`'s
-    normalized score, or the weighted sum of reward functions (one callable or a list) on the
-    decoded text."""
+def per_row(columns: dict[str, list] | None, rows: int) -> dict[str, list]:
+    """Columns with one value per prompt as one value per row of a generation of ``rows`` rows,
+    each prompt's rows consecutive (a GRPO group)."""
+    out = {}
+    for k, column in (columns or {}).items():
+        if not column or rows % len(column):
+            raise ValueError(f"reward_kwargs[{k!r}] has {len(column)} values for {rows} responses; it needs one "
+                             "per prompt")
+        out[k] = [value for value in column for _ in range(rows // len(column))]
+    return out
+
+
+def make_scorer(reward, tokenizer: Tokenizer, weights=None) -> Callable[..., torch.Tensor]:
+    """``score(gen, reward_kwargs=None) -> [B]`` float32 on the generation's device: a
+    :class:`RewardModel`'s normalized score (a ``transformers`` sequence classifier is wrapped as
+    :class:`fastrl.rlhf.reward_model.HFRewardModel`), or the weighted sum of reward functions (one
+    callable or a list) on the decoded text, given ``reward_kwargs`` (columns with one value per
+    prompt, see :func:`per_row`) as keyword arguments."""
+    if is_transformers(reward, "PreTrainedModel"):
+        try:
+            reward = HFRewardModel(reward)
+        except ValueError as exc:
+            raise ValueError(f"reward_model: {exc}") from None
     if isinstance(reward, RewardModel):
         if weights is not None:
             raise ValueError("reward_weights apply to reward functions, not to a reward model")
         check_vocab(tokenizer, reward.cfg.vocab_size, "reward model")
-        return lambda gen: reward.normalized(gen.ids, gen.mask)
+        return lambda gen, reward_kwargs=None: reward.normalized(gen.ids, gen.mask)
     functions = RewardFunctions(reward, weights)
 
-    def score(gen: Generation) -> torch.Tensor:
-        values = functions(*decode_generation(gen, tokenizer))
+    def score(gen: Generation, reward_kwargs: dict[str, list] | None = None) -> torch.Tensor:
+        values = functions(*decode_generation(gen, tokenizer), **per_row(reward_kwargs, gen.ids.shape[0]))
         return torch.tensor(values, dtype=torch.float32, device=gen.ids.device)
 
     return score

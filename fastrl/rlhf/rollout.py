@@ -13,10 +13,10 @@ import torch
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.ops import token_logprobs
-from fastrl.rlhf.data import encode_prompts
+from fastrl.rlhf.data import encode_prompts, prompt_source
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches",
+           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches", "step_on",
            "train_on_prompts", "minibatch_rows", "global_counts", "global_metrics"]  # fmt: skip
 
 
@@ -91,12 +91,15 @@ def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) 
 
 
 def prompt_batches(trainer, prompts, batch_size: int):
-    """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask)`` of ``batch_size`` prompts drawn
-    from ``prompts`` (strings or 1-D token tensors) with ``trainer.cpu_generator`` (so its state
-    is the data position), ``more`` the keyword arguments of ``trainer.step`` besides them.
-    A trainer with a ``prompt_shard`` (a range, under torchrun) gets only those prompts of each
-    batch: every rank draws the same batch, as one process would, and keeps its share."""
-    ids, mask = encode_prompts(prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
+    """``(draw, more)``: ``draw()`` gives a batch ``(ids, mask, columns)`` of ``batch_size``
+    prompts drawn from ``prompts`` (any kind :func:`fastrl.rlhf.data.prompt_source` takes) with
+    ``trainer.cpu_generator`` (so its state is the data position), ``columns`` their other dataset
+    columns (one value per prompt; empty without them), ``more`` the keyword arguments of
+    ``trainer.step`` besides them (:func:`step_on`). A trainer with a ``prompt_shard`` (a range,
+    under torchrun) gets only those prompts of each batch: every rank draws the same batch, as one
+    process would, and keeps its share."""
+    source = prompt_source(prompts, trainer.tokenizer)
+    ids, mask = encode_prompts(source.prompts, trainer.tokenizer, trainer.device)  # ids checked against its vocab
     # a prompt too long for the context with a full response fails here, named, not mid-run
     room = trainer.policy.cfg.block_size - trainer.cfg.max_new_tokens
     lengths = mask.sum(1).tolist()
@@ -113,11 +116,19 @@ def prompt_batches(trainer, prompts, batch_size: int):
         shard = getattr(trainer, "prompt_shard", None)
         if shard is not None:
             rows = rows[shard.start:shard.stop]
-        return ids[rows], mask[rows]
+        picked = rows.tolist()
+        return ids[rows], mask[rows], {k: [column[r] for r in picked] for k, column in source.columns.items()}
 
     # a trainer that resamples (GRPO's dynamic sampling) draws its further prompts from the pool
     more = {"more_prompts": draw} if getattr(trainer.cfg, "dynamic_sampling", False) else {}
     return draw, more
+
+
+def step_on(trainer, batch, more: dict):
+    """``trainer.step`` on a batch ``(ids, mask, columns)`` of :func:`prompt_batches`; the columns
+    go to its reward functions (``reward_kwargs``) when there are any."""
+    ids, mask, columns = batch
+    return trainer.step(ids, mask, **more, **({"reward_kwargs": columns} if columns else {}))
 
 
 def minibatch_rows(trainer, rows: int) -> list[torch.Tensor]:
@@ -168,12 +179,12 @@ def check_iterations(iterations, name: str = "iterations") -> None:
 
 def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step=None) -> None:
     """The outer loop of the RLHF trainers: ``iterations`` calls of ``trainer.step`` on batches of
-    ``batch_size`` drawn from ``prompts`` (strings or 1-D token tensors);
+    ``batch_size`` drawn from ``prompts`` (any kind :func:`fastrl.rlhf.data.prompt_source` takes);
     ``on_step(iteration, metrics, generation)`` after each."""
     check_iterations(iterations)
     draw, more = prompt_batches(trainer, prompts, batch_size)
     for it in range(iterations):
-        metrics, gen = trainer.step(*draw(), **more)
+        metrics, gen = step_on(trainer, draw(), more)
         if on_step is not None:
             on_step(it, metrics, gen)
 
@@ -182,8 +193,9 @@ class TrainsOnPrompts:
     """``train`` for an RLHF trainer with ``step`` and ``batch_size`` (prompts a step draws)."""
 
     def train(self, prompts, iterations: int, on_step=None, **run) -> None:
-        """``iterations`` steps on batches drawn from ``prompts`` (strings or 1-D token
-        tensors); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
+        """``iterations`` steps on batches drawn from ``prompts`` (strings, token tensors,
+        conversations, records with a "prompt" or a ``datasets.Dataset``:
+        :func:`fastrl.rlhf.data.prompt_source`); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
         (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
         :func:`fastrl.rlhf.run.train_run`."""
         if run:

@@ -38,7 +38,7 @@ import torch
 
 from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
-from fastrl.rlhf.rollout import check_iterations, prompt_batches
+from fastrl.rlhf.rollout import check_iterations, prompt_batches, step_on
 from fastrl.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -59,8 +59,8 @@ _PLOTTED = ("score", "kl", "loss", "value_loss", "margin", "accuracy")
 def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_every: int = 0,
               resume: bool = False, overwrite: bool = False, progress: bool = False,
               on_step=None) -> list[dict[str, float]]:  # fmt: skip
-    """Train ``trainer`` until ``steps`` steps on batches drawn from ``prompts`` (strings or 1-D
-    token tensors; None for a DPOTrainer, which has its pairs), logging and checkpointing to
+    """Train ``trainer`` until ``steps`` steps on batches drawn from ``prompts`` (any kind
+    ``fastrl.rlhf.data.prompt_source`` takes; None for a DPOTrainer, which has its pairs), logging and checkpointing to
     ``out_dir`` (see the module's docstring).
 
     ``resume``: continue the run in ``out_dir`` from its checkpoint (the trainer must be built with
@@ -78,7 +78,7 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
         if prompts is None:
             raise ValueError(f"prompts: {type(trainer).__name__} needs prompts to sample responses to")
         draw, more = prompt_batches(trainer, prompts, trainer.batch_size)  # bad prompts fail before any file
-        take_step = lambda: trainer.step(*draw(), **more)  # noqa: E731
+        take_step = lambda: step_on(trainer, draw(), more)  # noqa: E731
     else:  # DPO: its pairs are its data
         if prompts is not None:
             raise ValueError(f"prompts: {type(trainer).__name__} trains on its own pairs; pass None")

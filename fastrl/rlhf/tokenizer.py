@@ -8,7 +8,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Tokenizer", "CharTokenizer", "HFTokenizer", "check_vocab"]
+from fastrl.nn.hf import is_transformers
+
+__all__ = ["Tokenizer", "CharTokenizer", "HFTokenizer", "as_tokenizer", "check_vocab"]
 
 
 @runtime_checkable
@@ -90,6 +92,29 @@ class HFTokenizer:
     def decode(self, ids) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         return self.hf.decode(ids, skip_special_tokens=True)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.hf, "chat_template", None))
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The text of a conversation (``{"role", "content"}`` messages) through the tokenizer's
+        chat template, ending with the assistant's turn opened when ``add_generation_prompt``."""
+        if not self.has_chat_template:
+            raise ValueError("the transformers tokenizer has no chat template (set tokenizer.chat_template "
+                             "to a Jinja string, or pass the prompts as text)")
+        return self.hf.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+
+
+def as_tokenizer(tokenizer, name: str = "tokenizer") -> Tokenizer:
+    """``tokenizer`` itself if it has the :class:`Tokenizer` protocol; a ``transformers`` tokenizer
+    wrapped in :class:`HFTokenizer`; anything else a TypeError naming the argument."""
+    if is_transformers(tokenizer, "PreTrainedTokenizerBase"):
+        return HFTokenizer(tokenizer)
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"{name} must be a transformers tokenizer or have the fastrl.rlhf.Tokenizer protocol "
+                        f"(vocab_size, pad_id, eos_id, encode, decode), got {type(tokenizer).__name__}")
+    return tokenizer
 
 
 def check_vocab(tokenizer: Tokenizer, vocab_size: int, model_name: str = "model") -> None:
