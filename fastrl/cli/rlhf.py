@@ -319,9 +319,14 @@ def _read(reader, path: Path, what: str):
         raise UsageError(f"{what}: {exc}") from None
 
 
-def read_prompts(path: Path) -> list[str]:
+def read_prompts(path: Path) -> list:
     """The prompts of a file: one per line (blank lines skipped), or, for a ``.jsonl`` file, one
-    JSON object per line with a string ``"prompt"``."""
+    JSON object per line with a ``"prompt"`` (a non-empty string, or a conversation: a list of
+    role/content messages, rendered by the tokenizer's chat template), as records whose other keys
+    are columns for the reward functions (a key missing from a line is None there, as in
+    ``datasets``)."""
+    from fastrl.rlhf.data import is_conversation
+
     prompts = []
     text = path.read_bytes().decode("utf-8-sig")
     for number, line in enumerate(text.splitlines(), 1):
@@ -332,12 +337,17 @@ def read_prompts(path: Path) -> list[str]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: invalid JSON: {exc}") from None
-            if not isinstance(record, dict) or not isinstance(record.get("prompt"), str) or not record["prompt"]:
-                raise ValueError(f"{path}:{number}: each line must be an object with a non-empty string \"prompt\"")
-            line = record["prompt"]
+            prompt = record.get("prompt") if isinstance(record, dict) else None
+            if not (isinstance(prompt, str) and prompt) and not is_conversation(prompt):
+                raise ValueError(f"{path}:{number}: each line must be an object with a non-empty string \"prompt\" "
+                                 "or a conversation (a list of role/content messages)")
+            line = record
         prompts.append(line)
     if not prompts:
         raise ValueError(f"{path}: no prompts")
+    if path.suffix == ".jsonl":  # every record with every column
+        keys = list(dict.fromkeys(k for record in prompts for k in record))
+        prompts = [{k: record.get(k) for k in keys} for record in prompts]
     return prompts
 
 

@@ -209,7 +209,8 @@ def test_prompts_from_jsonl(tmp_path):
 
     path = Path(tmp_path / "p.jsonl")
     path.write_text('{"prompt": "ab="}\n\n{"prompt": "c=", "id": 3}\n')
-    assert read_prompts(path) == ["ab=", "c="]
+    # records with every key: the others are columns for the reward functions
+    assert read_prompts(path) == [{"prompt": "ab=", "id": None}, {"prompt": "c=", "id": 3}]
     path.write_text('{"text": "ab="}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:1: each line must be an object with a non-empty string"):
         read_prompts(path)

@@ -305,3 +305,31 @@ def test_bad_preference_sources_name_the_argument():
         preference_pairs([{"prompt": "a", "chosen": [{"role": "assistant", "content": "b"}], "rejected": "c"}])
     with pytest.raises(ValueError, match=r"pairs\[0\]: field 'prompt' is a conversation .* CharTokenizer"):
         preference_pairs([{"prompt": [{"role": "user", "content": "a"}], "chosen": "b", "rejected": "c"}], TOK)
+
+
+# --------------------------------------------------------------------------- fastrl rlhf train
+
+CLI_CALLS = []
+
+
+def cli_answer_reward(prompts, completions, answer):
+    """A reward function the run file names: checks each completion's answer is its prompt's."""
+    CLI_CALLS.append(list(answer))
+    assert answer == [ANSWERS[p] for p in prompts]
+    return [float(c.startswith(a)) for c, a in zip(completions, answer)]
+
+
+def test_cli_prompts_jsonl_columns_reach_the_reward_functions(tmp_path):
+    from fastrl import cli
+
+    lines = [{"prompt": p, "answer": a} for p, a in ANSWERS.items()]
+    (tmp_path / "prompts.jsonl").write_text("".join(f'{{"prompt": "{r["prompt"]}", "answer": "{r["answer"]}"}}\n'
+                                                    for r in lines))  # fmt: skip
+    (tmp_path / "run.toml").write_text(
+        'steps = 2\n[model]\nalphabet = "abcd="\ngpt = { block_size = 16, n_layer = 1, n_head = 2, n_embd = 16 }\n'
+        '[data]\nprompts = "prompts.jsonl"\n[reward]\nfunctions = ["tests.rlhf.test_datasets:cli_answer_reward"]\n'
+        "[config]\nprompts_per_step = 2\ngroup_size = 2\nmax_new_tokens = 3\n")
+    CLI_CALLS.clear()
+    args = ["rlhf", "train", "grpo", "--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "run"), "--quiet"]
+    assert cli.main(args) == 0
+    assert len(CLI_CALLS) == 2 and all(len(c) == 4 for c in CLI_CALLS)
