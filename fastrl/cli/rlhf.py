@@ -276,7 +276,7 @@ def build_trainer(algo: str, spec: dict, cfg):
             raise UsageError("[data] pairs: dpo needs a preference JSONL file (prompt, chosen, rejected)")
         if spec.get("reward"):
             raise UsageError("[reward]: dpo trains on the preference pairs; it takes no reward")
-        pairs = _read(load_preferences, _path(spec, "data", "pairs"), "[data] pairs")
+        pairs = _read(lambda path: load_preferences(path, tokenizer), _path(spec, "data", "pairs"), "[data] pairs")
         try:
             return DPOTrainer(policy, pairs, tokenizer, cfg), None
         except ValueError as exc:

@@ -209,11 +209,11 @@ def _parse_line(raw: bytes, where: str, first: bool):
         raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
 
 
-def _record_pairs(record, where: str) -> list[Preference]:
+def _record_pairs(record, where: str, tokenizer=None) -> list[Preference]:
     """The pairs of one parsed JSONL record, checked field by field."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {_json_type(record)}")
-    pairs = _known_fields(record, where)
+    pairs = _known_fields(_pair_record(record, tokenizer, where), where)
     # the known fields are checked: a non-finite number left is in another field
     bad = _non_finite_field(record)
     if bad is not None:
@@ -246,19 +246,21 @@ def _known_fields(record: dict, where: str) -> list[Preference]:
     return [Preference(prompt, record["chosen"], record["rejected"], margin, where)]
 
 
-def load_preferences(path: str | Path) -> list[Preference]:
+def load_preferences(path: str | Path, tokenizer: Tokenizer | None = None) -> list[Preference]:
     """Reads preference JSONL (see the module docstring): UTF-8, a leading byte-order mark
     allowed, blank lines skipped, fields other than those above ignored. Any bad line raises a
     ValueError naming the file, the line and the field: invalid UTF-8 or JSON, a line that is not
     an object, a missing field or one of the wrong type, an empty prompt, a non-finite number
-    (``NaN``, ``Infinity``, ``1e400``) anywhere in the record."""
+    (``NaN``, ``Infinity``, ``1e400``) anywhere in the record. A prompt given as a conversation
+    (role/content messages, its responses too) is rendered with ``tokenizer``'s chat template as
+    :func:`preference_pairs` does."""
     pairs = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             where = f"{path}:{number}"
             record = _parse_line(raw, where, first=number == 1)
             if record is not _BLANK:
-                pairs += _record_pairs(record, where)
+                pairs += _record_pairs(record, where, tokenizer)
     if not pairs:
         raise ValueError(f"{path}: no preference records")
     return pairs

@@ -3,6 +3,8 @@ columns for the reward functions, ``datasets.Dataset``, conversations through a 
 raw ``transformers`` models and tokenizers where fastrl's wrappers are needed. Tiny local models
 and tokenizers only (no downloads); skipped without ``datasets`` or ``transformers``."""
 
+import json
+
 import pytest
 import torch
 
@@ -333,3 +335,18 @@ def test_cli_prompts_jsonl_columns_reach_the_reward_functions(tmp_path):
     args = ["rlhf", "train", "grpo", "--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "run"), "--quiet"]
     assert cli.main(args) == 0
     assert len(CLI_CALLS) == 2 and all(len(c) == 4 for c in CLI_CALLS)
+
+
+def test_preference_jsonl_conversations_are_rendered(tmp_path):
+    from fastrl.rlhf.data import load_preferences
+
+    record = {"prompt": [{"role": "user", "content": "hello"}], "chosen": [{"role": "assistant", "content": "world"}],
+              "rejected": "bye"}  # fmt: skip
+    path = tmp_path / "prefs.jsonl"
+    path.write_text(json.dumps({"prompt": "hello", "chosen": "world", "rejected": "bye"}) + "\n" + json.dumps(record))
+    pairs = load_preferences(path, HFTokenizer(word_tokenizer()))
+    # by hand: the second prompt with the assistant's turn opened; a text response stays as it is
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("hello", "world", "bye"),
+                                                                ("user : hello ; assistant :", " world ; ", "bye")]
+    with pytest.raises(ValueError, match=r"prefs.jsonl:2: field 'prompt' is a conversation .* CharTokenizer"):
+        load_preferences(path, TOK)
