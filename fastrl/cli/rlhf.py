@@ -15,6 +15,7 @@ line on stderr and exit code 2, before any training."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -92,14 +93,24 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastrl import distributed
     from fastrl.rlhf import demo
     from fastrl.utils.rundir import RunLock, check_new_run, clear_run
 
     try:
         cfg = build_config(demo.DemoConfig, flag_values(args, demo.DemoConfig))
-        check_new_run(cfg.out, overwrite=args.overwrite)  # an earlier run's files are never replaced silently
-        with RunLock(cfg.out):
-            if args.overwrite:
+        main = distributed.init(cfg.device).is_main  # under torchrun rank 0 alone writes the run
+        refused = None
+        if main:
+            try:
+                check_new_run(cfg.out, overwrite=args.overwrite)  # an earlier run's files are never replaced silently
+            except (ValueError, OSError, RuntimeError) as e:
+                refused = e
+        refused = distributed.broadcast_object(refused)  # every rank stops, not only rank 0
+        if refused is not None:
+            raise refused
+        with RunLock(cfg.out) if main else contextlib.nullcontext():
+            if args.overwrite and main:
                 clear_run(Path(cfg.out))
             summary = demo.run_demo(cfg)
     except (ValueError, TypeError, OSError) as exc:  # a ConfigError, an --out that cannot be a directory
