@@ -34,3 +34,21 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path, mon
     rows = _metrics(tmp_path / "one" / "metrics.csv")
     assert len(rows) == 3
     _assert_rows_close(_metrics(tmp_path / "two" / "metrics.csv"), rows)
+
+
+def _train_cli(rank, out):
+    """`fastrl train ppo ... --final-eval 2` on this rank; (exit code, evaluate() calls)."""
+    from fastrl import distributed
+    from fastrl.algos.common import Trainer
+
+    calls = []
+    evaluate = Trainer.evaluate
+    Trainer.evaluate = lambda self, *args, **kwargs: calls.append(args) or evaluate(self, *args, **kwargs)
+    distributed.shutdown = lambda: None  # the launcher's ranks leave the group together
+    return cli.main([*FLAGS, "--out", str(out)]), len(calls)
+
+
+def test_final_eval_runs_on_rank_0_alone(tmp_path):
+    from ._launch import run_ranks
+
+    assert run_ranks(_train_cli, timeout=180, out=tmp_path / "run") == [(0, 1), (0, 0)]
