@@ -100,15 +100,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = build_config(demo.DemoConfig, flag_values(args, demo.DemoConfig))
         main = distributed.init(cfg.device).is_main  # under torchrun rank 0 alone writes the run
-        refused = None
-        if main:
-            try:
-                check_new_run(cfg.out, overwrite=args.overwrite)  # an earlier run's files are never replaced silently
-            except (ValueError, OSError, RuntimeError) as e:
-                refused = e
-        refused = distributed.broadcast_object(refused)  # every rank stops, not only rank 0
-        if refused is not None:
-            raise refused
+        # an earlier run's files are never replaced silently
+        _on_rank_0(lambda: check_new_run(cfg.out, overwrite=args.overwrite))
         with RunLock(cfg.out) if main else contextlib.nullcontext():
             if args.overwrite and main:
                 clear_run(Path(cfg.out))
@@ -118,6 +111,22 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     print(f"metrics: {cfg.out}/metrics.csv, plot: {cfg.out}/training.png")
     return 0
+
+
+def _on_rank_0(fn) -> None:
+    """``fn()`` on rank 0 alone (a check or a write of the run directory); under torchrun an error
+    it raises is raised on every rank, so that none goes on to wait for rank 0 in training."""
+    from fastrl import distributed
+
+    failed = None
+    if distributed.current().is_main:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 (sent to every rank, raised there)
+            failed = e
+    failed = distributed.broadcast_object(failed)
+    if failed is not None:
+        raise failed
 
 
 # --------------------------------------------------------------------------- fastrl rlhf train
@@ -165,8 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
     every = _count(every, "checkpoint_every", minimum=0)
 
     trainer, prompts = build_trainer(args.algo, spec, cfg)
-    if not args.resume:
-        _copy_run_file(args.config, spec, out, args.overwrite)
+    if not args.resume:  # under torchrun rank 0 alone writes the run directory
+        _on_rank_0(lambda: _copy_run_file(args.config, spec, out, args.overwrite))
     print(f"fastrl: rlhf {args.algo}, {steps} steps, run directory {out}")
     try:
         rows = train_run(trainer, prompts, steps, out, checkpoint_every=every, resume=bool(args.resume),
