@@ -175,6 +175,17 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into ``module`` on every rank, in place (a no-op on one
+    process): stages that every rank runs alike end with equal weights even where a GPU kernel is
+    not bit-for-bit deterministic."""
+    if not current().distributed:
+        return
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
 def all_gather_cat(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Every rank's ``x`` (one shape on every rank) concatenated along ``dim`` in rank order: the
     whole batch, when each rank holds a shard of it (``x`` itself on one process)."""

@@ -15,6 +15,7 @@ line on stderr and exit code 2, before any training."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -92,14 +93,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fastrl import distributed
     from fastrl.rlhf import demo
     from fastrl.utils.rundir import RunLock, check_new_run, clear_run
 
     try:
         cfg = build_config(demo.DemoConfig, flag_values(args, demo.DemoConfig))
-        check_new_run(cfg.out, overwrite=args.overwrite)  # an earlier run's files are never replaced silently
-        with RunLock(cfg.out):
-            if args.overwrite:
+        main = distributed.init(cfg.device).is_main  # under torchrun rank 0 alone writes the run
+        # an earlier run's files are never replaced silently
+        _on_rank_0(lambda: check_new_run(cfg.out, overwrite=args.overwrite))
+        with RunLock(cfg.out) if main else contextlib.nullcontext():
+            if args.overwrite and main:
                 clear_run(Path(cfg.out))
             summary = demo.run_demo(cfg)
     except (ValueError, TypeError, OSError) as exc:  # a ConfigError, an --out that cannot be a directory
@@ -107,6 +111,22 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps(summary, indent=2))
     print(f"metrics: {cfg.out}/metrics.csv, plot: {cfg.out}/training.png")
     return 0
+
+
+def _on_rank_0(fn) -> None:
+    """``fn()`` on rank 0 alone (a check or a write of the run directory); under torchrun an error
+    it raises is raised on every rank, so that none goes on to wait for rank 0 in training."""
+    from fastrl import distributed
+
+    failed = None
+    if distributed.current().is_main:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 (sent to every rank, raised there)
+            failed = e
+    failed = distributed.broadcast_object(failed)
+    if failed is not None:
+        raise failed
 
 
 # --------------------------------------------------------------------------- fastrl rlhf train
@@ -154,8 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
     every = _count(every, "checkpoint_every", minimum=0)
 
     trainer, prompts = build_trainer(args.algo, spec, cfg)
-    if not args.resume:
-        _copy_run_file(args.config, spec, out, args.overwrite)
+    if not args.resume:  # under torchrun rank 0 alone writes the run directory
+        _on_rank_0(lambda: _copy_run_file(args.config, spec, out, args.overwrite))
     print(f"fastrl: rlhf {args.algo}, {steps} steps, run directory {out}")
     try:
         rows = train_run(trainer, prompts, steps, out, checkpoint_every=every, resume=bool(args.resume),

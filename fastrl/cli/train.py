@@ -12,6 +12,7 @@ import time
 import typing
 from pathlib import Path
 
+from fastrl import distributed
 from fastrl.cli.eval import print_eval
 from fastrl.cli.flags import (
     UsageError,
@@ -101,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"fastrl: trained {summary['steps']} steps in {time.perf_counter() - start:.1f} s; mean return "
           f"of the last 100 training episodes {summary['return_last100']:.1f}")
     if args.final_eval:
-        print_eval(trainer.evaluate(args.final_eval))
+        # under torchrun rank 0 alone evaluates; the others wait for its result, so the ranks leave together
+        returns = trainer.evaluate(args.final_eval) if trainer.world.is_main else None
+        print_eval(distributed.broadcast_object(returns))
     print(f"fastrl: wrote {trainer.out_dir}/metrics.csv, learning_curve.png, checkpoint.pt")
     return 0
 

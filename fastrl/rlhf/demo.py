@@ -8,6 +8,11 @@ GRPO trainer with that ``advantage_estimator``) against the reward model; or, fo
 DPO on the labeled pairs instead of the reward model and RL -> metrics (metrics.csv and
 TensorBoard, by the run logger), a plot of reward-model score, hidden score and KL over
 training, summary.json and the models.
+
+Under torchrun (docs/distributed.md) every stage is the algorithm of one process: SFT, labeling and
+the reward model run alike on every rank (same seed, same data; then rank 0's weights and pairs
+are broadcast, so that no GPU kernel's rounding can part the ranks), the RL or DPO trainer splits
+each global batch over the ranks, and rank 0 alone writes the files and the progress bars.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fastrl import distributed
 from fastrl.nn.gpt import GPT, GPTConfig, generate
 from fastrl.rlhf.data import Preference, encode_prompts, pad
 from fastrl.rlhf.dpo import DPOConfig, DPOTrainer
@@ -232,26 +238,35 @@ def eval_prompts(cfg: DemoConfig) -> list[str]:
 
 
 def prepare(cfg: DemoConfig) -> Prepared:
-    """SFT -> preference pairs labeled by the hidden rule -> reward model (not for DPO)."""
+    """SFT -> preference pairs labeled by the hidden rule -> reward model (not for DPO).
+
+    Under torchrun every rank runs these stages alike, then takes rank 0's weights and pairs:
+    the stages are small, and an identical run needs no change to the SFT and reward-model
+    loops (sharding them would save little time and add collectives to both)."""
     DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
-    device = torch.device(cfg.device)
+    world = distributed.init(cfg.device)
+    device = distributed.rank_device(cfg.device)
     if cfg.cpu_threads is not None:
         torch.set_num_threads(cfg.cpu_threads)
     torch.manual_seed(cfg.seed)
     policy = GPT(cfg.model).to(device)
-    with tqdm(total=cfg.sft_steps, desc="sft", leave=False) as bar:
+    with tqdm(total=cfg.sft_steps, desc="sft", leave=False, disable=not world.is_main) as bar:
         train_sft(policy, cfg.sft_examples, cfg.sft_steps, cfg.sft_batch_size, cfg.sft_learning_rate, cfg.seed,
                   bar.update)
+    distributed.broadcast_module(policy)
     sft_score, _ = evaluate(policy, policy, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed)
 
     pairs = label_pairs(policy, prompts(cfg.preference_prompts, cfg.seed + 1), cfg.max_new_tokens, cfg.seed)
+    pairs = distributed.broadcast_object(pairs)
     reward_model, metrics = None, {}
     if cfg.algo != "dpo":
         reward_model = RewardModel.from_lm(policy)
         steps_per_epoch = -(-round(len(pairs) * (1 - cfg.reward.eval_fraction)) // cfg.reward.batch_size)
-        with tqdm(total=cfg.reward.epochs * steps_per_epoch, desc="reward model", leave=False) as bar:
+        with tqdm(total=cfg.reward.epochs * steps_per_epoch, desc="reward model", leave=False,
+                  disable=not world.is_main) as bar:
             metrics = train_reward_model(reward_model, pairs, TOKENIZER, cfg.reward, bar.update)
+        distributed.broadcast_module(reward_model)
         reward_model.requires_grad_(False)
     return Prepared(policy, pairs, reward_model, {**metrics, "pairs": len(pairs)}, sft_score,
                     time.perf_counter() - start)  # fmt: skip
@@ -276,24 +291,33 @@ def make_trainer(cfg: DemoConfig, prep: Prepared):
 def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
     """Trains the prepared SFT model by ``cfg.algo`` (:func:`make_trainer`); writes metrics.csv
     and TensorBoard scalars (the run logger: one row per step), training.png, summary.json and the
-    models to ``cfg.out``; returns the summary."""
+    models to ``cfg.out``; returns the summary.
+
+    Under torchrun every rank trains its share of each batch; rank 0 alone logs, evaluates and
+    writes, and every rank returns its summary."""
     DemoConfig.checked("cfg", cfg)
     start = time.perf_counter()
+    world = distributed.init(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     policy, reward_model = prep.policy, prep.reward_model
     trainer, steps = make_trainer(cfg, prep)
     pending = []
-    bar = tqdm(total=steps, desc=cfg.algo)
+    bar = tqdm(total=steps, desc=cfg.algo, disable=not world.is_main)
     # the demo's own bar shows the RLHF metrics; the logger's would show an episodic return
-    logger = RunLogger(out, steps, progress=False, columns=("step", "wall_time"))
+    logger = RunLogger(out, steps, progress=False, columns=("step", "wall_time")) if world.is_main else None
     shown = ("loss", "accuracy", "margin") if cfg.algo == "dpo" else ("score", "hidden_score", "kl")
 
     def on_step(it, metrics, gen):
         if gen is not None:  # DPO samples nothing
-            metrics = {**metrics, "hidden_score": hidden_scores(gen).mean()}
+            # the job's mean: every rank holds as many responses
+            (score,) = distributed.global_sum(hidden_scores(gen).mean())
+            metrics = {**metrics, "hidden_score": score / world.size}
         pending.append((it, metrics))
-        if len(pending) == cfg.log_every or it == steps - 1:
+        if not world.is_main:
+            pending.clear()
+        elif len(pending) == cfg.log_every or it == steps - 1:
             # one host read for the last few steps
             values = torch.stack([torch.stack(list(m.values())) for _, m in pending]).tolist()
             for (step, m), vals in zip(pending, values):
@@ -311,7 +335,10 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
             trainer.train(prompts(cfg.rl_prompts, cfg.seed + 2), steps, on_step)
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
+    if not world.is_main:  # rank 0's summary: every rank ends with the same weights
+        return distributed.broadcast_object(None)
     final_score, final_kl = evaluate(policy, trainer.reference, eval_prompts(cfg), cfg.max_new_tokens, cfg.seed + 1)
     _plot(logger.csv_path, prep.sft_score, out / "training.png", cfg.algo)
     torch.save(policy.state_dict(), out / "policy.pt")
@@ -331,16 +358,19 @@ def run_rl(cfg: DemoConfig, prep: Prepared) -> dict:
         "rl_seconds": time.perf_counter() - start,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return distributed.broadcast_object(summary)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     """The whole demo: :func:`prepare` then :func:`run_rl`. The config is validated and the
     output directory created before any work."""
     DemoConfig.checked("cfg", cfg)
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    main = distributed.init(cfg.device).is_main
+    if main:
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     summary = run_rl(cfg, prepare(cfg))
     summary["seconds"] = time.perf_counter() - start
-    (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if main:
+        (Path(cfg.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -9,6 +9,11 @@ with ``logp`` the log-prob of a whole response (its tokens and EOS, given the pr
 policy and ``ref`` under a frozen reference (the policy before training, unless given). Both come
 from the fused ``fastrl.ops.token_logprobs`` on the hidden states and the LM head, so the
 full-vocabulary log-softmax is never built. ``beta * (logp - ref)`` is the implicit reward.
+
+Under torchrun (docs/distributed.md) ``batch_size`` counts the whole job: every rank draws the
+same order of the pairs and trains on its share of each batch (``[r·n/W, (r+1)·n/W)`` of its ``n``
+pairs), its loss the sum over its pairs divided by ``n``, so that the averaged gradient is the
+batch's whatever the split. Every rank computes the reference's log-probs of all the pairs.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fastrl import distributed
 from fastrl.nn.gpt import GPT
 from fastrl.nn.hf import as_causal_lm
 from fastrl.ops import token_logprobs
@@ -139,7 +145,9 @@ class DPOTrainer:
         self.device = policy.lm_head.weight.device
         self.data = encode_dpo_pairs(pairs, tokenizer, policy.cfg.block_size, self.device)
         self.reference = frozen_copy(policy) if reference is None else reference
+        self.world = distributed.init(self.device)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
+        # shared by the ranks: every rank draws the order of one process and takes its share
         self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
         self.position = _Position()
         self._ref = None  # the reference's (chosen, rejected) log-probs of every pair
@@ -163,16 +171,30 @@ class DPOTrainer:
                 self._ref = tuple(torch.cat(side) for side in zip(*ref))
         if pos.batch == 0:  # a new epoch
             pos.order = torch.randperm(len(data), generator=self.cpu_generator)
-        rows = pos.order.split(cfg.batch_size)[pos.batch].to(self.device)
+        batch = pos.order.split(cfg.batch_size)[pos.batch]  # the job's batch
         pos.batch = (pos.batch + 1) % self.steps_per_epoch
-        chosen, rejected = _logprobs(self.policy, data.select(rows))
-        loss, margins = dpo_loss(chosen, rejected, self._ref[0][rows], self._ref[1][rows], cfg.beta)
+        world, n = self.world, len(batch)
+        rows = batch[n * world.rank // world.size : n * (world.rank + 1) // world.size].to(self.device)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if len(rows):
+            chosen, rejected = _logprobs(self.policy, data.select(rows))
+            margins = cfg.beta * ((chosen - self._ref[0][rows]) - (rejected - self._ref[1][rows]))
+            losses = -F.logsigmoid(margins)
+            # this rank's part of the batch's mean loss; average_gradients divides the ranks' sum by W
+            (losses.sum() / n * world.size).backward()
+        else:  # a batch of fewer pairs than ranks: this rank's part of the gradient is 0
+            margins = losses = torch.zeros(0, device=self.device)
+            for p in self.policy.parameters():
+                if p.requires_grad:
+                    p.grad = torch.zeros_like(p)
+        distributed.average_gradients(self.policy.parameters())
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
         self.opt.step()
-        return {"loss": loss.detach(), "accuracy": (margins > 0).float().mean(), "margin": margins.mean(),
-                "pairs": torch.tensor(float(len(rows)))}
+        margins, losses = margins.detach(), losses.detach()
+        # the batch's means: sums over every rank's pairs, divided by the batch's count
+        (sums,) = distributed.global_sum(torch.stack([losses.sum(), (margins > 0).sum(), margins.sum()]).double())
+        loss, accuracy, margin = (sums / n).float()
+        return {"loss": loss, "accuracy": accuracy, "margin": margin, "pairs": torch.tensor(float(n))}
 
 
 def train_dpo(policy: GPT, pairs: list[Preference], tokenizer: Tokenizer, cfg: DPOConfig,

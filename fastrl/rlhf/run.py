@@ -20,8 +20,9 @@ steps and writes to ``out_dir``:
 built as for the first run (:func:`run_config` gives the saved config), takes the checkpoint's
 state, and rows logged after the checkpoint are dropped from metrics.csv.
 
-Under torchrun (a GRPOTrainer) rank 0 alone writes; every rank trains. Resuming needs one process
-(a checkpoint holds rank 0's sampling generator only).
+Under torchrun rank 0 alone writes; every rank trains. The checkpoint holds every rank's sampling
+generator and global RNGs (gathered to rank 0, with the world size), so a run resumes exactly on
+as many processes as wrote it; another number is refused (CheckpointError naming both).
 """
 
 from __future__ import annotations
@@ -85,9 +86,6 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
         take_step = lambda: (trainer.step(), None)  # noqa: E731
     rows = []
     main = getattr(trainer, "world", distributed.current()).is_main  # the one rank that writes
-    if resume and distributed.current().distributed:
-        raise ValueError("resume: an RLHF run resumes on one process only (its checkpoint holds rank 0's "
-                         "sampling generator, not every rank's)")
     with RunLock(out_dir) if main else contextlib.nullcontext():
         if resume:
             step = load_run(trainer, out_dir)
@@ -120,20 +118,18 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                             f"the last good checkpoint, {out_dir / 'checkpoint.pt'} (step {saved}), is left in place")
                     raise TrainingDiverged(f"training diverged at step {step}: "
                                            f"{', '.join(f'{k} = {row[k]}' for k in bad)}; {kept}")
-                if main and checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    save_run(trainer, out_dir, step)
+                if checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                    save_run(trainer, out_dir, step)  # every rank: it gathers their generators
                     saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
         except KeyboardInterrupt:
-            if main:
-                _write_results(trainer, out_dir, step)  # keep what was trained
+            _write_results(trainer, out_dir, step)  # keep what was trained
             raise
         finally:
             if main:
                 logger.close()
-        if main:
-            _write_results(trainer, out_dir, step)
+        _write_results(trainer, out_dir, step)
     return rows
 
 
@@ -145,17 +141,26 @@ def run_config(out_dir: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def save_run(trainer, out_dir: str | Path, step: int) -> Path:
-    """Write ``out_dir/checkpoint.pt`` atomically: the trainer's whole state at ``step``."""
+    """Write ``out_dir/checkpoint.pt`` atomically: the trainer's whole state at ``step``. Under
+    torchrun every rank calls it: rank 0 writes its state plus every rank's generators and global
+    RNGs (``shards``, by rank) and ``world_size``; every rank returns once the file is written."""
+    world = distributed.current()
+    mine = {"generators": {k: g.get_state() for k, g in _generators(trainer).items()}, "rng": rng_state()}
+    shards = distributed.gather_objects(mine)
+    if not world.is_main:
+        return distributed.broadcast_object(None)
     state = {
         "format": CHECKPOINT_FORMAT,
         "algo": type(trainer).__name__,
         "config": dataclasses.asdict(trainer.cfg),
         "step": step,
         "modules": {k: v.state_dict() for k, v in trainer.checkpointed().items()},
-        "generators": {k: g.get_state() for k, g in _generators(trainer).items()},
-        "rng": rng_state(),
+        **mine,
+        "world_size": world.size,
     }
-    return save_checkpoint(state, Path(out_dir) / "checkpoint.pt")
+    if world.distributed:
+        state["shards"] = shards
+    return distributed.broadcast_object(save_checkpoint(state, Path(out_dir) / "checkpoint.pt"))
 
 
 def load_run(trainer, out_dir: str | Path) -> int:
@@ -170,14 +175,20 @@ def load_run(trainer, out_dir: str | Path) -> int:
     if differ:
         raise CheckpointError(f"{path}: the trainer's config differs from the run's in {', '.join(differ)}; "
                               f"build it with the run's config (fastrl.rlhf.run.run_config)")
+    world = distributed.current()
+    saved_world = state.get("world_size", 1)
+    if saved_world != world.size:
+        raise CheckpointError(f"{path} was written by {saved_world} process(es), this job has {world.size}: an RLHF "
+                              f"run resumes on as many processes as wrote it (each holds its own sampling generator)")
+    mine = state["shards"][world.rank] if world.distributed else state
     reference = load_checkpoint(path.parent / "reference.pt")
     try:
         for name, obj in trainer.checkpointed().items():
             obj.load_state_dict(state["modules"][name])
         trainer.reference.load_state_dict(reference["reference"])
         for name, g in _generators(trainer).items():
-            g.set_state(state["generators"][name])
-        set_rng_state(state["rng"])
+            g.set_state(mine["generators"][name])
+        set_rng_state(mine["rng"])
     except (RuntimeError, ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path} does not fit this {algo}: {str(e).strip().splitlines()[0][:300]}") from None
     return state["step"]
@@ -204,8 +215,11 @@ def _load(out_dir: str | Path) -> tuple[dict, Path]:
 
 
 def _write_results(trainer, out_dir: Path, step: int) -> None:
-    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models."""
+    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models (every
+    rank calls it; rank 0 alone writes)."""
     save_run(trainer, out_dir, step)
+    if not distributed.current().is_main:
+        return
     _plot(out_dir / "metrics.csv", out_dir / "learning_curve.png", type(trainer).__name__)
     hf = getattr(trainer.policy, "hf", None)
     if hasattr(hf, "save_pretrained"):

@@ -135,3 +135,20 @@ def _one_rank_leaves(rank):
 def test_a_rank_missing_from_a_collective_fails_the_others_instead_of_hanging():
     rank0, rank1 = run_ranks(_one_rank_leaves, timeout=60, leave_together=False)
     assert rank0.startswith("raised") and rank1.startswith("left")
+
+
+def _broadcast_module(rank):
+    distributed.init()
+    torch.manual_seed(rank)  # each rank's own weights and running statistics
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    module[1].running_mean.normal_()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    distributed.broadcast_module(module)
+    return before, module.state_dict()
+
+
+def test_broadcast_module_gives_every_rank_rank_0s_parameters_and_buffers():
+    (rank0_before, rank0_after), (rank1_before, rank1_after) = run_ranks(_broadcast_module)
+    assert not torch.equal(rank0_before["0.weight"], rank1_before["0.weight"])
+    for name, value in rank0_before.items():
+        assert torch.equal(rank0_after[name], value) and torch.equal(rank1_after[name], value), name

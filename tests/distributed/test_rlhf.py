@@ -4,6 +4,7 @@ the same parameters and gradients after the step and the same (global) metrics, 
 normalization. The oracle is the trainer on one process holding the whole batch, where no count is
 global."""
 
+import csv
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from fastrl.ops import NORMALIZATIONS
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.rollout import select_rows
+from fastrl.utils.checkpoint import CheckpointError
 from tests.rlhf._tiny import TOK, tiny_models
 
 from ._launch import run_ranks
@@ -157,8 +159,7 @@ def _train(rank, out_dir, steps=2, **train):
 
 def test_grpo_train_run_on_two_ranks(tmp_path):
     """A logged run: every rank ends with the same parameters, the ranks' prompts are the two
-    halves of each batch one process draws, rank 0 alone writes the run, and resuming refuses two
-    ranks."""
+    halves of each batch one process draws, and rank 0 alone writes the run."""
     torch.set_num_threads(1)
     single = _train(0, tmp_path / "one")
     ranks = run_ranks(_train, timeout=180, out_dir=tmp_path / "two")
@@ -169,8 +170,29 @@ def test_grpo_train_run_on_two_ranks(tmp_path):
     with open(tmp_path / "two" / "metrics.csv") as f:
         assert len(f.read().splitlines()) == 1 + 2  # a header and one row per step, written once
     assert (tmp_path / "two" / "checkpoint.pt").exists()
-    with pytest.raises(AssertionError, match="resume: an RLHF run resumes on one process only"):
-        run_ranks(_train, timeout=180, out_dir=tmp_path / "two", steps=3, resume=True)
+
+
+def _csv_rows(out_dir):
+    with open(out_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_time"} for row in csv.DictReader(f)]
+
+
+def test_a_two_rank_run_resumes_exactly(tmp_path):
+    """A 2-process run stopped after 2 steps and resumed to 4 is the straight 4-step run exactly
+    (every rank's sampling generator is in the checkpoint); one process refuses its checkpoint."""
+    torch.set_num_threads(1)
+    straight = run_ranks(_train, timeout=180, out_dir=tmp_path / "straight", steps=4)
+    run_ranks(_train, timeout=180, out_dir=tmp_path / "resumed", steps=2)
+    state = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["shards"]) == 2
+    resumed = run_ranks(_train, timeout=180, out_dir=tmp_path / "resumed", steps=4, resume=True)
+    for rank in range(2):
+        assert resumed[rank]["prompts"] == straight[rank]["prompts"][2:]
+        for name, value in straight[rank]["params"].items():
+            torch.testing.assert_close(resumed[rank]["params"][name], value, rtol=0, atol=0, msg=f"{rank}: {name}")
+    assert _csv_rows(tmp_path / "resumed") == _csv_rows(tmp_path / "straight")
+    with pytest.raises(CheckpointError, match="written by 2 process.*this job has 1"):
+        _train(0, out_dir=tmp_path / "resumed", steps=5, resume=True)
 
 
 def _odd_prompts(rank):

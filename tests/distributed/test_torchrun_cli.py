@@ -34,3 +34,48 @@ def test_torchrun_two_processes_write_one_run_equal_to_one_process(tmp_path, mon
     rows = _metrics(tmp_path / "one" / "metrics.csv")
     assert len(rows) == 3
     _assert_rows_close(_metrics(tmp_path / "two" / "metrics.csv"), rows)
+
+
+def _train_cli(rank, out):
+    """`fastrl train ppo ... --final-eval 2` on this rank; (exit code, evaluate() calls)."""
+    from fastrl import distributed
+    from fastrl.algos.common import Trainer
+
+    calls = []
+    evaluate = Trainer.evaluate
+    Trainer.evaluate = lambda self, *args, **kwargs: calls.append(args) or evaluate(self, *args, **kwargs)
+    distributed.shutdown = lambda: None  # the launcher's ranks leave the group together
+    return cli.main([*FLAGS, "--out", str(out)]), len(calls)
+
+
+def test_final_eval_runs_on_rank_0_alone(tmp_path):
+    from ._launch import run_ranks
+
+    assert run_ranks(_train_cli, timeout=180, out=tmp_path / "run") == [(0, 1), (0, 0)]
+
+
+def _rlhf_cli(rank, argv):
+    """`fastrl rlhf train ...` on this rank; its exit code."""
+    from fastrl import distributed
+
+    distributed.shutdown = lambda: None  # the launcher's ranks leave the group together
+    return cli.main(argv)
+
+
+def test_rlhf_train_under_two_ranks_writes_one_run_and_resumes_exactly(tmp_path):
+    """`fastrl rlhf train grpo` on 2 ranks: rank 0 alone writes the run directory (run.toml, one
+    metrics.csv); stopped after 2 steps and resumed to 4 it equals the straight 4-step run; a run
+    directory that holds a run is refused on every rank."""
+    from tests.rlhf.test_cli_train import rows, write_run
+
+    from ._launch import run_ranks
+
+    config = write_run(tmp_path, "grpo")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train = ["rlhf", "train", "grpo", "--quiet"]
+    assert run_ranks(_rlhf_cli, argv=[*train, "--config", config, "--out", str(straight)]) == [0, 0]
+    assert run_ranks(_rlhf_cli, argv=[*train, "--config", config, "--out", str(resumed), "--steps", "2"]) == [0, 0]
+    assert len(rows(resumed)) == 2
+    assert run_ranks(_rlhf_cli, argv=[*train, "--resume", str(resumed), "--steps", "4"]) == [0, 0]
+    assert rows(resumed) == rows(straight)
+    assert run_ranks(_rlhf_cli, argv=[*train, "--config", config, "--out", str(straight)]) == [2, 2]
