@@ -39,6 +39,7 @@ import torch
 from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches
+from fastrl.rlhf.sharding import full_state_dict
 from fastrl.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -99,10 +100,11 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                     clear_run(out_dir)
             step, saved = 0, None
             seed_everything(trainer.cfg.seed)  # as the classic trainers: reward functions may draw from them
-            # the reference never changes: its weights once, not in every checkpoint
+            # the reference never changes: its weights once, not in every checkpoint (gathered by every
+            # rank when sharded)
+            reference = full_state_dict(trainer.reference)
             if main:
-                save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
-                                out_dir / "reference.pt")  # fmt: skip
+                save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": reference}, out_dir / "reference.pt")
         if main:
             remove_orphan_temp_files(out_dir)
         logger = RunLogger(out_dir, steps, start_step=step, resume=resume, progress=progress) if main else None
@@ -120,20 +122,20 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                             f"the last good checkpoint, {out_dir / 'checkpoint.pt'} (step {saved}), is left in place")
                     raise TrainingDiverged(f"training diverged at step {step}: "
                                            f"{', '.join(f'{k} = {row[k]}' for k in bad)}; {kept}")
-                if main and checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    save_run(trainer, out_dir, step)
+                if checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                    save_run(trainer, out_dir, step)  # every rank: sharded models gather
                     saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
         except KeyboardInterrupt:
-            if main:
-                _write_results(trainer, out_dir, step)  # keep what was trained
+            # keep what was trained; sharded models would need every rank, which may be elsewhere
+            if main and not getattr(trainer, "sharded", False):
+                _write_results(trainer, out_dir, step)
             raise
         finally:
             if main:
                 logger.close()
-        if main:
-            _write_results(trainer, out_dir, step)
+        _write_results(trainer, out_dir, step)
     return rows
 
 
@@ -145,7 +147,8 @@ def run_config(out_dir: str | Path) -> tuple[str, dict[str, Any]]:
 
 
 def save_run(trainer, out_dir: str | Path, step: int) -> Path:
-    """Write ``out_dir/checkpoint.pt`` atomically: the trainer's whole state at ``step``."""
+    """Write ``out_dir/checkpoint.pt`` atomically: the trainer's whole state at ``step``. Under
+    torchrun every rank calls it (a sharded model is gathered to rank 0) and rank 0 writes."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "algo": type(trainer).__name__,
@@ -155,7 +158,8 @@ def save_run(trainer, out_dir: str | Path, step: int) -> Path:
         "generators": {k: g.get_state() for k, g in _generators(trainer).items()},
         "rng": rng_state(),
     }
-    return save_checkpoint(state, Path(out_dir) / "checkpoint.pt")
+    path = Path(out_dir) / "checkpoint.pt"
+    return save_checkpoint(state, path) if getattr(trainer, "world", distributed.current()).is_main else path
 
 
 def load_run(trainer, out_dir: str | Path) -> int:
@@ -204,18 +208,23 @@ def _load(out_dir: str | Path) -> tuple[dict, Path]:
 
 
 def _write_results(trainer, out_dir: Path, step: int) -> None:
-    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models."""
+    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models. Every
+    rank calls it (sharded models are gathered); rank 0 writes."""
     save_run(trainer, out_dir, step)
-    _plot(out_dir / "metrics.csv", out_dir / "learning_curve.png", type(trainer).__name__)
-    hf = getattr(trainer.policy, "hf", None)
-    if hasattr(hf, "save_pretrained"):
-        hf.save_pretrained(out_dir / "policy")
+    main = getattr(trainer, "world", distributed.current()).is_main
+    if main:
+        _plot(out_dir / "metrics.csv", out_dir / "learning_curve.png", type(trainer).__name__)
+    for name in ("policy", "critic"):
+        model = getattr(trainer, name, None)
+        if not hasattr(getattr(model, "hf", None), "save_pretrained"):
+            continue
+        # the wrapper's state without its "hf." prefix: the transformers model's own, whole
+        state = {k.removeprefix("hf."): v for k, v in full_state_dict(model).items()}
+        if main:
+            model.hf.save_pretrained(out_dir / name, state_dict=state)
         tokenizer = getattr(trainer.tokenizer, "hf", None)
-        if hasattr(tokenizer, "save_pretrained"):  # from_pretrained("policy") then finds both
-            tokenizer.save_pretrained(out_dir / "policy")
-    critic = getattr(getattr(trainer, "critic", None), "hf", None)
-    if hasattr(critic, "save_pretrained"):
-        critic.save_pretrained(out_dir / "critic")
+        if main and name == "policy" and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(out_dir / "policy")  # from_pretrained("policy") then finds both
 
 
 def _plot(metrics_csv: Path, out_png: Path, title: str) -> None:
