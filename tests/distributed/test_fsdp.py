@@ -10,17 +10,20 @@ gradients, would double the SGD step here and fail the comparison)."""
 import pytest
 import torch
 
-from fastrl.nn.hf import HFCausalLM, HFScalar
-from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
-from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
-from fastrl.rlhf.rollout import select_rows
-from fastrl.rlhf.sharding import is_sharded
-from tests.rlhf._tiny import TOK
-
-from ._launch import run_ranks
-from .test_rlhf import GROUP, LENGTHS, PROMPTS, RESPONSE_LEN, _generation
-
 transformers = pytest.importorskip("transformers")
+
+from fastrl.nn.hf import HFCausalLM, HFScalar  # noqa: E402
+from fastrl.rlhf.data import encode_prompts  # noqa: E402
+from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
+from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig  # noqa: E402
+from fastrl.rlhf.rollout import select_rows  # noqa: E402
+from fastrl.rlhf.run import load_run  # noqa: E402
+from fastrl.rlhf.sharding import is_sharded  # noqa: E402
+from tests.rlhf._tiny import PROMPTS as TEXTS  # noqa: E402
+from tests.rlhf._tiny import TOK  # noqa: E402
+
+from ._launch import run_ranks  # noqa: E402
+from .test_rlhf import GROUP, LENGTHS, PROMPTS, RESPONSE_LEN, _generation  # noqa: E402
 
 CASES = {
     "single-pass": dict(normalize="token_mean", epochs=1, num_minibatches=1),
@@ -120,15 +123,20 @@ def _eager_to_stop(policy, eos_logit=1.5):
     return policy
 
 
+def _run_trainer(policy) -> GRPOTrainer:
+    # seed 5: the ranks' first batches stop after different numbers of tokens
+    cfg = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=8, num_minibatches=2, seed=5,
+                     learning_rate=1e-2, fsdp=True)  # fmt: skip
+    return GRPOTrainer(policy, lambda prompts, completions: [float(len(c)) for c in completions], TOK, cfg)
+
+
 def _sharded_run(rank, out_dir):
     """Two logged steps of a sharded GRPO run (sampling included), checkpointed after each; the
     gathered parameters, AdamW state by parameter name, and the responses' lengths."""
     policy = _eager_to_stop(_gpt2())
-    cfg = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=8, num_minibatches=2, seed=5,
-                     learning_rate=1e-2, fsdp=True)  # fmt: skip
-    trainer = GRPOTrainer(policy, lambda prompts, completions: [float(len(c)) for c in completions], TOK, cfg)
+    trainer = _run_trainer(policy)
     lengths = []
-    trainer.train(["ab=", "c=", "dda=", "b="], 2, out_dir=out_dir, checkpoint_every=1,
+    trainer.train(TEXTS, 2, out_dir=out_dir, checkpoint_every=1,
                   on_step=lambda it, metrics, gen: lengths.append(gen.ids.shape[1] - gen.prompt_len))  # fmt: skip
     names = {p: k for k, p in policy.named_parameters()}
     adam = {f"{names[p]}.{key}": value.full_tensor() for p, state in trainer.opt.state.items()
@@ -140,8 +148,6 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
     """A 2-rank sharded run: both ranks end with the same weights; its checkpoint loads into a
     trainer on one process (the parameters and AdamW's moments the ranks held), which trains on;
     reference.pt holds the starting weights, policy/ the final ones (save_pretrained)."""
-    from fastrl.rlhf.run import load_run
-
     torch.set_num_threads(1)
     ranks = run_ranks(_sharded_run, timeout=240, out_dir=tmp_path)
     params = ranks[0]["params"]
@@ -151,9 +157,7 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
     assert ranks[0]["lengths"] != ranks[1]["lengths"], (ranks[0]["lengths"], ranks[1]["lengths"])
 
     policy = _gpt2(seed=9)  # other weights: the checkpoint must replace them
-    cfg = GRPOConfig(prompts_per_step=PROMPTS, group_size=GROUP, max_new_tokens=8, num_minibatches=2, seed=5,
-                     learning_rate=1e-2, fsdp=True)  # fmt: skip
-    trainer = GRPOTrainer(policy, lambda prompts, completions: [float(len(c)) for c in completions], TOK, cfg)
+    trainer = _run_trainer(policy)  # fsdp=True on one process: unsharded
     assert load_run(trainer, tmp_path) == 2
     for name, p in policy.named_parameters():
         torch.testing.assert_close(p.detach(), params[name], rtol=0, atol=0, msg=name)
@@ -163,7 +167,7 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
     assert loaded.keys() == ranks[0]["adam"].keys() and loaded
     for name, value in ranks[0]["adam"].items():
         torch.testing.assert_close(loaded[name], value, rtol=0, atol=0, msg=name)
-    trainer.step(*trainer_prompts())  # the loaded optimizer steps
+    trainer.step(*encode_prompts(TEXTS, TOK))  # the loaded optimizer steps
 
     start = dict(_eager_to_stop(_gpt2()).named_parameters())
     reference = torch.load(tmp_path / "reference.pt", weights_only=False)["reference"]
@@ -172,9 +176,3 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
     saved = HFCausalLM.from_pretrained(str(tmp_path / "policy"))
     for name, p in saved.named_parameters():
         torch.testing.assert_close(p.detach(), params[name], rtol=0, atol=0, msg=name)
-
-
-def trainer_prompts():
-    from fastrl.rlhf.data import encode_prompts
-
-    return encode_prompts(["ab=", "c=", "dda=", "b="], TOK)
