@@ -23,23 +23,20 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-)
-from torch.distributed.fsdp import (
-    FSDPModule,
-    MixedPrecisionPolicy,
-    fully_shard,
-    register_fsdp_forward_method,
-)
 
 from fastrl.nn.gpt import GPT, ScalarGPT
 from fastrl.utils.config import ConfigError
+
+if TYPE_CHECKING:
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+# torch.distributed.fsdp and .checkpoint are imported where used: the latter takes seconds to import,
+# and every RLHF trainer imports this module
 
 __all__ = ["transformer_blocks", "shard", "shard_models", "is_sharded", "gathered", "full_state_dict",
            "FullState"]
@@ -47,6 +44,8 @@ __all__ = ["transformer_blocks", "shard", "shard_models", "is_sharded", "gathere
 # the wrappers' methods that run the model besides forward (HFCausalLM.trunk: hidden states and the
 # KV cache): FSDP must gather the root's parameters around them too
 _FORWARD_METHODS = ("trunk",)
+# each sharded model's reshard_after_forward, restored after gathered()
+_RESHARD_AFTER_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def transformer_blocks(model: nn.Module) -> list[nn.Module]:
@@ -78,6 +77,8 @@ def shard(model: nn.Module, *, mixed_precision: MixedPrecisionPolicy | None = No
     forward to the backward (more memory, fewer all-gathers).
 
     ValueError for fastrl's own GPT (see the module's docstring) and for a model without blocks."""
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
     if isinstance(model, (GPT, ScalarGPT)):
         raise ValueError(f"{type(model).__name__}: fsdp shards transformers models (fastrl.nn.hf); fastrl's "
                          "own GPT trains data-parallel, with its gradients averaged over the ranks")
@@ -95,6 +96,7 @@ def shard(model: nn.Module, *, mixed_precision: MixedPrecisionPolicy | None = No
         method = getattr(model, name, None)
         if callable(method) and not isinstance(method, nn.Module):
             register_fsdp_forward_method(model, name)
+    _RESHARD_AFTER_FORWARD[model] = reshard_after_forward
     return model
 
 
@@ -120,11 +122,13 @@ def shard_models(config_name: str, fsdp: bool, world, *models: nn.Module) -> boo
 
 def is_sharded(model) -> bool:
     """Whether ``model`` was sharded with FSDP2 (by :func:`shard`)."""
+    from torch.distributed.fsdp import FSDPModule
+
     return isinstance(model, FSDPModule)
 
 
-def _fsdp_modules(model: nn.Module) -> list[FSDPModule]:
-    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+def _fsdp_modules(model: nn.Module) -> list:
+    return [m for m in model.modules() if is_sharded(m)]
 
 
 @contextlib.contextmanager
@@ -144,17 +148,25 @@ def gathered(*models):
         for model in sharded:
             for module in _fsdp_modules(model):
                 # the root keeps its parameters gathered after a forward (FSDP's default for it)
-                module.set_reshard_after_forward(module is not model, recurse=False)
+                module.set_reshard_after_forward(module is not model and _RESHARD_AFTER_FORWARD.get(model, True),
+                                                 recurse=False)  # fmt: skip
                 module.reshard()
 
 
-_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0's CPU
 
 
 def full_state_dict(model: nn.Module) -> dict:
     """``model.state_dict()``, with a sharded model's parameters gathered whole: on CPU on rank 0,
     empty on the other ranks. Collective: every rank calls it."""
-    return get_model_state_dict(model, options=_FULL) if is_sharded(model) else model.state_dict()
+    if not is_sharded(model):
+        return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options())
 
 
 class FullState:
@@ -169,7 +181,9 @@ class FullState:
     def state_dict(self) -> dict:
         if self.optimizer is None:
             return full_state_dict(self.model)
-        state = get_optimizer_state_dict(self.model, self.optimizer, options=_FULL)
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        state = get_optimizer_state_dict(self.model, self.optimizer, options=_full_options())
         if not state:  # not rank 0
             return state
         # keyed by parameter name; a plain optimizer's state is keyed by the parameter's position

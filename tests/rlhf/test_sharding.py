@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 from fastrl.nn.hf import HFCausalLM, HFScalar  # noqa: E402
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig  # noqa: E402
-from fastrl.rlhf.sharding import is_sharded, shard, transformer_blocks  # noqa: E402
+from fastrl.rlhf.sharding import gathered, is_sharded, shard, transformer_blocks  # noqa: E402
 from fastrl.utils.config import ConfigError  # noqa: E402
 from tests.rlhf._tiny import TOK, tiny_models  # noqa: E402
 
@@ -83,3 +83,38 @@ def test_transformers_wrappers_take_an_empty_batch():
     for model in (lm, critic):
         for name, p in model.named_parameters():
             assert p.grad is not None and not p.grad.any(), name
+
+
+@pytest.fixture
+def one_process_group():
+    """A gloo group of one process: FSDP2 shards over it as over many (each rank's shard is all)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already joined")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("reshard_after_forward", [True, False])
+def test_gathered_gathers_every_block_then_restores_resharding(one_process_group, reshard_after_forward):
+    from torch.distributed.tensor import DTensor
+
+    torch.manual_seed(0)
+    lm = HFCausalLM(transformers.GPT2LMHeadModel(_gpt2()))
+    expected = lm.hidden(torch.tensor([[1, 2, 3]]))
+    shard(lm, reshard_after_forward=reshard_after_forward)
+    assert is_sharded(lm) and all(is_sharded(block) for block in lm.hf.transformer.h)
+    block = lm.hf.transformer.h[0].attn.c_attn
+    assert isinstance(block.weight, DTensor)  # sharded until a forward gathers it
+    with gathered(lm):
+        assert not isinstance(block.weight, DTensor)  # every block gathered before any forward
+        torch.testing.assert_close(lm.hidden(torch.tensor([[1, 2, 3]])), expected)
+        assert not isinstance(block.weight, DTensor)  # and kept after one
+    assert isinstance(block.weight, DTensor)
+    lm.hidden(torch.tensor([[1, 2, 3]]))
+    # after a forward: resharded again, or still gathered as shard() was told
+    assert isinstance(block.weight, DTensor) == reshard_after_forward
