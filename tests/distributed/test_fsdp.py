@@ -176,3 +176,26 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
     saved = HFCausalLM.from_pretrained(str(tmp_path / "policy"))
     for name, p in saved.named_parameters():
         torch.testing.assert_close(p.detach(), params[name], rtol=0, atol=0, msg=name)
+
+
+def _sharded_ppo_run(rank, out_dir):
+    """One logged step of a sharded RLHF-PPO run; the gathered policy and critic."""
+    policy, critic = _gpt2(), _gpt2_critic()
+    cfg = RLHFPPOConfig(batch_size=PROMPTS, max_new_tokens=4, seed=3, fsdp=True)
+    trainer = PPOTrainer(policy, lambda prompts, completions: [0.3 * len(c) for c in completions], TOK, cfg,
+                         critic=critic)  # fmt: skip
+    assert is_sharded(critic)
+    trainer.train(TEXTS, 1, out_dir=out_dir)
+    return _whole(policy, "policy.") | _whole(critic, "critic.")
+
+
+def test_sharded_ppo_run_saves_policy_and_critic_whole(tmp_path):
+    torch.set_num_threads(1)
+    params = run_ranks(_sharded_ppo_run, timeout=180, out_dir=tmp_path)[0]
+    modules = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["modules"]
+    for name, model in (("policy", HFCausalLM), ("critic", HFScalar)):
+        saved = model.from_pretrained(str(tmp_path / name))
+        for key, p in saved.named_parameters():
+            torch.testing.assert_close(p.detach(), params[f"{name}.{key}"], rtol=0, atol=0, msg=key)
+            torch.testing.assert_close(modules[name][key], params[f"{name}.{key}"], rtol=0, atol=0, msg=key)
+    assert modules["critic_optimizer"]["state"]  # AdamW's moments of the critic, gathered
