@@ -39,7 +39,7 @@ import torch
 from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches
-from fastrl.rlhf.sharding import full_state_dict
+from fastrl.rlhf.sharding import full_state_dict, load_full_state_dict
 from fastrl.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -178,7 +178,7 @@ def load_run(trainer, out_dir: str | Path) -> int:
     try:
         for name, obj in trainer.checkpointed().items():
             obj.load_state_dict(state["modules"][name])
-        trainer.reference.load_state_dict(reference["reference"])
+        load_full_state_dict(trainer.reference, reference["reference"])
         for name, g in _generators(trainer).items():
             g.set_state(state["generators"][name])
         set_rng_state(state["rng"])

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # and every RLHF trainer imports this module
 
 __all__ = ["transformer_blocks", "shard", "shard_models", "is_sharded", "gathered", "full_state_dict",
-           "FullState"]
+           "load_full_state_dict", "FullState"]
 
 # the wrappers' methods that run the model besides forward (HFCausalLM.trunk: hidden states and the
 # KV cache): FSDP must gather the root's parameters around them too
@@ -169,11 +169,32 @@ def full_state_dict(model: nn.Module) -> dict:
     return get_model_state_dict(model, options=_full_options())
 
 
+def load_full_state_dict(model: nn.Module, state: dict) -> None:
+    """``model.load_state_dict(state)`` of a whole (unsharded) state, each rank keeping its shard
+    of a sharded model. Every rank calls it with the whole state."""
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    if missing or unexpected:  # load_state_dict's strict check
+        raise RuntimeError(f"the state does not fit {type(model).__name__}: missing keys {missing[:5]}, "
+                           f"unexpected keys {unexpected[:5]}")
+    # one key per tensor: the other names of a tied weight (HFCausalLM's lm_head.weight is the
+    # embedding's) would be loaded as plain tensors into DTensors
+    names = {name for name, _ in model.named_parameters()} | {name for name, _ in model.named_buffers()}
+    set_model_state_dict(model, {k: v for k, v in state.items() if k in names},
+                         options=StateDictOptions(full_state_dict=True, strict=False))
+
+
 class FullState:
     """A sharded model (with ``optimizer``: its optimizer) as a checkpoint sees it: ``state_dict()``
     gathers the full state to rank 0, in the form the unsharded model (or an optimizer built over
-    its ``parameters()``) has on one process, so that a run saved on W ranks loads on one.
-    Collective: every rank calls ``state_dict``."""
+    its ``parameters()``) has on one process, so that a run saved on W ranks loads on one;
+    ``load_state_dict`` takes that whole state on every rank and keeps each rank's shard.
+    Collective: every rank calls them."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None):
         self.model, self.optimizer = model, optimizer
@@ -191,3 +212,19 @@ class FullState:
         index = {name: i for i, name in enumerate(n for group in state["param_groups"] for n in group["params"])}
         return {"state": {index[name]: s for name, s in state["state"].items()},
                 "param_groups": [g | {"params": [index[n] for n in g["params"]]} for g in state["param_groups"]]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.optimizer is None:
+            load_full_state_dict(self.model, state)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        # positions back to parameter names, in the optimizer's order
+        names = {p: name for name, p in self.model.named_parameters()}
+        order = [names[p] for group in self.optimizer.param_groups for p in group["params"]]
+        state = {"state": {order[i]: s for i, s in state["state"].items()},
+                 "param_groups": [g | {"params": [order[i] for i in g["params"]]} for g in state["param_groups"]]}
+        set_optimizer_state_dict(self.model, self.optimizer, state, options=StateDictOptions(full_state_dict=True))

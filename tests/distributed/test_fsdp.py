@@ -138,21 +138,40 @@ def _sharded_run(rank, out_dir):
     lengths = []
     trainer.train(TEXTS, 2, out_dir=out_dir, checkpoint_every=1,
                   on_step=lambda it, metrics, gen: lengths.append(gen.ids.shape[1] - gen.prompt_len))  # fmt: skip
-    names = {p: k for k, p in policy.named_parameters()}
-    adam = {f"{names[p]}.{key}": value.full_tensor() for p, state in trainer.opt.state.items()
+    out = {"params": _whole(policy), "adam": _adam(trainer), "lengths": lengths}
+    # the run loads back into a sharded trainer (every rank reads the file rank 0 wrote)
+    torch.distributed.barrier()
+    loaded = _run_trainer(_gpt2(seed=9))
+    assert load_run(loaded, out_dir) == 2
+    out["loaded"] = (_whole(loaded.policy), _adam(loaded), _whole(loaded.reference))
+    return out
+
+
+def _adam(trainer) -> dict[str, torch.Tensor]:
+    """AdamW's moments by parameter name, gathered."""
+    names = {p: k for k, p in trainer.policy.named_parameters()}
+    return {f"{names[p]}.{key}": value.full_tensor() for p, state in trainer.opt.state.items()
             for key, value in state.items() if key != "step"}  # fmt: skip
-    return {"params": _whole(policy), "adam": adam, "lengths": lengths}
 
 
 def test_sharded_run_saves_what_one_process_loads(tmp_path):
     """A 2-rank sharded run: both ranks end with the same weights; its checkpoint loads into a
     trainer on one process (the parameters and AdamW's moments the ranks held), which trains on;
-    reference.pt holds the starting weights, policy/ the final ones (save_pretrained)."""
+    reference.pt holds the starting weights, policy/ the final ones (save_pretrained). It loads
+    back into sharded trainers too."""
     torch.set_num_threads(1)
     ranks = run_ranks(_sharded_run, timeout=240, out_dir=tmp_path)
     params = ranks[0]["params"]
     for name, value in params.items():
         torch.testing.assert_close(ranks[1]["params"][name], value, rtol=0, atol=0)
+    start = {k: v.detach() for k, v in _eager_to_stop(_gpt2()).named_parameters()}
+    weights = {k: v for k, v in params.items() if not k.endswith(".grad")}
+    for rank in ranks:
+        loaded_params, loaded_adam, reference = rank["loaded"]
+        for got, want in ((loaded_params, weights), (loaded_adam, ranks[0]["adam"]), (reference, start)):
+            assert got.keys() == want.keys()
+            for name, value in want.items():
+                torch.testing.assert_close(got[name], value, rtol=0, atol=0, msg=name)
     # the ranks sampled responses of different lengths, without a collective per token
     assert ranks[0]["lengths"] != ranks[1]["lengths"], (ranks[0]["lengths"], ranks[1]["lengths"])
 
@@ -169,10 +188,9 @@ def test_sharded_run_saves_what_one_process_loads(tmp_path):
         torch.testing.assert_close(loaded[name], value, rtol=0, atol=0, msg=name)
     trainer.step(*encode_prompts(TEXTS, TOK))  # the loaded optimizer steps
 
-    start = dict(_eager_to_stop(_gpt2()).named_parameters())
     reference = torch.load(tmp_path / "reference.pt", weights_only=False)["reference"]
     for name, p in start.items():
-        torch.testing.assert_close(reference[name], p.detach(), rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(reference[name], p, rtol=0, atol=0, msg=name)
     saved = HFCausalLM.from_pretrained(str(tmp_path / "policy"))
     for name, p in saved.named_parameters():
         torch.testing.assert_close(p.detach(), params[name], rtol=0, atol=0, msg=name)
