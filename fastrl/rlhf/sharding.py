@@ -122,6 +122,8 @@ def shard_models(config_name: str, fsdp: bool, world, *models: nn.Module) -> boo
 
 def is_sharded(model) -> bool:
     """Whether ``model`` was sharded with FSDP2 (by :func:`shard`)."""
+    if not torch.distributed.is_available():  # a torch built without it shards nothing
+        return False
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
