@@ -49,6 +49,16 @@ def _cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _one_row_if_empty(ids, mask):
+    """``ids, mask`` with one row of the first token in place of an empty batch (the caller keeps
+    ``[:0]`` of the output): transformers models refuse a batch of 0 rows (GPT-2 views its mask with
+    -1), and a rank's share of a minibatch may be empty, yet the rank runs the forward and backward
+    with the others (FSDP's collectives; the gradient is then 0 for every parameter, not None)."""
+    if ids.shape[0]:
+        return ids, mask
+    return ids.new_zeros(1, ids.shape[1]), mask.new_ones(1, mask.shape[1])
+
+
 class HFCausalLM(CausalLM):
     """Wraps a ``transformers`` causal LM instance, or loads one from a local directory
     (``HFCausalLM.from_pretrained(path)``, no download)."""
@@ -71,12 +81,15 @@ class HFCausalLM(CausalLM):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
         Returns the final hidden states [B, T, C] and the cache."""
         check_inputs(ids, mask, self.cfg)
+        rows = ids.shape[0]
+        if past is None:
+            ids, mask = _one_row_if_empty(ids, mask)
         # the base model, not the LM: the trainers apply the head themselves (fused into the loss),
         # and the full [B, T, V] logits of every forward would be computed only to be thrown away
         out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(), **{self._cache_keyword: past},
                                  position_ids=positions_from_mask(mask)[:, -ids.shape[1] :],
                                  use_cache=True)  # fmt: skip
-        return out.last_hidden_state, getattr(out, self._cache_keyword)
+        return out.last_hidden_state[:rows], getattr(out, self._cache_keyword)
 
 def is_transformers(obj, kind: str) -> bool:
     """Whether ``obj`` is an instance of ``transformers.<kind>`` (False when transformers was never
@@ -150,9 +163,11 @@ class HFScalar(nn.Module):
         """Value per token ``[B, S]`` of ``ids [B, S]`` (padding columns hold meaningless values)."""
         mask = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
         check_inputs(ids, mask, self.cfg)
+        rows = ids.shape[0]
+        ids, mask = _one_row_if_empty(ids, mask)
         out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(),
                                  position_ids=positions_from_mask(mask), use_cache=False)  # fmt: skip
-        return self.hf.score(out.last_hidden_state).squeeze(-1)
+        return self.hf.score(out.last_hidden_state[:rows]).squeeze(-1)
 
     def score(self, ids, mask):
         """The head at each row's last real token ``[B]`` (any padding side)."""

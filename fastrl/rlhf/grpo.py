@@ -56,6 +56,7 @@ from fastrl.rlhf.rollout import (
     sequence_kl,
     single_pass,
 )
+from fastrl.rlhf.sharding import FullState, gathered, shard_models
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
@@ -121,6 +122,9 @@ class GRPOConfig(SelfChecking):
     """Gradient-norm clip (inf: no clipping)."""
     seed: int = 0
     """Seed of sampling and minibatch order, in [0, 2**63)."""
+    fsdp: bool = False
+    """Under torchrun, shard the transformers policy and reference with FSDP2 (per block, then the
+    root) instead of keeping a whole copy on every rank (docs/distributed.md)."""
 
     field_rules = {
         "prompts_per_step": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
@@ -161,6 +165,8 @@ class GRPOTrainer(TrainsOnPrompts):
             self.prompt_shard = distributed.shard(cfg.prompts_per_step, self.world, "prompts_per_step")
         except ValueError as e:
             raise ConfigError(f"GRPOConfig.{e}", "prompts_per_step") from None
+        # FSDP2: sharded before the optimizer is built over the shards; FSDP averages the gradients
+        self.sharded = shard_models("GRPOConfig", cfg.fsdp, self.world, policy, self.reference)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
         # each rank its own sampling noise (rank 0 that of one process); the data generator is
         # shared, so that every rank draws the same global batch of prompts and takes its share
@@ -172,11 +178,12 @@ class GRPOTrainer(TrainsOnPrompts):
         ``[B * G]``, the overlong penalty included; ``reward_kwargs``: the prompts' dataset columns
         (one value per prompt) for the reward functions."""
         cfg = self.cfg
-        gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
-                       prompt_mask.repeat_interleave(cfg.group_size, 0),
-                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                       stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
-                       generator=self.generator)  # fmt: skip
+        with gathered(self.policy):  # sharded: ranks may stop sampling after different numbers of tokens
+            gen = generate(self.policy, prompt_ids.repeat_interleave(cfg.group_size, 0),
+                           prompt_mask.repeat_interleave(cfg.group_size, 0),
+                           max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           stop_token=self.tokenizer.eos_id, pad_token=self.tokenizer.pad_id,
+                           generator=self.generator)  # fmt: skip
         with torch.no_grad():
             scores = self.score(gen, reward_kwargs)
         lengths = gen.response_mask.sum(1)
@@ -245,10 +252,11 @@ class GRPOTrainer(TrainsOnPrompts):
         counts = global_counts(mask, minibatches, cfg.normalize) if world.distributed else [{}] * len(minibatches)
 
         # update
-        weight = self.policy.lm_head.weight
         for rows, minibatch_counts in zip(minibatches, counts):
             if hidden is None:
                 hidden = response_hidden(self.policy, gen, rows)
+            # read after the forward: under FSDP the gathered weight (the module holds its shard otherwise)
+            weight = self.policy.lm_head.weight
             loss, stats = ppo_loss_from_hidden(
                 hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
                 ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
@@ -256,9 +264,10 @@ class GRPOTrainer(TrainsOnPrompts):
                 kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                 max_len=cfg.max_new_tokens, **minibatch_counts)  # fmt: skip
             self.opt.zero_grad(set_to_none=True)
-            # this rank's part of the minibatch's loss; average_gradients divides the sum by W
+            # this rank's part of the minibatch's loss; average_gradients (or FSDP) divides the sum by W
             (loss * world.size).backward()
-            distributed.average_gradients(self.policy.parameters())
+            if not self.sharded:
+                distributed.average_gradients(self.policy.parameters())
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.opt.step()
             hidden = None
@@ -303,4 +312,6 @@ class GRPOTrainer(TrainsOnPrompts):
     def checkpointed(self) -> dict:
         """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
         ``state_dict``/``load_state_dict``."""
+        if self.sharded:  # gathered to rank 0, as one process holds them
+            return {"policy": FullState(self.policy), "optimizer": FullState(self.policy, self.opt)}
         return {"policy": self.policy, "optimizer": self.opt}

@@ -46,6 +46,7 @@ from fastrl.rlhf.rollout import (
     sequence_kl,
     single_pass,
 )
+from fastrl.rlhf.sharding import FullState, gathered, shard_models
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
@@ -101,6 +102,9 @@ class RLHFPPOConfig(SelfChecking):
     """Gradient-norm clip for policy and critic (inf: no clipping)."""
     seed: int = 0
     """Seed of sampling and minibatch order, in [0, 2**63)."""
+    fsdp: bool = False
+    """Under torchrun, shard the transformers policy, reference and critic with FSDP2 (per block,
+    then the root) instead of keeping a whole copy on every rank (docs/distributed.md)."""
 
     field_rules = {
         "batch_size": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
@@ -180,6 +184,8 @@ class PPOTrainer(TrainsOnPrompts):
             self.prompt_shard = distributed.shard(cfg.batch_size, self.world, "batch_size")
         except ValueError as e:
             raise ConfigError(f"RLHFPPOConfig.{e}", "batch_size") from None
+        # FSDP2: sharded before the optimizers are built over the shards; FSDP averages the gradients
+        self.sharded = shard_models("RLHFPPOConfig", cfg.fsdp, self.world, policy, self.reference, self.critic)
         self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_learning_rate)
         self.kl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, self.device)
@@ -191,9 +197,10 @@ class PPOTrainer(TrainsOnPrompts):
         """One rollout + update on prompts ``[B, P]`` (any padding side; under torchrun this rank's
         share); ``reward_kwargs``: their dataset columns (one value per prompt) for the reward
         functions. Returns detached scalar metrics and the sampled generation."""
-        gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=self.cfg.max_new_tokens,
-                       temperature=self.cfg.temperature, stop_token=self.tokenizer.eos_id,
-                       pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
+        with gathered(self.policy):  # sharded: ranks may stop sampling after different numbers of tokens
+            gen = generate(self.policy, prompt_ids, prompt_mask, max_new_tokens=self.cfg.max_new_tokens,
+                           temperature=self.cfg.temperature, stop_token=self.tokenizer.eos_id,
+                           pad_token=self.tokenizer.pad_id, generator=self.generator)  # fmt: skip
         return self.update(gen, reward_kwargs), gen
 
     def update(self, gen: Generation, reward_kwargs=None) -> dict[str, torch.Tensor]:
@@ -225,17 +232,19 @@ class PPOTrainer(TrainsOnPrompts):
         # update; under torchrun both losses are this rank's share of the minibatch's token mean,
         # and average_gradients divides the ranks' sum by W
         counts = global_counts(mask, minibatches, "token_mean") if world.distributed else [{}] * len(minibatches)
-        weight = self.policy.lm_head.weight
         for rows, minibatch_counts in zip(minibatches, counts):
             if hidden is None:
                 hidden = response_hidden(self.policy, gen, rows)
+            # read after the forward: under FSDP the gathered weight (the module holds its shard otherwise)
+            weight = self.policy.lm_head.weight
             loss, stats = ppo_loss_from_hidden(
                 hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
                 clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature,
                 **minibatch_counts)  # fmt: skip
             self.policy_opt.zero_grad(set_to_none=True)
             (loss * world.size).backward()
-            distributed.average_gradients(self.policy.parameters())
+            if not self.sharded:  # FSDP averages them itself
+                distributed.average_gradients(self.policy.parameters())
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.policy_opt.step()
             hidden = None
@@ -246,7 +255,8 @@ class PPOTrainer(TrainsOnPrompts):
                 v_loss = v_loss * (mask[rows].sum() / minibatch_counts["num_tokens"])
             self.critic_opt.zero_grad(set_to_none=True)
             (v_loss * world.size).backward()
-            distributed.average_gradients(self.critic.parameters())
+            if not self.sharded:
+                distributed.average_gradients(self.critic.parameters())
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
             self.critic_opt.step()
 
@@ -276,5 +286,9 @@ class PPOTrainer(TrainsOnPrompts):
     def checkpointed(self) -> dict:
         """What a run's checkpoint holds besides the RNGs (``fastrl.rlhf.run``): objects with
         ``state_dict``/``load_state_dict``."""
+        if self.sharded:  # gathered to rank 0, as one process holds them
+            return {"policy": FullState(self.policy), "critic": FullState(self.critic),
+                    "policy_optimizer": FullState(self.policy, self.policy_opt),
+                    "critic_optimizer": FullState(self.critic, self.critic_opt), "kl_controller": self.kl}
         return {"policy": self.policy, "critic": self.critic, "policy_optimizer": self.policy_opt,
                 "critic_optimizer": self.critic_opt, "kl_controller": self.kl}

@@ -40,6 +40,7 @@ import torch
 from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches, step_on
+from fastrl.rlhf.sharding import full_state_dict, load_full_state_dict
 from fastrl.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -97,10 +98,11 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                     clear_run(out_dir)
             step, saved = 0, None
             seed_everything(trainer.cfg.seed)  # as the classic trainers: reward functions may draw from them
-            # the reference never changes: its weights once, not in every checkpoint
+            # the reference never changes: its weights once, not in every checkpoint (gathered by every
+            # rank when sharded)
+            reference = full_state_dict(trainer.reference)
             if main:
-                save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": trainer.reference.state_dict()},
-                                out_dir / "reference.pt")  # fmt: skip
+                save_checkpoint({"format": CHECKPOINT_FORMAT, "reference": reference}, out_dir / "reference.pt")
         if main:
             remove_orphan_temp_files(out_dir)
         logger = RunLogger(out_dir, steps, start_step=step, resume=resume, progress=progress) if main else None
@@ -119,12 +121,15 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                     raise TrainingDiverged(f"training diverged at step {step}: "
                                            f"{', '.join(f'{k} = {row[k]}' for k in bad)}; {kept}")
                 if checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                    save_run(trainer, out_dir, step)  # every rank: it gathers their generators
+                    save_run(trainer, out_dir, step)  # every rank: it gathers their generators (and sharded models)
                     saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
         except KeyboardInterrupt:
-            _write_results(trainer, out_dir, step)  # keep what was trained
+            # keep what was trained (every rank: the write gathers); sharded models would need every
+            # rank inside the same collectives, which may be elsewhere
+            if not getattr(trainer, "sharded", False):
+                _write_results(trainer, out_dir, step)
             raise
         finally:
             if main:
@@ -142,11 +147,13 @@ def run_config(out_dir: str | Path) -> tuple[str, dict[str, Any]]:
 
 def save_run(trainer, out_dir: str | Path, step: int) -> Path:
     """Write ``out_dir/checkpoint.pt`` atomically: the trainer's whole state at ``step``. Under
-    torchrun every rank calls it: rank 0 writes its state plus every rank's generators and global
-    RNGs (``shards``, by rank) and ``world_size``; every rank returns once the file is written."""
+    torchrun every rank calls it: sharded models are gathered, and rank 0 writes its state plus every
+    rank's generators and global RNGs (``shards``, by rank) and ``world_size``; every rank returns
+    once the file is written."""
     world = distributed.current()
     mine = {"generators": {k: g.get_state() for k, g in _generators(trainer).items()}, "rng": rng_state()}
     shards = distributed.gather_objects(mine)
+    modules = {k: v.state_dict() for k, v in trainer.checkpointed().items()}  # sharded: a collective
     if not world.is_main:
         return distributed.broadcast_object(None)
     state = {
@@ -154,7 +161,7 @@ def save_run(trainer, out_dir: str | Path, step: int) -> Path:
         "algo": type(trainer).__name__,
         "config": dataclasses.asdict(trainer.cfg),
         "step": step,
-        "modules": {k: v.state_dict() for k, v in trainer.checkpointed().items()},
+        "modules": modules,
         **mine,
         "world_size": world.size,
     }
@@ -185,7 +192,7 @@ def load_run(trainer, out_dir: str | Path) -> int:
     try:
         for name, obj in trainer.checkpointed().items():
             obj.load_state_dict(state["modules"][name])
-        trainer.reference.load_state_dict(reference["reference"])
+        load_full_state_dict(trainer.reference, reference["reference"])
         for name, g in _generators(trainer).items():
             g.set_state(mine["generators"][name])
         set_rng_state(mine["rng"])
@@ -215,21 +222,23 @@ def _load(out_dir: str | Path) -> tuple[dict, Path]:
 
 
 def _write_results(trainer, out_dir: Path, step: int) -> None:
-    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models (every
-    rank calls it; rank 0 alone writes)."""
+    """The final checkpoint, the plot, and ``save_pretrained`` of ``transformers`` models. Every
+    rank calls it (generators and sharded models are gathered); rank 0 alone writes."""
     save_run(trainer, out_dir, step)
-    if not distributed.current().is_main:
-        return
-    _plot(out_dir / "metrics.csv", out_dir / "learning_curve.png", type(trainer).__name__)
-    hf = getattr(trainer.policy, "hf", None)
-    if hasattr(hf, "save_pretrained"):
-        hf.save_pretrained(out_dir / "policy")
+    main = distributed.current().is_main
+    if main:
+        _plot(out_dir / "metrics.csv", out_dir / "learning_curve.png", type(trainer).__name__)
+    for name in ("policy", "critic"):
+        model = getattr(trainer, name, None)
+        if not hasattr(getattr(model, "hf", None), "save_pretrained"):
+            continue
+        # the wrapper's state without its "hf." prefix: the transformers model's own, whole
+        state = {k.removeprefix("hf."): v for k, v in full_state_dict(model).items()}
+        if main:
+            model.hf.save_pretrained(out_dir / name, state_dict=state)
         tokenizer = getattr(trainer.tokenizer, "hf", None)
-        if hasattr(tokenizer, "save_pretrained"):  # from_pretrained("policy") then finds both
-            tokenizer.save_pretrained(out_dir / "policy")
-    critic = getattr(getattr(trainer, "critic", None), "hf", None)
-    if hasattr(critic, "save_pretrained"):
-        critic.save_pretrained(out_dir / "critic")
+        if main and name == "policy" and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(out_dir / "policy")  # from_pretrained("policy") then finds both
 
 
 def _plot(metrics_csv: Path, out_png: Path, title: str) -> None:
