@@ -201,7 +201,8 @@ def importance_log_ratio(logp, old_logprobs, mask, level: str):
     log_ratio = logp - old_logprobs
     if level == "token":
         return log_ratio
-    seq = log_ratio.reshape(-1, log_ratio.shape[-1] if log_ratio.ndim else 1)  # [S, L]
+    shape = log_ratio.shape
+    seq = log_ratio.reshape(math.prod(shape[:-1]), shape[-1]) if len(shape) else log_ratio.reshape(1, 1)  # [S, L]
     valid = torch.ones_like(seq, dtype=torch.bool) if mask is None else mask.reshape(seq.shape)
     mean = torch.where(valid, seq, 0).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
     return logp - logp.detach() + mean.expand(seq.shape).reshape(logp.shape).detach()
@@ -211,10 +212,10 @@ def ppo_terms_reference(logp, entropy, log_ratio, advantages, ref_logprobs, opts
     """Per-token PPO terms from log-probs and the log importance ratio (no masking): returns
     ``TokenTerms``."""
     if opts.policy_loss == "cispo":  # MiniMax-M1: a clipped, constant weight on -A logp
-        ratio = torch.exp(log_ratio)
-        weight = clamp(ratio.detach(), 1 - opts.clip_low, 1 + opts.clip_high)
+        ratio = torch.exp(log_ratio.detach())  # no gradient: an infinite ratio would give 0 * inf
+        weight = clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high)
         pg = -weight * advantages * logp
-        was_clipped = weight != ratio.detach()
+        was_clipped = weight != ratio
     else:
         with torch.no_grad():
             _, was_clipped = clipped_pg_reference(torch.exp(log_ratio), advantages, opts)
