@@ -149,3 +149,13 @@ def test_gspo_from_hidden_with_chunks_across_sequences(backend):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for a, b in zip(torch.autograd.grad(got, (hidden, weight)), torch.autograd.grad(want, (hidden, weight))):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gspo_uses_each_tokens_own_advantage(backend):
+    """Advantages are taken per token as given (documented; GSPO's are constant over a sequence):
+    ratios 1, 1 give s = 1, inside the clip range; A = 1, 2: pg = -1, -2 with gradient -A."""
+    inputs = uniform_tokens([[1, 1]], [[1.0, 2.0]])
+    loss, _ = ppo_loss(**inputs, importance_level="sequence", normalize="seq_mean_token_sum")
+    assert loss.item() == pytest.approx(-3.0, rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, inputs["logits"])
+    torch.testing.assert_close(grad, logits_grad([[-1.0, -2.0]], inputs["actions"]), rtol=1e-5, atol=1e-7)
