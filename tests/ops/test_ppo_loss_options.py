@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fastrl.ops import ppo_loss, ppo_loss_from_hidden
+from tests.conftest import requires_native
 from tests.ops.helpers import make_inputs
 
 LN2 = math.log(2)
@@ -159,3 +160,22 @@ def test_gspo_uses_each_tokens_own_advantage(backend):
     assert loss.item() == pytest.approx(-3.0, rel=1e-6)
     (grad,) = torch.autograd.grad(loss, inputs["logits"])
     torch.testing.assert_close(grad, logits_grad([[-1.0, -2.0]], inputs["actions"]), rtol=1e-5, atol=1e-7)
+
+
+@requires_native
+@pytest.mark.parametrize(("change", "match"), [
+    (dict(policy_loss="grpo"), "policy_loss must be ppo or cispo"),
+    (dict(policy_loss="cispo"), "dual_clip applies to policy_loss ppo only"),
+    (dict(seq_len=4), r"seq_len \(4\) must divide the number of tokens N = 6"),
+    (dict(seq_len=-1), "seq_len must be >= 0"),
+    (dict(token_weights=torch.ones(5)), r"token_weights must be \[N\] = \[6\]"),
+])  # fmt: skip
+def test_the_op_checks_its_new_arguments(change, match):
+    """torch.ops.fastrl.ppo_loss called directly (no Python checks) refuses bad options."""
+    args = dict(logits=torch.zeros(6, 3), actions=torch.zeros(6, dtype=torch.long), old_logprobs=torch.zeros(6),
+                advantages=torch.zeros(6), ref_logprobs=None, mask=None, token_weights=None, clip_low=0.2,
+                clip_high=0.2, dual_clip=3.0, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0, temperature=1.0,
+                policy_loss="ppo", seq_len=0, kl_ratio_weighted=False)  # fmt: skip
+    args.update(change)
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.fastrl.ppo_loss(*args.values())
