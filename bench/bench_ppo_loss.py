@@ -5,7 +5,8 @@
 Compared: `fused` (fastrl.ops.ppo_loss), `eager` (ppo_loss_reference) and `compiled`
 (torch.compile of the reference, warmed up before timing), on the CPU in float32 at
 (B, T, V) = (4, 256, 32000) and on CUDA in bf16 at (8, 1024, 32000) and (4, 1024, 128256);
-and `from_hidden` (ppo_loss_from_hidden) at V = 128256.
+and `from_hidden` (ppo_loss_from_hidden) at V = 128256. `test_ppo_loss_variants`: the options of
+issue 17 (GSPO's sequence-level ratios, CISPO, token weights), fused vs the compiled reference.
 
 Peak extra memory = the highest allocated total during one forward+backward minus the total
 before it, so it counts the logits gradient itself. On CUDA: torch.cuda.max_memory_allocated.
@@ -97,6 +98,37 @@ def test_ppo_loss(benchmark, impl, device, shape, dtype):
     timed(benchmark, step, device)
     peak = peak_extra_bytes(step, device)
     logits_bytes = logits.numel() * logits.element_size()  # = the gradient's size
+    benchmark.extra_info.update(
+        peak_extra_bytes=peak, logits_bytes=logits_bytes, peak_over_grad=peak / logits_bytes
+    )
+
+
+# Issue 17's options: each adds work on [N] tensors only (GSPO: a per-sequence reduction and a
+# second pass over the per-token terms), so the fused times should stay those of plain PPO.
+VARIANTS = {"gspo": dict(importance_level="sequence"), "cispo": dict(policy_loss="cispo"), "token_weights": {}}
+
+
+@pytest.mark.parametrize("impl", ["fused", "compiled"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("device, shape, dtype", SHAPES)
+def test_ppo_loss_variants(benchmark, impl, variant, device, shape, dtype):
+    *batch, vocab = shape
+    logits = torch.randn(shape, device=device, dtype=dtype, requires_grad=True)
+    inputs = token_inputs(tuple(batch), vocab, device)
+    if variant == "token_weights":
+        inputs["token_weights"] = torch.rand(tuple(batch), generator=torch.Generator().manual_seed(1)).to(device)
+    fn = {"fused": ppo_loss, "compiled": _compiled_reference}[impl]
+
+    def step():
+        loss, _ = fn(logits, **inputs, **OPTIONS, **VARIANTS[variant])
+        (grad,) = torch.autograd.grad(loss, logits)
+        return grad
+
+    benchmark.group = f"ppo_loss {variant} {device} {'x'.join(map(str, shape))} {str(dtype)[6:]}"
+    benchmark.extra_info["impl"] = {"fused": "fastrl_fused", "compiled": "reference_compiled"}[impl]
+    timed(benchmark, step, device)
+    peak = peak_extra_bytes(step, device)
+    logits_bytes = logits.numel() * logits.element_size()
     benchmark.extra_info.update(
         peak_extra_bytes=peak, logits_bytes=logits_bytes, peak_over_grad=peak / logits_bytes
     )

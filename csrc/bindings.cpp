@@ -52,6 +52,7 @@ TORCH_LIBRARY(fastrl, m) {
         "Tensor final_obs, Tensor final_return, Tensor final_length)");
   // logits [N, V] (half/bfloat16/float/double, any strides), actions int64 [N], mask bool [N];
   // per-token tensors [N] in float32 (float64 for float64 logits). Math: core/ppo_loss.h.
+  // ppo_loss: seq_len 0 is token-level importance, L > 0 sequence-level over runs of L tokens.
   def_with_tensor_hyper(m,
       "token_logprobs(Tensor logits, Tensor actions, Tensor? mask, float temperature) "
       "-> (Tensor logp, Tensor entropy, Tensor lse)");
@@ -60,8 +61,9 @@ TORCH_LIBRARY(fastrl, m) {
       "Tensor actions, Tensor? mask, Tensor lse, Tensor entropy, float temperature) -> Tensor");
   def_with_tensor_hyper(m,
       "ppo_loss(Tensor logits, Tensor actions, Tensor old_logprobs, Tensor advantages, "
-      "Tensor? ref_logprobs, Tensor? mask, float clip_low, float clip_high, float? dual_clip, "
-      "float kl_coef, str kl_estimator, float entropy_coef, float temperature) -> (Tensor loss, "
+      "Tensor? ref_logprobs, Tensor? mask, Tensor? token_weights, float clip_low, float clip_high, "
+      "float? dual_clip, float kl_coef, str kl_estimator, float entropy_coef, float temperature, "
+      "str policy_loss, int seq_len, bool kl_ratio_weighted) -> (Tensor loss, "
       "Tensor logp, Tensor entropy, Tensor lse, Tensor dloss_dlogp, Tensor ratio, Tensor kl, "
       "Tensor clipped)");
 }

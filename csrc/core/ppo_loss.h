@@ -19,6 +19,12 @@
 //     KL to the reference log-prob r: k1 = logp - r, k2 = (logp - r)^2 / 2,
 //     k3 = exp(r - logp) - (r - logp) - 1;
 //     loss = pg + kl_coef KL - entropy_coef H, and its derivative with respect to logp.
+// Options: policy_loss "cispo" (MiniMax-M1) replaces pg by -sg(clip(ratio)) A logp; a token
+// weight w multiplies pg; kl_ratio_weighted multiplies KL by the ratio (TRL's bias correction,
+// gradient through the ratio too). Sequence-level importance (GSPO) passes the sequence's mean
+// log-ratio in place of logp - old: the ratio is then sg(s_i) exp(logp - sg(logp)) per token
+// (TRL's and verl's convention), whose derivative in the token's own logp is the ratio, as at
+// the token level; so every per-token formula and its gradient stay local to the token.
 #pragma once
 
 #include <limits>
@@ -80,6 +86,8 @@ struct PpoParams {
   T dual_clip;              // <= 0: no dual clip
   T kl_coef, entropy_coef;
   KlEstimator kl_estimator;
+  bool cispo = false;              // policy_loss "cispo" (else "ppo")
+  bool kl_ratio_weighted = false;  // KL term times the ratio
 };
 
 template <typename T>
@@ -88,32 +96,45 @@ struct PpoTerms {
   T dloss_dlogp;
 };
 
-// has_ref = false: no reference policy, KL = 0.
+// has_ref = false: no reference policy, KL = 0. log_ratio: logp - old at the token level, the
+// sequence's mean log-ratio at the sequence level; weight: the token's weight on pg.
 template <typename T>
-FASTRL_HD PpoTerms<T> ppo_terms(const PpoParams<T>& p, T logp, T entropy, T old_logp, T advantage,
-                                bool has_ref, T ref_logp) {
+FASTRL_HD PpoTerms<T> ppo_terms(const PpoParams<T>& p, T logp, T entropy, T log_ratio, T advantage,
+                                T weight, bool has_ref, T ref_logp) {
   PpoTerms<T> out;
-  out.ratio = exp_(logp - old_logp);
+  out.ratio = exp_(log_ratio);
   const T r = out.ratio;
   const T clamped = r < p.ratio_low ? p.ratio_low : (r > p.ratio_high ? p.ratio_high : r);
-  const T unclipped_loss = -r * advantage;
-  const T clipped_loss = -clamped * advantage;
-  // The clipped branch wins only where clamp() is active, i.e. where it is constant in logp.
-  T pg = unclipped_loss, dpg = unclipped_loss;  // d(-r A)/dlogp = -r A
+  T pg, dpg;
   bool clipped = false;
-  if (clipped_loss > unclipped_loss) {
-    pg = clipped_loss;
-    dpg = T(0);
-    clipped = true;
-  }
-  if (p.dual_clip > T(0) && advantage < T(0)) {
-    const T bound = -p.dual_clip * advantage;
-    if (bound < pg) {
-      pg = bound;
+  if (p.cispo) {
+    // The clipped ratio is a constant weight: the gradient flows through logp alone, clipped
+    // or not (pg is not the PPO surrogate's value).
+    pg = -clamped * advantage * logp;
+    dpg = -clamped * advantage;
+    clipped = clamped != r;
+  } else {
+    const T unclipped_loss = -r * advantage;
+    const T clipped_loss = -clamped * advantage;
+    // The clipped branch wins only where clamp() is active, i.e. where it is constant in logp.
+    pg = unclipped_loss;
+    dpg = unclipped_loss;  // d(-r A)/dlogp = -r A
+    if (clipped_loss > unclipped_loss) {
+      pg = clipped_loss;
       dpg = T(0);
       clipped = true;
     }
+    if (p.dual_clip > T(0) && advantage < T(0)) {
+      const T bound = -p.dual_clip * advantage;
+      if (bound < pg) {
+        pg = bound;
+        dpg = T(0);
+        clipped = true;
+      }
+    }
   }
+  pg = pg * weight;
+  dpg = dpg * weight;
   out.clipped = clipped ? T(1) : T(0);
 
   T kl = T(0), dkl = T(0);
@@ -136,6 +157,10 @@ FASTRL_HD PpoTerms<T> ppo_terms(const PpoParams<T>& p, T logp, T entropy, T old_
         break;
       }
     }
+  }
+  if (has_ref && p.kl_ratio_weighted) {  // d(KL r)/dlogp = dKL r + KL r (dr/dlogp = r)
+    dkl = dkl * r + kl * r;
+    kl = kl * r;
   }
   out.kl = kl;
   // The KL term counts only when kl_coef != 0: k3's exp(ref - logp) overflows to inf in float32
@@ -184,6 +209,11 @@ struct RowProblem {
   T *logp = nullptr, *entropy = nullptr, *lse = nullptr;
   // PPO inputs ([N]; ref_logp nullptr: no reference) and outputs ([N]).
   const T *old_logp = nullptr, *advantage = nullptr, *ref_logp = nullptr;
+  const T* weight = nullptr;  // [N]; nullptr: every token weighs 1
+  // Sequence-level importance: [N], each token's sequence mean log-ratio, set between the row
+  // pass (which then skips the terms) and write_terms(); nullptr: token level.
+  const T* seq_log_ratio = nullptr;
+  bool terms_later = false;
   T *loss = nullptr, *dloss_dlogp = nullptr, *ratio = nullptr, *kl = nullptr, *clipped = nullptr;
   PpoParams<T> params{};
 
@@ -194,10 +224,18 @@ struct RowProblem {
     logp[r] = row_logp;
     entropy[r] = row_entropy;
     lse[r] = row_lse;
-    if (loss == nullptr) return;
+    if (loss == nullptr || terms_later) return;
+    write_terms(r);
+  }
+
+  // The PPO outputs of an active row with a valid action, from its logp and entropy.
+  FASTRL_HD void write_terms(int64_t r) const {
+    const T row_logp = logp[r];
     const bool has_ref = ref_logp != nullptr;
-    const PpoTerms<T> t = ppo_terms(params, row_logp, row_entropy, old_logp[r], advantage[r],
-                                    has_ref, has_ref ? ref_logp[r] : T(0));
+    const T log_ratio = seq_log_ratio != nullptr ? seq_log_ratio[r] : row_logp - old_logp[r];
+    const PpoTerms<T> t = ppo_terms(params, row_logp, entropy[r], log_ratio, advantage[r],
+                                    weight != nullptr ? weight[r] : T(1), has_ref,
+                                    has_ref ? ref_logp[r] : T(0));
     loss[r] = t.loss;
     dloss_dlogp[r] = t.dloss_dlogp;
     ratio[r] = t.ratio;

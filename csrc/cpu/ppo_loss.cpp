@@ -111,10 +111,23 @@ void run_grad(const core::GradProblem<scalar_t, T>& p) {
   });
 }
 
+// The per-token terms of a problem whose row pass deferred them (sequence-level importance):
+// [N] values only, no logits. Masked rows were filled by the row pass.
+template <typename Problem>
+void run_terms(const Problem& p) {
+  at::parallel_for(0, p.rows.num_rows, 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      if (p.rows.active(r)) p.write_terms(r);
+    }
+  });
+}
+
 // The backend of the ops in ops/ppo_loss.h: a row reduction, or the logits gradient.
 struct Cpu {
   template <typename Problem>
   static void run(const Problem& p) { run_rows(p); }
+  template <typename Problem>
+  static void run_terms(const Problem& p) { cpu::run_terms(p); }
   template <typename scalar_t, typename T>
   static void run(const core::GradProblem<scalar_t, T>& p) { run_grad(p); }
 };

@@ -117,6 +117,14 @@ __global__ void grad_kernel(core::GradProblem<scalar_t, T> p) {
                  [&](int64_t i, scalar_t z) { grad[i] = p.grad_at(r, i, p.rows.scale(z)); });
 }
 
+// The deferred per-token terms (sequence-level importance): a thread per row. Rows with an
+// out-of-range action keep the NaN of the row pass.
+template <typename Problem>
+__global__ void terms_kernel(Problem p) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (r < p.rows.num_rows && p.rows.active(r) && p.rows.valid_action(r)) p.write_terms(r);
+}
+
 template <typename Problem, typename Kernel>
 void launch(const Problem& p, Kernel kernel) {
   if (p.rows.num_rows == 0) return;
@@ -129,6 +137,14 @@ void launch(const Problem& p, Kernel kernel) {
 struct Cuda {
   template <typename Problem>
   static void run(const Problem& p) { launch(p, rows_kernel<Problem>); }
+  template <typename Problem>
+  static void run_terms(const Problem& p) {
+    if (p.rows.num_rows == 0) return;
+    constexpr int kThreads = 256;
+    const auto blocks = static_cast<unsigned>((p.rows.num_rows + kThreads - 1) / kThreads);
+    terms_kernel<Problem><<<blocks, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(p);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   template <typename scalar_t, typename T>
   static void run(const core::GradProblem<scalar_t, T>& p) { launch(p, grad_kernel<scalar_t, T>); }
 };

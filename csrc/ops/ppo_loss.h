@@ -70,6 +70,31 @@ inline void check_ppo_params(double clip_low, double clip_high, std::optional<do
               dual_clip.value_or(0.0));
 }
 
+// policy_loss "ppo" or "cispo": whether it is CISPO.
+inline bool parse_policy_loss(std::string_view name, bool dual_clip) {
+  TORCH_CHECK(name == "ppo" || name == "cispo", "fastrl: policy_loss must be ppo or cispo, got ",
+              name);
+  TORCH_CHECK(name == "ppo" || !dual_clip, "fastrl: dual_clip applies to policy_loss ppo only");
+  return name == "cispo";
+}
+
+// Sequence-level importance (GSPO): per token [N], the mean of logp - old over the valid tokens
+// of its sequence (runs of seq_len consecutive tokens); 0 for a sequence without valid tokens,
+// whose tokens are all masked anyway. A small [S, L] reduction between the row pass and the
+// terms, in ATen on the logits' device.
+inline at::Tensor sequence_log_ratio(const at::Tensor& logp, const at::Tensor& old,
+                                     const std::optional<at::Tensor>& mask, int64_t seq_len) {
+  at::Tensor log_ratio = logp - old;
+  at::Tensor count = at::full({1}, static_cast<double>(seq_len), logp.options());
+  if (mask) {
+    // where(), not a product: old may be NaN or inf at masked tokens.
+    log_ratio = at::where(*mask, log_ratio, at::zeros({}, logp.options()));
+    count = mask->view({-1, seq_len}).sum(1).to(logp.scalar_type()).clamp_min(1.0);
+  }
+  const at::Tensor per_seq = log_ratio.view({-1, seq_len}).sum(1) / count;  // [S]
+  return per_seq.unsqueeze(1).expand({per_seq.size(0), seq_len}).reshape({-1}).contiguous();
+}
+
 inline at::Tensor token_output(const at::Tensor& logits) {
   return at::empty({logits.size(0)}, logits.options().dtype(ppo_acc_dtype(logits)));
 }
@@ -127,6 +152,7 @@ struct PpoOutputs {
 // allocation, dtype dispatch and problem construction. `Backend::run(problem)` is the backend's
 // driver, called with a row reduction (the two forward ops' core::RowProblem; any problem with
 // its `rows`, `fill` and `write` is one) or a core::GradProblem (the backward);
+// `Backend::run_terms(problem)` calls write_terms(r) on every active row with a valid action;
 // cpu/ppo_loss.cpp and cuda/ppo_loss.cu define it and register these functions.
 
 template <typename Backend, typename Hypers>
@@ -150,10 +176,12 @@ template <typename Backend, typename Hypers>
 decltype(PpoOutputs{}.tuple()) ppo_loss(
     const at::Tensor& logits, const at::Tensor& actions, const at::Tensor& old_logprobs,
     const at::Tensor& advantages, const std::optional<at::Tensor>& ref_logprobs,
-    const std::optional<at::Tensor>& mask, typename Hypers::Arg clip_low,
-    typename Hypers::Arg clip_high, typename Hypers::OptionalArg dual_clip,
-    typename Hypers::Arg kl_coef, c10::string_view kl_estimator, typename Hypers::Arg entropy_coef,
-    typename Hypers::Arg temperature_arg) {
+    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& token_weights,
+    typename Hypers::Arg clip_low, typename Hypers::Arg clip_high,
+    typename Hypers::OptionalArg dual_clip, typename Hypers::Arg kl_coef,
+    c10::string_view kl_estimator, typename Hypers::Arg entropy_coef,
+    typename Hypers::Arg temperature_arg, c10::string_view policy_loss, int64_t seq_len,
+    bool kl_ratio_weighted) {
   const c10::DeviceGuard guard(logits.device());
   const double temperature = hyper(temperature_arg);
   const double low = hyper(clip_low), high = hyper(clip_high);
@@ -161,12 +189,19 @@ decltype(PpoOutputs{}.tuple()) ppo_loss(
   check_logits(logits, actions, mask, temperature);
   check_ppo_params(low, high, dual);
   const core::KlEstimator estimator = parse_kl_estimator(kl_estimator);
+  const bool cispo = parse_policy_loss(policy_loss, dual.has_value());
+  TORCH_CHECK(seq_len >= 0, "fastrl: seq_len must be >= 0, got ", seq_len);
+  TORCH_CHECK(seq_len == 0 || logits.size(0) % seq_len == 0, "fastrl: seq_len (", seq_len,
+              ") must divide the number of tokens N = ", logits.size(0));
   const at::Tensor acts = actions.contiguous();
   const auto m = contiguous(mask);
   const at::Tensor old = token_input(old_logprobs, logits, "old_logprobs");
   const at::Tensor adv = token_input(advantages, logits, "advantages");
   std::optional<at::Tensor> ref;
   if (ref_logprobs) ref = token_input(*ref_logprobs, logits, "ref_logprobs");
+  std::optional<at::Tensor> weights;
+  if (token_weights) weights = token_input(*token_weights, logits, "token_weights");
+  const bool by_sequence = seq_len > 0 && logits.size(0) > 0;
   const PpoOutputs out{token_output(logits), token_output(logits), token_output(logits),
                        token_output(logits), token_output(logits), token_output(logits),
                        token_output(logits), token_output(logits)};
@@ -189,7 +224,16 @@ decltype(PpoOutputs{}.tuple()) ppo_loss(
     p.params.kl_coef = static_cast<T>(hyper(kl_coef));
     p.params.entropy_coef = static_cast<T>(hyper(entropy_coef));
     p.params.kl_estimator = estimator;
+    p.params.cispo = cispo;
+    p.params.kl_ratio_weighted = kl_ratio_weighted;
+    p.weight = weights ? weights->data_ptr<T>() : nullptr;
+    p.terms_later = by_sequence;
     Backend::run(p);
+    if (by_sequence) {  // the terms need every logp of the sequence: a second, [N]-only pass
+      const at::Tensor seq_log_ratio = sequence_log_ratio(out.logp, old, m, seq_len);
+      p.seq_log_ratio = seq_log_ratio.data_ptr<T>();
+      Backend::run_terms(p);
+    }
   });
   return out.tuple();
 }

@@ -9,8 +9,10 @@ tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py). Beside them:
 
 from fastrl.ops.plain_losses import gaussian_ppo_loss, value_loss
 from fastrl.ops.ppo_loss import (
+    IMPORTANCE_LEVELS,
     KL_ESTIMATORS,
     NORMALIZATIONS,
+    POLICY_LOSSES,
     ppo_loss,
     ppo_loss_from_hidden,
     token_logprobs,
@@ -28,6 +30,8 @@ __all__ = [
     "gaussian_ppo_loss",
     "KL_ESTIMATORS",  # the values of kl_estimator=
     "NORMALIZATIONS",  # the values of normalize=
+    "IMPORTANCE_LEVELS",  # the values of importance_level=
+    "POLICY_LOSSES",  # the values of policy_loss=
 ]
 
 # Public op name -> (module, native op names); drives `fastrl info` and the generic op tests.

@@ -19,6 +19,7 @@ from fastrl.ops.ppo_loss import (
     _stats,
     _zero_masked,
     clamp,
+    importance_log_ratio,
     ppo_terms_reference,
     takes_ppo_options,
 )
@@ -96,7 +97,8 @@ def gaussian_ppo_loss(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.
     logp = -((actions - mean) ** 2) / (2 * std**2) - log_std - math.log(math.sqrt(2 * math.pi))
     entropy = 0.5 + 0.5 * math.log(2 * math.pi) + log_std
     logp, entropy = logp.sum(-1), entropy.expand(mean.shape).sum(-1)
-    terms = ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts)
+    log_ratio = importance_log_ratio(logp, old_logprobs, mask, opts.importance_level)
+    terms = ppo_terms_reference(logp, entropy, log_ratio, advantages, ref_logprobs, opts)
     if mask is not None:
         terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
     return _aggregate(terms.loss, mask, opts), _stats(terms, old_logprobs, mask, ref_logprobs is not None)

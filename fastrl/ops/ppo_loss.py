@@ -48,10 +48,14 @@ __all__ = [
     "token_logprobs_reference",
     "KL_ESTIMATORS",
     "NORMALIZATIONS",
+    "IMPORTANCE_LEVELS",
+    "POLICY_LOSSES",
 ]
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 NORMALIZATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "constant")
+IMPORTANCE_LEVELS = ("token", "sequence")
+POLICY_LOSSES = ("ppo", "cispo")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +71,9 @@ class PpoOptions:
     temperature: float = 1.0
     normalize: str = "token_mean"
     max_len: int | None = None
+    importance_level: str = "token"
+    policy_loss: str = "ppo"
+    kl_ratio_weighted: bool = False
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -82,6 +89,12 @@ class PpoOptions:
         _checks.choice("normalize", self.normalize, NORMALIZATIONS)
         if self.max_len is not None:
             set_("max_len", _checks.positive_int("max_len", self.max_len))
+        _checks.choice("importance_level", self.importance_level, IMPORTANCE_LEVELS)
+        _checks.choice("policy_loss", self.policy_loss, POLICY_LOSSES)
+        if self.policy_loss == "cispo" and self.dual_clip is not None:
+            raise ValueError("dual_clip applies to policy_loss='ppo' only (CISPO's pg is bounded by its clip)")
+        if not isinstance(self.kl_ratio_weighted, bool):
+            raise TypeError(f"kl_ratio_weighted must be a bool, got {type(self.kl_ratio_weighted).__name__}")
 
 
 DEFAULT_OPTIONS = PpoOptions()
@@ -178,15 +191,40 @@ def _kl_term(kl_coef, kl: torch.Tensor) -> torch.Tensor:
     return kl_coef * kl if kl_coef != 0 else torch.zeros_like(kl)
 
 
-def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, opts: PpoOptions):
-    """Per-token PPO terms from log-probs (no masking): returns ``TokenTerms``."""
+def importance_log_ratio(logp, old_logprobs, mask, level: str):
+    """The log importance ratio per token, ``[..., L]`` (a sequence per row of the last dim).
+    "token": ``logp - old``. "sequence" (GSPO, Zheng et al. 2025): the sequence's mean of it over
+    its valid tokens, ``log s_i``, in the convention of TRL and verl: ``sg(log s_i) + logp -
+    sg(logp)``, whose value is ``log s_i`` and whose gradient in the token's own logp is 1, so
+    the per-token loss keeps its meaning under every ``normalize`` (with constant weights over a
+    sequence this is the gradient of GSPO's ``s_i``). A sequence without valid tokens gets 0."""
     log_ratio = logp - old_logprobs
-    with torch.no_grad():
-        _, was_clipped = clipped_pg_reference(torch.exp(log_ratio), advantages, opts)
-    # Where a clip set pg it is constant in logp, so no gradient may flow there; cut before exp,
-    # or autograd forms 0 * ratio = NaN where ratio = inf (old_logprobs = -inf). Same values.
-    ratio = torch.exp(torch.where(was_clipped, log_ratio.detach(), log_ratio))
-    pg, _ = clipped_pg_reference(ratio, advantages, opts)
+    if level == "token":
+        return log_ratio
+    shape = log_ratio.shape
+    seq = log_ratio.reshape(math.prod(shape[:-1]), shape[-1]) if len(shape) else log_ratio.reshape(1, 1)  # [S, L]
+    valid = torch.ones_like(seq, dtype=torch.bool) if mask is None else mask.reshape(seq.shape)
+    mean = torch.where(valid, seq, 0).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
+    return logp - logp.detach() + mean.expand(seq.shape).reshape(logp.shape).detach()
+
+
+def ppo_terms_reference(logp, entropy, log_ratio, advantages, ref_logprobs, opts: PpoOptions, token_weights=None):
+    """Per-token PPO terms from log-probs and the log importance ratio (no masking): returns
+    ``TokenTerms``."""
+    if opts.policy_loss == "cispo":  # MiniMax-M1: a clipped, constant weight on -A logp
+        ratio = torch.exp(log_ratio.detach())  # no gradient: an infinite ratio would give 0 * inf
+        weight = clamp(ratio, 1 - opts.clip_low, 1 + opts.clip_high)
+        pg = -weight * advantages * logp
+        was_clipped = weight != ratio
+    else:
+        with torch.no_grad():
+            _, was_clipped = clipped_pg_reference(torch.exp(log_ratio), advantages, opts)
+        # Where a clip set pg it is constant in logp, so no gradient may flow there; cut before
+        # exp, or autograd forms 0 * ratio = NaN where ratio = inf (old_logprobs = -inf).
+        ratio = torch.exp(torch.where(was_clipped, log_ratio.detach(), log_ratio))
+        pg, _ = clipped_pg_reference(ratio, advantages, opts)
+    if token_weights is not None:
+        pg = pg * token_weights
     if ref_logprobs is None:
         kl = torch.zeros_like(logp)
     elif opts.kl_estimator == "k1":
@@ -196,24 +234,29 @@ def ppo_terms_reference(logp, entropy, old_logprobs, advantages, ref_logprobs, o
     else:  # k3 (Schulman's unbiased, always >= 0 estimator)
         x = ref_logprobs - logp
         kl = torch.exp(x) - x - 1
+    if ref_logprobs is not None and opts.kl_ratio_weighted:  # TRL's use_bias_correction_kl
+        kl = kl * torch.exp(log_ratio)
     loss = pg + _kl_term(opts.kl_coef, kl) - opts.entropy_coef * entropy
     return TokenTerms(loss, logp, entropy, ratio, kl, was_clipped.to(logp.dtype))
 
 
 @takes_ppo_options
 def ppo_loss_reference(logits, actions, old_logprobs, advantages, *, mask=None, ref_logprobs=None,
-                       num_tokens=None, num_sequences=None, opts: PpoOptions = DEFAULT_OPTIONS):  # fmt: skip
+                       token_weights=None, num_tokens=None, num_sequences=None,
+                       opts: PpoOptions = DEFAULT_OPTIONS):  # fmt: skip
     """The specification of :func:`ppo_loss` (same arguments), with autograd through
     log_softmax. Per-token inputs are ``[...]`` like ``logits[..., 0]``."""
     acc = _acc_dtype(logits)
     counts = _check_counts(num_tokens, num_sequences)
     if mask is not None:  # masked tokens: inputs never used, outputs and gradients 0
         mask = mask.bool()
-        logits, old_logprobs, advantages, ref_logprobs = _zero_masked(
-            mask, logits, old_logprobs, advantages, ref_logprobs)  # fmt: skip
+        logits, old_logprobs, advantages, ref_logprobs, token_weights = _zero_masked(
+            mask, logits, old_logprobs, advantages, ref_logprobs, token_weights)  # fmt: skip
     logp, entropy = token_logprobs_reference(logits, actions, opts.temperature)
     ref = None if ref_logprobs is None else ref_logprobs.to(acc)
-    terms = ppo_terms_reference(logp, entropy, old_logprobs.to(acc), advantages.to(acc), ref, opts)
+    weights = None if token_weights is None else token_weights.to(acc)
+    log_ratio = importance_log_ratio(logp, old_logprobs.to(acc), mask, opts.importance_level)
+    terms = ppo_terms_reference(logp, entropy, log_ratio, advantages.to(acc), ref, opts, weights)
     if mask is not None:
         terms = TokenTerms(*(torch.where(mask, t, 0) for t in terms))
     return PpoLoss(_aggregate(terms.loss, mask, opts, *counts), _stats(terms, old_logprobs, mask, ref is not None))
@@ -231,6 +274,7 @@ def ppo_loss(
     *,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    token_weights: torch.Tensor | None = None,
     num_tokens: float | None = None,
     num_sequences: float | None = None,
     opts: PpoOptions = DEFAULT_OPTIONS,
@@ -238,13 +282,27 @@ def ppo_loss(
 ) -> PpoLoss:
     """Clipped PPO loss with a KL penalty to a reference policy and an entropy bonus.
 
-    Per token (logits z, action a, temperature T):
+    Per token (logits z, action a, temperature T, token weight w, default 1):
         logp  = z[a] / T - logsumexp(z / T),   ratio = exp(logp - old_logprobs)
-        pg    = -min(ratio A, clip(ratio, 1 - clip_low, 1 + clip_high) A)
-                (dual_clip c > 1: for A < 0, pg = min(pg, -c A))
+        pg    = -min(ratio A, clip(ratio, 1 - clip_low, 1 + clip_high) A) w
+                (dual_clip c > 1: for A < 0, pg = min(pg, -c A) before w)
         KL    = k1: logp - ref,  k2: (logp - ref)^2 / 2,  k3: exp(ref - logp) - (ref - logp) - 1
+                (kl_ratio_weighted: KL ratio, TRL's use_bias_correction_kl, whose gradient flows
+                through the ratio too, as in TRL)
         H     = -sum p log p
         loss  = pg + kl_coef KL - entropy_coef H
+    policy_loss="cispo" (MiniMax-M1, arXiv 2506.13585; verl's compute_policy_loss_cispo):
+        pg    = -sg(clip(ratio, 1 - clip_low, 1 + clip_high)) A logp w
+    whose gradient flows through logp alone, clipped or not (no dual clip). TRL's loss_type
+    "cispo" clamps only above, at epsilon_high: clip_low=1, clip_high=epsilon_high - 1 here.
+    importance_level="sequence" (GSPO, arXiv 2507.18071): ratio is the sequence's
+        s_i = exp(mean over its valid tokens of (logp - old_logprobs))
+    at each of its tokens, as sg(s_i) exp(logp - sg(logp)) (TRL's and verl's convention): its
+    value is s_i, its gradient in the token's own logp is s_i, so the per-token loss above and
+    every ``normalize`` keep their meaning; under "seq_mean_token_mean" this is exactly GSPO's
+    per-sequence clipped loss and gradient. Advantages are used per token as given (GSPO
+    assumes them constant over a sequence, as GRPO's are). A sequence without valid tokens
+    contributes 0.
     aggregated over valid tokens (``mask`` True) by ``normalize``:
         "token_mean":          sum / number of valid tokens
         "seq_mean_token_mean": mean over sequences (with a valid token) of the token mean
@@ -270,6 +328,9 @@ def ppo_loss(
             then sets pg, the token's gradient is that of a large finite ratio (no NaN).
         mask: optional bool-like ``[...]``; masked tokens are never read (NaN or inf there changes
             nothing), cost nothing and get zero gradient.
+        token_weights: optional floating ``[...]``, a weight on each token's pg term only (as
+            TRL's and verl's truncated importance weights for a rollout/training mismatch, or an
+            entropy mask): KL and entropy terms and the normalizers are unchanged.
         num_tokens, num_sequences: optional global counts (positive, finite numbers; see above).
         validate: check that actions are in [0, V) (a host sync on CUDA); default: on the CPU.
 
@@ -288,9 +349,9 @@ def ppo_loss(
     """
     vocab = _check_logits("logits", logits)
     tokens = _check_tokens(logits.shape[:-1], vocab, "logits", logits, actions, old_logprobs, advantages,
-                           ref_logprobs, mask, opts, validate)  # fmt: skip
+                           ref_logprobs, mask, opts, validate, token_weights)  # fmt: skip
     counts = _check_counts(num_tokens, num_sequences)
-    terms = _token_terms(logits.reshape(-1, vocab), tokens, opts)
+    terms = _token_terms(logits.reshape(-1, vocab), tokens, opts, _seq_len(logits.shape[:-1], opts))
     return _finish(terms, tokens, logits.shape[:-1], opts, counts)
 
 
@@ -306,6 +367,7 @@ def ppo_loss_from_hidden(
     chunk_size: int | None = None,
     mask: torch.Tensor | None = None,
     ref_logprobs: torch.Tensor | None = None,
+    token_weights: torch.Tensor | None = None,
     num_tokens: float | None = None,
     num_sequences: float | None = None,
     opts: PpoOptions = DEFAULT_OPTIONS,
@@ -317,19 +379,31 @@ def ppo_loss_from_hidden(
     The default chunk_size makes a chunk of logits about as big as ``hidden`` (at least 32
     rows), so the extra memory is about 2 H / V of the full logits. The weight gradient is
     accumulated in the weight's dtype, one chunk after another. Masked tokens' hidden states are
-    never used (a NaN there reaches no gradient). The options, ``num_tokens`` and
-    ``num_sequences`` are :func:`ppo_loss`'s.
+    never used (a NaN there reaches no gradient). The options, ``token_weights``, ``num_tokens``
+    and ``num_sequences`` are :func:`ppo_loss`'s. importance_level="sequence" costs one more
+    chunked forward (without gradient) first, for the sequences' ratios: each chunk's loss needs
+    them, and a chunk holds part of a sequence.
     Differentiable once on every backend."""
     vocab = check_linear(hidden, weight, bias, chunk_size)
     chunk_size = default_chunk_size(hidden, vocab) if chunk_size is None else chunk_size
     tokens = _check_tokens(hidden.shape[:-1], vocab, "hidden", hidden, actions, old_logprobs, advantages,
-                           ref_logprobs, mask, opts, validate)  # fmt: skip
+                           ref_logprobs, mask, opts, validate, token_weights)  # fmt: skip
     counts = _check_counts(num_tokens, num_sequences)
     if tokens.mask is not None:  # a NaN there would reach the weight gradient (0 * NaN)
         (hidden,) = _zero_masked(tokens.mask.reshape(hidden.shape[:-1]), hidden)
+    chunk_tokens = tokens
+    if opts.importance_level == "sequence":
+        # The chunks run at the token level with old' = logp - log s_i, so that their ratio
+        # exp(logp - old') is the sequence's s_i (logp recomputed identically, chunk by chunk).
+        with torch.no_grad():
+            logp = token_logprobs(hidden, actions, weight=weight, bias=bias, temperature=opts.temperature,
+                                  mask=mask, chunk_size=chunk_size, validate=False).logp.reshape(-1)  # fmt: skip
+            seq_len = _seq_len(hidden.shape[:-1], opts)
+            log_ratio = _flat_log_ratio(logp, tokens.old_logprobs, tokens.mask, seq_len)
+            chunk_tokens = tokens._replace(old_logprobs=logp - log_ratio)
     row_fn = lambda logits, *token_args: _token_terms(logits, _Tokens(*token_args), opts)
     outs = ChunkedLinear.apply(row_fn, chunk_size, hidden.reshape(-1, hidden.shape[-1]), weight,
-                                bias, *tokens)  # fmt: skip
+                                bias, *chunk_tokens)  # fmt: skip
     return _finish(TokenTerms(*outs), tokens, hidden.shape[:-1], opts, counts)
 
 
@@ -388,26 +462,46 @@ class _Tokens(NamedTuple):
     advantages: torch.Tensor
     ref_logprobs: torch.Tensor | None
     mask: torch.Tensor | None  # bool
+    token_weights: torch.Tensor | None
 
 
 def _acc_dtype(logits: torch.Tensor) -> torch.dtype:
     return torch.float64 if logits.dtype == torch.float64 else torch.float32
 
 
-def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions) -> TokenTerms:
-    """TokenTerms of ``logits [N, V]``: the fused op, or the reference when not native."""
+def _seq_len(batch_shape, opts: PpoOptions) -> int:
+    """The op's seq_len: 0 for token-level importance, else the length L of the sequences
+    (the last per-token dim; 1-D inputs are one sequence)."""
+    if opts.importance_level == "token" or math.prod(batch_shape) == 0:
+        return 0
+    return batch_shape[-1] if len(batch_shape) else 1
+
+
+def _flat_log_ratio(logp, old, mask, seq_len: int) -> torch.Tensor:
+    """importance_log_ratio of flat ``[N]`` tokens: sequence level over runs of seq_len > 0."""
+    if seq_len == 0:
+        return logp - old
+    shape = (-1, seq_len)
+    seq_mask = None if mask is None else mask.reshape(shape)
+    return importance_log_ratio(logp.reshape(shape), old.reshape(shape), seq_mask, "sequence").reshape(-1)
+
+
+def _token_terms(logits: torch.Tensor, t: _Tokens, opts: PpoOptions, seq_len: int = 0) -> TokenTerms:
+    """TokenTerms of ``logits [N, V]``: the fused op, or the reference when not native;
+    ``seq_len`` as _seq_len's (0 for chunks, which never see a whole sequence)."""
     if _native.use_native(logits.device):
         loss, logp, entropy, _lse, _dloss, ratio, kl, clipped = _native.call(
             "ppo_loss", logits, t.actions, t.old_logprobs, t.advantages, t.ref_logprobs, t.mask,
-            opts.clip_low, opts.clip_high, opts.dual_clip, opts.kl_coef, opts.kl_estimator,
-            opts.entropy_coef, opts.temperature,
+            t.token_weights, opts.clip_low, opts.clip_high, opts.dual_clip, opts.kl_coef, opts.kl_estimator,
+            opts.entropy_coef, opts.temperature, opts.policy_loss, seq_len, opts.kl_ratio_weighted,
         )  # fmt: skip
         return TokenTerms(loss, logp, entropy, ratio, kl, clipped)
-    old, adv, ref = t.old_logprobs, t.advantages, t.ref_logprobs
+    old, adv, ref, weights = t.old_logprobs, t.advantages, t.ref_logprobs, t.token_weights
     if t.mask is not None:  # as the native kernel: masked rows are never read
-        logits, old, adv, ref = _zero_masked(t.mask, logits, old, adv, ref)
+        logits, old, adv, ref, weights = _zero_masked(t.mask, logits, old, adv, ref, weights)
     logp, entropy = token_logprobs_reference(logits, t.actions, opts.temperature)
-    terms = ppo_terms_reference(logp, entropy, old, adv, ref, opts)
+    log_ratio = _flat_log_ratio(logp, old, t.mask, seq_len)
+    terms = ppo_terms_reference(logp, entropy, log_ratio, adv, ref, opts, weights)
     if t.mask is not None:
         terms = TokenTerms(*(torch.where(t.mask, x, 0) for x in terms))
     return terms
@@ -468,7 +562,8 @@ def _aggregate(loss: torch.Tensor, mask: torch.Tensor | None, opts: PpoOptions, 
 def _stats(terms: TokenTerms, old_logprobs, mask, has_ref: bool) -> dict[str, torch.Tensor]:
     """Detached diagnostics averaged over valid tokens; no host sync."""
     t = TokenTerms(*(x.detach() for x in terms))
-    approx_kl = t.ratio - 1 - (t.logp - old_logprobs.to(t.logp.dtype))  # KL(old || new), k3
+    log_ratio = t.logp - old_logprobs.to(t.logp.dtype)  # per token, at either importance level
+    approx_kl = torch.exp(log_ratio) - 1 - log_ratio  # KL(old || new), k3
     ratio_valid = t.ratio if mask is None else torch.where(mask.bool(), t.ratio, 0)
     stats = {
         "clip_fraction": masked_mean(t.clipped, mask),
@@ -527,11 +622,13 @@ def _check_counts(num_tokens, num_sequences) -> tuple[float | None, float | None
 
 
 def _check_tokens(batch_shape, vocab, like_name, like, actions, old_logprobs, advantages, ref_logprobs,
-                  mask, opts: PpoOptions, validate=None) -> _Tokens:  # fmt: skip
+                  mask, opts: PpoOptions, validate=None, token_weights=None) -> _Tokens:  # fmt: skip
     actions, mask = _check_actions(batch_shape, vocab, like_name, like, actions, mask, validate)
     acc = _acc_dtype(like)
     flat = {}
-    for name, x in (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs)):
+    per_token = (("old_logprobs", old_logprobs), ("advantages", advantages), ("ref_logprobs", ref_logprobs),
+                 ("token_weights", token_weights))  # fmt: skip
+    for name, x in per_token:
         if x is None:
             flat[name] = None
             continue
@@ -541,7 +638,8 @@ def _check_tokens(batch_shape, vocab, like_name, like, actions, old_logprobs, ad
         flat[name] = x.detach().reshape(-1).to(acc)
     if ref_logprobs is None and opts.kl_coef != 0:  # in this order: no guard on kl_coef under compile
         raise ValueError("kl_coef != 0 needs ref_logprobs")
-    return _Tokens(actions, flat["old_logprobs"], flat["advantages"], flat["ref_logprobs"], mask)
+    return _Tokens(actions, flat["old_logprobs"], flat["advantages"], flat["ref_logprobs"], mask,
+                   flat["token_weights"])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- native op registration
@@ -583,8 +681,8 @@ def _token_logprobs_backward(ctx, grad_logp, grad_entropy, _grad_lse):
 
 
 def _ppo_loss_setup(ctx, inputs, output):
-    # inputs as in _token_terms' call: logits, actions, 4 token tensors, 7 options
-    logits, actions, _old, _adv, _ref, mask, *_, entropy_coef, temperature = inputs
+    # inputs as in _token_terms' call: logits, actions, 5 token tensors, 10 options
+    logits, actions, _old, _adv, _ref, mask, _weights, *_, entropy_coef, temperature, _pl, _sl, _krw = inputs
     _loss, _logp, entropy, lse, dloss_dlogp, *_ = output
     ctx.save_for_backward(logits, actions, mask, lse, entropy, dloss_dlogp)
     ctx.entropy_coef, ctx.temperature, ctx.num_inputs = entropy_coef, temperature, len(inputs)

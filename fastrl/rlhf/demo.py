@@ -58,7 +58,9 @@ from fastrl.utils.config import (
 from fastrl.utils.logging import RunLogger
 from fastrl.utils.plots import read_metrics
 
-ALGOS = ("ppo", "grpo", "rloo", "reinforce_pp", "dpo")
+ALGOS = ("ppo", "grpo", "rloo", "reinforce_pp", "gspo", "cispo", "dpo")
+# The GRPO trainer's variants by loss: GSPO's sequence-level ratios, CISPO's clipped IS weights.
+LOSS_VARIANTS = {"gspo": {"importance_level": "sequence"}, "cispo": {"policy_loss": "cispo"}}
 
 
 def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: float, seed: int,
@@ -94,8 +96,8 @@ def train_sft(model: GPT, n_examples: int, steps: int, batch_size: int, lr: floa
 class DemoConfig(SelfChecking):
     algo: str = "ppo"
     """What trains the SFT model: "ppo", "grpo", "rloo" or "reinforce_pp" (the GRPO trainer and
-    settings with that advantage_estimator) against the reward model, or "dpo" on the labeled
-    pairs (no reward model)."""
+    settings with that advantage_estimator), "gspo" or "cispo" (GRPO with importance_level="sequence"
+    or policy_loss="cispo") against the reward model, or "dpo" on the labeled pairs (no reward model)."""
     out: str = "runs/rlhf-demo"
     """Directory for metrics.csv, training.png, summary.json and the models."""
     seed: int = 0
@@ -284,7 +286,10 @@ def make_trainer(cfg: DemoConfig, prep: Prepared):
         raise ValueError(f"prep: {cfg.algo} needs a reward model; this was prepared for DPO (none trained)")
     if cfg.algo == "ppo":
         return PPOTrainer(prep.policy, prep.reward_model, TOKENIZER, replace(cfg.ppo, **shared)), cfg.iterations
-    grpo = replace(cfg.grpo, **shared, advantage_estimator=cfg.algo)
+    if cfg.algo in LOSS_VARIANTS:
+        grpo = replace(cfg.grpo, **shared, advantage_estimator="grpo", **LOSS_VARIANTS[cfg.algo])
+    else:
+        grpo = replace(cfg.grpo, **shared, advantage_estimator=cfg.algo)
     return GRPOTrainer(prep.policy, prep.reward_model, TOKENIZER, grpo), cfg.iterations
 
 

@@ -33,7 +33,7 @@ import torch
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.nn.hf import as_causal_lm
-from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
+from fastrl.ops import IMPORTANCE_LEVELS, NORMALIZATIONS, POLICY_LOSSES, ppo_loss_from_hidden
 from fastrl.rlhf.advantages import (
     group_advantages,
     overlong_penalty,
@@ -118,6 +118,14 @@ class GRPOConfig(SelfChecking):
     normalize: str = "seq_mean_token_mean"
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
+    importance_level: str = "token"
+    """Importance ratio: token, or sequence (GSPO: the geometric mean of the response's token
+    ratios, clipped per response; pair it with tighter clips, e.g. 3e-4 and 4e-4 in the paper)."""
+    policy_loss: str = "ppo"
+    """Policy-gradient term: ppo (clipped surrogate) or cispo (MiniMax-M1: -sg(clip(ratio)) A logp,
+    a gradient for every token)."""
+    kl_ratio_weighted: bool = False
+    """Multiply the loss's KL term by the importance ratio (TRL's use_bias_correction_kl)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip (inf: no clipping)."""
     seed: int = 0
@@ -134,6 +142,7 @@ class GRPOConfig(SelfChecking):
         "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
         "advantage_estimator": ADVANTAGE_ESTIMATORS, "max_sampling_rounds": AT_LEAST_ONE,
         "overlong_buffer": NON_NEGATIVE, "overlong_penalty": NON_NEGATIVE, "seed": SEED,
+        "importance_level": IMPORTANCE_LEVELS, "policy_loss": POLICY_LOSSES,
     }
     renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
 
@@ -262,7 +271,8 @@ class GRPOTrainer(TrainsOnPrompts):
                 ref_logprobs=None if loss_ref_logp is None else loss_ref_logp[rows],
                 clip_low=cfg.clip_low, clip_high=cfg.clip_high, kl_coef=loss_kl_coef,
                 kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
-                max_len=cfg.max_new_tokens, **minibatch_counts)  # fmt: skip
+                max_len=cfg.max_new_tokens, importance_level=cfg.importance_level, policy_loss=cfg.policy_loss,
+                kl_ratio_weighted=cfg.kl_ratio_weighted, **minibatch_counts)  # fmt: skip
             self.opt.zero_grad(set_to_none=True)
             # this rank's part of the minibatch's loss; average_gradients (or FSDP) divides the sum by W
             (loss * world.size).backward()

@@ -30,7 +30,7 @@ import torch
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.nn.hf import as_causal_lm, as_scalar
-from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
+from fastrl.ops import IMPORTANCE_LEVELS, POLICY_LOSSES, gae, ppo_loss_from_hidden, value_loss
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
@@ -98,6 +98,11 @@ class RLHFPPOConfig(SelfChecking):
     """Responses over which beta moves by the clipped relative KL error (larger: slower)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight in the policy loss."""
+    importance_level: str = "token"
+    """Importance ratio: token, or sequence (GSPO: the geometric mean of the response's token
+    ratios). (The KL is in the rewards here, so ppo_loss's kl_ratio_weighted has nothing to weigh.)"""
+    policy_loss: str = "ppo"
+    """Policy-gradient term: ppo (clipped surrogate) or cispo (-sg(clip(ratio)) A logp)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip for policy and critic (inf: no clipping)."""
     seed: int = 0
@@ -112,6 +117,7 @@ class RLHFPPOConfig(SelfChecking):
         "learning_rate": POSITIVE, "critic_learning_rate": POSITIVE, "clip_low": NON_NEGATIVE,
         "value_clip": NON_NEGATIVE, "gamma": UNIT, "gae_lambda": UNIT, "kl_coef": NON_NEGATIVE,
         "target_kl": POSITIVE, "max_grad_norm": GRAD_CLIP, "seed": SEED,
+        "importance_level": IMPORTANCE_LEVELS, "policy_loss": POLICY_LOSSES,
     }
     renamed = {"lr": "learning_rate", "critic_lr": "critic_learning_rate",
                                          "clip": "clip_low", "lam": "gae_lambda", "minibatches": "num_minibatches"}
@@ -240,7 +246,7 @@ class PPOTrainer(TrainsOnPrompts):
             loss, stats = ppo_loss_from_hidden(
                 hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
                 clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature,
-                **minibatch_counts)  # fmt: skip
+                importance_level=cfg.importance_level, policy_loss=cfg.policy_loss, **minibatch_counts)  # fmt: skip
             self.policy_opt.zero_grad(set_to_none=True)
             (loss * world.size).backward()
             if not self.sharded:  # FSDP averages them itself

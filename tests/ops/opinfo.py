@@ -492,18 +492,42 @@ BRANCH_OPTIONS.update({
 })  # fmt: skip
 
 
+# The options of issue 17 on the branch inputs (with token weights where the name says so):
+# sequence-level ratios (GSPO), CISPO, per-token weights on pg, the ratio-weighted KL.
+OPTION_CASES = {
+    "gspo-seq_mean_token_mean": dict(FULL_OPTIONS, importance_level="sequence"),
+    "gspo-token_mean-k1-weights": dict(FULL_OPTIONS, importance_level="sequence", normalize="token_mean",
+                                       kl_estimator="k1", kl_coef=0.3),
+    "gspo-constant-no_ref": dict(importance_level="sequence", clip_high=0.28, normalize="constant"),
+    "cispo": dict(FULL_OPTIONS, policy_loss="cispo", dual_clip=None),
+    "cispo-gspo-kl_ratio-weights": dict(FULL_OPTIONS, policy_loss="cispo", dual_clip=None, importance_level="sequence",
+                                        kl_ratio_weighted=True, kl_coef=0.3),
+    "kl_ratio-k2-weights": dict(FULL_OPTIONS, kl_ratio_weighted=True, kl_estimator="k2", kl_coef=0.3),
+    "kl_ratio-k3-seq_mean_token_sum": dict(FULL_OPTIONS, kl_ratio_weighted=True, kl_coef=0.3,
+                                           normalize="seq_mean_token_sum"),
+    "kl_ratio-no_ref": dict(kl_ratio_weighted=True),  # no reference: KL = 0 still
+}  # fmt: skip
+
+
 def branch_inputs(case, dtype, device="cpu"):
-    """Inputs of branch sample ``case``: (5, 8) tokens, V = 17, every branch reached (see
-    test_ppo_loss.py), NaN and inf in every input of the masked tokens, which must never be read."""
-    options = BRANCH_OPTIONS[case]
+    """Inputs of branch sample ``case`` (of BRANCH_OPTIONS or OPTION_CASES): (5, 8) tokens,
+    V = 17, every branch reached (see test_ppo_loss.py), NaN and inf in every input of the masked
+    tokens, which must never be read."""
+    options = BRANCH_OPTIONS[case] if case in BRANCH_OPTIONS else OPTION_CASES[case]
     inputs = make_inputs((5, 8), 17, dtype=dtype, seed=1, temperature=options.get("temperature", 1.0))
-    if case == "defaults-no_ref":
+    if case.endswith("no_ref"):
         del inputs["ref_logprobs"]
+    if "weights" in case:  # in [0, 2), some 0
+        g = torch.Generator().manual_seed(21)
+        weights = 2 * torch.rand(5, 8, generator=g, dtype=torch.float64)
+        inputs["token_weights"] = torch.where(weights < 0.2, 0, weights).to(dtype)
     masked = ~inputs["mask"]
     with torch.no_grad():
         inputs["logits"][masked] = math.nan
         inputs["logits"][tuple(masked.nonzero()[0].tolist())] = math.inf
-        for key, bad in (("old_logprobs", -math.inf), ("advantages", math.nan), ("ref_logprobs", math.inf)):
+        nonfinite = (("old_logprobs", -math.inf), ("advantages", math.nan), ("ref_logprobs", math.inf),
+                     ("token_weights", math.nan))  # fmt: skip
+        for key, bad in nonfinite:
             if key in inputs:
                 inputs[key] = torch.where(masked, bad, inputs[key])
     inputs = _tensors_to(device, **inputs)
@@ -522,8 +546,10 @@ def _ppo_samples():
                                  "V50257": ((2, 3), 50257), "V128256": ((2, 2), 128256),
                                  "3d_batch": ((3, 2, 8), 5), "one_sequence": ((8,), 5)}.items():  # fmt: skip
         yield Sample(name, full(shape, vocab))
-    for case, dtype in itertools.product(BRANCH_OPTIONS, (torch.float32, torch.float64)):
+    for case, dtype in itertools.product([*BRANCH_OPTIONS, *OPTION_CASES], (torch.float32, torch.float64)):
         yield Sample(f"branches-{case}-{_dt(dtype)}", lambda d, c=case, t=dtype: branch_inputs(c, t, d), dtype)
+    yield Sample("bfloat16-V50257-gspo-cispo", full((3, 8), 50257, torch.bfloat16, seed=3, importance_level="sequence",
+                                                    policy_loss="cispo", dual_clip=None), torch.bfloat16)  # fmt: skip
     yield Sample("bfloat16-V50257", full((3, 8), 50257, torch.bfloat16, seed=3), torch.bfloat16)
     yield Sample("float16-V50257", full((3, 8), 50257, torch.float16, seed=3), torch.float16, devices=("cpu",))
 
@@ -543,11 +569,27 @@ def _ppo_samples():
         inputs = make_inputs((5,), 7, device=d, seed=8)
         return dict(inputs, **dict(FULL_OPTIONS, kl_estimator="k2", kl_coef=0.1))
 
+    def new_options(dtype, seed, **options):  # issue 17's options, for opcheck, compile, gradcheck
+        def make(d):
+            inputs = make_inputs((3, 5), 6, dtype=dtype, device=d, seed=seed)
+            g = torch.Generator().manual_seed(seed)
+            inputs["token_weights"] = torch.rand(3, 5, generator=g, dtype=torch.float64).to(dtype).to(d)
+            return dict(inputs, **dict(FULL_OPTIONS, kl_ratio_weighted=True, **options))
+
+        return make
+
     yield Sample("strided_logits", strided)
     yield Sample("all_masked", all_masked)
     yield Sample("float64-V4", float64_small, torch.float64)
     yield Sample("k2-one_sequence", opcheck_k2)
     yield Sample("compile-V50", full((3, 8), 50, seed=9))
+    yield Sample("new_options-V6", new_options(torch.float32, 22, importance_level="sequence", policy_loss="cispo",
+                                               dual_clip=None))  # fmt: skip
+    # gradcheck differentiates the loss's value: the stop-gradients of the sequence level and of
+    # CISPO are not its derivative (the oracle checks them); token weights and the ratio-weighted KL are.
+    yield Sample("weights-kl_ratio-float64-V6", new_options(torch.float64, 23), torch.float64)
+    yield Sample("gspo-one_sequence", full((8,), 5, seed=24, importance_level="sequence"))
+    yield Sample("gspo-3d_batch", full((3, 2, 8), 5, seed=25, importance_level="sequence"))
     for shape in ((0,), (3, 0), (0, 4)):  # no tokens: like an all-masked batch
         yield Sample(f"empty-{'x'.join(map(str, shape))}", full(shape, 7))
 
@@ -590,6 +632,17 @@ def _ppo_bad_inputs():
         BadInput("ref_device", good(ref_logprobs=torch.zeros(2, 3, device="meta")), ValueError, "ref_logprobs",
                  "is on meta"),
         BadInput("validate_str", good(validate="yes"), TypeError, "validate", "must be a bool or None"),
+        BadInput("importance_level", good(importance_level="seq"), ValueError, "importance_level", "must be one of"),
+        BadInput("policy_loss", good(policy_loss="grpo"), ValueError, "policy_loss", "must be one of"),
+        BadInput("cispo_dual_clip", good(policy_loss="cispo", dual_clip=3.0), ValueError, "dual_clip",
+                 "policy_loss='ppo' only"),
+        BadInput("kl_ratio_weighted_int", good(kl_ratio_weighted=1), TypeError, "kl_ratio_weighted", "must be a bool"),
+        BadInput("token_weights_shape", good(token_weights=torch.ones(3, 2)), ValueError, "token_weights",
+                 "must have shape"),
+        BadInput("token_weights_int", good(token_weights=torch.ones(2, 3, dtype=torch.long)), TypeError,
+                 "token_weights", "must be a floating"),
+        BadInput("token_weights_device", good(token_weights=torch.ones(2, 3, device="meta")), ValueError,
+                 "token_weights", "is on meta"),
     )  # fmt: skip
 
 
@@ -720,10 +773,14 @@ def from_hidden_spec(hidden, weight, actions, old_logprobs, advantages, bias=Non
 
 
 def _from_hidden_samples():
-    def make(shape, hidden_size, vocab, seed, chunk_size, dtype=torch.float32, bias=True, nan_masked=False):
+    def make(shape, hidden_size, vocab, seed, chunk_size, dtype=torch.float32, bias=True, nan_masked=False,
+             **options):  # fmt: skip
         def build(d):
             args = _hidden_inputs(shape, hidden_size, vocab, seed, dtype, bias, nan_masked)(d)
-            return dict(args, chunk_size=chunk_size, **FULL_OPTIONS)
+            if options.pop("weights", False):
+                g = torch.Generator().manual_seed(seed)
+                args["token_weights"] = torch.rand(shape, generator=g, dtype=torch.float64).to(dtype).to(d)
+            return dict(args, chunk_size=chunk_size, **dict(FULL_OPTIONS, **options))
 
         return build
 
@@ -732,6 +789,14 @@ def _from_hidden_samples():
     yield Sample("V50-nan_masked-chunk5", make((3, 4), 8, 50, seed=15, chunk_size=5, nan_masked=True))
     yield Sample("float64-V6-chunk4", make((2, 3), 5, 6, seed=20, chunk_size=4, dtype=torch.float64),
                  torch.float64)
+    # chunks of 3 rows split sequences of 8: each chunk needs its sequences' ratios
+    yield Sample("gspo-V50-nan_masked-chunk3", make((3, 8), 8, 50, seed=16, chunk_size=3, nan_masked=True,
+                                                    importance_level="sequence"))  # fmt: skip
+    yield Sample("gspo-cispo-kl_ratio-weights-chunk3", make((3, 8), 8, 50, seed=17, chunk_size=3, weights=True,
+                                                            importance_level="sequence", policy_loss="cispo",
+                                                            dual_clip=None, kl_ratio_weighted=True))  # fmt: skip
+    yield Sample("float64-weights-kl_ratio-V6-chunk4", make((2, 3), 5, 6, seed=21, chunk_size=4, dtype=torch.float64,
+                                                            weights=True, kl_ratio_weighted=True), torch.float64)
 
 
 def _from_hidden_bad_inputs():
@@ -840,6 +905,9 @@ def _gaussian_samples():
                                                          kl_estimator=estimator, entropy_coef=0.01))  # fmt: skip
     yield Sample("float64-N5_D2-masked-kl", _gaussian_inputs(5, 2, seed=21, dtype=torch.float64, ref=True, mask=True,
                                                              kl_coef=0.2, dual_clip=3.0), torch.float64)  # fmt: skip
+    yield Sample("sequence-cispo-kl_ratio", _gaussian_inputs(5, 2, seed=22, ref=True, mask=True, kl_coef=0.5,
+                                                             importance_level="sequence", policy_loss="cispo",
+                                                             kl_ratio_weighted=True))  # fmt: skip
 
 
 def _gaussian_bad_inputs():
@@ -883,11 +951,13 @@ OPS = (
     OpInfo("ppo_loss", ppo_loss, tuple(_ppo_samples()), _ppo_bad_inputs(), oracle=ppo_oracle,
            oracle_tol=ppo_tolerances, reference=ppo_spec, reference_tol=ppo_reference_tolerances,
            native_grad_args={"ppo_loss": ("logits",), "token_logprobs": ("logits",)},
-           opcheck=("k2-one_sequence", "float64-V4"), compile=("compile-V50",), gradcheck=("float64-V4",)),
+           opcheck=("k2-one_sequence", "float64-V4", "new_options-V6"), compile=("compile-V50", "new_options-V6"),
+           gradcheck=("float64-V4", "weights-kl_ratio-float64-V6")),
     OpInfo("ppo_loss_from_hidden", ppo_loss_from_hidden, tuple(_from_hidden_samples()), _from_hidden_bad_inputs(),
            oracle=from_hidden_oracle, oracle_tol=ppo_tolerances, reference=from_hidden_spec,
            reference_tol=ppo_reference_tolerances, native_grad_args={"ppo_loss": ("logits",)},
-           opcheck=("V50-nan_masked-chunk5",), compile=("V300-bias-chunk3",), gradcheck=("float64-V6-chunk4",),
+           opcheck=("V50-nan_masked-chunk5",), compile=("V300-bias-chunk3",),
+           gradcheck=("float64-V6-chunk4", "float64-weights-kl_ratio-V6-chunk4"),
            known_failures={"compile-V300-bias-chunk3": "_ChunkedLinear.backward calls torch.autograd.grad, which "
                            "dynamo does not trace (trace_autograd_ops=False): a graph break under fullgraph=True"}),
     OpInfo("token_logprobs", token_logprobs, tuple(_token_logprobs_samples()), _token_logprobs_bad_inputs(),

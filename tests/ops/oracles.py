@@ -149,7 +149,8 @@ def gaussian_ppo_loss_loop(mean, log_std, actions, old_logprobs, advantages, *, 
 
 def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, mask=None, ref_logprobs=None,
                     clip_low=0.2, clip_high=None, dual_clip=None, kl_coef=0.0, kl_estimator="k3", entropy_coef=0.0,
-                    normalize="token_mean", max_len=None):  # fmt: skip
+                    normalize="token_mean", max_len=None, importance_level="token", policy_loss="ppo",
+                    kl_ratio_weighted=False, token_weights=None):  # fmt: skip
     """``(loss, stats, tokens)`` from per-token log-probs and entropies (lists, one per token of
     ``batch``, 0-dim float64 tensors at valid tokens), token by token:
         ratio = exp(logp - old)
@@ -157,6 +158,10 @@ def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, 
                 dual clip c: pg = min(pg, -c A)
         KL    = k1: logp - ref,  k2: (logp - ref)^2 / 2,  k3: exp(ref - logp) - (ref - logp) - 1
         loss  = pg + kl_coef KL - entropy_coef H
+    with the options: importance_level "sequence": log ratio = the mean of logp - old over the
+    sequence's valid tokens, with gradient 1 in the token's own logp; policy_loss "cispo":
+    pg = -clip(ratio) A logp, the clipped ratio a constant; token_weights w: pg w;
+    kl_ratio_weighted: KL ratio (gradient through both). Then
     aggregated over valid tokens by ``normalize``; stats are means over valid tokens (ratio_max
     their maximum), approx_kl the k3 estimate of KL(old || new): ratio - 1 - log ratio.
     ``zero`` is a 0 that is part of the autograd graph; ``tokens`` lists a :class:`Token` per
@@ -166,6 +171,14 @@ def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, 
     valid = [True] * math.prod(batch) if mask is None else mask.reshape(-1).bool().tolist()
     old, adv = old_logprobs.reshape(-1).tolist(), advantages.reshape(-1).tolist()
     ref = None if ref_logprobs is None else ref_logprobs.reshape(-1).tolist()
+    weights = None if token_weights is None else token_weights.reshape(-1).tolist()
+    log_ratios = [logps[i] - old[i] if ok else None for i, ok in enumerate(valid)]
+    if importance_level == "sequence":  # GSPO: one log ratio per sequence, its tokens' mean
+        for start in range(0, len(valid), max(seq_len, 1)):
+            idx = [j for j in range(start, start + seq_len) if valid[j]]
+            mean_log_ratio = sum(_float(logps[j]) - old[j] for j in idx) / max(len(idx), 1)
+            for j in idx:
+                log_ratios[j] = logps[j] - _float(logps[j]) + mean_log_ratio
 
     losses, tokens = [], []
     sums = {"clipped": 0.0, "approx_kl": 0.0, "entropy": 0.0, "ratio": 0.0, "kl": 0.0}
@@ -175,13 +188,19 @@ def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, 
             losses.append(None)
             continue
         logp, entropy, a = logps[i], entropies[i], adv[i]
-        ratio = torch.exp(logp - old[i])
+        ratio = torch.exp(log_ratios[i])
         clipped_ratio = min(max(ratio, 1 - clip_low), 1 + high)  # a float where the clip holds
-        pg, branch = -ratio * a, "none"
-        if -clipped_ratio * a > pg:
-            pg, branch = -clipped_ratio * a, "clip"
-        if dual_clip is not None and a < 0 and -dual_clip * a < pg:
-            pg, branch = -dual_clip * a, "dual"
+        if policy_loss == "cispo":
+            weight = min(max(_float(ratio), 1 - clip_low), 1 + high)
+            pg, branch = -weight * a * logp, "none" if weight == _float(ratio) else "clip"
+        else:
+            pg, branch = -ratio * a, "none"
+            if -clipped_ratio * a > pg:
+                pg, branch = -clipped_ratio * a, "clip"
+            if dual_clip is not None and a < 0 and -dual_clip * a < pg:
+                pg, branch = -dual_clip * a, "dual"
+        if weights is not None:
+            pg = pg * weights[i]
         kl = 0.0
         if ref is not None and kl_estimator == "k1":
             kl = logp - ref[i]
@@ -190,11 +209,13 @@ def ppo_tokens_loop(logps, entropies, batch, old_logprobs, advantages, zero, *, 
         elif ref is not None:  # k3
             x = ref[i] - logp
             kl = torch.exp(x) - x - 1
+        if ref is not None and kl_ratio_weighted:
+            kl = kl * ratio
         losses.append(pg + (kl_coef * kl if kl_coef != 0 else 0.0) - entropy_coef * entropy)
         r = _float(ratio)
         tokens.append(Token(r, a, branch))
         sums["clipped"] += branch != "none"
-        sums["approx_kl"] += r - 1 - (_float(logp) - old[i])
+        sums["approx_kl"] += _float(torch.exp(logp - old[i])) - 1 - (_float(logp) - old[i])
         sums["entropy"] += _float(entropy)
         sums["ratio"] += r
         sums["kl"] += _float(kl)

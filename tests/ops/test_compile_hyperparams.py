@@ -67,6 +67,14 @@ def _ppo_loss(x, logits):
     return loss, stats["clip_fraction"], stats["entropy"]
 
 
+def _ppo_loss_issue17(x, logits):  # GSPO, CISPO, token weights, the ratio-weighted KL
+    _, actions, old, adv, ref = _PPO
+    loss, stats = ops.ppo_loss(logits, actions, old, adv, ref_logprobs=ref, token_weights=torch.linspace(0, 1, 5),
+                               clip_low=0.1 + 0.2 * x, clip_high=0.3 + x, kl_coef=x, importance_level="sequence",
+                               policy_loss="cispo", kl_ratio_weighted=True)  # fmt: skip
+    return loss, stats["clip_fraction"], stats["kl_ref"]
+
+
 def _token_logprobs(x, logits):
     _, actions, *_ = _PPO
     logp, entropy = ops.token_logprobs(logits, actions, temperature=0.5 + x)
@@ -95,6 +103,7 @@ CASES = {
     _gae_lam: None,
     _discounted_returns: None,
     _ppo_loss: _PPO[0],
+    _ppo_loss_issue17: _PPO[0],
     _token_logprobs: _PPO[0],
     _value_loss: _RETURNS[1],
     _gaussian_ppo_loss: torch.linspace(-1, 1, 8).reshape(4, 2),
@@ -175,7 +184,8 @@ def _twin_samples():
     yield "gae", (r, v, nv, term, done, None, 0.9, 0.95)
     yield "discounted_returns", (r, done, torch.randn(3), None, 0.9)
     yield "token_logprobs", (z, actions, mask, 0.7)
-    yield "ppo_loss", (z, actions, old, adv, ref, mask, 0.2, 0.28, 3.0, 0.1, "k2", 0.01, 0.7)
+    # token weights |A|; sequence-level ratios over one sequence of 5, the ratio-weighted KL
+    yield "ppo_loss", (z, actions, old, adv, ref, mask, adv.abs(), 0.2, 0.28, 3.0, 0.1, "k2", 0.01, 0.7, "ppo", 5, True)
     lse = torch.randn(5, dtype=torch.float64)
     yield "token_logprobs_backward", (old, adv, logits, actions, mask, lse, adv.abs(), 0.7)
 

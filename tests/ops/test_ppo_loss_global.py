@@ -16,6 +16,21 @@ from tests.ops.helpers import make_inputs
 OPTIONS = dict(clip_low=0.2, clip_high=0.28, dual_clip=3.0, kl_coef=0.1, kl_estimator="k3", entropy_coef=0.01,
                temperature=0.7, max_len=9)  # fmt: skip
 SPLITS = [slice(0, 1), slice(1, 4), slice(4, 6)]  # unequal parts; the first holds only the empty sequence
+# Issue 17's options keep the counts' meaning (parts split between sequences, never inside one).
+MODES = {
+    "ppo": {},
+    "gspo-cispo-kl_ratio": dict(importance_level="sequence", policy_loss="cispo", dual_clip=None,
+                                kl_ratio_weighted=True),
+    "gspo-weights": dict(importance_level="sequence", token_weights=True),
+}  # fmt: skip
+
+
+def with_mode(inputs: dict, opts: dict, mode: str) -> tuple[dict, dict]:
+    """inputs and options with MODES[mode] (token weights in [0, 1) when it has them)."""
+    extra = dict(MODES[mode])
+    if extra.pop("token_weights", False):
+        inputs = dict(inputs, token_weights=torch.rand(inputs["mask"].shape, generator=torch.Generator().manual_seed(7)))
+    return inputs, dict(opts, **extra)
 
 
 def global_counts(mask: torch.Tensor, normalize: str) -> dict:
@@ -56,11 +71,12 @@ def test_aggregation_over_global_counts_by_hand():
         assert got.item() == pytest.approx(value), normalize
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("normalize", NORMALIZATIONS)
-def test_micro_batches_with_global_counts_sum_to_the_whole_batch(backend, normalize):
+def test_micro_batches_with_global_counts_sum_to_the_whole_batch(backend, normalize, mode):
     inputs = make_inputs((6, 9), 11, seed=4)
     inputs["mask"][3, 5:] = False  # unequal lengths
-    opts = dict(OPTIONS, normalize=normalize)
+    inputs, opts = with_mode(inputs, dict(OPTIONS, normalize=normalize), mode)
     whole, _ = ppo_loss(**inputs, **opts)
     (grad_whole,) = torch.autograd.grad(whole, inputs["logits"])
     counts = global_counts(inputs["mask"], normalize)
@@ -81,15 +97,16 @@ def test_micro_batches_with_global_counts_sum_to_the_whole_batch(backend, normal
         assert not torch.allclose(local, whole, rtol=1e-3)
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("normalize", NORMALIZATIONS)
-def test_from_hidden_micro_batches_with_global_counts(backend, normalize):
+def test_from_hidden_micro_batches_with_global_counts(backend, normalize, mode):
     g = torch.Generator().manual_seed(5)
     hidden = torch.randn(6, 9, 8, generator=g, requires_grad=True)
     weight = torch.randn(11, 8, generator=g, requires_grad=True)
     inputs = make_inputs((6, 9), 11, seed=6, logits=hidden @ weight.T)
     del inputs["logits"]
     inputs["mask"][4, 2:] = False
-    opts = dict(OPTIONS, normalize=normalize)
+    inputs, opts = with_mode(inputs, dict(OPTIONS, normalize=normalize), mode)
     whole, _ = ppo_loss_from_hidden(hidden, weight, **inputs, **opts)
     grads_whole = torch.autograd.grad(whole, (hidden, weight))
     counts = global_counts(inputs["mask"], normalize)

@@ -19,13 +19,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from fastrl import ops
 from fastrl.ops.ppo_loss import (
+    IMPORTANCE_LEVELS,
     KL_ESTIMATORS,
     NORMALIZATIONS,
+    POLICY_LOSSES,
     ppo_loss_reference,
     token_logprobs_reference,
 )
@@ -222,16 +224,28 @@ FLOAT_TOLERANCES = {  # (rtol, atol) for the loss and stats; the gradient's are 
 
 
 @st.composite
-def ppo_options(draw, logits=True):
+def ppo_options(draw, logits=True, issue17=True):
+    """Loss options; issue17=False: without those of issue 17 (GSPO, CISPO, the ratio-weighted KL)."""
     kl_coef = draw(st.sampled_from([0.0, 0.1]))
     normalize = draw(st.sampled_from(NORMALIZATIONS))
+    policy_loss = draw(st.sampled_from(POLICY_LOSSES if issue17 else ("ppo",)))
     return dict(
         clip_low=draw(st.sampled_from([0.0, 0.2])), clip_high=draw(st.sampled_from([None, 0.28])),
-        dual_clip=draw(st.sampled_from([None, 3.0])), kl_coef=kl_coef,
+        dual_clip=draw(st.sampled_from([None, 3.0])) if policy_loss == "ppo" else None, kl_coef=kl_coef,
+        importance_level=draw(st.sampled_from(IMPORTANCE_LEVELS if issue17 else ("token",))), policy_loss=policy_loss,
+        kl_ratio_weighted=draw(st.booleans()) if issue17 else False,
         kl_estimator=draw(st.sampled_from(KL_ESTIMATORS)), entropy_coef=draw(st.sampled_from([0.0, 0.01, -0.1])),
         temperature=draw(st.sampled_from([0.6, 1.0, 1.7])) if logits else 1.0, normalize=normalize,
         max_len=draw(st.sampled_from([None, 6])) if normalize == "constant" else None,
     )  # fmt: skip
+
+
+def finite_ratio_weighted_kl(tokens, options) -> bool:
+    """False where kl_ratio_weighted meets an infinite ratio: its KL is then infinite (and the
+    gradient non-finite, even with kl_coef = 0, as documented); which non-finite value comes out
+    is unspecified."""
+    infinite = (tokens["old_logprobs"] == -math.inf) & ~tokens["masked"]
+    return not (options["kl_ratio_weighted"] and bool(infinite.any()))
 
 
 @st.composite
@@ -251,9 +265,12 @@ def token_batches(draw, vocab=None):
         infinite = (torch.rand(batch, generator=g) < 0.3) & ~masked
         old = torch.where(infinite, -math.inf, old)
         adv = torch.where(infinite, adv.abs() + 0.1, adv)
+    weights = None
+    if draw(st.booleans()):  # token weights in [0, 2), anything where masked
+        weights = torch.where(masked, randn(g, batch, nonfinite=1.0), 2 * torch.rand(batch, generator=g, dtype=torch.float64))
     return dict(g=g, batch=batch, vocab=vocab, mask=mask, masked=masked,
                 actions=torch.randint(0, vocab, batch, generator=g), old_logprobs=old, advantages=adv,
-                ref_logprobs=ref)  # fmt: skip
+                ref_logprobs=ref, token_weights=weights)  # fmt: skip
 
 
 def make_logits(g, tokens, dtype, layout, nan_row):
@@ -302,16 +319,21 @@ def assert_loss_matches(got, want, grads, grads_ref, dtype):
 @given(token_batches(), ppo_options(), st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]),
        st.sampled_from(LAYOUTS), st.booleans(), st.floats(-3, 3))  # fmt: skip
 def test_ppo_loss_native_matches_reference(tokens, options, dtype, layout, nan_row, upstream):
+    assume(finite_ratio_weighted_kl(tokens, options))
     base, logits = make_logits(tokens["g"], tokens, dtype, layout, nan_row)
     acc = torch.float64 if dtype == torch.float64 else torch.float32
-    args = {k: tokens[k] if k in ("actions", "mask") else tokens[k].to(acc)
-            for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask")}  # fmt: skip
+    args = {k: tokens[k] if k in ("actions", "mask") or tokens[k] is None else tokens[k].to(acc)
+            for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask", "token_weights")}  # fmt: skip
 
     with backend("native"):
         loss, stats = ops.ppo_loss(logits, **args, **options)
         grads = torch.autograd.grad(upstream * loss, base)
     want = ppo_loss_reference(logits, **args, **options)
     want_grads = torch.autograd.grad(upstream * want[0], base)
+    if nan_row and options["importance_level"] == "sequence":
+        # The NaN makes its sequence's ratio NaN: in the sequence's other rows the reference's
+        # log_softmax backward spreads it to banned logits, which the kernel keeps at 0.
+        want_grads = tuple(torch.where(w.isnan(), g, w) for g, w in zip(grads, want_grads))
     assert_loss_matches((loss, stats), want, grads, want_grads, dtype)
 
 
@@ -396,9 +418,10 @@ def test_ppo_loss_from_hidden_native_matches_reference(data):
     tokens = data.draw(token_batches())
     leaf, hidden, weight, bias, chunk_size = data.draw(linear_heads(tokens))
     options = data.draw(ppo_options())
+    assume(finite_ratio_weighted_kl(tokens, options))
     acc = leaf.dtype
-    args = {k: tokens[k] if k in ("actions", "mask") else tokens[k].to(acc)
-            for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask")}  # fmt: skip
+    args = {k: tokens[k] if k in ("actions", "mask") or tokens[k] is None else tokens[k].to(acc)
+            for k in ("actions", "old_logprobs", "advantages", "ref_logprobs", "mask", "token_weights")}  # fmt: skip
     params = [p for p in (leaf, weight, bias) if p is not None]
 
     def native():
@@ -502,7 +525,7 @@ def scalar_aggregate(losses, valid, opts):
     return sum(sums) / max(1, len(losses) * max_len)
 
 
-@given(token_batches(vocab=1), ppo_options(logits=False), st.integers(1, 3), st.sampled_from(["full", "per_dim"]),
+@given(token_batches(vocab=1), ppo_options(logits=False, issue17=False), st.integers(1, 3), st.sampled_from(["full", "per_dim"]),
        st.sampled_from([torch.float32, torch.float64]), st.sampled_from(LAYOUTS))  # fmt: skip
 def test_gaussian_ppo_loss_matches_scalar_loop(tokens, options, dims, std_shape, dtype, layout):
     g, batch = tokens["g"], tokens["batch"]

@@ -72,7 +72,7 @@ BAD = [
     (GRPOConfig, "normalize", "sum", ValueError, r"GRPOConfig.normalize must be one of 'token_mean', "),
     (GRPOConfig, "seed", -5, ValueError, r"GRPOConfig.seed must be in \[0, 2\*\*63\)"),
     (DemoConfig, "algo", "dqn", ValueError,
-     r"DemoConfig.algo must be one of 'ppo', 'grpo', 'rloo', 'reinforce_pp', 'dpo', got 'dqn'"),
+     r"DemoConfig.algo must be one of 'ppo', 'grpo', 'rloo', 'reinforce_pp', 'gspo', 'cispo', 'dpo', got 'dqn'"),
     (DemoConfig, "device", "tpu", ValueError, r"DemoConfig.device must be cpu or cuda, got 'tpu'"),
     (DemoConfig, "out", None, TypeError, r"DemoConfig.out must be a string, got None"),
     (DemoConfig, "out", "", ValueError, r"DemoConfig.out must be a directory path"),

@@ -1,6 +1,6 @@
 """The demo task: the hidden rule on tensors matches it on strings; the pipeline's files for every
 algorithm; and the learning test (slow): reward model >= 90% held-out accuracy, PPO, GRPO, RLOO,
-REINFORCE++ and DPO close at least half of the gap between the SFT model's hidden score and the best
+REINFORCE++, GSPO, CISPO and DPO close at least half of the gap between the SFT model's hidden score and the best
 achievable, with bounded KL."""
 
 import copy
@@ -75,6 +75,15 @@ def test_rloo_and_reinforce_pp_are_the_grpo_trainer_with_that_estimator():
         trainer, steps = demo.make_trainer(replace(cfg, algo=algo), prep)
         assert type(trainer).__name__ == "GRPOTrainer" and steps == cfg.iterations
         assert trainer.cfg == replace(cfg.grpo, advantage_estimator=algo, max_new_tokens=cfg.max_new_tokens)
+
+
+def test_gspo_and_cispo_are_the_grpo_trainer_with_that_loss():
+    cfg = demo.DemoConfig(sft_examples=50, sft_steps=1, preference_prompts=50, cpu_threads=None)
+    prep = demo.Prepared(GPT(cfg.model), [], demo.RewardModel(cfg.model), {"pairs": 0}, 0.5, 0.0)
+    for algo, loss in (("gspo", dict(importance_level="sequence")), ("cispo", dict(policy_loss="cispo"))):
+        trainer, steps = demo.make_trainer(replace(cfg, algo=algo), prep)
+        assert type(trainer).__name__ == "GRPOTrainer" and steps == cfg.iterations
+        assert trainer.cfg == replace(cfg.grpo, advantage_estimator="grpo", max_new_tokens=cfg.max_new_tokens, **loss)
 
 
 # Targets of the demo at its default settings (measured figures in docs/RLHF.md).

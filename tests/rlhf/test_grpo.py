@@ -244,3 +244,22 @@ def test_a_later_step_uses_the_rolled_out_policy_and_the_initial_reference(monke
     assert stats["ratio_max"].item() == 1.0 and stats["clip_fraction"].item() == 0.0
     # the reported KL is the mean over responses of the summed log-ratio of their tokens
     assert metrics["kl"].item() == pytest.approx((old - ref).sum(1).mean().item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", [dict(importance_level="sequence"), dict(policy_loss="cispo", kl_ratio_weighted=True)])
+def test_the_loss_options_reach_the_op_and_train(monkeypatch, loss):
+    """GSPO's sequence-level ratios, CISPO and the ratio-weighted KL: the config's values are the
+    op's, and a few steps run with them."""
+    policy, reward_model = tiny_models()
+    cfg = GRPOConfig(prompts_per_step=4, group_size=4, max_new_tokens=6, learning_rate=1e-2, **loss)
+    spy = Spy(monkeypatch, grpo)
+    check_three_steps(GRPOTrainer(policy, reward_model, TOK, cfg), policy, PROMPTS)
+    options = {**dict(importance_level="token", policy_loss="ppo", kl_ratio_weighted=False), **loss}
+    assert spy.calls and all({k: kwargs[k] for k in options} == options for _, kwargs, _ in spy.calls)
+
+
+def test_loss_options_are_checked():
+    with pytest.raises(ValueError, match="GRPOConfig.importance_level"):
+        GRPOConfig(importance_level="seq")
+    with pytest.raises(ValueError, match="GRPOConfig.policy_loss"):
+        GRPOConfig(policy_loss="gspo")

@@ -144,3 +144,16 @@ def test_first_minibatch_against_advantages_and_returns_by_loops(monkeypatch):
     squares = [a * a / 2 for b in rows for a in raw[b]]
     assert value_calls[0].item() == pytest.approx(sum(squares) / len(squares), rel=1e-4)
     assert all(call[2][1]["ratio_max"].item() != 1.0 for call in spy.calls[1:])
+
+
+def test_the_loss_options_reach_the_op_and_train(monkeypatch):
+    """importance_level and policy_loss: the config's values are the op's, and a few steps run."""
+    policy, reward_model = tiny_models()
+    cfg = RLHFPPOConfig(batch_size=8, max_new_tokens=6, learning_rate=1e-2, importance_level="sequence",
+                        policy_loss="cispo")  # fmt: skip
+    spy = Spy(monkeypatch, ppo)
+    check_three_steps(PPOTrainer(policy, reward_model, TOK, cfg), policy, PROMPTS * 2)
+    assert spy.calls and all(kwargs["importance_level"] == "sequence" and kwargs["policy_loss"] == "cispo"
+                             for _, kwargs, _ in spy.calls)  # fmt: skip
+    with pytest.raises(ValueError, match="RLHFPPOConfig.policy_loss"):
+        RLHFPPOConfig(policy_loss="grpo")
