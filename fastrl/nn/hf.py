@@ -68,8 +68,10 @@ class HFCausalLM(CausalLM):
 
     def trunk(self, ids, mask, past=None):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
-        Returns the final hidden states [B, T, C] and the cache."""
-        check_inputs(ids, mask, self.cfg)
+        Returns the final hidden states [B, T, C] and the cache; checked only without ``past``
+        (as fastrl's GPT: one host sync per ``generate``, not one per token)."""
+        if past is None:
+            check_inputs(ids, mask, self.cfg)
         # the base model, not the LM: the trainers apply the head themselves (fused into the loss),
         # and the full [B, T, V] logits of every forward would be computed only to be thrown away
         out = self.hf.base_model(input_ids=ids, attention_mask=mask.long(), **{self._cache_keyword: past},
