@@ -43,7 +43,8 @@ left() { echo $(( DEADLINE - $(date +%s) )); }
 
 # ---- 1. preflight -------------------------------------------------------------------------
 : > "$OUT/preflight.txt"
-say "$(date -u +%FT%TZ) dry_run=$DRY_RUN budget=${BUDGET_S}s python=$PY"
+say "$(date -u +%FT%TZ) dry_run=$DRY_RUN budget=${BUDGET_S}s python=$PY PIP_NO_INDEX=$PIP_NO_INDEX" \
+  "TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST"
 if [[ $DRY_RUN == 0 ]]; then
   command -v nvidia-smi > /dev/null || die "nvidia-smi not found"
   nvidia-smi -L >> "$OUT/preflight.txt" 2>&1 || die "nvidia-smi -L failed"
@@ -59,7 +60,7 @@ for tool in cmake ninja g++; do
   command -v $tool > /dev/null || die "$tool not found"
   say "$tool: $($tool --version | head -1)"
 done
-"$PY" - >> "$OUT/preflight.txt" 2>&1 <<'EOF' || die "python checks (above)"
+"$PY" - >> "$OUT/preflight.txt" 2>&1 <<'EOF' || die "python: $(tail -1 "$OUT/preflight.txt")"
 import os, sys, sysconfig
 import pybind11, torch
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "

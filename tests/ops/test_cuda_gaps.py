@@ -103,8 +103,13 @@ def test_env_ops_opcheck(same_step):
                           ("CartPole-v1", *tensors, action, [0.0], 500, same_step))
 
 
-COMPILE_CASES = [pytest.param(op, name, id=f"{op.name}-{name}") for op in OPS for name in op.compile
-                 if "cuda" in op.sample(name).devices]  # fmt: skip
+# The registry's known compile failures (a graph break under fullgraph) fail here too: strict xfails.
+COMPILE_CASES = [
+    pytest.param(op, name, id=f"{op.name}-{name}",
+                 marks=[pytest.mark.xfail(reason=op.known_failures[f"compile-{name}"], strict=True)]
+                 if f"compile-{name}" in op.known_failures else [])
+    for op in OPS for name in op.compile if "cuda" in op.sample(name).devices
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("op, name", COMPILE_CASES)
