@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fastrl-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: setup run test test-sanitize bench check-cuda mutants mutants-ci clean
+.PHONY: setup run test test-sanitize bench check-cuda check-cuda-build check-gpu-script mutants mutants-ci clean
 
 setup: $(STAMP)
 
@@ -78,5 +78,36 @@ bench: setup
 check-cuda: setup
 	$(BIN)/python tools/check_cuda.py
 
+# The full extension, CPU and CUDA kernels, compiled, linked and loaded against the newest CUDA
+# torch, in a venv of its own (no GPU needed: only running a kernel needs one), then the CPU tests
+# on that build. The PyPI cmake: CMake 3.25 knows no CUDA C++20 (torch 2.14's headers need it);
+# its bin/ first on PATH so that scikit-build-core takes it. Its own build dir beside .venv's.
+TORCH_CUDA ?= torch==2.14.1
+CUDA_VENV  := .venv-cuda
+CUDA_BIN   := $(CUDA_VENV)/bin
+CUDA_PATH_FIRST := PATH="$(abspath $(CUDA_BIN)):$$PATH"
+CUDA_STAMP := $(CUDA_VENV)/.fastrl-installed
+
+$(CUDA_STAMP): $(SOURCES)
+	test -x $(CUDA_BIN)/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_BIN)/pip install --quiet --upgrade pip
+	$(CUDA_BIN)/pip install --quiet "$(TORCH_CUDA)" numpy scikit-build-core pybind11 ninja cmake
+	# --no-deps: the build pins torch==2.14.1+cu130, which a pip constraint torch<=2.14.1 refuses
+	$(CUDA_BIN)/pip install --quiet pytest hypothesis "gymnasium>=1.0" tqdm minatar==1.0.15
+	$(CUDA_PATH_FIRST) FASTRL_CUDA=1 $(CUDA_BIN)/pip install --quiet --no-build-isolation --no-deps \
+		--config-settings=build-dir=build/cuda -e .
+	touch $(CUDA_STAMP)
+
+check-cuda-build: $(CUDA_STAMP)
+	$(CUDA_BIN)/python -m fastrl info
+	$(CUDA_BIN)/python tools/check_cuda_build.py
+	$(CUDA_BIN)/python -m pytest tests/ops tests/envs tests/test_extension.py -q -p no:cacheprovider \
+		--require-extension
+
+# bench/gpu.sh rehearsed without a GPU against that venv's CUDA torch: its preflight, its CMake
+# build (build/gpu) and the check that the result loads with its CUDA kernels; it stops there.
+check-gpu-script: $(CUDA_STAMP)
+	$(CUDA_PATH_FIRST) OUT=build/gpu-dry-run PYTHON="$(abspath $(CUDA_BIN))/python" bash bench/gpu.sh --dry-run
+
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(CUDA_VENV) build .pytest_cache

@@ -51,10 +51,13 @@ def test_dqn_cartpole_time_to_solve(benchmark, seed):
     _solve(benchmark, DQN, DQNConfig, "dqn", seed)
 
 
-@pytest.mark.parametrize("num_envs", [16, 256, 4096])
+@pytest.mark.parametrize("num_envs", [16, 256, 4096, 65536])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def test_ppo_throughput(benchmark, num_envs, device):
-    """Environment steps per second of whole PPO iterations (rollout + GAE + 4 epochs)."""
+    """Environment steps per second of whole PPO iterations (rollout + GAE + 4 epochs); 65536
+    envs on a GPU only (issue 11's end-to-end target)."""
+    if num_envs > 4096 and device == "cpu":
+        pytest.skip("65536 envs: the GPU's case")
     cfg = PPOConfig(env_id="CartPole-v1", num_envs=num_envs, num_steps=32, num_minibatches=4,
                     total_steps=10**9, device=device)
     trainer = PPO(cfg)

@@ -29,7 +29,7 @@ def nvcc_command(source: Path, out: Path, arch: str) -> list[str]:
     includes = [f"-I{p}" for p in [ROOT / "csrc", *include_paths()]]
     return [
         os.environ.get("NVCC", "nvcc"), "-c", str(source), "-o", str(out),
-        "-std=c++17", "-O3", "--fmad=false", "--expt-relaxed-constexpr",
+        "-std=c++20", "-O3", "--fmad=false", "--expt-relaxed-constexpr",
         f"-gencode=arch=compute_{arch},code=sm_{arch}",
         "-DFASTRL_WITH_CUDA=1",
         # The CPU wheel lacks c10/cuda/impl/cuda_cmake_macros.h; this define skips it.
@@ -47,7 +47,7 @@ def cuda_glue_command(source: Path) -> list[str]:
 
     dirs = [ROOT / "csrc", sysconfig.get_paths()["include"], pybind11.get_include(), *include_paths()]
     return [
-        os.environ.get("CXX", "c++"), "-fsyntax-only", "-std=c++17", "-DFASTRL_WITH_CUDA=1",
+        os.environ.get("CXX", "c++"), "-fsyntax-only", "-std=c++20", "-DFASTRL_WITH_CUDA=1",
         "-DFASTRL_TORCH_VERSION=\"check\"", "-DTORCH_EXTENSION_NAME=_C", str(source),
         *[f"-I{d}" for d in dirs],
     ]  # fmt: skip

@@ -214,15 +214,16 @@ at::Tensor env_reset(const std::string& env, const at::Tensor& state, const at::
                      const at::Tensor& episode_return, const at::Tensor& autoreset,
                      const at::Tensor& resets, const at::Tensor& seeds,
                      at::ArrayRef<double> params, int64_t first_env) {
-  const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   at::Tensor obs;
   visit_env(env, [&](auto tag) {
     AT_DISPATCH_FLOATING_TYPES(e.state.scalar_type(), "fastrl::env_reset", [&] {
       using Env = typename decltype(tag)::template type<scalar_t>;
       check_env_tensors<Env>(e, params);
-      obs = at::empty({e.state.size(1), Env::kObsDim}, e.state.options());
       check_first_env(first_env, e.state.size(1));
+      // After the checks: a tensor on another device gets fastrl's message, not the guard's assert.
+      const c10::DeviceGuard guard(state.device());
+      obs = at::empty({e.state.size(1), Env::kObsDim}, e.state.options());
       auto b = make_env_batch<Env, scalar_t>(e, params);
       b.first_env = first_env;
       b.obs = obs.data_ptr<scalar_t>();
@@ -238,7 +239,6 @@ StepTuple env_step(
     const at::Tensor& episode_return, const at::Tensor& autoreset, const at::Tensor& resets,
     const at::Tensor& seeds, const at::Tensor& action, at::ArrayRef<double> params,
     int64_t max_episode_steps, bool same_step, int64_t first_env) {
-  const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   StepOutputs out;
   visit_env(env, [&](auto tag) {
@@ -249,6 +249,7 @@ StepTuple env_step(
       const uint32_t time_limit = checked_time_limit(max_episode_steps);
       const int64_t n = e.state.size(1);
       check_first_env(first_env, n);
+      const c10::DeviceGuard guard(state.device());  // after the checks, as in env_reset
       out = new_step_outputs(n, {Env::kObsDim}, e.state.options(), e.state.options(), same_step);
       auto b = make_env_batch<Env, scalar_t>(e, params);
       bind_step(b, out, time_limit, same_step);

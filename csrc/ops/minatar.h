@@ -83,13 +83,13 @@ at::Tensor minatar_reset(const std::string& env, const at::Tensor& state,
                          const at::Tensor& elapsed, const at::Tensor& episode_return,
                          const at::Tensor& autoreset, const at::Tensor& resets,
                          const at::Tensor& seeds, at::ArrayRef<double> params, int64_t first_env) {
-  const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   at::Tensor obs;
   visit_game(env, [&](auto tag, bool minimal) {
     using Game = typename decltype(tag)::type;
     check_minatar_tensors<Game>(e, params);
     check_first_env(first_env, e.state.size(0));
+    const c10::DeviceGuard guard(state.device());  // after the checks (ops/envs.h says why)
     AT_DISPATCH_FLOATING_TYPES(e.episode_return.scalar_type(), "fastrl::minatar_reset", [&] {
       obs = new_output({e.state.size(0), 10, 10, Game::kChannels},
                        e.state.options().dtype(at::kBool));
@@ -108,7 +108,6 @@ StepTuple minatar_step(const std::string& env, const at::Tensor& state, const at
                        const at::Tensor& resets, const at::Tensor& seeds, const at::Tensor& action,
                        at::ArrayRef<double> params, int64_t max_episode_steps, bool same_step,
                        int64_t first_env) {
-  const c10::DeviceGuard guard(state.device());
   const EnvTensors e{state, elapsed, episode_return, autoreset, resets, seeds};
   StepOutputs out;
   visit_game(env, [&](auto tag, bool minimal) {
@@ -118,6 +117,7 @@ StepTuple minatar_step(const std::string& env, const at::Tensor& state, const at
     const at::Tensor a = checked_discrete_action(action, n, e.state, env);
     const uint32_t time_limit = checked_time_limit(max_episode_steps);
     check_first_env(first_env, n);
+    const c10::DeviceGuard guard(state.device());  // after the checks (ops/envs.h says why)
     AT_DISPATCH_FLOATING_TYPES(e.episode_return.scalar_type(), "fastrl::minatar_step", [&] {
       const auto fopts = e.episode_return.options();
       out = new_step_outputs(n, {10, 10, Game::kChannels}, fopts.dtype(at::kBool), fopts,

@@ -138,9 +138,10 @@ std::tuple<at::Tensor, at::Tensor> gae(const at::Tensor& rewards, const at::Tens
                                        const at::Tensor& next_values, const at::Tensor& terminated,
                                        const at::Tensor& done, const std::optional<at::Tensor>& mask,
                                        typename Hypers::Arg gamma_arg, typename Hypers::Arg lam_arg) {
-  const c10::DeviceGuard guard(rewards.device());
   const double gamma = hyper(gamma_arg), lam = hyper(lam_arg);
   const GaeOutputs out = check_gae(rewards, values, next_values, terminated, done, mask, gamma, lam);
+  // After the checks: a tensor on another device gets fastrl's message, not the guard's assert.
+  const c10::DeviceGuard guard(rewards.device());
   AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::gae", [&] {
     dispatch_mask(mask, [&](auto masked) {
       Backend::run(make_gae_problem<scalar_t, masked>(rewards, values, next_values, terminated, done,
@@ -155,9 +156,9 @@ template <typename Backend, typename Hypers>
 at::Tensor discounted_returns(const at::Tensor& rewards, const at::Tensor& done,
                               const at::Tensor& bootstrap, const std::optional<at::Tensor>& mask,
                               typename Hypers::Arg gamma_arg) {
-  const c10::DeviceGuard guard(rewards.device());
   const double gamma = hyper(gamma_arg);
   at::Tensor returns = check_discounted_returns(rewards, done, bootstrap, mask, gamma);
+  const c10::DeviceGuard guard(rewards.device());  // after the checks, as in gae
   const at::Tensor boot = bootstrap.contiguous();
   AT_DISPATCH_FLOATING_TYPES(rewards.scalar_type(), "fastrl::discounted_returns", [&] {
     dispatch_mask(mask, [&](auto masked) {

@@ -42,13 +42,15 @@ def make(
 
     Args:
         num_envs: an int >= 1 (numpy integers are accepted wherever ints are).
-        dtype: float32 (fast) or float64 (reproduces gymnasium bit for bit on the CPU).
+        dtype: float32 (fast; the same bits on the CPU and a GPU) or float64 (reproduces
+            gymnasium bit for bit on the CPU; on a GPU to ~1e-9: CUDA's sin/cos/pow are not glibc's).
         seed: seed of the first ``reset()`` without one (default: random): an int in [0, 2**63)
             or one per env.
         autoreset_mode: "next_step" (gymnasium's default), "same_step", or an AutoresetMode.
         validate: check action values (range, NaN) on every step. Default: True on the CPU and
             False on a GPU, where the check would synchronize with the host; shapes, dtypes and
-            devices are always checked.
+            devices are always checked. The native CPU kernel checks values even when False; an
+            unchecked bad action on a GPU is stepped as it is (docs/envs.md, "CPU and GPU").
         render_mode: None or "rgb_array" (``render()`` then returns a frame per env, drawn by
             gymnasium's renderer: needs pygame: the ``render`` extra; MinAtar ids draw their own
             10x10 frames in the ``minatar`` package's colours); other ids take the render modes of

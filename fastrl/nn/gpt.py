@@ -133,10 +133,13 @@ class _Trunk(nn.Module):
 
     def forward(self, ids, mask, past=None):
         """ids [B, T] are the last T columns of ``mask [B, S]``; past holds the first S-T.
-        Returns hidden [B, T, C] and the cache for all S columns."""
+        Returns hidden [B, T, C] and the cache for all S columns. The inputs are checked
+        (:func:`check_inputs`, a host sync) only without ``past``: a cached step of :func:`generate`
+        adds sampled ids to a prompt it checked once."""
         B, T = ids.shape
         S = mask.shape[1]
-        check_inputs(ids, mask, self.cfg)
+        if past is None:
+            check_inputs(ids, mask, self.cfg)
         pos = positions_from_mask(mask)[:, S - T :]
         cols = torch.arange(S, device=ids.device)
         causal = cols[None, :] <= cols[S - T :, None]  # [T, S]

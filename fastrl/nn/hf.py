@@ -79,10 +79,11 @@ class HFCausalLM(CausalLM):
 
     def trunk(self, ids, mask, past=None):
         """ids [B, T] are the last T columns of ``mask [B, S]``; ``past`` caches the first S-T.
-        Returns the final hidden states [B, T, C] and the cache."""
-        check_inputs(ids, mask, self.cfg)
+        Returns the final hidden states [B, T, C] and the cache; checked only without ``past``
+        (as fastrl's GPT: one host sync per ``generate``, not one per token)."""
         rows = ids.shape[0]
         if past is None:
+            check_inputs(ids, mask, self.cfg)
             ids, mask = _one_row_if_empty(ids, mask)
         # the base model, not the LM: the trainers apply the head themselves (fused into the loss),
         # and the full [B, T, V] logits of every forward would be computed only to be thrown away
