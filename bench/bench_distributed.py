@@ -13,7 +13,8 @@ gradient all-reduce, AdamW) on a fixed batch of the demo's size (16 prompts × 8
 tokens, the demo's 2-layer 64-wide GPT; 2 epochs of 2 minibatches), each rank on its half of the
 prompts: tokens/s counts the job's response tokens. Sampling is left out (it has no collective).
 
-    python -m pytest bench/bench_distributed.py --benchmark-only --benchmark-json bench/results/distributed-cpu-2core.json
+    python -m pytest bench/bench_distributed.py --benchmark-only \
+        --benchmark-json bench/results/distributed-cpu-2core.json
 """
 
 import time

@@ -16,7 +16,9 @@
 #                     JSON written before a kill is kept.
 # Exit status: the first failure's (tests and benchmarks still run after a test failure).
 #
-# From a session with a GPU, after `mkdir -p .whl && cp ../shared/wheels/*.whl .whl/`:
+# From a session with a GPU, after
+#   mkdir -p .whl && cp ../shared/wheels/*.whl .whl/ && .venv/bin/python -m pip download --no-deps -d .whl tqdm
+# (the shared wheels lack tqdm, which the trainers import: bench_train.py needs it):
 #   run(command="OUT=$OUT bash bench/gpu.sh", carry=[".whl"], timeout_s=600)
 # then copy the JSON from the returned files into bench/results/ and commit it.
 #

@@ -159,12 +159,13 @@ template <typename Backend, typename Hypers>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> token_logprobs(
     const at::Tensor& logits, const at::Tensor& actions, const std::optional<at::Tensor>& mask,
     typename Hypers::Arg temperature_arg) {
-  const c10::DeviceGuard guard(logits.device());
   const double temperature = hyper(temperature_arg);
   check_logits(logits, actions, mask, temperature);
   const at::Tensor acts = actions.contiguous();
   const auto m = contiguous(mask);
   const TokenLogprobsOutputs out{token_output(logits), token_output(logits), token_output(logits)};
+  // After the checks: a tensor on another device gets fastrl's message, not the guard's assert.
+  const c10::DeviceGuard guard(logits.device());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::token_logprobs", [&] {
     Backend::run(make_row_problem<scalar_t>(logits, acts, m, temperature, out));
@@ -182,7 +183,6 @@ decltype(PpoOutputs{}.tuple()) ppo_loss(
     c10::string_view kl_estimator, typename Hypers::Arg entropy_coef,
     typename Hypers::Arg temperature_arg, c10::string_view policy_loss, int64_t seq_len,
     bool kl_ratio_weighted) {
-  const c10::DeviceGuard guard(logits.device());
   const double temperature = hyper(temperature_arg);
   const double low = hyper(clip_low), high = hyper(clip_high);
   const std::optional<double> dual = hyper(dual_clip);
@@ -205,6 +205,7 @@ decltype(PpoOutputs{}.tuple()) ppo_loss(
   const PpoOutputs out{token_output(logits), token_output(logits), token_output(logits),
                        token_output(logits), token_output(logits), token_output(logits),
                        token_output(logits), token_output(logits)};
+  const c10::DeviceGuard guard(logits.device());  // after the checks, as in token_logprobs
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::ppo_loss", [&] {
     using T = at::opmath_type<scalar_t>;
@@ -243,7 +244,6 @@ at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor
                                    const at::Tensor& logits, const at::Tensor& actions,
                                    const std::optional<at::Tensor>& mask, const at::Tensor& lse,
                                    const at::Tensor& entropy, typename Hypers::Arg temperature_arg) {
-  const c10::DeviceGuard guard(logits.device());
   const double temperature = hyper(temperature_arg);
   check_logits(logits, actions, mask, temperature);
   const at::Tensor acts = actions.contiguous();
@@ -253,6 +253,7 @@ at::Tensor token_logprobs_backward(const at::Tensor& grad_logp, const at::Tensor
   const at::Tensor row_lse = token_input(lse, logits, "lse");
   const at::Tensor row_entropy = token_input(entropy, logits, "entropy");
   at::Tensor grad = at::empty({logits.size(0), logits.size(1)}, logits.options());
+  const c10::DeviceGuard guard(logits.device());  // after the checks, as in token_logprobs
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(),
                                   "fastrl::token_logprobs_backward", [&] {
     using T = at::opmath_type<scalar_t>;

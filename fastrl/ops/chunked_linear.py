@@ -49,8 +49,11 @@ class ChunkedLinear(torch.autograd.Function):
         create_graph = torch.is_grad_enabled()
         with torch.no_grad():
             grad_x = torch.empty_like(x)
-            grad_w = torch.zeros_like(weight)
-            grad_b = None if bias is None else torch.zeros_like(bias)
+            # the weight and bias gradients sum over every chunk: in float32 (or wider), rounded to
+            # the weight's dtype once, not once per chunk (bf16 would lose the small late chunks)
+            acc = torch.promote_types(weight.dtype, torch.float32)
+            grad_w = torch.zeros_like(weight, dtype=acc)
+            grad_b = None if bias is None else torch.zeros_like(bias, dtype=acc)
             for rows in _chunks(x.shape[0], ctx.chunk_size):
                 logits = F.linear(x[rows], weight, bias)
                 with torch.enable_grad():
@@ -60,9 +63,14 @@ class ChunkedLinear(torch.autograd.Function):
                     outs, out_grads = zip(*used)
                     (grad_logits,) = torch.autograd.grad(outs, logits, out_grads)
                 grad_x[rows] = grad_logits @ weight
-                grad_w.addmm_(grad_logits.t(), x[rows])
+                if acc == weight.dtype:
+                    grad_w.addmm_(grad_logits.t(), x[rows])
+                else:
+                    grad_w += grad_logits.t() @ x[rows]
                 if grad_b is not None:
-                    grad_b += grad_logits.sum(0)
+                    grad_b += grad_logits.sum(0, dtype=acc)
+            grad_w = grad_w.to(weight.dtype)
+            grad_b = None if grad_b is None else grad_b.to(weight.dtype)
         if create_graph:
             grad_x, grad_w, grad_b = _FirstOrderOnly.apply(x, weight, bias, grad_x, grad_w, grad_b)
         return None, None, grad_x, grad_w, grad_b, *(None for _ in token_args)

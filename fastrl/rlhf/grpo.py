@@ -226,8 +226,8 @@ class GRPOTrainer(TrainsOnPrompts):
         """One rollout + update on prompts ``[B, P]``; samples ``B * G`` responses (each
         prompt's group contiguous). ``reward_kwargs``: the prompts' dataset columns (one value per
         prompt) for the reward functions. With ``dynamic_sampling``, ``more_prompts()`` gives further
-        prompts ``(ids, mask)`` or ``(ids, mask, reward_kwargs)`` (default: these again). Under torchrun the prompts are this rank's
-        share. Returns detached scalar metrics and the generation trained on."""
+        prompts ``(ids, mask)`` or ``(ids, mask, reward_kwargs)`` (default: these again). Under
+        torchrun the prompts are this rank's share. Returns detached scalar metrics and the generation trained on."""
         gen, scores = self.sample(prompt_ids, prompt_mask, reward_kwargs)
         sampling = {}
         if self.cfg.dynamic_sampling:

@@ -195,8 +195,8 @@ class TrainsOnPrompts:
     def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings, token tensors,
         conversations, records with a "prompt" or a ``datasets.Dataset``:
-        :func:`fastrl.rlhf.data.prompt_source`); ``on_step(iteration, metrics, generation)`` after each. With ``out_dir=...``
-        (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
+        :func:`fastrl.rlhf.data.prompt_source`); ``on_step(iteration, metrics, generation)`` after
+        each. With ``out_dir=...`` (and ``checkpoint_every``, ``resume``, ...) a logged, checkpointed run:
         :func:`fastrl.rlhf.run.train_run`."""
         if run:
             from fastrl.rlhf.run import train_run

@@ -44,7 +44,8 @@ def test_chunked_scan_float32(T, N, masked):
 def _strided(logits: torch.Tensor, how: str) -> torch.Tensor:
     """The same values as ``logits [N, V]`` in a non-contiguous layout."""
     if how == "every_other_column":
-        wide = torch.full((logits.shape[0], 2 * logits.shape[1]), float("nan"), dtype=logits.dtype, device=logits.device)
+        wide = torch.full((logits.shape[0], 2 * logits.shape[1]), float("nan"),
+                          dtype=logits.dtype, device=logits.device)
         wide[:, ::2] = logits
         return wide[:, ::2]
     return logits.t().contiguous().t()  # column-major
@@ -135,6 +136,9 @@ def test_direct_calls_with_a_cpu_first_tensor_name_the_other_device():
         torch.ops.fastrl.gae(r, v.cuda(), nv, term, done, None, GAMMA, LAM)
     with pytest.raises(RuntimeError, match="fastrl: done is on cuda:0 but rewards is on cpu"):
         torch.ops.fastrl.discounted_returns(r, done.cuda(), torch.zeros(3), None, GAMMA)
+    logits, actions = torch.randn(4, 5), torch.randint(0, 5, (4,))
+    with pytest.raises(RuntimeError, match="fastrl: actions is on cuda:0 but logits is on cpu"):
+        torch.ops.fastrl.token_logprobs(logits, actions.cuda(), None, 1.0)
     env = fenvs.make("CartPole-v1", 3, seed=0)
     env.reset()
     tensors = [env._state, env._elapsed, env._episode_return, env._autoreset, env._resets, env._seeds]

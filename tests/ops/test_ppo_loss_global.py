@@ -29,7 +29,8 @@ def with_mode(inputs: dict, opts: dict, mode: str) -> tuple[dict, dict]:
     """inputs and options with MODES[mode] (token weights in [0, 1) when it has them)."""
     extra = dict(MODES[mode])
     if extra.pop("token_weights", False):
-        inputs = dict(inputs, token_weights=torch.rand(inputs["mask"].shape, generator=torch.Generator().manual_seed(7)))
+        weights = torch.rand(inputs["mask"].shape, generator=torch.Generator().manual_seed(7))
+        inputs = dict(inputs, token_weights=weights)
     return inputs, dict(opts, **extra)
 
 

@@ -31,9 +31,11 @@ def uniform_tokens(ratios, advantages, mask=None, ref_minus_logp=None):
     valid = torch.ones(shape, dtype=torch.bool) if mask is None else torch.tensor(mask)
     old = torch.where(valid, -LN2 - torch.log(ratios), NAN).float()
     adv = torch.where(valid, torch.tensor(advantages, dtype=torch.float64), NAN).float()
-    inputs = dict(logits=logits, actions=actions, old_logprobs=old, advantages=adv, mask=None if mask is None else valid)
+    inputs = dict(logits=logits, actions=actions, old_logprobs=old, advantages=adv,
+                  mask=None if mask is None else valid)
     if ref_minus_logp is not None:
-        inputs["ref_logprobs"] = torch.where(valid, -LN2 + torch.tensor(ref_minus_logp, dtype=torch.float64), NAN).float()
+        ref = -LN2 + torch.tensor(ref_minus_logp, dtype=torch.float64)
+        inputs["ref_logprobs"] = torch.where(valid, ref, NAN).float()
     return inputs
 
 

@@ -267,7 +267,8 @@ def token_batches(draw, vocab=None):
         adv = torch.where(infinite, adv.abs() + 0.1, adv)
     weights = None
     if draw(st.booleans()):  # token weights in [0, 2), anything where masked
-        weights = torch.where(masked, randn(g, batch, nonfinite=1.0), 2 * torch.rand(batch, generator=g, dtype=torch.float64))
+        weights = torch.where(masked, randn(g, batch, nonfinite=1.0),
+                              2 * torch.rand(batch, generator=g, dtype=torch.float64))
     return dict(g=g, batch=batch, vocab=vocab, mask=mask, masked=masked,
                 actions=torch.randint(0, vocab, batch, generator=g), old_logprobs=old, advantages=adv,
                 ref_logprobs=ref, token_weights=weights)  # fmt: skip
@@ -525,8 +526,9 @@ def scalar_aggregate(losses, valid, opts):
     return sum(sums) / max(1, len(losses) * max_len)
 
 
-@given(token_batches(vocab=1), ppo_options(logits=False, issue17=False), st.integers(1, 3), st.sampled_from(["full", "per_dim"]),
-       st.sampled_from([torch.float32, torch.float64]), st.sampled_from(LAYOUTS))  # fmt: skip
+@given(token_batches(vocab=1), ppo_options(logits=False, issue17=False), st.integers(1, 3),
+       st.sampled_from(["full", "per_dim"]), st.sampled_from([torch.float32, torch.float64]),
+       st.sampled_from(LAYOUTS))  # fmt: skip
 def test_gaussian_ppo_loss_matches_scalar_loop(tokens, options, dims, std_shape, dtype, layout):
     g, batch = tokens["g"], tokens["batch"]
     mean = randn(g, (*batch, dims), dtype).requires_grad_()

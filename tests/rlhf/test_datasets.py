@@ -244,13 +244,17 @@ def test_wrong_model_kinds_name_the_argument():
 
 # --------------------------------------------------------------------------- preference datasets
 
-PAIRS = [{"prompt": "ab=", "chosen": "b", "rejected": "a"}, {"prompt": "c=", "chosen": "c", "rejected": "dd"},
-         {"prompt": "dda=", "chosen": "a", "rejected": "b", "margin": 0.5}, {"prompt": "b=", "chosen": "d", "rejected": "c"}]  # fmt: skip
+PAIRS = [{"prompt": "ab=", "chosen": "b", "rejected": "a"},
+         {"prompt": "c=", "chosen": "c", "rejected": "dd"},
+         {"prompt": "dda=", "chosen": "a", "rejected": "b", "margin": 0.5},
+         {"prompt": "b=", "chosen": "d", "rejected": "c"}]
 
 
 def test_preference_pairs_from_dicts_and_datasets():
-    expected = [Preference("ab=", "b", "a", source="pairs[0]"), Preference("c=", "c", "dd", source="pairs[1]"),
-                Preference("dda=", "a", "b", 0.5, "pairs[2]"), Preference("b=", "d", "c", source="pairs[3]")]  # fmt: skip
+    expected = [Preference("ab=", "b", "a", source="pairs[0]"),
+                Preference("c=", "c", "dd", source="pairs[1]"),
+                Preference("dda=", "a", "b", 0.5, "pairs[2]"),
+                Preference("b=", "d", "c", source="pairs[3]")]
     assert preference_pairs(PAIRS) == expected
     rows = [dict(p, margin=p.get("margin", 0.0)) for p in PAIRS]  # a dataset column has a value in every row
     assert preference_pairs(Dataset.from_list(rows)) == expected
@@ -291,7 +295,8 @@ def test_conversational_preferences_are_rendered():
 
 def test_bad_preference_sources_name_the_argument():
     with pytest.raises(ValueError, match=r"pairs: the dataset has no 'rejected' column \(its columns: prompt, "
-                                         r"chosen\); it needs prompt and chosen and rejected \(or prompt and ranking\)"):
+                                         r"chosen\); it needs prompt and chosen and rejected "
+                                         r"\(or prompt and ranking\)"):
         preference_pairs(Dataset.from_dict({"prompt": ["a"], "chosen": ["b"]}))
     with pytest.raises(ValueError, match="pairs: the dataset is empty"):
         preference_pairs(Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []}))
