@@ -33,13 +33,14 @@ import torch
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, generate
 from fastrl.nn.hf import as_causal_lm
-from fastrl.ops import IMPORTANCE_LEVELS, NORMALIZATIONS, POLICY_LOSSES, ppo_loss_from_hidden
+from fastrl.ops import NORMALIZATIONS, ppo_loss_from_hidden
 from fastrl.rlhf.advantages import (
     group_advantages,
     overlong_penalty,
     reinforce_pp_advantages,
     rloo_advantages,
 )
+from fastrl.rlhf.config import PolicyTrainingConfig
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import RewardFunction, make_scorer
 from fastrl.rlhf.rollout import (
@@ -48,25 +49,20 @@ from fastrl.rlhf.rollout import (
     frozen_copy,
     global_counts,
     global_metrics,
-    logprobs_of_hidden,
     minibatch_rows,
+    optimizer_step,
     response_hidden,
-    response_logprobs,
+    rollout_logprobs,
     select_rows,
     sequence_kl,
-    single_pass,
 )
 from fastrl.rlhf.sharding import FullState, gathered, shard_models
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
-    GRAD_CLIP,
     NON_NEGATIVE,
-    POSITIVE,
-    SEED,
     ConfigError,
     Range,
-    SelfChecking,
 )
 
 __all__ = ["GRPOConfig", "GRPOTrainer", "group_advantages", "ADVANTAGE_ESTIMATORS"]
@@ -75,28 +71,22 @@ ADVANTAGE_ESTIMATORS = ("grpo", "dr_grpo", "rloo", "reinforce_pp", "reinforce_pp
 
 
 @dataclass
-class GRPOConfig(SelfChecking):
+class GRPOConfig(PolicyTrainingConfig):
+    """GRPO settings (and the critic-free estimators'); checked at construction and when a
+    trainer starts. The sampling, optimizer and loss fields are PolicyTrainingConfig's."""
+
+    learning_rate: float = 5e-4
     prompts_per_step: int = 16
     """Prompts per step; each gets ``group_size`` responses."""
     group_size: int = 8
     """G: responses sampled per prompt."""
-    max_new_tokens: int = 16
-    """Longest response sampled."""
-    temperature: float = 1.0
-    """Sampling temperature; the loss uses the same one so the ratios are exact."""
-    learning_rate: float = 5e-4
-    """Policy AdamW learning rate."""
-    epochs: int = 1
-    """Passes over each batch of responses."""
-    num_minibatches: int = 2
-    """Minibatches per epoch."""
-    clip_low: float = 0.2
-    """Lower ratio clip epsilon: ratios are clipped below at 1 - clip_low."""
     clip_high: float | None = None
     """Upper ratio clip epsilon (None: same as ``clip_low``)."""
     kl_coef: float = 0.05
     """beta: weight of the k3 KL to the reference in the loss (REINFORCE++: of the k1 KL in the
     token rewards); 0 skips the reference pass."""
+    kl_ratio_weighted: bool = False
+    """Multiply the loss's KL term by the importance ratio (TRL's use_bias_correction_kl)."""
     advantage_estimator: str = "grpo"
     """Critic-free advantages: grpo, dr_grpo (no std), rloo (leave-one-out baseline),
     reinforce_pp (token returns with the KL in the reward, whitened over the batch) or
@@ -118,33 +108,14 @@ class GRPOConfig(SelfChecking):
     normalize: str = "seq_mean_token_mean"
     """Loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum or constant
     (divides by max_new_tokens)."""
-    importance_level: str = "token"
-    """Importance ratio: token, or sequence (GSPO: the geometric mean of the response's token
-    ratios, clipped per response; pair it with tighter clips, e.g. 3e-4 and 4e-4 in the paper)."""
-    policy_loss: str = "ppo"
-    """Policy-gradient term: ppo (clipped surrogate) or cispo (MiniMax-M1: -sg(clip(ratio)) A logp,
-    a gradient for every token)."""
-    kl_ratio_weighted: bool = False
-    """Multiply the loss's KL term by the importance ratio (TRL's use_bias_correction_kl)."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip (inf: no clipping)."""
-    seed: int = 0
-    """Seed of sampling and minibatch order, in [0, 2**63)."""
-    fsdp: bool = False
-    """Under torchrun, shard the transformers policy and reference with FSDP2 (per block, then the
-    root) instead of keeping a whole copy on every rank (docs/distributed.md)."""
 
     field_rules = {
-        "prompts_per_step": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
-        "num_minibatches": AT_LEAST_ONE,
+        "prompts_per_step": AT_LEAST_ONE,
         "group_size": Range(2),  # a group of one has no spread to compare against
-        "temperature": POSITIVE, "learning_rate": POSITIVE, "clip_low": NON_NEGATIVE, "clip_high": NON_NEGATIVE,
-        "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS, "max_grad_norm": GRAD_CLIP,
+        "clip_high": NON_NEGATIVE, "kl_coef": NON_NEGATIVE, "normalize": NORMALIZATIONS,
         "advantage_estimator": ADVANTAGE_ESTIMATORS, "max_sampling_rounds": AT_LEAST_ONE,
-        "overlong_buffer": NON_NEGATIVE, "overlong_penalty": NON_NEGATIVE, "seed": SEED,
-        "importance_level": IMPORTANCE_LEVELS, "policy_loss": POLICY_LOSSES,
+        "overlong_buffer": NON_NEGATIVE, "overlong_penalty": NON_NEGATIVE,
     }
-    renamed = {"lr": "learning_rate", "clip": "clip_low", "minibatches": "num_minibatches"}
 
     def check(self) -> None:
         if self.overlong_buffer > self.max_new_tokens:
@@ -244,15 +215,9 @@ class GRPOTrainer(TrainsOnPrompts):
         cfg, world = self.cfg, self.world
         mask = gen.response_mask  # [B*G, N]
         minibatches = minibatch_rows(self, gen.ids.shape[0])
-        hidden = None  # the next minibatch's forward, when the rollout already made it
-        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
-            hidden = response_hidden(self.policy, gen, minibatches[0])
-            logp = logprobs_of_hidden(self.policy, hidden, gen, minibatches[0], cfg.temperature)
-        with torch.no_grad():
-            if hidden is None:
-                logp = response_logprobs(self.policy, gen, cfg.temperature)
-            # kl_coef = 0: the reference has no part in the loss, so no pass over it
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
+        # hidden: the next minibatch's forward, when the rollout already made it; kl_coef = 0: the
+        # reference has no part in the loss, so no pass over it
+        hidden, logp, ref_logp = rollout_logprobs(self, gen, minibatches, with_reference=bool(cfg.kl_coef))
 
         advantages = self.advantages(scores, logp, ref_logp, mask)
         # REINFORCE++ has the KL in its rewards already, not in the loss
@@ -273,13 +238,7 @@ class GRPOTrainer(TrainsOnPrompts):
                 kl_estimator="k3", temperature=cfg.temperature, normalize=cfg.normalize,
                 max_len=cfg.max_new_tokens, importance_level=cfg.importance_level, policy_loss=cfg.policy_loss,
                 kl_ratio_weighted=cfg.kl_ratio_weighted, **minibatch_counts)  # fmt: skip
-            self.opt.zero_grad(set_to_none=True)
-            # this rank's part of the minibatch's loss; average_gradients (or FSDP) divides the sum by W
-            (loss * world.size).backward()
-            if not self.sharded:
-                distributed.average_gradients(self.policy.parameters())
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-            self.opt.step()
+            optimizer_step(self, self.policy, self.opt, loss)
             hidden = None
 
         metrics = {"score": scores.mean()}

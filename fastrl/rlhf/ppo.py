@@ -30,7 +30,8 @@ import torch
 from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT, generate, last_token_index
 from fastrl.nn.hf import as_causal_lm, as_scalar
-from fastrl.ops import IMPORTANCE_LEVELS, POLICY_LOSSES, gae, ppo_loss_from_hidden, value_loss
+from fastrl.ops import gae, ppo_loss_from_hidden, value_loss
+from fastrl.rlhf.config import PolicyTrainingConfig
 from fastrl.rlhf.reward_model import RewardModel
 from fastrl.rlhf.rewards import make_scorer
 from fastrl.rlhf.rollout import (
@@ -38,25 +39,21 @@ from fastrl.rlhf.rollout import (
     frozen_copy,
     global_counts,
     global_metrics,
-    logprobs_of_hidden,
     minibatch_rows,
+    optimizer_step,
     response_hidden,
-    response_logprobs,
     response_values,
+    rollout_logprobs,
     sequence_kl,
-    single_pass,
 )
 from fastrl.rlhf.sharding import FullState, gathered, shard_models
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
-    GRAD_CLIP,
     NON_NEGATIVE,
     POSITIVE,
-    SEED,
     UNIT,
     ConfigError,
-    SelfChecking,
 )
 from fastrl.utils.stats import masked_mean
 
@@ -64,26 +61,16 @@ __all__ = ["RLHFPPOConfig", "PPOTrainer", "AdaptiveKLController", "per_token_rew
 
 
 @dataclass
-class RLHFPPOConfig(SelfChecking):
+class RLHFPPOConfig(PolicyTrainingConfig):
     """PPO-RLHF settings (the classic trainers' PPO is ``fastrl.algos.PPOConfig``); checked at
-    construction and when a trainer starts."""
+    construction and when a trainer starts. The sampling, optimizer and loss fields are
+    PolicyTrainingConfig's; the KL is in the rewards here, so the loss has no KL term."""
 
+    epochs: int = 2
     batch_size: int = 64
     """Prompts (and so responses) per step."""
-    max_new_tokens: int = 16
-    """Longest response sampled."""
-    temperature: float = 1.0
-    """Sampling temperature; the loss uses the same one so the ratios are exact."""
-    learning_rate: float = 1e-4
-    """Policy AdamW learning rate."""
     critic_learning_rate: float = 3e-4
     """Critic AdamW learning rate."""
-    epochs: int = 2
-    """Passes over each batch of responses."""
-    num_minibatches: int = 2
-    """Minibatches per epoch."""
-    clip_low: float = 0.2
-    """PPO ratio clip epsilon: ratios are clipped to [1 - clip_low, 1 + clip_low]."""
     value_clip: float | None = 0.2
     """Clip of the value change around the rollout's values (None: unclipped)."""
     gamma: float = 1.0
@@ -98,29 +85,13 @@ class RLHFPPOConfig(SelfChecking):
     """Responses over which beta moves by the clipped relative KL error (larger: slower)."""
     entropy_coef: float = 0.0
     """Entropy bonus weight in the policy loss."""
-    importance_level: str = "token"
-    """Importance ratio: token, or sequence (GSPO: the geometric mean of the response's token
-    ratios). (The KL is in the rewards here, so ppo_loss's kl_ratio_weighted has nothing to weigh.)"""
-    policy_loss: str = "ppo"
-    """Policy-gradient term: ppo (clipped surrogate) or cispo (-sg(clip(ratio)) A logp)."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip for policy and critic (inf: no clipping)."""
-    seed: int = 0
-    """Seed of sampling and minibatch order, in [0, 2**63)."""
-    fsdp: bool = False
-    """Under torchrun, shard the transformers policy, reference and critic with FSDP2 (per block,
-    then the root) instead of keeping a whole copy on every rank (docs/distributed.md)."""
 
     field_rules = {
-        "batch_size": AT_LEAST_ONE, "max_new_tokens": AT_LEAST_ONE, "epochs": AT_LEAST_ONE,
-        "num_minibatches": AT_LEAST_ONE, "kl_horizon": AT_LEAST_ONE, "temperature": POSITIVE,
-        "learning_rate": POSITIVE, "critic_learning_rate": POSITIVE, "clip_low": NON_NEGATIVE,
+        "batch_size": AT_LEAST_ONE, "kl_horizon": AT_LEAST_ONE, "critic_learning_rate": POSITIVE,
         "value_clip": NON_NEGATIVE, "gamma": UNIT, "gae_lambda": UNIT, "kl_coef": NON_NEGATIVE,
-        "target_kl": POSITIVE, "max_grad_norm": GRAD_CLIP, "seed": SEED,
-        "importance_level": IMPORTANCE_LEVELS, "policy_loss": POLICY_LOSSES,
+        "target_kl": POSITIVE,
     }
-    renamed = {"lr": "learning_rate", "critic_lr": "critic_learning_rate",
-                                         "clip": "clip_low", "lam": "gae_lambda", "minibatches": "num_minibatches"}
+    renamed = {"critic_lr": "critic_learning_rate", "lam": "gae_lambda"}
 
 
 def per_token_rewards(scores, logprobs, ref_logprobs, mask, kl_coef) -> torch.Tensor:
@@ -217,15 +188,10 @@ class PPOTrainer(TrainsOnPrompts):
         mask = gen.response_mask  # [B, N]
         n = gen.ids.shape[0]
         minibatches = minibatch_rows(self, n)
-        hidden = None  # the next minibatch's forward, when the rollout already made it
-        if single_pass(cfg):  # old log-probs: the update's own forward, detached (ratio exactly 1)
-            hidden = response_hidden(self.policy, gen, minibatches[0])
-            logp = logprobs_of_hidden(self.policy, hidden, gen, minibatches[0], cfg.temperature)
+        # hidden: the next minibatch's forward, when the rollout already made it; kl_coef = 0 stays 0
+        # (the controller scales it): the reference has no part in the rewards
+        hidden, logp, ref_logp = rollout_logprobs(self, gen, minibatches, with_reference=bool(cfg.kl_coef))
         with torch.no_grad():
-            if hidden is None:
-                logp = response_logprobs(self.policy, gen, cfg.temperature)
-            # kl_coef = 0 stays 0 (the controller scales it): the reference has no part in the rewards
-            ref_logp = response_logprobs(self.reference, gen, cfg.temperature) if cfg.kl_coef else None
             values = response_values(self.critic, gen)
             scores = self.score(gen, reward_kwargs)  # [rows]
 
@@ -247,24 +213,14 @@ class PPOTrainer(TrainsOnPrompts):
                 hidden, weight, gen.response[rows], logp[rows], advantages[rows], mask=mask[rows],
                 clip_low=cfg.clip_low, entropy_coef=cfg.entropy_coef, temperature=cfg.temperature,
                 importance_level=cfg.importance_level, policy_loss=cfg.policy_loss, **minibatch_counts)  # fmt: skip
-            self.policy_opt.zero_grad(set_to_none=True)
-            (loss * world.size).backward()
-            if not self.sharded:  # FSDP averages them itself
-                distributed.average_gradients(self.policy.parameters())
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
-            self.policy_opt.step()
+            optimizer_step(self, self.policy, self.policy_opt, loss)
             hidden = None
 
             v_loss = value_loss(response_values(self.critic, gen, rows), values[rows],
                                 returns[rows], clip=cfg.value_clip, mask=mask[rows])  # fmt: skip
             if world.distributed:  # the local token mean as a share of the minibatch's
                 v_loss = v_loss * (mask[rows].sum() / minibatch_counts["num_tokens"])
-            self.critic_opt.zero_grad(set_to_none=True)
-            (v_loss * world.size).backward()
-            if not self.sharded:
-                distributed.average_gradients(self.critic.parameters())
-            torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-            self.critic_opt.step()
+            optimizer_step(self, self.critic, self.critic_opt, v_loss)
 
         metrics = {"score": scores.mean()}
         if ref_logp is not None:  # KL control, on the KL of this rollout (beta = 0 stays 0)

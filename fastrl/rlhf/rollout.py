@@ -16,7 +16,7 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts, prompt_source
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "single_pass", "logprobs_of_hidden", "select_rows", "concat_generations", "prompt_batches", "step_on",
+           "single_pass", "logprobs_of_hidden", "rollout_logprobs", "optimizer_step", "select_rows", "concat_generations", "prompt_batches", "step_on",
            "train_on_prompts", "minibatch_rows", "global_counts", "global_metrics"]  # fmt: skip
 
 
@@ -57,6 +57,35 @@ def logprobs_of_hidden(model: GPT, hidden: torch.Tensor, gen: Generation, rows: 
         logp, _ = token_logprobs(hidden.detach(), gen.response[rows], weight=model.lm_head.weight,
                                  temperature=temperature, mask=gen.response_mask[rows])  # fmt: skip
     return logp.new_empty(logp.shape).index_copy_(0, rows, logp)
+
+
+def rollout_logprobs(trainer, gen: Generation, minibatches: list[torch.Tensor], with_reference: bool):
+    """``(hidden, logp, ref_logp)``: the detached log-probs ``[B, N]`` of the sampled responses
+    under the policy and, when ``with_reference``, under the reference (else None). On a single
+    pass the first minibatch's forward makes them and is returned as ``hidden`` for the update to
+    reuse; otherwise ``hidden`` is None and ``logp`` comes from a no-grad pass."""
+    policy, temperature = trainer.policy, trainer.cfg.temperature
+    hidden = None
+    if single_pass(trainer.cfg):
+        hidden = response_hidden(policy, gen, minibatches[0])
+        logp = logprobs_of_hidden(policy, hidden, gen, minibatches[0], temperature)
+    with torch.no_grad():
+        if hidden is None:
+            logp = response_logprobs(policy, gen, temperature)
+        ref_logp = response_logprobs(trainer.reference, gen, temperature) if with_reference else None
+    return hidden, logp, ref_logp
+
+
+def optimizer_step(trainer, model: torch.nn.Module, optimizer, loss: torch.Tensor) -> None:
+    """One step of ``model`` on ``loss``, this rank's share of the minibatch's loss: scaled by W,
+    so that averaging the ranks' gradients (here, or FSDP's reduce-scatter when sharded) gives the
+    minibatch's gradient; then clipped to ``cfg.max_grad_norm``."""
+    optimizer.zero_grad(set_to_none=True)
+    (loss * trainer.world.size).backward()
+    if not trainer.sharded:
+        distributed.average_gradients(model.parameters())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.cfg.max_grad_norm)
+    optimizer.step()
 
 
 def select_rows(gen: Generation, rows) -> Generation:

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+import fastrl.rlhf.rollout as rollout
 from fastrl.nn.gpt import GPT, GPTConfig
 from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.reward_model import RewardModel
@@ -54,7 +55,7 @@ def eager_to_stop(policy, eos_logit=1.5):
 
 class Spy:
     """Records every call of ``module.ppo_loss_from_hidden`` (copies of its args and kwargs, and
-    its (loss, stats)) and the rows of every ``module.response_hidden`` call (the trainers call it
+    its (loss, stats)) and the rows of every ``response_hidden`` call (the trainers call it
     once per minibatch, after the rollout)."""
 
     def __init__(self, monkeypatch, module):
@@ -69,8 +70,11 @@ class Spy:
             return out
 
         def hidden(model, gen, rows=slice(None)):
-            self.rows.append(rows.tolist())
+            if isinstance(rows, torch.Tensor):  # a minibatch's forward (the no-grad passes take all rows)
+                self.rows.append(rows.tolist())
             return hidden_fn(model, gen, rows)
 
         monkeypatch.setattr(module, "ppo_loss_from_hidden", loss)
         monkeypatch.setattr(module, "response_hidden", hidden)
+        # the first minibatch's forward of a single pass is made in rollout_logprobs
+        monkeypatch.setattr(rollout, "response_hidden", hidden)

@@ -8,6 +8,7 @@ import torch
 
 import fastrl.rlhf.grpo as grpo
 import fastrl.rlhf.ppo as ppo
+import fastrl.rlhf.rollout as rollout
 from fastrl.ops import ppo_loss_from_hidden
 from fastrl.rlhf.data import encode_prompts
 from fastrl.rlhf.grpo import GRPOConfig, GRPOTrainer
@@ -16,16 +17,17 @@ from fastrl.rlhf.rollout import response_logprobs
 from tests.rlhf._tiny import PROMPTS, TOK, Spy, eager_to_stop, tiny_models
 
 
-def _count_logprob_passes(monkeypatch, module, trainer):
-    """Which models ``module.response_logprobs`` runs on: a list of 'policy' / 'reference'."""
-    seen, real = [], module.response_logprobs
+def _count_logprob_passes(monkeypatch, trainer):
+    """Which models ``response_logprobs`` runs on (the trainers call it through
+    ``rollout.rollout_logprobs``): a list of 'policy' / 'reference'."""
+    seen, real = [], rollout.response_logprobs
     names = {id(trainer.policy): "policy", id(trainer.reference): "reference"}
 
     def counted(model, gen, temperature):
         seen.append(names[id(model)])
         return real(model, gen, temperature)
 
-    monkeypatch.setattr(module, "response_logprobs", counted)
+    monkeypatch.setattr(rollout, "response_logprobs", counted)
     return seen
 
 
@@ -35,9 +37,9 @@ def _one_step(monkeypatch, module, make_trainer, skip: bool):
     lists the log-prob passes and ends with 'reference forwards: n' (every forward of it)."""
     with monkeypatch.context() as patch:
         if not skip:
-            patch.setattr(module, "single_pass", lambda cfg: False)
+            patch.setattr(rollout, "single_pass", lambda cfg: False)
         trainer = make_trainer()
-        passes = _count_logprob_passes(patch, module, trainer)
+        passes = _count_logprob_passes(patch, trainer)
         ref_calls = []
         trainer.reference.trunk.register_forward_hook(lambda *a: ref_calls.append(1))
         spy = Spy(patch, module)
