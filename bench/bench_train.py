@@ -1,4 +1,5 @@
-"""Training benchmarks: time to solve CartPole-v1 (PPO, DQN) and PPO training throughput.
+"""Training benchmarks: time to solve CartPole-v1 (PPO, DQN), PPO training throughput on CartPole-v1, and
+PPO and DQN training throughput (frames/s, updates included) on MinAtar/Breakout-v1.
 
 Time to solve = wall time until the mean return of the last 100 training episodes reaches 475
 (the tuned defaults' ``target_return``), one round per seed; the greedy policy's return over
@@ -8,11 +9,14 @@ Stable-Baselines3 PPO with its defaults reaches 475 after ~65k steps in 25-27 s.
     python -m pytest bench/bench_train.py --benchmark-only --benchmark-json bench/results/train-cpu.json
 """
 
+import time
+
 import pytest
 import torch
 
 from fastrl.algos import DQN, PPO, DQNConfig, PPOConfig
 from fastrl.algos.defaults import tuned_defaults
+from fastrl.envs import make
 
 SEEDS = range(5)
 
@@ -72,3 +76,51 @@ def test_ppo_throughput(benchmark, num_envs, device):
     benchmark.extra_info["impl"] = "fastrl_ppo"
     benchmark.pedantic(iteration, rounds=5, iterations=1)
     benchmark.extra_info["steps_per_s"] = num_envs * cfg.num_steps / benchmark.stats.stats.median
+
+
+# MinAtar Breakout with the tuned defaults (fastrl/algos/defaults.py): frames per second of whole
+# training iterations, updates included, next to the env alone at the same batch size (random
+# actions, in the same process), whose ratio is the share of a training frame's time spent
+# stepping the env. DQN learns from frame 256 here (tuned: 5000) so every timed iteration updates.
+MINATAR_ITERATIONS = {"ppo": 1, "dqn": 25}  # iterations per round: 8192 and 100 frames
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_minatar_breakout_throughput(benchmark, algo):
+    cls, cfg_cls = {"ppo": (PPO, PPOConfig), "dqn": (DQN, DQNConfig)}[algo]
+    values = tuned_defaults(algo, "MinAtar/Breakout-v1")
+    if algo == "dqn":
+        values["learning_starts"] = 256
+    cfg = cfg_cls(**values, seed=0)
+    trainer = cls(cfg)
+    iterations = MINATAR_ITERATIONS[algo]
+    while trainer.global_step < 512:  # past learning_starts, and one PPO iteration as warm-up
+        trainer.train_iteration()
+    start = trainer.global_step
+
+    def run():
+        for _ in range(iterations):
+            trainer.train_iteration()
+
+    benchmark.group = f"{algo} MinAtar/Breakout-v1 training throughput cpu n={cfg.num_envs}"
+    benchmark.extra_info["impl"] = f"fastrl_{algo}"
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    frames = (trainer.global_step - start) // 3
+    rate = frames / benchmark.stats.stats.median
+    env_rate = _env_only_steps_per_s("MinAtar/Breakout-v1", cfg.num_envs)
+    benchmark.extra_info.update(steps_per_s=rate, num_envs=cfg.num_envs, threads=cfg.cpu_threads,
+                                env_only_steps_per_s=env_rate, env_share=rate / env_rate)
+
+
+def _env_only_steps_per_s(env_id, n, steps=20_000):
+    """The env's steps/s at batch n with random actions (a median of 3 timed runs)."""
+    env = make(env_id, n, seed=0)
+    env.reset()
+    actions = torch.randint(0, env.single_action_space.n, (steps // n + 1, n))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for a in actions:
+            env.step(a)
+        times.append(time.perf_counter() - start)
+    return len(actions) * n / sorted(times)[1]

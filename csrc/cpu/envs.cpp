@@ -7,16 +7,16 @@
 // min(threads, ceil(N / kThreadGrain)) equal ranges, one per thread (why: docs/ARCHITECTURE.md,
 // "Threads on small machines"); from 65536 envs two threads win 1.5x.
 //
-// MinAtar: a scalar loop over envs, split over torch's threads above kMinAtarGrain envs. A
-// game's frame is branchy integer code on a few hundred bytes of state and observation per env,
-// so there is nothing to vectorize across envs; writing the observations ([N, 10, 10, C] bytes)
-// is most of the work.
+// MinAtar: cpu/minatar_kernel.h steps envs one by one (a game's frame is branchy integer code
+// on one env's state row), with the observation clears and the Philox words of a chunk of envs
+// done at once; split over torch's threads above kMinAtarGrain envs.
 #include <ATen/Parallel.h>
 
 #include <type_traits>
 
 #include "cpu/env_kernel.h"
 #include "cpu/envs_avx2.h"
+#include "cpu/minatar_kernel.h"
 #include "ops/envs.h"
 #include "ops/minatar.h"
 
@@ -91,7 +91,9 @@ struct Cpu {
   template <typename Game, typename T>
   static void step(const core::minatar::MinAtarBatch<Game, T>& b, bool /*same_step: in b*/) {
     check_action_values(b);
-    for_each_env(b.n, kMinAtarGrain, [&](int64_t j) { core::minatar::step_env(b, j); });
+    at::parallel_for(0, b.n, kMinAtarGrain, [&b](int64_t begin, int64_t end) {
+      minatar_step_range(b, begin, end);
+    });
   }
 };
 

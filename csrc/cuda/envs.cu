@@ -2,9 +2,9 @@
 // core::advance and, for the rare env that needs it, core::autoreset. State is SoA, so a warp's
 // loads and stores of one state component coalesce.
 // MinAtar games (core/minatar/): a thread per env runs core::minatar::step_env (sticky action,
-// the game's frame, autoreset) on its own state row. Their action values are not checked here
-// (that would need a host sync): fastrl.envs checks them when `validate` is true, and step_env
-// takes an unchecked one out of range as the no-op.
+// the game's frame, autoreset) on its own state row, the observations zeroed beforehand. Their
+// action values are not checked here (that would need a host sync): fastrl.envs checks them when
+// `validate` is true, and step_env takes an unchecked one out of range as the no-op.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 
@@ -36,7 +36,7 @@ __global__ void minatar_kernel(core::minatar::MinAtarBatch<Game, T> b) {
   if (kReset) {
     core::minatar::reset_env(b, j);
   } else {
-    core::minatar::step_env(b, j);
+    core::minatar::step_env(b, j, core::minatar::step_stream(b, j), /*obs_zeroed=*/true);
   }
 }
 
@@ -75,6 +75,12 @@ struct Cuda {
   }
   template <typename Game, typename T>
   static void step(const core::minatar::MinAtarBatch<Game, T>& b, bool /*same_step: in b*/) {
+    // Zeroed in one coalesced memset: a thread clearing its own env's 400-1000 bytes writes a
+    // line per byte of every warp store. The kernel then writes only the cells that are set.
+    const size_t bytes = static_cast<size_t>(b.n) * b.kObs;
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    C10_CUDA_CHECK(cudaMemsetAsync(b.obs, 0, bytes, stream));
+    if (b.same_step) C10_CUDA_CHECK(cudaMemsetAsync(b.final_obs, 0, bytes, stream));
     launch_minatar<false>(b);
   }
 };

@@ -15,6 +15,7 @@
 
 #include "core/envs/batch.h"
 #include "core/envs/registry.h"
+#include "ops/output_pool.h"
 
 namespace fastrl {
 
@@ -152,9 +153,10 @@ at::Tensor checked_action(const at::Tensor& action, const at::Tensor& state,
 }
 
 // at::empty, without the dispatcher on the CPU: a step allocates eight outputs, and at a few
-// thousand envs the dispatcher's share of that is a tenth of the step.
+// thousand envs the dispatcher's share of that is a tenth of the step. Large CPU outputs come
+// from ops/output_pool.h, recycled rather than page-faulted in afresh each step.
 inline at::Tensor new_output(at::IntArrayRef size, const at::TensorOptions& options) {
-  if (options.device().is_cpu()) return at::detail::empty_cpu(size, options);
+  if (options.device().is_cpu()) return pooled_empty_cpu(size, options);  // large ones recycled
   return at::empty(size, options);
 }
 

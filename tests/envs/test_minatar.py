@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.util
+import resource
 import zlib
 
 import numpy as np
@@ -715,3 +716,28 @@ def test_render_without_a_mode_and_bad_modes():
         assert env.render() is None
     with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array' for MinAtar/Seaquest-v1"):
         fenvs.make("MinAtar/Seaquest-v1", 2, render_mode="human")
+
+
+@requires_native
+def test_large_observations_are_recycled_never_shared():
+    """Large CPU step outputs (csrc/ops/output_pool.h) reuse the buffer of an observation nobody
+    holds any more (a fresh allocation each step page-faulted it in anew), and never one a
+    caller still holds: a held observation keeps its values while later steps run."""
+    n = 1024  # 1 MB of Seaquest observations a step: above the pool's 128 KB
+    env = fenvs.make("MinAtar/Seaquest-v1", n, seed=0)
+    env.reset(seed=0)
+    actions = torch.randint(0, 6, (8, n), generator=torch.Generator().manual_seed(0))
+    held = env.step(actions[0])[0]
+    kept = held.clone()
+    later = [env.step(a)[0] for a in actions[1:4]]  # held by us: no two share a buffer
+    assert len({t.data_ptr() for t in [held, *later]}) == 4
+    assert torch.equal(held, kept)
+    freed = later[0].data_ptr()
+    del later[0]  # nobody holds it now (the env holds only the last one)
+    assert env.step(actions[4])[0].data_ptr() == freed
+    assert torch.equal(held, kept)
+    # Recycled buffers are mapped already: a fresh 1 MB allocation page-faults ~115 pages in here.
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for step in range(20):
+        env.step(actions[step % 8])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults < 20 * 32

@@ -34,9 +34,13 @@ struct MinAtarBatch : EpisodeBatch<T> {
   double sticky_action_prob = 0.1;
   bool ramping = true;
 
-  FASTRL_HD void observe(int64_t j, uint8_t* out) const {
+  // Writes env j's observation to out; `zeroed`: its bytes there are zero already (the kernels
+  // zero whole outputs at once, faster than env by env).
+  FASTRL_HD void observe(int64_t j, uint8_t* out, bool zeroed = false) const {
     uint8_t* o = out + j * kObs;
-    for (int k = 0; k < kObs; ++k) o[k] = 0;
+    if (!zeroed) {
+      for (int k = 0; k < kObs; ++k) o[k] = 0;
+    }
     Game::observe(state + j * kRow + 1, o);
   }
 };
@@ -51,9 +55,16 @@ FASTRL_HD void reset_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   b.start_episode(j);
 }
 
-// One step of env j (the actions are checked by the caller).
+// The stream of env j's draws in this step.
 template <typename Game, typename T>
-FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
+FASTRL_HD StepStream step_stream(const MinAtarBatch<Game, T>& b, int64_t j) {
+  return StepStream(b.seeds[j], b.first_env + j, b.resets[j], b.elapsed[j]);
+}
+
+// One step of env j (the actions are checked by the caller), drawing from rng (env j's
+// step_stream). obs_zeroed: env j's bytes of obs and final_obs are zero already.
+template <typename Game, typename T>
+FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j, StepStream rng, bool obs_zeroed) {
   if (!b.same_step && b.autoreset[j]) {
     // NEXT_STEP: an env that ended on the previous step is reset instead; its action is ignored.
     reset_env(b, j);
@@ -65,7 +76,6 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   }
   int32_t* s = b.state + j * b.kRow;
   const int32_t elapsed = b.elapsed[j];
-  StepStream rng(b.seeds[j], b.first_env + j, b.resets[j], elapsed);
   // Environment.act: the sticky draw first, then the game's own draws. Action indices are
   // checked before the step (CPU; GPU with validate=True); an unchecked one out of range (a GPU
   // step with validate=False) is the no-op, rather than a read past action_set.
@@ -79,7 +89,7 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   const bool trunc = static_cast<uint32_t>(length) >= b.max_episode_steps;
   const bool done = term || trunc;
   const T ret = b.episode_return[j] + r;
-  b.observe(j, b.obs);
+  b.observe(j, b.obs, obs_zeroed);
   b.reward[j] = r;
   b.terminated[j] = term;
   b.truncated[j] = trunc;
@@ -89,11 +99,16 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
   b.final_return[j] = done ? ret : T(0);
   b.final_length[j] = done ? length : 0;
   if (b.same_step) {
-    b.observe(j, b.final_obs);
-    if (done) reset_env(b, j);
+    b.observe(j, b.final_obs, obs_zeroed);
+    if (done) reset_env(b, j);  // clears obs before drawing the new episode's
   } else {
     b.autoreset[j] = done;
   }
+}
+
+template <typename Game, typename T>
+FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
+  step_env(b, j, step_stream(b, j), false);
 }
 
 }  // namespace fastrl::core::minatar

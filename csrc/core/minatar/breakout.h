@@ -97,12 +97,15 @@ struct Breakout {
     return r;
   }
 
-  // obs [10, 10, 4] zeroed by the caller.
+  // obs [10, 10, 4] zeroed by the caller (4-byte aligned). The bricks go in first, a whole cell
+  // (its four channels) per 32-bit store, which vectorizes; one byte per cell was most of a step.
   FASTRL_HD static void observe(const int32_t* s, uint8_t* obs) {
+    static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "channel 3 is a cell word's top byte");
+    uint32_t* cells = reinterpret_cast<uint32_t*>(obs);
+    for (int k = 0; k < kRows * kCols; ++k) cells[k] = static_cast<uint32_t>(s[kBricks + k] != 0) << 24;
     obs[(s[kBallY] * kCols + s[kBallX]) * kChannels + 1] = 1;
     obs[(9 * kCols + s[kPos]) * kChannels + 0] = 1;
     obs[(s[kLastY] * kCols + s[kLastX]) * kChannels + 2] = 1;
-    for (int k = 0; k < kRows * kCols; ++k) obs[k * kChannels + 3] = s[kBricks + k] != 0;
   }
 };
 

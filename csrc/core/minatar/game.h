@@ -65,6 +65,15 @@ class StepStream {
         elapsed_(static_cast<uint32_t>(elapsed)),
         resets_(static_cast<uint32_t>(resets)),
         env_(static_cast<uint32_t>(env)) {}
+  // The same stream with the words of its first block, counter (2^31, elapsed, resets, env),
+  // already computed (the CPU kernel computes them for many envs at once, vectorized).
+  FASTRL_HD StepStream(int64_t seed, int64_t env, int64_t resets, int32_t elapsed,
+                       const Philox4x32& first)
+      : StepStream(seed, env, resets, elapsed) {
+    words_ = first;
+    block_ = 1;
+    used_ = 0;
+  }
 
   FASTRL_HD double next_double() {
     if (used_ == 4) {
