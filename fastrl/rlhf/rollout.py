@@ -16,7 +16,8 @@ from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts, prompt_source
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
-           "single_pass", "logprobs_of_hidden", "rollout_logprobs", "optimizer_step", "select_rows", "concat_generations", "prompt_batches", "step_on",
+           "single_pass", "logprobs_of_hidden", "rollout_logprobs", "optimizer_step", "select_rows",
+           "concat_generations", "prompt_batches", "step_on",
            "train_on_prompts", "minibatch_rows", "global_counts", "global_metrics"]  # fmt: skip
 
 
