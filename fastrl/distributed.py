@@ -14,6 +14,7 @@ writes files (:attr:`World.is_main`).
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -87,9 +88,18 @@ def rank_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a run, so that torchrun sees a clean exit)."""
+def shutdown(together: bool = False) -> None:
+    """Leave the process group (at the end of a run, so that torchrun sees a clean exit).
+
+    ``together`` (a run that ended well on every rank): first wait for every rank, and free what
+    still holds gloo's buffers while the interpreter is whole. A rank tearing gloo down while its
+    peer still used the connection, or gloo's threads releasing tensors during interpreter
+    finalization, aborted a rank at exit ("terminate called without an active exception",
+    pytorch#179291). Not after an error: the other ranks may never reach the barrier."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
+            gc.collect()
         dist.destroy_process_group()
 
 

@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     label = getattr(args, "label", args.command)
     if distributed.launched_rank() != 0:  # under torchrun rank 0 alone reports; errors still reach stderr
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    ended_well = False
     try:
-        return args.func(args)
+        code = args.func(args)
+        ended_well = True
+        return code
     except (UsageError, ConfigError, CheckpointError, RunDirError) as e:
         print(f"fastrl {label}: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nfastrl {label}: interrupted", file=sys.stderr)
         return 130
     finally:
-        distributed.shutdown()  # leave the process group (torchrun): a clean exit
+        distributed.shutdown(together=ended_well)  # leave the process group (torchrun): a clean exit
 
 
 def _one_line(e: BaseException) -> str:

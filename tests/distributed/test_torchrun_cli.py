@@ -44,7 +44,7 @@ def _train_cli(rank, out):
     calls = []
     evaluate = Trainer.evaluate
     Trainer.evaluate = lambda self, *args, **kwargs: calls.append(args) or evaluate(self, *args, **kwargs)
-    distributed.shutdown = lambda: None  # the launcher's ranks leave the group together
+    distributed.shutdown = lambda together=False: None  # the launcher's ranks leave the group together
     return cli.main([*FLAGS, "--out", str(out)]), len(calls)
 
 
@@ -58,7 +58,7 @@ def _rlhf_cli(rank, argv):
     """`fastrl rlhf train ...` on this rank; its exit code."""
     from fastrl import distributed
 
-    distributed.shutdown = lambda: None  # the launcher's ranks leave the group together
+    distributed.shutdown = lambda together=False: None  # the launcher's ranks leave the group together
     return cli.main(argv)
 
 
