@@ -35,6 +35,24 @@ FASTRL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
   return c;
 }
 
+// philox4x32_10 on four scalar words, in place: what the CPU kernels' `omp simd` loops over envs
+// call, since GCC vectorizes the rounds written on scalars but not through the Philox4x32 struct.
+FASTRL_HD void philox4x32_10_words(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
+                                   uint32_t key0, uint32_t key1) {
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0;
+    const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ key0;
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ key1;
+    c1 = static_cast<uint32_t>(p1);
+    c3 = static_cast<uint32_t>(p0);
+    c0 = n0;
+    c2 = n2;
+    key0 += kPhiloxW0;
+    key1 += kPhiloxW1;
+  }
+}
+
 // A double uniform in [0, 1) from two words: the top 53 bits of (hi << 32 | lo), times 2^-53
 // (exactly numpy's formula).
 FASTRL_HD double words_to_double(uint32_t hi, uint32_t lo) {

@@ -113,23 +113,11 @@ inline void reset_words(const int64_t* seeds, const int64_t* resets, int64_t fir
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + i), c3);
     }
 #else
-    // core::philox4x32_10 written on scalars (GCC does not vectorize it through the struct).
+    // core::philox4x32_10 on scalar words (GCC vectorizes it there, not through the struct).
 #pragma omp simd
     for (int i = 0; i < k; ++i) {
       uint32_t c0 = static_cast<uint32_t>(block), c1 = r0[i], c2 = r1[i], c3 = env[i];
-      uint32_t key0 = k0[i], key1 = k1[i];
-      for (int round = 0; round < 10; ++round) {
-        const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0;
-        const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2;
-        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ key0;
-        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ key1;
-        c1 = static_cast<uint32_t>(p1);
-        c3 = static_cast<uint32_t>(p0);
-        c0 = n0;
-        c2 = n2;
-        key0 += kPhiloxW0;
-        key1 += kPhiloxW1;
-      }
+      core::philox4x32_10_words(c0, c1, c2, c3, k0[i], k1[i]);
       w0[i] = c0;
       w1[i] = c1;
       w2[i] = c2;

@@ -28,31 +28,18 @@ constexpr int64_t kMinAtarChunk = 64;
 template <typename Game, typename T>
 inline void step_first_blocks(const core::minatar::MinAtarBatch<Game, T>& b, int64_t lo, int m,
                               uint32_t (&w)[4][kMinAtarChunk]) {
-  using core::kPhiloxM0, core::kPhiloxM1, core::kPhiloxW0, core::kPhiloxW1;
   const int64_t* seeds = b.seeds + lo;
   const int64_t* resets = b.resets + lo;
   const int32_t* elapsed = b.elapsed + lo;
   const uint32_t env0 = static_cast<uint32_t>(b.first_env + lo);
-  // core::philox4x32_10 on the counter (2^31, elapsed, resets, env) written on scalars (GCC does
-  // not vectorize it through the struct).
+  // core::philox4x32_10 on the counter (2^31, elapsed, resets, env), on scalar words (vectorized).
 #pragma omp simd
   for (int i = 0; i < m; ++i) {
     const uint64_t seed = static_cast<uint64_t>(seeds[i]);
     uint32_t c0 = 0x80000000u, c1 = static_cast<uint32_t>(elapsed[i]);
     uint32_t c2 = static_cast<uint32_t>(resets[i]), c3 = env0 + static_cast<uint32_t>(i);
-    uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
-    for (int round = 0; round < 10; ++round) {
-      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c0;
-      const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c2;
-      const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1 ^ key0;
-      const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ key1;
-      c1 = static_cast<uint32_t>(p1);
-      c3 = static_cast<uint32_t>(p0);
-      c0 = n0;
-      c2 = n2;
-      key0 += kPhiloxW0;
-      key1 += kPhiloxW1;
-    }
+    core::philox4x32_10_words(c0, c1, c2, c3, static_cast<uint32_t>(seed),
+                              static_cast<uint32_t>(seed >> 32));
     w[0][i] = c0;
     w[1][i] = c1;
     w[2][i] = c2;
