@@ -1,0 +1,67 @@
+"""tools/minatar_study.py: the figures of the MinAtar results table, from hand-written runs, and one
+tiny study end to end."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("minatar_study", ROOT / "tools" / "minatar_study.py")
+study = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(study)
+
+
+def write_metrics(path: Path, rows):
+    path.mkdir(parents=True)
+    lines = ["step,wall_time,episodic_return,return_last100"]
+    lines += [f"{s},{w},,{'' if r is None else r}" for s, w, r in rows]
+    (path / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_read_run_finds_the_first_row_at_the_published_figure(tmp_path):
+    # no episode ended in the first row; the return passes 10 at 3000 frames, dips, passes again
+    write_metrics(tmp_path / "r", [(1000, 1.0, None), (2000, 2.0, 9.5), (3000, 3.0, 10.0), (4000, 4.5, 8.0),
+                                   (5000, 6.0, 12.0)])
+    run = study.read_run(tmp_path / "r", target=10.0)
+    assert run["frames"] == 5000 and run["wall_s"] == 6.0 and run["return_last100"] == 12.0
+    assert (run["frames_to_published"], run["wall_s_to_published"]) == (3000, 3.0)
+    assert [c[0] for c in run["curve"]] == [2000, 3000, 4000, 5000]
+    assert study.read_run(tmp_path / "r", target=12.5)["frames_to_published"] is None
+    assert study.read_run(tmp_path / "r", target=None)["frames_to_published"] is None
+
+
+def _run(seed, frames, wall, ret, greedy, reached):
+    return {"seed": seed, "frames": frames, "wall_s": wall, "return_last100": ret, "greedy_eval": greedy,
+            "frames_to_published": reached, "wall_s_to_published": None, "curve": [(frames, wall, ret)]}
+
+
+def test_summary_and_table_give_mean_spread_and_seeds_reaching_the_published_figure():
+    results = {("ppo", "Breakout"): [_run(0, 1000, 60.0, 30.0, 26.0, 800), _run(1, 1000, 120.0, 20.0, 22.0, None),
+                                     _run(2, 1000, 180.0, 28.0, 30.0, 600)]}
+    (row,) = study.summarize(results)
+    assert row["published"] == 28.0 and row["seeds_reaching_published"] == 2
+    assert row["return_last100"]["mean"] == pytest.approx(26.0)
+    assert row["return_last100"]["std"] == pytest.approx((56 / 3) ** 0.5)  # deviations 4, -6, 2
+    assert (row["greedy_eval"]["min"], row["greedy_eval"]["max"]) == (22.0, 30.0)
+    assert row["frames_to_published"]["mean"] == 700
+    table = study.markdown([row])
+    assert "| ppo | Breakout | 0.00M | 2.0 ± 0.8 (1.0–3.0) | 26.0 ± 4.3 (20.0–30.0) |" in table
+    assert "| 28 (gymnax-blines, PPO, 10M frames) | 2 of 3 (0.00M) |" in table
+
+
+def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
+    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=8192", "--cpu-threads", "1",
+            "--eval-episodes", "2", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "r.json"),
+            "--plot", str(tmp_path / "r.png")]
+    assert study.main(args) == 0
+    payload = json.loads((tmp_path / "r.json").read_text())
+    (row,) = payload["rows"]
+    assert (row["algo"], row["game"], row["frames"]["mean"]) == ("ppo", "Breakout", 8192)
+    assert (tmp_path / "r.png").stat().st_size > 0
+    before = (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns
+    assert study.main(args) == 0  # the checkpoint holds 8192 frames: not trained again
+    assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
+    with pytest.raises(SystemExit):  # a budget for every algorithm
+        study.main(["--algos", "dqn", "--frames", "ppo=10"])

@@ -1,0 +1,200 @@
+"""Seeds x games x algorithms of `fastrl train` on MinAtar, and the results table of docs/trainers.md.
+
+    python tools/minatar_study.py --algos ppo dqn --games Breakout SpaceInvaders --seeds 0 1 2 \\
+        --frames ppo=2000000 dqn=300000 --jobs 2 --out runs/minatar-study \\
+        --json bench/results/minatar-study-cpu-2core.json --plot docs/images/minatar-study.png
+
+Each run is the CLI with the tuned defaults (fastrl/algos/defaults.py) and a frame budget, in its own
+process (``--jobs`` at a time, ``--cpu-threads`` torch threads each); a run whose checkpoint already
+holds its budget is not run again, so an interrupted study continues where it stopped. Then, per
+algorithm and game: the mean and spread over seeds of the return of the last 100 training episodes at
+the end, of a greedy evaluation of the final policy, of the wall time, and the frames at which each
+seed first reached the published figure (if it did), next to that figure; and the learning curves
+(mean and min-max band over seeds) as one PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# What the issue compares with: the MinAtar paper's DQN at 5M frames (Young & Tian 2019) and
+# gymnax-blines' PPO at 10M frames (its README's table).
+PUBLISHED = {
+    ("dqn", "Breakout"): (10.0, "MinAtar paper, DQN, 5M frames"),
+    ("dqn", "SpaceInvaders"): (43.0, "MinAtar paper, DQN, 5M frames"),
+    ("ppo", "Breakout"): (28.0, "gymnax-blines, PPO, 10M frames"),
+    ("ppo", "SpaceInvaders"): (131.0, "gymnax-blines, PPO, 10M frames"),
+}
+
+
+def run_dir(out: Path, algo: str, game: str, seed: int) -> Path:
+    return out / f"{algo}-{game}-s{seed}"
+
+
+def checkpoint_frames(path: Path) -> int:
+    """Frames the run's checkpoint has trained for (0 when there is none)."""
+    if not (path / "checkpoint.pt").exists():
+        return 0
+    import torch
+
+    state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return int(state.get("global_step", 0))
+
+
+def train(algo: str, game: str, seed: int, frames: int, args) -> tuple[Path, float]:
+    """One run of the CLI (skipped when its checkpoint already holds ``frames``); its wall seconds."""
+    path = run_dir(args.out, algo, game, seed)
+    if checkpoint_frames(path) >= frames:
+        return path, 0.0
+    cmd = [sys.executable, "-m", "fastrl", "train", algo, "--env", f"MinAtar/{game}-v1", "--seed", str(seed),
+           "--total-steps", str(frames), "--device", args.device, "--quiet", "--final-eval", "0",
+           "--out", str(path), "--overwrite"]
+    if args.cpu_threads is not None:
+        cmd += ["--cpu-threads", str(args.cpu_threads)]
+    start = time.perf_counter()
+    with open(path.with_suffix(".log"), "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return path, time.perf_counter() - start
+
+
+def read_run(path: Path, target: float | None) -> dict:
+    """The run's curve (frames, wall seconds, return of the last 100 training episodes) and the
+    frames and seconds at which that return first reached ``target``."""
+    from fastrl.utils.plots import read_metrics
+
+    m = read_metrics(path / "metrics.csv")
+    curve = [(int(s), w, r) for s, w, r in zip(m["step"], m["wall_time"], m["return_last100"]) if r == r]
+    reached = next(((s, w) for s, w, r in curve if target is not None and r >= target), None)
+    return {"frames": int(m["step"][-1]), "wall_s": m["wall_time"][-1], "return_last100": curve[-1][2],
+            "frames_to_published": reached[0] if reached else None,
+            "wall_s_to_published": reached[1] if reached else None, "curve": curve}
+
+
+def greedy_eval(algo: str, path: Path, episodes: int) -> float:
+    """Mean return of ``episodes`` greedy episodes of the run's final policy."""
+    from fastrl.algos import DQN, PPO
+
+    with tempfile.TemporaryDirectory() as scratch:  # evaluating writes nothing to the run
+        trainer = {"ppo": PPO, "dqn": DQN}[algo].from_checkpoint(path, out_dir=Path(scratch) / "eval")
+        return statistics.fmean(trainer.evaluate(episodes))
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values)}
+
+
+def summarize(results: dict) -> list[dict]:
+    rows = []
+    for (algo, game), runs in results.items():
+        target, source = PUBLISHED.get((algo, game), (None, ""))
+        reached = [r["frames_to_published"] for r in runs if r["frames_to_published"] is not None]
+        rows.append({"algo": algo, "game": game, "seeds": [r["seed"] for r in runs],
+                     "frames": spread([r["frames"] for r in runs]), "wall_s": spread([r["wall_s"] for r in runs]),
+                     "return_last100": spread([r["return_last100"] for r in runs]),
+                     "greedy_eval": spread([r["greedy_eval"] for r in runs]),
+                     "published": target, "published_source": source,
+                     "seeds_reaching_published": len(reached),
+                     "frames_to_published": spread(reached) if reached else None})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def fmt(s: dict, digits: int = 1) -> str:
+        return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+    lines = ["| algo | game | frames | wall time (min) | return, last 100 training episodes | greedy eval "
+             "| published | seeds reaching it (frames) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        reach = f"{r['seeds_reaching_published']} of {len(r['seeds'])}"
+        if r["frames_to_published"]:
+            reach += f" ({r['frames_to_published']['mean'] / 1e6:.2f}M)"
+        published = f"{r['published']:g} ({r['published_source']})" if r["published"] is not None else "—"
+        minutes = {k: v / 60 if isinstance(v, float) else v for k, v in r["wall_s"].items()}
+        lines.append(f"| {r['algo']} | {r['game']} | {r['frames']['mean'] / 1e6:.2f}M | {fmt(minutes)} "
+                     f"| {fmt(r['return_last100'])} | {fmt(r['greedy_eval'])} | {published} | {reach} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys = list(results)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), dpi=100, squeeze=False)
+    for ax, (algo, game) in zip(axes[0], keys):
+        runs = results[(algo, game)]
+        # every seed's curve on one grid of frames, from the first row all of them have
+        grid = np.linspace(max(r["curve"][0][0] for r in runs), min(r["frames"] for r in runs), 200)
+        ys = np.array([np.interp(grid, [c[0] for c in r["curve"]], [c[2] for c in r["curve"]]) for r in runs])
+        ax.plot(grid, ys.mean(axis=0), label=f"mean of {len(runs)} seeds")
+        ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), alpha=0.3, label="min-max")
+        target, source = PUBLISHED.get((algo, game), (None, ""))
+        if target is not None:
+            ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"{target:g}: {source}")
+        ax.set_title(f"{algo.upper()} MinAtar/{game}-v1")
+        ax.set_xlabel("frames")
+        ax.set_ylabel("return, last 100 training episodes")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"])
+    p.add_argument("--games", nargs="+", default=["Breakout", "SpaceInvaders"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--frames", nargs="+", default=["ppo=2000000", "dqn=300000"],
+                   help="frames per run, ALGO=N for each algorithm")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    p.add_argument("--cpu-threads", type=int, default=None, help="torch threads of each run")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--eval-episodes", type=int, default=64)
+    p.add_argument("--out", type=Path, default=Path("runs/minatar-study"))
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--plot", type=Path, help="write the learning curves here (PNG)")
+    args = p.parse_args(argv)
+    frames = {k: int(float(v)) for k, v in (f.split("=") for f in args.frames)}
+    missing = [a for a in args.algos if a not in frames]
+    if missing:
+        p.error(f"--frames: no budget for {', '.join(missing)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    jobs = [(a, g, s) for a in args.algos for g in args.games for s in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
+        done = list(pool.map(lambda j: train(*j, frames[j[0]], args), jobs))
+    results: dict = {}
+    for (algo, game, seed), (path, _) in zip(jobs, done):
+        target = PUBLISHED.get((algo, game), (None, ""))[0]
+        run = {"seed": seed, **read_run(path, target), "greedy_eval": greedy_eval(algo, path, args.eval_episodes)}
+        results.setdefault((algo, game), []).append(run)
+        print(f"{algo} {game} seed {seed}: {run['frames']} frames in {run['wall_s'] / 60:.1f} min, "
+              f"return_last100 {run['return_last100']:.2f}, greedy {run['greedy_eval']:.2f}", flush=True)
+    rows = summarize(results)
+    print(markdown(rows))
+    if args.json:
+        payload = {"device": args.device, "cpu_threads": args.cpu_threads, "jobs": args.jobs,
+                   "eval_episodes": args.eval_episodes, "rows": rows,
+                   "runs": {f"{a}-{g}": runs for (a, g), runs in results.items()}}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
