@@ -201,8 +201,7 @@ class DQN(Trainer):
         metrics = self._collect()
         ready = self.global_step >= cfg.learning_starts and self.buffer.size >= cfg.n_step
         if ready and self.iteration % cfg.train_every == 0:
-            for _ in range(cfg.gradient_steps):
-                metrics.update(self._learn())
+            metrics.update(self._learn(cfg.gradient_steps))
         if self.iteration % cfg.target_update_every == 0:
             with torch.no_grad():
                 for p, tp in zip(self.q.parameters(), self.q_target.parameters()):
@@ -231,9 +230,24 @@ class DQN(Trainer):
         return {"epsilon": torch.tensor(self.epsilon())}
 
     # -- phase 2: learn from replay -----------------------------------------------------------
-    def _learn(self):
-        rows, cols = self.sample_windows()
-        return self.learn_on(rows, cols)
+    def _learn(self, steps: int = 1) -> dict[str, torch.Tensor]:
+        """``steps`` gradient steps (the metrics of the last). The windows of every step are drawn
+        first, in the order the steps would draw them, so that one forward of the target network
+        (unchanged until the steps end) serves them all: one batch of ``steps * B`` rows costs less
+        than ``steps`` batches of B (MinAtar's B = 32: 1.1 -> 0.6 ms for 4 steps on this CPU)."""
+        windows = [self.sample_windows() for _ in range(steps)]
+        metrics = {}
+        for (rows, cols), q_next in zip(windows, self.target_q_values(windows)):
+            metrics = self.learn_on(rows, cols, q_next)
+        return metrics
+
+    @torch.no_grad()
+    def target_q_values(self, windows: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Q_target of the next observations of each window set (``rows [n, B]``, ``cols [B]``):
+        ``[n, B, n_actions]`` each, from one forward of the target network over all of them."""
+        b = self.buffer
+        next_obs = torch.cat([b.next_obs[rows, cols] for rows, cols in windows])  # [steps * n, B, ...]
+        return list(self.q_target(next_obs).chunk(len(windows)))
 
     def sample_windows(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's windows of a batch: rows ``[n_step, B / W]`` and env columns ``[B / W]`` of
@@ -244,14 +258,18 @@ class DQN(Trainer):
         part = distributed.shard(cfg.batch_size, self.world, name="batch_size")
         return rows[:, part.start:part.stop], cols[part.start:part.stop]
 
-    def learn_on(self, rows: torch.Tensor, cols: torch.Tensor) -> dict[str, torch.Tensor]:
+    def learn_on(self, rows: torch.Tensor, cols: torch.Tensor,
+                 q_next_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One gradient step on the windows (``rows [n, B]``, ``cols [B]`` of the buffer), the
-        gradient averaged over ranks: the step on every rank's windows together."""
+        gradient averaged over ranks: the step on every rank's windows together.
+        ``q_next_target``: the target network's Q-values of their next observations, if computed
+        already (:meth:`target_q_values`)."""
         cfg, b = self.config, self.buffer
         with torch.no_grad():
-            next_obs = b.next_obs[rows, cols]  # [n, B, obs_dim] or [n, B, H, W, C]
-            q_next_target = self.q_target(next_obs)
+            if q_next_target is None:
+                q_next_target = self.target_q_values([(rows, cols)])[0]
             if cfg.double_dqn:
+                next_obs = b.next_obs[rows, cols]  # [n, B, obs_dim] or [n, B, H, W, C]
                 best = self.q(next_obs).argmax(-1, keepdim=True)
                 next_q = q_next_target.gather(-1, best).squeeze(-1)
             else:

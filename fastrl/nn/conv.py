@@ -49,7 +49,10 @@ class MinAtarTorso(nn.Module):
             lead = obs.shape[:-1]
         else:
             raise ValueError(f"obs must have shape [..., {h}, {w}, {c}] or [..., {h * w * c}], got {tuple(obs.shape)}")
-        x = obs.reshape(-1, h, w, c).to(self.conv.weight.dtype).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        # NHWC -> contiguous NCHW float in one copy: oneDNN's convolution on the permuted (strided) view
+        # takes a slower path, forward and backward (1.2-2x at MinAtar's batch sizes on the CPU)
+        x = obs.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+        x = x.to(self.conv.weight.dtype, memory_format=torch.contiguous_format)
         x = torch.relu(self.conv(x)).flatten(1)
         return torch.relu(self.fc(x)).reshape(*lead, self.out_features)
 

@@ -94,12 +94,10 @@ class RunLogger:
         with open(self.csv_path, "a", newline="") as f:
             csv.DictWriter(f, self._fields).writerow(row)
         if self._writer is not None:
-            for k, v in scalars.items():
-                if v == v:  # skip NaN
-                    self._writer.add_scalar(tensorboard_tag(k), v, step)
+            values = {tensorboard_tag(k): v for k, v in scalars.items() if v == v}  # skip NaN
             if wall_time > self._last_wall_time:
-                sps = (step - self._last_step) / (wall_time - self._last_wall_time)
-                self._writer.add_scalar("charts/SPS", sps, step)
+                values["charts/SPS"] = (step - self._last_step) / (wall_time - self._last_wall_time)
+            self._write_scalars(values, step)
         self._last_wall_time = wall_time
         ret = scalars.get("episodic_return")
         if ret is not None and ret == ret:
@@ -107,6 +105,15 @@ class RunLogger:
         self._bar.update(max(0, step - self._last_step))
         self._last_step = step
         self._bar.set_postfix(ret=f"{self.recent_return:.1f}", refresh=False)
+
+    def _write_scalars(self, values: dict[str, float], step: int) -> None:
+        """The row's scalars as one TensorBoard event (what add_scalar writes, one value each):
+        an event per scalar cost ~60 us each, 5% of a DQN iteration on MinAtar with a row per
+        iteration."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
+        self._writer.file_writer.add_summary(summary, step)
 
     def _rewrite(self, rows: list[dict]) -> None:
         text = io.StringIO(newline="")

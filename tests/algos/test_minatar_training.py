@@ -117,6 +117,31 @@ def test_images_with_continuous_actions_are_refused_naming_env_id():
 
 # Exact resume, as tests/algos/test_resume_exact.py for the classic envs: checkpoint every iteration,
 # log every second, crash after iteration k; the resumed run must write the same rows and state.
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_dqn_gradient_steps_share_one_target_forward_and_equal_steps_one_by_one(double_dqn):
+    """An iteration's gradient steps draw their windows first and evaluate the target network once
+    for all of them (DQN._learn): the same weights, optimizer state and RNG as the steps taken one
+    at a time, each drawing its windows and evaluating the target network on its own."""
+    values = dict(num_envs=4, learning_starts=0, batch_size=8, buffer_size=256, n_step=2, hidden=(16,),
+                  double_dqn=double_dqn)
+    batched, one_by_one = tiny("dqn", **values), tiny("dqn", **values)
+    for t in (batched, one_by_one):  # the same transitions in both buffers
+        torch.manual_seed(0)
+        for _ in range(12):
+            t._collect()
+    torch.manual_seed(7)
+    batched._learn(4)
+    batched_rng = torch.get_rng_state()
+    torch.manual_seed(7)
+    for _ in range(4):
+        rows, cols = one_by_one.buffer.sample_windows(8, 2)
+        one_by_one.learn_on(rows, cols)  # the target network's forward on these windows alone
+    assert torch.equal(torch.get_rng_state(), batched_rng)
+    for (name, a), b in zip(batched.q.state_dict().items(), one_by_one.q.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert_same_state(batched.optimizer.state_dict(), one_by_one.optimizer.state_dict())
+
+
 RESUME = {  # random policies end episodes of Breakout within 6 steps, of Seaquest within 2
     "dqn": (dict(env_id="MinAtar/Breakout-v1", num_envs=4, total_steps=4 * 24, learning_starts=16, batch_size=8,
                  buffer_size=128,

@@ -79,6 +79,22 @@ def test_rollout_bootstraps_truncation_from_final_observation():
     torch.testing.assert_close(nv[:-1][~b["done"][:-1]], b["values"][1:][~b["done"][:-1]])
 
 
+def test_next_values_of_a_rollout_without_truncations_skip_the_final_observations():
+    """MinAtar's episodes have no time limit: the critic is not run over the final observations of
+    a rollout where nothing was truncated (on the CPU), and the next values are V(s_{t+1}) within
+    episodes, the last value at the end, and 0 where an episode terminated (nothing bootstraps)."""
+    t = PPO(PPOConfig(env_id="MinAtar/Breakout-v1", num_envs=4, num_steps=32, total_steps=128, hidden=(8,)))
+    b = t.collect_rollout()
+    assert b["terminated"].any() and torch.equal(b["terminated"], b["done"])
+    calls = []
+    t.agent.critic.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    nv = t.bootstrapped_next_values(b)
+    assert calls == []
+    expected = torch.cat([b["values"][1:], b["last_value"][None]])  # by hand: the next step's value
+    expected[b["done"]] = 0.0
+    assert torch.equal(nv, expected)
+
+
 @pytest.mark.parametrize(
     "cls,kwargs,match",
     [
