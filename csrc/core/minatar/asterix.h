@@ -111,7 +111,7 @@ struct Asterix {
       // Every entity moves; one that leaves the grid is removed (all its fields 0, as an absent
       // one's stay). Without branches: whether a slot is taken is a coin flip per slot.
       for (int i = 0; i < kSlots; ++i) {
-        const int32_t x = s[kX + i] + (s[kLr + i] ? 1 : -1);
+        const int32_t x = s[kX + i] - 1 + 2 * s[kLr + i];  // lr is 0 or 1
         const int32_t keep = s[kPresent + i] & (x >= 0) & (x <= 9);
         s[kPresent + i] = keep;
         s[kX + i] = keep ? x : 0;
@@ -145,9 +145,9 @@ struct Asterix {
       uint8_t* row = obs + (i + 1) * kCols * kChannels;
       const int32_t x = s[kX + i];
       row[x * kChannels + (s[kGold + i] ? 3 : 1)] = present;
-      const int32_t back_x = s[kLr + i] ? x - 1 : x + 1;
-      const bool on_grid = back_x >= 0 && back_x <= 9;
-      row[(on_grid ? back_x : x) * kChannels + 2] = present & on_grid;
+      const int32_t step = 1 - 2 * s[kLr + i];  // to the trail; in arithmetic, as GCC branches
+      const int32_t on_grid = (x + step >= 0) & (x + step <= 9);
+      row[(x + on_grid * step) * kChannels + 2] = present & on_grid;
     }
   }
 };
