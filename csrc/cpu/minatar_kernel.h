@@ -88,7 +88,7 @@ void minatar_step_range(const core::minatar::MinAtarBatch<Game, T>& b, int64_t b
         const int32_t* row = b.state + (j + kPrefetchAhead) * kRow;
         for (int k = 0; k < kStarts.count; ++k) __builtin_prefetch(row + kStarts.offset[k], 1);
       }
-      const core::minatar::StepStream rng(b.seeds[j], b.first_env + j, b.resets[j], b.elapsed[j],
+      core::minatar::StepStream rng(b.seeds[j], b.first_env + j, b.resets[j], b.elapsed[j],
                                           {{w[0][i], w[1][i], w[2][i], w[3][i]}});
       core::minatar::step_env(b, j, rng, true);
     }

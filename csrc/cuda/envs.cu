@@ -36,7 +36,8 @@ __global__ void minatar_kernel(core::minatar::MinAtarBatch<Game, T> b) {
   if (kReset) {
     core::minatar::reset_env(b, j);
   } else {
-    core::minatar::step_env(b, j, core::minatar::step_stream(b, j), /*obs_zeroed=*/true);
+    core::minatar::StepStream rng = core::minatar::step_stream(b, j);
+    core::minatar::step_env(b, j, rng, /*obs_zeroed=*/true);
   }
 }
 

@@ -73,9 +73,11 @@ struct Asterix {
     }
   }
 
-  // An entity on the player's cell: gold is picked up (+1), an enemy ends the episode.
+  // The entity of slot i on the player's cell: gold is picked up (+1), an enemy ends the episode.
+  // Only the slot of the player's row (player_y - 1) can be on it, so the package's loops over
+  // every entity come down to that slot.
   FASTRL_HD static void meet(int32_t* s, int i, int32_t& r, bool& terminal) {
-    if (s[kX + i] == s[kPlayerX] && i + 1 == s[kPlayerY]) {
+    if (s[kPresent + i] && s[kX + i] == s[kPlayerX]) {
       if (s[kGold + i]) {
         remove(s, i);
         r += 1;
@@ -102,20 +104,21 @@ struct Asterix {
     } else if (a == 4) {  // d
       s[kPlayerY] = s[kPlayerY] + 1 > 8 ? 8 : s[kPlayerY] + 1;
     }
-    for (int i = 0; i < kSlots; ++i) {
-      if (s[kPresent + i]) meet(s, i, r, terminal);
-    }
+    const int row = s[kPlayerY] - 1;
+    meet(s, row, r, terminal);
     if (s[kMoveTimer] == 0) {
       s[kMoveTimer] = s[kMoveSpeed];
+      // Every entity moves; one that leaves the grid is removed (all its fields 0, as an absent
+      // one's stay). Without branches: whether a slot is taken is a coin flip per slot.
       for (int i = 0; i < kSlots; ++i) {
-        if (!s[kPresent + i]) continue;
-        s[kX + i] += s[kLr + i] ? 1 : -1;
-        if (s[kX + i] < 0 || s[kX + i] > 9) {
-          remove(s, i);  // off the grid: it can meet no one
-        } else {
-          meet(s, i, r, terminal);
-        }
+        const int32_t x = s[kX + i] - 1 + 2 * s[kLr + i];  // lr is 0 or 1
+        const int32_t keep = s[kPresent + i] & (x >= 0) & (x <= 9);
+        s[kPresent + i] = keep;
+        s[kX + i] = keep ? x : 0;
+        s[kLr + i] &= keep;
+        s[kGold + i] &= keep;
       }
+      meet(s, row, r, terminal);
     }
     s[kSpawnTimer] -= 1;
     s[kMoveTimer] -= 1;
@@ -132,15 +135,19 @@ struct Asterix {
     return r;
   }
 
-  // obs [10, 10, 4] zeroed by the caller.
+  // obs [10, 10, 4] zeroed by the caller. Row i + 1's entity, enemy and gold channels are
+  // written by slot i alone, so an absent slot (x and lr 0) writes its 0s there instead of
+  // branching on presence (a coin flip per slot); a trail off the grid writes its 0 on the grid.
   FASTRL_HD static void observe(const int32_t* s, uint8_t* obs) {
     obs[(s[kPlayerY] * kCols + s[kPlayerX]) * kChannels + 0] = 1;
     for (int i = 0; i < kSlots; ++i) {
-      if (!s[kPresent + i]) continue;
-      const int32_t x = s[kX + i], y = i + 1;
-      obs[(y * kCols + x) * kChannels + (s[kGold + i] ? 3 : 1)] = 1;
-      const int32_t back_x = s[kLr + i] ? x - 1 : x + 1;
-      if (back_x >= 0 && back_x <= 9) obs[(y * kCols + back_x) * kChannels + 2] = 1;
+      const uint8_t present = static_cast<uint8_t>(s[kPresent + i]);
+      uint8_t* row = obs + (i + 1) * kCols * kChannels;
+      const int32_t x = s[kX + i];
+      row[x * kChannels + (s[kGold + i] ? 3 : 1)] = present;
+      const int32_t step = 1 - 2 * s[kLr + i];  // to the trail; in arithmetic, as GCC branches
+      const int32_t on_grid = (x + step >= 0) & (x + step <= 9);
+      row[(x + on_grid * step) * kChannels + 2] = present & on_grid;
     }
   }
 };

@@ -46,6 +46,10 @@ struct Freeway {
     }
   }
 
+  // A column in [-1, 10] wrapped onto the grid (the package's `if x < 0: x = 9 elif x > 9: x = 0`),
+  // in arithmetic: a car's direction is a coin flip, which branches would mispredict.
+  FASTRL_HD static int32_t wrap(int32_t x) { return x + 10 * (x < 0) - 10 * (x > 9); }
+
   template <typename Rng>
   FASTRL_HD static void reset(int32_t* s, Rng& rng) {
     randomize_cars(s, rng, true);
@@ -69,24 +73,19 @@ struct Freeway {
       randomize_cars(s, rng, false);
       s[kPos] = 9;
     }
+    // Car i, in row i + 1, meets the chicken at x == 4 before or after it moves; only the car of
+    // the chicken's row can (the package's loop over every car comes down to it), and the cars
+    // move whatever it does. Without branches: which cars move in a frame is hard to predict.
+    const int hit_car = s[kPos] - 1;  // -1 or 8 on the bottom row: no car there
+    bool hit = hit_car >= 0 && hit_car < kCars && s[kCarX + hit_car] == 4;
     for (int i = 0; i < kCars; ++i) {
-      int32_t& x = s[kCarX + i];
-      int32_t& timer = s[kCarTimer + i];
-      const int32_t speed = s[kCarSpeed + i];
-      if (x == 4 && i + 1 == s[kPos]) s[kPos] = 9;
-      if (timer == 0) {
-        timer = speed < 0 ? -speed : speed;
-        x += speed > 0 ? 1 : -1;
-        if (x < 0) {
-          x = 9;
-        } else if (x > 9) {
-          x = 0;
-        }
-        if (x == 4 && i + 1 == s[kPos]) s[kPos] = 9;
-      } else {
-        timer -= 1;
-      }
+      const int32_t x = s[kCarX + i], timer = s[kCarTimer + i], speed = s[kCarSpeed + i];
+      const int32_t moved = wrap(x - 1 + 2 * (speed > 0));
+      s[kCarTimer + i] = timer == 0 ? (speed < 0 ? -speed : speed) : timer - 1;
+      s[kCarX + i] = timer == 0 ? moved : x;
     }
+    if (hit_car >= 0 && hit_car < kCars && s[kCarX + hit_car] == 4) hit = true;
+    if (hit) s[kPos] = 9;
     s[kMoveTimer] -= s[kMoveTimer] > 0;
     s[kTerminateTimer] -= 1;
     terminal = s[kTerminateTimer] < 0;
@@ -99,12 +98,7 @@ struct Freeway {
     for (int i = 0; i < kCars; ++i) {
       const int32_t x = s[kCarX + i], speed = s[kCarSpeed + i];
       obs[((i + 1) * kCols + x) * kChannels + 1] = 1;
-      int32_t back_x = speed > 0 ? x - 1 : x + 1;
-      if (back_x < 0) {
-        back_x = 9;
-      } else if (back_x > 9) {
-        back_x = 0;
-      }
+      const int32_t back_x = wrap(x + 1 - 2 * (speed > 0));
       const int32_t trail = 1 + (speed < 0 ? -speed : speed);  // speed1 .. speed5
       obs[((i + 1) * kCols + back_x) * kChannels + trail] = 1;
     }

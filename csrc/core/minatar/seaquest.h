@@ -134,9 +134,25 @@ struct Seaquest {
   using Divers = List<kDivers, 4>;
   enum : int { kX, kY, kLr, kMoveTimer, kShotTimerSub };
 
+  // Empties a list: its live entries zeroed (those past the count are zero already, which
+  // fastrl.envs checks of a state set by hand). Cheaper than zeroing all 3.2 KB of the row.
+  template <int kCap, int kAttrs>
+  FASTRL_HD static void clear(int32_t* list) {
+    const List<kCap, kAttrs> l{list};
+    for (int k = 0; k < kAttrs; ++k) {
+      for (int i = 0; i < l.n(); ++i) l.at(i, k) = 0;
+    }
+    l.n() = 0;
+  }
+
   template <typename Rng>
   FASTRL_HD static void reset(int32_t* s, Rng&) {
-    for (int k = 0; k < kStateDim; ++k) s[k] = 0;  // every list empty
+    for (int k = 0; k < kFBulletList; ++k) s[k] = 0;
+    clear<kFBullets, 3>(s + kFBulletList);
+    clear<kEBullets, 3>(s + kEBulletList);
+    clear<kEnemies, 4>(s + kFishList);
+    clear<kEnemies, 5>(s + kSubList);
+    clear<kDivers, 4>(s + kDiverList);
     s[kOxygen] = kMaxOxygen;
     s[kDiverCount] = 0;
     s[kSubX] = 5;
@@ -150,6 +166,10 @@ struct Seaquest {
     s[kShotTimer] = 0;
     s[kSurface] = 1;
   }
+
+  // The step of an entry moving right (lr 1) or left (lr 0), in arithmetic: GCC branches on
+  // `lr ? 1 : -1`, a coin flip per entry.
+  FASTRL_HD static int32_t dx(int32_t lr) { return 2 * lr - 1; }
 
   // Python's a // b for b > 0 (oxygen may be -1 in the frame it runs out).
   FASTRL_HD static int32_t floor_div(int32_t a, int32_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -242,7 +262,7 @@ struct Seaquest {
     // Friendly bullets, in reverse: each one hits the first fish, else the first sub, on its cell.
     for (int i = f_bullets.n() - 1; i >= 0; --i) {
       int32_t& x = f_bullets.at(i, kX);
-      x += f_bullets.at(i, kLr) ? 1 : -1;
+      x += dx(f_bullets.at(i, kLr));
       if (x < 0 || x > 9) {
         f_bullets.remove(i);
         continue;
@@ -272,7 +292,7 @@ struct Seaquest {
       } else if (divers.at(i, kMoveTimer) == 0) {
         divers.at(i, kMoveTimer) = kDiverMoveInterval;
         int32_t& x = divers.at(i, kX);
-        x += divers.at(i, kLr) ? 1 : -1;
+        x += dx(divers.at(i, kLr));
         if (x < 0 || x > 9) {
           divers.remove(i);
         } else if (x == sub_x && divers.at(i, kY) == sub_y && s[kDiverCount] < 6) {
@@ -289,32 +309,25 @@ struct Seaquest {
     for (int i = e_subs.n() - 1; i >= 0; --i) {
       int32_t sub[5];
       for (int k = 0; k < 5; ++k) sub[k] = e_subs.at(i, k);
-      bool removed = false;
-      if (sub[kX] == sub_x && sub[kY] == sub_y) terminal = true;
-      if (sub[kMoveTimer] == 0) {
-        sub[kMoveTimer] = s[kMoveSpeed];
-        sub[kX] += sub[kLr] ? 1 : -1;
-        if (sub[kX] < 0 || sub[kX] > 9) {
+      terminal |= (sub[kX] == sub_x) & (sub[kY] == sub_y);
+      // It moves when its timer is due (as the fish below, without branching on that).
+      const bool moves = sub[kMoveTimer] == 0;
+      sub[kMoveTimer] = moves ? s[kMoveSpeed] : sub[kMoveTimer] - 1;
+      sub[kX] += moves * dx(sub[kLr]);
+      const bool hit = moves & (sub[kX] == sub_x) & (sub[kY] == sub_y);
+      terminal |= hit;
+      bool removed = moves && (sub[kX] < 0 || sub[kX] > 9);
+      if (moves && !removed && !hit && f_bullets.n() > 0) {
+        const int bullet = f_bullets.find(sub[kX], sub[kY]);
+        if (bullet >= 0) {
           removed = true;
-        } else if (sub[kX] == sub_x && sub[kY] == sub_y) {
-          terminal = true;
-        } else {
-          const int bullet = f_bullets.find(sub[kX], sub[kY]);
-          if (bullet >= 0) {
-            removed = true;
-            f_bullets.remove(bullet);
-            r += 1;
-          }
+          f_bullets.remove(bullet);
+          r += 1;
         }
-      } else {
-        sub[kMoveTimer] -= 1;
       }
-      if (sub[kShotTimerSub] == 0) {
-        sub[kShotTimerSub] = kEnemyShotInterval;
-        e_bullets.append({sub[kX], sub[kY], sub[kLr]});  // from x -1 or 10 too (then dropped below)
-      } else {
-        sub[kShotTimerSub] -= 1;
-      }
+      const bool fires = sub[kShotTimerSub] == 0;
+      sub[kShotTimerSub] = fires ? kEnemyShotInterval : sub[kShotTimerSub] - 1;
+      if (fires) e_bullets.append({sub[kX], sub[kY], sub[kLr]});  // from x -1 or 10 too (then dropped below)
       if (removed) {
         e_subs.remove(i);
       } else {
@@ -323,40 +336,37 @@ struct Seaquest {
     }
 
     // Enemy bullets, in reverse: they end the episode on the sub's cell, before or after moving.
+    // (A cell off the grid is never the sub's, so the checks after a move need not wait for the
+    // removal, and the rare removals are the only branches: the rest is a coin flip per entry.)
     for (int i = e_bullets.n() - 1; i >= 0; --i) {
       int32_t& x = e_bullets.at(i, kX);
       const int32_t y = e_bullets.at(i, kY);
-      if (x == sub_x && y == sub_y) terminal = true;
-      x += e_bullets.at(i, kLr) ? 1 : -1;
-      if (x < 0 || x > 9) {
-        e_bullets.remove(i);
-      } else if (x == sub_x && y == sub_y) {
-        terminal = true;
-      }
+      terminal |= (x == sub_x) & (y == sub_y);
+      x += dx(e_bullets.at(i, kLr));
+      terminal |= (x == sub_x) & (y == sub_y);
+      if (x < 0 || x > 9) e_bullets.remove(i);
     }
 
-    // Enemy fish, in reverse.
+    // Enemy fish, in reverse: they move when their timer is due.
     for (int i = e_fish.n() - 1; i >= 0; --i) {
       int32_t& x = e_fish.at(i, kX);
       const int32_t y = e_fish.at(i, kY);
-      if (x == sub_x && y == sub_y) terminal = true;
-      if (e_fish.at(i, kMoveTimer) == 0) {
-        e_fish.at(i, kMoveTimer) = s[kMoveSpeed];
-        x += e_fish.at(i, kLr) ? 1 : -1;
-        if (x < 0 || x > 9) {
+      terminal |= (x == sub_x) & (y == sub_y);
+      const int32_t timer = e_fish.at(i, kMoveTimer);
+      const bool moves = timer == 0;
+      e_fish.at(i, kMoveTimer) = moves ? s[kMoveSpeed] : timer - 1;
+      x += moves * dx(e_fish.at(i, kLr));
+      const bool hit = moves & (x == sub_x) & (y == sub_y);
+      terminal |= hit;
+      if (moves && (x < 0 || x > 9)) {
+        e_fish.remove(i);
+      } else if (moves && !hit && f_bullets.n() > 0) {
+        const int bullet = f_bullets.find(x, y);
+        if (bullet >= 0) {
           e_fish.remove(i);
-        } else if (x == sub_x && y == sub_y) {
-          terminal = true;
-        } else {
-          const int bullet = f_bullets.find(x, y);
-          if (bullet >= 0) {
-            e_fish.remove(i);
-            f_bullets.remove(bullet);
-            r += 1;
-          }
+          f_bullets.remove(bullet);
+          r += 1;
         }
-      } else {
-        e_fish.at(i, kMoveTimer) -= 1;
       }
     }
 
@@ -387,7 +397,7 @@ struct Seaquest {
     for (int i = 0; i < l.n(); ++i) {
       const int32_t x = l.at(i, kX), y = l.at(i, kY);
       draw(obs, y, x, c);
-      const int32_t back_x = l.at(i, kLr) ? x - 1 : x + 1;
+      const int32_t back_x = x - dx(l.at(i, kLr));
       if (with_trail && back_x >= 0 && back_x <= 9) draw(obs, y, back_x, 3);
     }
   }
@@ -397,10 +407,17 @@ struct Seaquest {
   FASTRL_HD static void observe(const int32_t* s, uint8_t* obs) {
     const int32_t sub_x = s[kSubX], sub_y = s[kSubY];
     draw(obs, sub_y, sub_x, 0);
-    draw(obs, sub_y, s[kSubOr] ? sub_x - 1 : sub_x + 1, 1);
+    draw(obs, sub_y, sub_x - dx(s[kSubOr]), 1);
     const int32_t oxygen = s[kOxygen] > 0 ? s[kOxygen] : 0;
-    for (int32_t x = 0; x < oxygen * 10 / kMaxOxygen; ++x) draw(obs, 9, x, 7);
-    for (int32_t x = 9 - s[kDiverCount]; x < 9; ++x) draw(obs, 9, x, 8);  // none when diver_count <= 0
+    // The gauges: cells [0, oxygen * 10 // 200) and [9 - diver_count, 9) of the bottom row (none
+    // when diver_count <= 0). Each cell is written, 1 or 0 (their channels are theirs alone), as
+    // a loop of variable length mispredicts its exit.
+    const int32_t oxygen_cells = oxygen * 10 / kMaxOxygen, divers_from = 9 - s[kDiverCount];
+    uint8_t* bottom = obs + 9 * kCols * kChannels;
+    for (int32_t x = 0; x < kCols; ++x) {
+      bottom[x * kChannels + 7] = x < oxygen_cells;
+      bottom[x * kChannels + 8] = x >= divers_from && x < 9;
+    }
     draw_list<kFBullets, 3>(obs, s + kFBulletList, 2, false);
     draw_list<kEBullets, 3>(obs, s + kEBulletList, 4, false);
     draw_list<kEnemies, 4>(obs, s + kFishList, 5, true);

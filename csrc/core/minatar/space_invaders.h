@@ -127,11 +127,13 @@ struct SpaceInvaders {
       int32_t row, col;
       if (nearest_alien(aliens, pos, row, col)) e[row * kCols + col] = 1;
     }
+    // kill_locations: an alien and a bullet on a cell (both 1) both go. In arithmetic, which
+    // vectorizes; a branch per cell mispredicted on the aliens' pattern.
     for (int k = 0; k < kCells; ++k) {
-      if (aliens[k] && aliens[k] == f[k]) {  // kill_locations
-        r += 1;
-        aliens[k] = f[k] = 0;
-      }
+      const int32_t kill = aliens[k] & f[k];
+      r += kill;
+      aliens[k] ^= kill;
+      f[k] ^= kill;
     }
     s[kShotTimer] -= s[kShotTimer] > 0;
     s[kMoveTimer] -= 1;
