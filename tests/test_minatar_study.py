@@ -52,7 +52,8 @@ def test_summary_and_table_give_mean_spread_and_seeds_reaching_the_published_fig
 
 
 def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
-    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=8192", "--cpu-threads", "1",
+    # the game's budget wins over the algorithm's (16384 frames would be two PPO iterations)
+    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=16384", "ppo:Breakout=8192", "--cpu-threads", "1",
             "--eval-episodes", "2", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "r.json"),
             "--plot", str(tmp_path / "r.png")]
     assert study.main(args) == 0
@@ -63,5 +64,6 @@ def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     before = (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns
     assert study.main(args) == 0  # the checkpoint holds 8192 frames: not trained again
     assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
-    with pytest.raises(SystemExit):  # a budget for every algorithm
-        study.main(["--algos", "dqn", "--frames", "ppo=10"])
+    for frames in (["ppo=10"], ["dqn:Freeway=10"]):  # a budget for every algorithm and game
+        with pytest.raises(SystemExit):
+            study.main(["--algos", "dqn", "--games", "Breakout", "--frames", *frames])

@@ -1,7 +1,7 @@
 """Seeds x games x algorithms of `fastrl train` on MinAtar, and the results table of docs/trainers.md.
 
     python tools/minatar_study.py --algos ppo dqn --games Breakout SpaceInvaders --seeds 0 1 2 \\
-        --frames ppo=2000000 dqn=300000 --jobs 2 --out runs/minatar-study \\
+        --frames ppo=5000000 ppo:SpaceInvaders=2000000 dqn=300000 --jobs 2 --out runs/minatar-study \\
         --json bench/results/minatar-study-cpu-2core.json --plot docs/images/minatar-study.png
 
 Each run is the CLI with the tuned defaults (fastrl/algos/defaults.py) and a frame budget, in its own
@@ -158,8 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"])
     p.add_argument("--games", nargs="+", default=["Breakout", "SpaceInvaders"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--frames", nargs="+", default=["ppo=2000000", "dqn=300000"],
-                   help="frames per run, ALGO=N for each algorithm")
+    p.add_argument("--frames", nargs="+", default=["ppo=5000000", "dqn=300000"],
+                   help="frames per run: ALGO=N for every game, ALGO:GAME=N for one (it wins)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--cpu-threads", type=int, default=None, help="torch threads of each run")
     p.add_argument("--device", default="cpu")
@@ -168,15 +168,16 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write the learning curves here (PNG)")
     args = p.parse_args(argv)
-    frames = {k: int(float(v)) for k, v in (f.split("=") for f in args.frames)}
-    missing = [a for a in args.algos if a not in frames]
+    budgets = {k: int(float(v)) for k, v in (f.split("=") for f in args.frames)}
+    frames = {(a, g): budgets.get(f"{a}:{g}", budgets.get(a)) for a in args.algos for g in args.games}
+    missing = sorted({f"{a}:{g}" for (a, g), n in frames.items() if n is None})
     if missing:
         p.error(f"--frames: no budget for {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     jobs = [(a, g, s) for a in args.algos for g in args.games for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
-        done = list(pool.map(lambda j: train(*j, frames[j[0]], args), jobs))
+        done = list(pool.map(lambda j: train(*j, frames[j[:2]], args), jobs))
     results: dict = {}
     for (algo, game, seed), (path, _) in zip(jobs, done):
         target = PUBLISHED.get((algo, game), (None, ""))[0]

@@ -200,8 +200,9 @@ def test_the_cli_starts_minatar_runs_with_the_tuned_defaults(monkeypatch, tmp_pa
         assert cli.main(["train", algo, "--env", ENV, "--out", str(tmp_path / algo)]) == 130
     ppo, dqn = seen
     assert ppo == PPO.tuned_config(ENV) and dqn == DQN.tuned_config(ENV)
-    # the values the issue names: gymnax's PPO and the MinAtar paper's DQN
-    assert (ppo.num_envs, ppo.num_steps, ppo.epochs, ppo.learning_rate, ppo.hidden) == (64, 128, 4, 5e-4, (128,))
+    # gymnax's PPO but for its step size (docs/trainers.md), and the MinAtar paper's DQN
+    assert (ppo.num_envs, ppo.num_steps, ppo.epochs, ppo.hidden) == (64, 128, 4, (128,))
+    assert (ppo.learning_rate, ppo.anneal_lr, ppo.total_steps) == (4e-3, True, 5_000_000)
     assert (dqn.buffer_size, dqn.batch_size, dqn.learning_starts, dqn.end_epsilon) == (100_000, 32, 5_000, 0.1)
     assert dqn.target_update_every * dqn.num_envs == 1_000  # frames between target syncs
     assert dqn.exploration_fraction * dqn.total_steps == 100_000  # frames of epsilon decay
