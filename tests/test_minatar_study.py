@@ -67,3 +67,14 @@ def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     for frames in (["ppo=10"], ["dqn:Freeway=10"]):  # a budget for every algorithm and game
         with pytest.raises(SystemExit):
             study.main(["--algos", "dqn", "--games", "Breakout", "--frames", *frames])
+
+
+@pytest.mark.parametrize("n", [1, 5, 200, 201, 1000, 37_501])
+def test_thin_keeps_about_200_evenly_spaced_rows_and_the_last(n):
+    curve = [(i, 0.0, float(i)) for i in range(n)]
+    thinned = study.thin(curve)
+    assert thinned[0] == curve[0] and thinned[-1] == curve[-1]
+    assert len(thinned) <= (2 * 200 + 1 if n < 1000 else 210)
+    assert thinned == curve or n > 200
+    gaps = {b[0] - a[0] for a, b in zip(thinned[:-2], thinned[1:-1])}
+    assert len(gaps) <= 1  # evenly spaced but for the last

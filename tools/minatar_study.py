@@ -87,6 +87,12 @@ def greedy_eval(algo: str, path: Path, episodes: int) -> float:
         return statistics.fmean(trainer.evaluate(episodes))
 
 
+def thin(curve: list, points: int = 200) -> list:
+    """About ``points`` rows of a curve, evenly spaced, and its last (DQN logs every 4 frames)."""
+    step = max(1, len(curve) // points)
+    return curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
+
+
 def spread(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values)}
@@ -190,7 +196,8 @@ def main(argv=None) -> int:
     if args.json:
         payload = {"device": args.device, "cpu_threads": args.cpu_threads, "jobs": args.jobs,
                    "eval_episodes": args.eval_episodes, "rows": rows,
-                   "runs": {f"{a}-{g}": runs for (a, g), runs in results.items()}}
+                   "runs": {f"{a}-{g}": [{**r, "curve": thin(r["curve"])} for r in runs]
+                            for (a, g), runs in results.items()}}
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
     if args.plot:
         plot(results, args.plot)
