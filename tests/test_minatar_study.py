@@ -53,9 +53,9 @@ def test_summary_and_table_give_mean_spread_and_seeds_reaching_the_published_fig
 
 def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     # the game's budget wins over the algorithm's (16384 frames would be two PPO iterations)
-    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=16384", "ppo:Breakout=8192", "--cpu-threads", "1",
-            "--eval-episodes", "2", "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "r.json"),
-            "--plot", str(tmp_path / "r.png")]
+    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=16384", "ppo:Breakout=8192",
+            "--cpu-threads", "1", "--eval-episodes", "2", "--out", str(tmp_path / "runs"),
+            "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
     assert study.main(args) == 0
     payload = json.loads((tmp_path / "r.json").read_text())
     (row,) = payload["rows"]

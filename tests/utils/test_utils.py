@@ -118,4 +118,5 @@ def test_tensorboard_gets_one_event_per_row(tmp_path):
     assert [step for step, _ in rows] == [10, 20, 30]
     for step, values in rows:
         assert values.keys() == {"charts/episodic_return", "losses/td_loss", "losses/q_values", "charts/SPS"}
-        assert (values["charts/episodic_return"], values["losses/td_loss"], values["losses/q_values"]) == (step, 0.5, 2.0)
+        got = (values["charts/episodic_return"], values["losses/td_loss"], values["losses/q_values"])
+        assert got == (step, 0.5, 2.0)
