@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 
+from bench.conftest import sync
 from fastrl.algos import DQN, PPO, DQNConfig, PPOConfig
 from fastrl.algos.defaults import tuned_defaults
 from fastrl.envs import make
@@ -90,12 +91,13 @@ MINATAR_ROUNDS = 5
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
-def test_minatar_breakout_throughput(benchmark, algo):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_minatar_breakout_throughput(benchmark, algo, device):
     cls, cfg_cls = {"ppo": (PPO, PPOConfig), "dqn": (DQN, DQNConfig)}[algo]
     values = tuned_defaults(algo, "MinAtar/Breakout-v1")
     if algo == "dqn":
         values["learning_starts"] = 256
-    cfg = cfg_cls(**values, seed=0)
+    cfg = cfg_cls(**values, seed=0, device=device)
     trainer = cls(cfg)
     iterations = MINATAR_ITERATIONS[algo]
     with trainer._threads():
@@ -106,26 +108,29 @@ def test_minatar_breakout_throughput(benchmark, algo):
         def run():
             for _ in range(iterations):
                 trainer.train_iteration()
+            sync(device)
 
-        benchmark.group = f"{algo} MinAtar/Breakout-v1 training throughput cpu n={cfg.num_envs}"
+        benchmark.group = f"{algo} MinAtar/Breakout-v1 training throughput {device} n={cfg.num_envs}"
         benchmark.extra_info["impl"] = f"fastrl_{algo}"
         benchmark.pedantic(run, rounds=MINATAR_ROUNDS, iterations=1)
         frames = (trainer.global_step - start) // MINATAR_ROUNDS
         rate = frames / benchmark.stats.stats.median
-        env_rate = _env_only_steps_per_s("MinAtar/Breakout-v1", cfg.num_envs)
+        env_rate = _env_only_steps_per_s("MinAtar/Breakout-v1", cfg.num_envs, device)
     benchmark.extra_info.update(steps_per_s=rate, num_envs=cfg.num_envs, threads=cfg.cpu_threads,
                                 env_only_steps_per_s=env_rate, env_share=rate / env_rate)
 
 
-def _env_only_steps_per_s(env_id, n, steps=20_000):
+def _env_only_steps_per_s(env_id, n, device="cpu", steps=20_000):
     """The env's steps/s at batch n with random actions (a median of 3 timed runs)."""
-    env = make(env_id, n, seed=0)
+    env = make(env_id, n, device=device, seed=0)
     env.reset()
-    actions = torch.randint(0, env.single_action_space.n, (steps // n + 1, n))
+    actions = torch.randint(0, env.single_action_space.n, (steps // n + 1, n), device=device)
     times = []
     for _ in range(3):
+        sync(device)
         start = time.perf_counter()
         for a in actions:
             env.step(a)
+        sync(device)
         times.append(time.perf_counter() - start)
     return len(actions) * n / sorted(times)[1]

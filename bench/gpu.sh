@@ -9,8 +9,10 @@
 #                     its _C from build/gpu through FASTRL_EXTENSION, as make test-sanitize does),
 #                     then a hard check that it loaded with its CUDA kernels and sees the GPU
 #                     (tools/check_cuda_build.py): a failed build never runs as the fallback;
-#   3. tests.log      the CUDA tests (`-m cuda`: every device-parametrized case on cuda);
-#   4. bench.log and <family>-<GPU>.json: returns, envs, the trainers' CUDA throughput, then the
+#   3. bench.log      first the CUDA tests (`-m cuda`: every device-parametrized case on cuda),
+#                     then the benchmarks' output (one log for both: 8 files come back, and the
+#                     five JSON files below need five of them);
+#   4. <family>-<GPU>.json: returns, envs, MinAtar, the trainers' CUDA throughput, then the
 #                     fused PPO loss (its torch.compile baselines are the slowest), each under
 #                     `timeout` against one deadline (BUDGET_S, 480 s from the start), so the
 #                     JSON written before a kill is kept.
@@ -117,13 +119,13 @@ gpu=$("$PY" -c 'import torch; print(torch.cuda.get_device_name())' | tr ' ' '-' 
 # ---- 3. the CUDA tests --------------------------------------------------------------------
 # at most the time left less 3 minutes for the benchmarks (and at least one)
 tests_s=$(( $(left) - 180 )); (( tests_s < 60 )) && tests_s=60
+echo "==== tests" > "$OUT/bench.log"
 timeout $tests_s "$PY" -m pytest tests -m cuda -q -p no:cacheprovider --require-extension --maxfail=20 \
-  --continue-on-collection-errors > "$OUT/tests.log" 2>&1 || status=$?
-say "tests: exit $status ($(( BUDGET_S - $(left) )) s): $(tail -1 "$OUT/tests.log")"
+  --continue-on-collection-errors >> "$OUT/bench.log" 2>&1 || status=$?
+say "tests: exit $status ($(( BUDGET_S - $(left) )) s): $(tail -1 "$OUT/bench.log")"
 
 # ---- 4. the benchmarks, slowest last, each under the one deadline ----------------------------
-: > "$OUT/bench.log"
-for family in returns envs train ppo_loss; do
+for family in returns envs minatar train ppo_loss; do
   if (( $(left) < 15 )); then
     say "bench $family: skipped, the deadline has passed"
     (( status == 0 )) && status=124
