@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,20 +48,19 @@ def checkpoint_frames(path: Path) -> int:
     return int(state.get("global_step", 0))
 
 
-def train(algo: str, game: str, seed: int, frames: int, args) -> tuple[Path, float]:
-    """One run of the CLI (skipped when its checkpoint already holds ``frames``); its wall seconds."""
+def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
+    """One run of the CLI (skipped when its checkpoint already holds ``frames``); its directory."""
     path = run_dir(args.out, algo, game, seed)
     if checkpoint_frames(path) >= frames:
-        return path, 0.0
+        return path
     cmd = [sys.executable, "-m", "fastrl", "train", algo, "--env", f"MinAtar/{game}-v1", "--seed", str(seed),
            "--total-steps", str(frames), "--device", args.device, "--quiet", "--final-eval", "0",
            "--out", str(path), "--overwrite"]
     if args.cpu_threads is not None:
         cmd += ["--cpu-threads", str(args.cpu_threads)]
-    start = time.perf_counter()
     with open(path.with_suffix(".log"), "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return path, time.perf_counter() - start
+    return path
 
 
 def read_run(path: Path, target: float | None) -> dict:
@@ -124,7 +122,7 @@ def markdown(rows: list[dict]) -> str:
         if r["frames_to_published"]:
             reach += f" ({r['frames_to_published']['mean'] / 1e6:.2f}M)"
         published = f"{r['published']:g} ({r['published_source']})" if r["published"] is not None else "—"
-        minutes = {k: v / 60 if isinstance(v, float) else v for k, v in r["wall_s"].items()}
+        minutes = {k: v / 60 for k, v in r["wall_s"].items()}
         lines.append(f"| {r['algo']} | {r['game']} | {r['frames']['mean'] / 1e6:.2f}M | {fmt(minutes)} "
                      f"| {fmt(r['return_last100'])} | {fmt(r['greedy_eval'])} | {published} | {reach} |")
     return "\n".join(lines)
@@ -185,7 +183,7 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
         done = list(pool.map(lambda j: train(*j, frames[j[:2]], args), jobs))
     results: dict = {}
-    for (algo, game, seed), (path, _) in zip(jobs, done):
+    for (algo, game, seed), path in zip(jobs, done):
         target = PUBLISHED.get((algo, game), (None, ""))[0]
         run = {"seed": seed, **read_run(path, target), "greedy_eval": greedy_eval(algo, path, args.eval_episodes)}
         results.setdefault((algo, game), []).append(run)
