@@ -69,6 +69,26 @@ def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
             study.main(["--algos", "dqn", "--games", "Breakout", "--frames", *frames])
 
 
+def test_a_run_stopped_part_way_is_reported_as_it_stands_then_continued(tmp_path):
+    from fastrl.algos import PPO
+
+    runs = tmp_path / "runs"
+    path = runs / "ppo-Breakout-s0"
+    # what a Ctrl-C'd run leaves: a checkpoint at 8192 of its 16384 frames
+    PPO(PPO.tuned_config("MinAtar/Breakout-v1", total_steps=16384, seed=0), out_dir=path).train(until_step=8192)
+    first_row = (path / "metrics.csv").read_text().splitlines()[1]
+    args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=16384", "--cpu-threads", "1",
+            "--eval-episodes", "1", "--out", str(runs), "--json", str(tmp_path / "r.json")]
+    assert study.main([*args, "--no-train"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["frames"]["mean"] == 8192
+    assert study.checkpoint_progress(path) == (8192, 16384)
+    assert study.main(args) == 0
+    assert study.checkpoint_progress(path) == (16384, 16384)
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["frames"]["mean"] == 16384
+    assert (path / "metrics.csv").read_text().splitlines()[1] == first_row  # continued, not started anew
+    assert study.checkpoint_progress(runs / "none") == (0, 0)
+
+
 @pytest.mark.parametrize("n", [1, 5, 200, 201, 1000, 37_501])
 def test_thin_keeps_about_200_evenly_spaced_rows_and_the_last(n):
     curve = [(i, 0.0, float(i)) for i in range(n)]

@@ -38,27 +38,37 @@ def run_dir(out: Path, algo: str, game: str, seed: int) -> Path:
     return out / f"{algo}-{game}-s{seed}"
 
 
-def checkpoint_frames(path: Path) -> int:
-    """Frames the run's checkpoint has trained for (0 when there is none)."""
+def checkpoint_progress(path: Path) -> tuple[int, int]:
+    """Frames the run's checkpoint has trained for and the budget it was started with ((0, 0) when
+    there is none)."""
     if not (path / "checkpoint.pt").exists():
-        return 0
+        return 0, 0
     import torch
 
     state = torch.load(path / "checkpoint.pt", map_location="cpu", weights_only=False)
-    return int(state.get("global_step", 0))
+    return int(state.get("global_step", 0)), int(state["config"]["total_steps"])
 
 
 def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
-    """One run of the CLI (skipped when its checkpoint already holds ``frames``); its directory."""
+    """One run of the CLI, in its own directory (returned). A run whose checkpoint holds ``frames``
+    is left as it is; one stopped part-way through the same budget (Ctrl-C checkpoints) continues
+    exactly where it stopped; any other starts anew."""
     path = run_dir(args.out, algo, game, seed)
-    if checkpoint_frames(path) >= frames:
+    done, budget = checkpoint_progress(path)
+    if done >= frames:
         return path
-    cmd = [sys.executable, "-m", "fastrl", "train", algo, "--env", f"MinAtar/{game}-v1", "--seed", str(seed),
-           "--total-steps", str(frames), "--device", args.device, "--quiet", "--final-eval", "0",
-           "--out", str(path), "--overwrite"]
+    cmd = [sys.executable, "-m", "fastrl", "train", algo, "--total-steps", str(frames), "--quiet",
+           "--final-eval", "0"]
+    if budget == frames:
+        cmd += ["--resume", str(path)]
+    else:
+        cmd += ["--env", f"MinAtar/{game}-v1", "--seed", str(seed), "--device", args.device,
+                "--out", str(path), "--overwrite"]
     if args.cpu_threads is not None:
         cmd += ["--cpu-threads", str(args.cpu_threads)]
-    with open(path.with_suffix(".log"), "w") as log:
+    if args.checkpoint_every:
+        cmd += ["--checkpoint-every", str(args.checkpoint_every)]
+    with open(path.with_suffix(".log"), "a" if budget == frames else "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return path
 
@@ -167,6 +177,10 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time")
     p.add_argument("--cpu-threads", type=int, default=None, help="torch threads of each run")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="iterations between each run's checkpoints (0: at the end; Ctrl-C saves one too)")
+    p.add_argument("--no-train", action="store_true",
+                   help="report on the runs as their checkpoints stand (a run under way, or stopped part-way)")
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--out", type=Path, default=Path("runs/minatar-study"))
     p.add_argument("--json", type=Path, help="write the results here")
@@ -180,8 +194,11 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     jobs = [(a, g, s) for a in args.algos for g in args.games for s in args.seeds]
-    with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
-        done = list(pool.map(lambda j: train(*j, frames[j[:2]], args), jobs))
+    if args.no_train:
+        done = [run_dir(args.out, *j) for j in jobs]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
+            done = list(pool.map(lambda j: train(*j, frames[j[:2]], args), jobs))
     results: dict = {}
     for (algo, game, seed), path in zip(jobs, done):
         target = PUBLISHED.get((algo, game), (None, ""))[0]

@@ -60,7 +60,7 @@ _MINATAR = {
     # step per frame (4 envs: 4 gradient steps per iteration, target every 250 iterations), 5M frames;
     # Adam at 2.5e-4 in place of the paper's centred RMSProp.
     "dqn": dict(num_envs=4, total_steps=5_000_000, buffer_size=100_000, batch_size=32, gradient_steps=4,
-                target_update_every=250, start_epsilon=1.0, end_epsilon=0.1, exploration_fraction=0.02,
+                target_update_every=250, start_epsilon=1.0, end_epsilon=0.1, exploration_steps=100_000,
                 learning_starts=5_000, learning_rate=2.5e-4, n_step=1, double_dqn=False, hidden=(128,)),
     # No tuning: the conv network's width, which the MLP default does not give.
     "a2c": dict(hidden=(128,)),

@@ -57,6 +57,9 @@ class DQNConfig(TrainConfig):
     """exploration rate at the end of the schedule"""
     exploration_fraction: float = 0.3
     """fraction of total_steps over which epsilon decays linearly"""
+    exploration_steps: int | None = None
+    """environment steps over which epsilon decays linearly, whatever total_steps is (None:
+    exploration_fraction of total_steps)"""
     double_dqn: bool = True
     """select the next action with the online network, evaluate it with the target network"""
     loss: str = "huber"
@@ -71,7 +74,8 @@ class DQNConfig(TrainConfig):
         "learning_rate": POSITIVE, "buffer_size": POSITIVE, "batch_size": POSITIVE, "gamma": UNIT,
         "n_step": POSITIVE, "tau": Range(0, 1, low_open=True), "target_update_every": POSITIVE,
         "train_every": POSITIVE, "gradient_steps": POSITIVE, "learning_starts": NON_NEGATIVE,
-        "start_epsilon": UNIT, "end_epsilon": UNIT, "exploration_fraction": UNIT, "loss": ("huber", "mse"),
+        "start_epsilon": UNIT, "end_epsilon": UNIT, "exploration_fraction": UNIT,
+        "exploration_steps": NON_NEGATIVE, "loss": ("huber", "mse"),
         "max_grad_norm": POSITIVE, "hidden": POSITIVE,
     }
 
@@ -193,8 +197,10 @@ class DQN(Trainer):
 
     def epsilon(self) -> float:
         cfg = self.config
-        return linear_schedule(cfg.start_epsilon, cfg.end_epsilon,
-                               int(cfg.exploration_fraction * cfg.total_steps), self.global_step)
+        duration = cfg.exploration_steps
+        if duration is None:  # a fraction: a longer run explores for longer
+            duration = int(cfg.exploration_fraction * cfg.total_steps)
+        return linear_schedule(cfg.start_epsilon, cfg.end_epsilon, duration, self.global_step)
 
     def train_iteration(self):
         cfg = self.config

@@ -205,6 +205,6 @@ def test_the_cli_starts_minatar_runs_with_the_tuned_defaults(monkeypatch, tmp_pa
     assert (ppo.learning_rate, ppo.anneal_lr, ppo.total_steps) == (4e-3, True, 5_000_000)
     assert (dqn.buffer_size, dqn.batch_size, dqn.learning_starts, dqn.end_epsilon) == (100_000, 32, 5_000, 0.1)
     assert dqn.target_update_every * dqn.num_envs == 1_000  # frames between target syncs
-    assert dqn.exploration_fraction * dqn.total_steps == 100_000  # frames of epsilon decay
+    assert dqn.exploration_steps == 100_000  # frames of epsilon decay, however long the run
     assert dqn.gradient_steps == dqn.num_envs  # one gradient step per frame
     assert all(env_id in TUNED[algo] for algo in ALGOS for env_id in fastrl.envs.MINATAR_ENVS)

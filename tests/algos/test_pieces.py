@@ -19,6 +19,20 @@ def test_linear_schedule():
     assert linear_schedule(1.0, 0.1, 100, 10_000) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("total_steps", [1_000, 4_000])
+def test_dqn_epsilon_decays_over_exploration_steps_whatever_the_budget(total_steps):
+    """exploration_steps fixes the decay in frames (the MinAtar paper's 100k, however long the run);
+    without it the decay is exploration_fraction of total_steps."""
+    t = DQN(DQNConfig(env_id="CartPole-v1", num_envs=2, total_steps=total_steps, start_epsilon=1.0,
+                      end_epsilon=0.1, exploration_fraction=0.5, exploration_steps=200))
+    for step, eps in [(0, 1.0), (100, 0.55), (200, 0.1), (900, 0.1)]:
+        t.global_step = step
+        assert t.epsilon() == pytest.approx(eps)
+    t.config = dataclasses.replace(t.config, exploration_steps=None)  # the fraction: half the budget
+    t.global_step = total_steps // 4
+    assert t.epsilon() == pytest.approx(0.55)
+
+
 def test_n_step_targets_by_hand():
     g = 0.5
     # Columns: (a) no end, (b) terminated at step 1, (c) truncated at step 0, (d) truncated at the last step.
