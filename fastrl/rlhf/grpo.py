@@ -56,7 +56,7 @@ from fastrl.rlhf.rollout import (
     select_rows,
     sequence_kl,
 )
-from fastrl.rlhf.sharding import FullState, gathered, shard_models
+from fastrl.rlhf.sharding import FullState, gathered
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
@@ -139,19 +139,8 @@ class GRPOTrainer(TrainsOnPrompts):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model = policy, reward_model
         self.reference = frozen_copy(policy)
-        self.device = policy.lm_head.weight.device
-        self.world = distributed.init(self.device)
-        try:  # this rank's share of each step's prompts
-            self.prompt_shard = distributed.shard(cfg.prompts_per_step, self.world, "prompts_per_step")
-        except ValueError as e:
-            raise ConfigError(f"GRPOConfig.{e}", "prompts_per_step") from None
-        # FSDP2: sharded before the optimizer is built over the shards; FSDP averages the gradients
-        self.sharded = shard_models("GRPOConfig", cfg.fsdp, self.world, policy, self.reference)
+        self.join_job(cfg, "prompts_per_step", policy, self.reference)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
-        # each rank its own sampling noise (rank 0 that of one process); the data generator is
-        # shared, so that every rank draws the same global batch of prompts and takes its share
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
-        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
     def sample(self, prompt_ids, prompt_mask, reward_kwargs=None) -> tuple[Generation, torch.Tensor]:
         """``G`` responses to each prompt ``[B, P]`` (each group contiguous) and their scores

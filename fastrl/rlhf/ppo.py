@@ -46,14 +46,13 @@ from fastrl.rlhf.rollout import (
     rollout_logprobs,
     sequence_kl,
 )
-from fastrl.rlhf.sharding import FullState, gathered, shard_models
+from fastrl.rlhf.sharding import FullState, gathered
 from fastrl.rlhf.tokenizer import Tokenizer, as_tokenizer, check_vocab
 from fastrl.utils.config import (
     AT_LEAST_ONE,
     NON_NEGATIVE,
     POSITIVE,
     UNIT,
-    ConfigError,
 )
 from fastrl.utils.stats import masked_mean
 
@@ -155,20 +154,10 @@ class PPOTrainer(TrainsOnPrompts):
         self.cfg, self.tokenizer = cfg, tokenizer
         self.policy, self.reward_model, self.critic = policy, reward_model, critic
         self.reference = frozen_copy(policy)
-        self.device = policy.lm_head.weight.device
-        self.world = distributed.init(self.device)
-        try:  # this rank's share of each step's prompts
-            self.prompt_shard = distributed.shard(cfg.batch_size, self.world, "batch_size")
-        except ValueError as e:
-            raise ConfigError(f"RLHFPPOConfig.{e}", "batch_size") from None
-        # FSDP2: sharded before the optimizers are built over the shards; FSDP averages the gradients
-        self.sharded = shard_models("RLHFPPOConfig", cfg.fsdp, self.world, policy, self.reference, self.critic)
+        self.join_job(cfg, "batch_size", policy, self.reference, self.critic)
         self.policy_opt = torch.optim.AdamW(policy.parameters(), lr=cfg.learning_rate)
         self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.critic_learning_rate)
         self.kl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon, self.device)
-        # each rank its own sampling noise; the data generator is shared (the same global batches)
-        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
-        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
     def step(self, prompt_ids, prompt_mask, reward_kwargs=None) -> tuple[dict[str, torch.Tensor], Generation]:
         """One rollout + update on prompts ``[B, P]`` (any padding side; under torchrun this rank's

@@ -14,6 +14,8 @@ from fastrl import distributed
 from fastrl.nn.gpt import GPT, Generation, ScalarGPT
 from fastrl.ops import token_logprobs
 from fastrl.rlhf.data import encode_prompts, prompt_source
+from fastrl.rlhf.sharding import shard_models
+from fastrl.utils.config import ConfigError
 
 __all__ = ["frozen_copy", "response_hidden", "response_logprobs", "response_values", "sequence_kl",
            "single_pass", "logprobs_of_hidden", "rollout_logprobs", "optimizer_step", "select_rows",
@@ -220,7 +222,25 @@ def train_on_prompts(trainer, prompts, iterations: int, batch_size: int, on_step
 
 
 class TrainsOnPrompts:
-    """``train`` for an RLHF trainer with ``step`` and ``batch_size`` (prompts a step draws)."""
+    """``train`` for an RLHF trainer with ``step`` and ``batch_size`` (prompts a step draws), and
+    the trainers' place in a job (:meth:`join_job`)."""
+
+    def join_job(self, cfg, batch_field: str, *models) -> None:
+        """The job this trainer is one rank of: its device (the policy's), the process group, this
+        rank's share of each step's prompts (``cfg.<batch_field>``), ``models`` sharded with FSDP2
+        when ``cfg.fsdp`` (call it before building optimizers: they must hold the shards), and the
+        generators: each rank its own sampling noise (rank 0 that of one process), the data
+        generator shared, so that every rank draws the same global batch and takes its share."""
+        name = type(cfg).__name__
+        self.device = self.policy.lm_head.weight.device
+        self.world = distributed.init(self.device)
+        try:
+            self.prompt_shard = distributed.shard(getattr(cfg, batch_field), self.world, batch_field)
+        except ValueError as e:
+            raise ConfigError(f"{name}.{e}", batch_field) from None
+        self.sharded = shard_models(name, cfg.fsdp, self.world, *models)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed + self.world.rank)
+        self.cpu_generator = torch.Generator().manual_seed(cfg.seed)
 
     def train(self, prompts, iterations: int, on_step=None, **run) -> None:
         """``iterations`` steps on batches drawn from ``prompts`` (strings, token tensors,
