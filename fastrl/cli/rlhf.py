@@ -46,7 +46,7 @@ RUN_FILE = "run.toml"  # the run file's copy in the run directory
 RUN_KEYS = {
     "": {"steps", "checkpoint_every", "out", "device", "config_dir"},
     "model": {"transformers", "gpt", "alphabet", "tokenizer", "weights", "critic"},
-    "data": {"prompts", "pairs"},
+    "data": {"prompts", "pairs", "split"},
     "reward": {"functions", "weights", "model"},
 }
 RUN_TABLES = {"model", "data", "reward", "config"}
@@ -287,23 +287,29 @@ def _copy_run_file(config: str, spec: dict, out: Path, overwrite: bool) -> None:
 def build_trainer(algo: str, spec: dict, cfg):
     """``(trainer, prompts)``: the policy (and tokenizer), the data and the rewards the run file
     names, as the trainer for ``algo`` with config ``cfg`` (prompts None for DPO)."""
-    from fastrl.rlhf import DPOTrainer, GRPOTrainer, PPOTrainer, load_preferences
+    from fastrl.rlhf import DPOTrainer, GRPOTrainer, PPOTrainer
 
     policy, tokenizer = load_policy(spec, cfg.seed)
     data = spec.get("data", {})
+    split = data.get("split")
+    if split is not None and not (isinstance(split, str) and split):
+        raise UsageError(f"[data] split must be a split's name (a string), got {split!r}")
     if algo == "dpo":
         if "pairs" not in data:
-            raise UsageError("[data] pairs: dpo needs a preference JSONL file (prompt, chosen, rejected)")
+            raise UsageError("[data] pairs: dpo needs a preference JSONL file (prompt, chosen, rejected) or a "
+                             "dataset saved with save_to_disk")
         if spec.get("reward"):
             raise UsageError("[reward]: dpo trains on the preference pairs; it takes no reward")
-        pairs = _read(lambda path: load_preferences(path, tokenizer), _path(spec, "data", "pairs"), "[data] pairs")
+        pairs = _read(lambda path: read_pairs(path, tokenizer, split), _path(spec, "data", "pairs"), "[data] pairs")
         try:
             return DPOTrainer(policy, pairs, tokenizer, cfg), None
         except ValueError as exc:
             raise UsageError(f"[data] pairs: {exc}") from None
     if "prompts" not in data:
-        raise UsageError(f"[data] prompts: {algo} needs a prompts file (one per line, or JSONL with \"prompt\")")
-    prompts = _read(read_prompts, _path(spec, "data", "prompts"), "[data] prompts")
+        raise UsageError(f"[data] prompts: {algo} needs a prompts file (one per line, or JSONL with \"prompt\") "
+                         "or a dataset saved with save_to_disk")
+    prompts = _read(lambda path: read_prompts(path, split, tokenizer), _path(spec, "data", "prompts"),
+                    "[data] prompts")
     reward, weights = load_reward(spec)
     try:
         if algo == "ppo":
@@ -331,22 +337,70 @@ def _read(reader, path: Path, what: str):
         return reader(path)
     except FileNotFoundError:
         raise UsageError(f"{what}: no such file: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what}: {path} is a directory, not a file") from None
     except OSError as exc:
         raise UsageError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise UsageError(f"{what}: {exc}") from None
 
 
-def read_prompts(path: Path) -> list:
+def read_dataset(path: Path, split: str | None):
+    """The ``datasets.Dataset`` that ``save_to_disk`` wrote to the directory ``path`` (of a
+    DatasetDict: its ``split``). ValueError: not such a directory, a split missing or not named,
+    a split named for a single dataset, no ``datasets`` package."""
+    try:
+        import datasets
+    except ImportError:
+        raise ValueError(f"{path} is a directory: reading a dataset saved with save_to_disk needs the datasets "
+                         "package (pip install 'fastrl[rlhf]')") from None
+    try:
+        data = datasets.load_from_disk(str(path))
+    except FileNotFoundError:  # what datasets raises for a directory it did not write
+        raise ValueError(f"{path} is a directory but no dataset saved with save_to_disk") from None
+    if isinstance(data, datasets.DatasetDict):
+        if split is None:
+            raise ValueError(f"{path} holds the splits {', '.join(data)}: name one with [data] split, "
+                             f"e.g. split = {next(iter(data), 'train')!r}")
+        if split not in data:
+            raise ValueError(f"{path} has no split {split!r} (its splits: {', '.join(data)})")
+        return data[split]
+    if split is not None:
+        raise ValueError(f"{path} holds one dataset, not splits: remove [data] split = {split!r}")
+    return data
+
+
+def read_pairs(path: Path, tokenizer, split: str | None = None) -> list:
+    """Preference pairs: a JSONL file (:func:`fastrl.rlhf.load_preferences`), or a dataset saved
+    with ``save_to_disk`` (prompt, chosen and rejected columns, or prompt and ranking)."""
+    from fastrl.rlhf.data import load_preferences, preference_pairs
+
+    if path.is_dir():
+        return preference_pairs(read_dataset(path, split), tokenizer, name=str(path))
+    _no_split(path, split)
+    return load_preferences(path, tokenizer)
+
+
+def _no_split(path: Path, split: str | None) -> None:
+    if split is not None:
+        raise ValueError(f"{path} is a file: [data] split = {split!r} names a split of a dataset directory")
+
+
+def read_prompts(path: Path, split: str | None = None, tokenizer=None):
     """The prompts of a file: one per line (blank lines skipped), or, for a ``.jsonl`` file, one
     JSON object per line with a ``"prompt"`` (a non-empty string, or a conversation: a list of
     role/content messages, rendered by the tokenizer's chat template), as records whose other keys
     are columns for the reward functions (a key missing from a line is None there, as in
-    ``datasets``)."""
-    from fastrl.rlhf.data import is_conversation
+    ``datasets``). A directory: the ``datasets.Dataset`` saved there with ``save_to_disk`` (its
+    ``split`` of a DatasetDict), checked as the trainer will read it (a "prompt" column)."""
+    from fastrl.rlhf.data import is_conversation, prompt_source
 
+    if path.is_dir():
+        dataset = read_dataset(path, split)
+        try:
+            prompt_source(dataset, tokenizer, name=str(path))
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+        return dataset
+    _no_split(path, split)
     prompts = []
     text = path.read_bytes().decode("utf-8-sig")
     for number, line in enumerate(text.splitlines(), 1):

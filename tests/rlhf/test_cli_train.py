@@ -214,3 +214,67 @@ def test_prompts_from_jsonl(tmp_path):
     path.write_text('{"text": "ab="}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:1: each line must be an object with a non-empty string"):
         read_prompts(path)
+
+
+def _with_data(config: str, data: str) -> str:
+    """The run file with its [data] table's line replaced by ``data``."""
+    from pathlib import Path
+
+    path = Path(config)
+    text = path.read_text()
+    line = next(x for x in text.splitlines() if x.startswith(("prompts =", "pairs =")))
+    path.write_text(text.replace(line, data))
+    return config
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dpo"])
+def test_data_from_a_dataset_saved_to_disk_trains_as_the_file_does(tmp_path, algo):
+    datasets = pytest.importorskip("datasets")
+    config = write_run(tmp_path, algo)
+    from_file = tmp_path / "from-file"
+    assert cli.main(["rlhf", "train", algo, "--config", config, "--out", str(from_file), "--quiet", "--steps", "2"]) == 0
+    spec = tmp_path / "spec"
+    if algo == "dpo":
+        records = [json.loads(line) for line in (spec / "pairs.jsonl").read_text().splitlines()]
+        rows_ = {k: [r[k] for r in records] for k in ("prompt", "chosen", "rejected")}
+    else:
+        rows_ = {"prompt": PROMPTS}
+    single = datasets.Dataset.from_dict(rows_)
+    single.save_to_disk(str(spec / "single"))
+    datasets.DatasetDict({"train": single, "test": single.select([0])}).save_to_disk(str(spec / "splits"))
+    key = "pairs" if algo == "dpo" else "prompts"
+    for data in (f'{key} = "single"', f'{key} = "splits"\nsplit = "train"'):
+        out = tmp_path / "run"
+        assert cli.main(["rlhf", "train", algo, "--config", _with_data(config, data), "--out", str(out), "--quiet",
+                         "--steps", "2", "--overwrite"]) == 0  # fmt: skip
+        assert rows(out) == rows(from_file)  # the same records in the same order: the same run
+    assert cli.main(["rlhf", "train", algo, "--resume", str(out), "--steps", "3", "--quiet"]) == 0
+    assert len(rows(out)) == 3  # run.toml's copy names the directory and the split
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ('prompts = "splits"', "splits holds the splits train, test: name one with [data] split, e.g. split = 'train'"),
+    ('prompts = "splits"\nsplit = "validation"', "splits has no split 'validation' (its splits: train, test)"),
+    ('prompts = "single"\nsplit = "train"', "single holds one dataset, not splits: remove [data] split = 'train'"),
+    ('prompts = "prompts.txt"\nsplit = "train"', "prompts.txt is a file: [data] split = 'train' names a split"),
+    ('prompts = "plain"', "plain is a directory but no dataset saved with save_to_disk"),
+    ('prompts = "no-prompt-column"', "no-prompt-column"),
+    ('prompts = "single"\nsplit = 3', "[data] split must be a split's name (a string), got 3"),
+])  # fmt: skip
+def test_a_bad_dataset_directory_is_one_line_naming_it(tmp_path, capsys, data, message):
+    datasets = pytest.importorskip("datasets")
+    config = write_run(tmp_path, "grpo")
+    spec = tmp_path / "spec"
+    single = datasets.Dataset.from_dict({"prompt": PROMPTS})
+    single.save_to_disk(str(spec / "single"))
+    datasets.DatasetDict({"train": single, "test": single}).save_to_disk(str(spec / "splits"))
+    datasets.Dataset.from_dict({"text": PROMPTS}).save_to_disk(str(spec / "no-prompt-column"))
+    (spec / "plain").mkdir()
+    (spec / "plain" / "notes.txt").write_text("not a dataset\n")
+    out = tmp_path / "run"
+    capsys.readouterr()  # datasets' progress bars
+    assert cli.main(["rlhf", "train", "grpo", "--config", _with_data(config, data), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastrl rlhf train grpo: [data") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not (out / "metrics.csv").exists()
