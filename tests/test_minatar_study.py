@@ -79,8 +79,12 @@ def test_a_run_stopped_part_way_is_reported_as_it_stands_then_continued(tmp_path
     first_row = (path / "metrics.csv").read_text().splitlines()[1]
     args = ["--algos", "ppo", "--games", "Breakout", "--seeds", "0", "--frames", "ppo=16384", "--cpu-threads", "1",
             "--eval-episodes", "1", "--out", str(runs), "--json", str(tmp_path / "r.json")]
-    assert study.main([*args, "--no-train"]) == 0
-    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["frames"]["mean"] == 8192
+    # seed 1 and Freeway were never run: left out, and no budget is needed to report
+    assert study.main([*args, "--no-train", "--seeds", "0", "1", "--games", "Breakout", "Freeway"]) == 0
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert (row["game"], row["seeds"], row["frames"]["mean"]) == ("Breakout", [0], 8192)
+    with pytest.raises(SystemExit):  # nothing to report
+        study.main([*args, "--no-train", "--seeds", "1"])
     assert study.checkpoint_progress(path) == (8192, 16384)
     assert study.main(args) == 0
     assert study.checkpoint_progress(path) == (16384, 16384)
@@ -98,3 +102,14 @@ def test_thin_keeps_about_200_evenly_spaced_rows_and_the_last(n):
     assert thinned == curve or n > 200
     gaps = {b[0] - a[0] for a, b in zip(thinned[:-2], thinned[1:-1])}
     assert len(gaps) <= 1  # evenly spaced but for the last
+
+
+def test_the_plot_is_a_grid_of_algorithms_by_games(tmp_path):
+    import matplotlib.image
+
+    run = _run(0, 1000, 60.0, 30.0, 26.0, None)
+    run["curve"] = [(0, 0.0, 1.0), (1000, 60.0, 30.0)]
+    results = {("ppo", "Breakout"): [run, run], ("ppo", "Freeway"): [run], ("dqn", "Breakout"): [run]}
+    study.plot(results, tmp_path / "p.png")
+    height, width = matplotlib.image.imread(tmp_path / "p.png").shape[:2]
+    assert (height, width) == (2 * 360, 2 * 450)  # 2 algorithms x 2 games, dqn's Freeway left blank

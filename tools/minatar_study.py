@@ -145,23 +145,31 @@ def plot(results: dict, out_png: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    keys = list(results)
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), dpi=100, squeeze=False)
-    for ax, (algo, game) in zip(axes[0], keys):
-        runs = results[(algo, game)]
-        # every seed's curve on one grid of frames, from the first row all of them have
-        grid = np.linspace(max(r["curve"][0][0] for r in runs), min(r["frames"] for r in runs), 200)
-        ys = np.array([np.interp(grid, [c[0] for c in r["curve"]], [c[2] for c in r["curve"]]) for r in runs])
-        ax.plot(grid, ys.mean(axis=0), label=f"mean of {len(runs)} seeds")
-        ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), alpha=0.3, label="min-max")
-        target, source = PUBLISHED.get((algo, game), (None, ""))
-        if target is not None:
-            ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"{target:g}: {source}")
-        ax.set_title(f"{algo.upper()} MinAtar/{game}-v1")
-        ax.set_xlabel("frames")
-        ax.set_ylabel("return, last 100 training episodes")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7)
+    algos = list(dict.fromkeys(a for a, _ in results))
+    games = list(dict.fromkeys(g for _, g in results))
+    fig, axes = plt.subplots(len(algos), len(games), figsize=(4.5 * len(games), 3.6 * len(algos)), dpi=100,
+                             squeeze=False)
+    for i, algo in enumerate(algos):
+        for j, game in enumerate(games):
+            ax = axes[i][j]
+            if (algo, game) not in results:  # not studied
+                ax.axis("off")
+                continue
+            runs = results[(algo, game)]
+            # every seed's curve on one grid of frames, from the first row all of them have
+            grid = np.linspace(max(r["curve"][0][0] for r in runs), min(r["frames"] for r in runs), 200)
+            ys = np.array([np.interp(grid, [c[0] for c in r["curve"]], [c[2] for c in r["curve"]]) for r in runs])
+            ax.plot(grid, ys.mean(axis=0), label=f"mean of {len(runs)} seeds" if len(runs) > 1 else "1 seed")
+            if len(runs) > 1:
+                ax.fill_between(grid, ys.min(axis=0), ys.max(axis=0), alpha=0.3, label="min-max")
+            target, source = PUBLISHED.get((algo, game), (None, ""))
+            if target is not None:
+                ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"{target:g}: {source}")
+            ax.set_title(f"{algo.upper()} MinAtar/{game}-v1")
+            ax.set_xlabel("frames")
+            ax.set_ylabel("return, last 100 training episodes")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
@@ -189,12 +197,15 @@ def main(argv=None) -> int:
     budgets = {k: int(float(v)) for k, v in (f.split("=") for f in args.frames)}
     frames = {(a, g): budgets.get(f"{a}:{g}", budgets.get(a)) for a in args.algos for g in args.games}
     missing = sorted({f"{a}:{g}" for (a, g), n in frames.items() if n is None})
-    if missing:
+    if missing and not args.no_train:
         p.error(f"--frames: no budget for {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     jobs = [(a, g, s) for a in args.algos for g in args.games for s in args.seeds]
-    if args.no_train:
+    if args.no_train:  # the runs there are, as they stand
+        jobs = [j for j in jobs if (run_dir(args.out, *j) / "metrics.csv").exists()]
+        if not jobs:
+            p.error(f"--no-train: no runs of these algorithms, games and seeds in {args.out}")
         done = [run_dir(args.out, *j) for j in jobs]
     else:
         with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
