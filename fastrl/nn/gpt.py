@@ -263,11 +263,32 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 
 
 def _sample(logits, temperature, top_k, top_p, generator):
-    """One token per row from logits [B, V]; temperature 0 is greedy (no filtering needed)."""
+    """One token per row from logits [B, V]; temperature 0 is greedy (no filtering needed).
+
+    An inverse-CDF draw, one uniform a row: ~10x faster on the CPU at V = 32000 than
+    torch.multinomial, whose one-sample path draws an exponential for every token."""
     if temperature == 0:
         return logits.argmax(-1)
-    logits = filter_logits(logits / temperature, top_k, top_p)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+    probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+    # float64, so that the cumulative sum keeps a token of mass 1e-9 (float32 would round it away)
+    cdf = probs.cumsum(-1, dtype=torch.float64)
+    total = cdf[:, -1:]
+    if cdf.device.type == "cpu":  # free here; on CUDA a sync a token, so a device-side check
+        if not bool(torch.isfinite(total).all()):
+            raise ValueError("logits must be finite where sampled: a row is NaN, +inf or all -inf (a diverged model?)")
+    else:
+        torch._assert_async(torch.isfinite(total).all(), "logits must be finite where sampled")
+    return inverse_cdf(cdf, torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device, generator=generator))
+
+
+def inverse_cdf(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token ``[B]`` of each row of cumulative probabilities ``cdf [B, V]`` (unnormalized) at
+    uniforms ``u [B, 1]`` in [0, 1]: the first token whose cumulative mass passes ``u`` times the
+    row's total. A token of mass 0 is never drawn (its cumulative mass equals the one before it);
+    ``u`` rounded up to the total draws the last token of mass > 0."""
+    total = cdf[:, -1:].contiguous()
+    drawn = torch.searchsorted(cdf, u * total, right=True)
+    return torch.minimum(drawn, torch.searchsorted(cdf, total)).squeeze(1)
 
 
 def _check_sampling(model, max_new_tokens, temperature, top_k, top_p, stop_token, pad_token) -> None:

@@ -17,6 +17,7 @@ from fastrl.nn.gpt import (
     _sample,
     filter_logits,
     generate,
+    inverse_cdf,
     last_token_index,
     positions_from_mask,
 )
@@ -212,6 +213,25 @@ def test_generate_samples_the_filtered_distribution(options, use_cache):
 
 
 # -------------------------------------------------------------------------- positions, lengths
+
+
+def test_inverse_cdf_by_hand_at_the_ends_of_the_unit_interval():
+    # masses 0, 2, 0, 1, 0 (unnormalized): token 1 below a third of the total, token 3 above it
+    cdf = torch.tensor([[0.0, 2.0, 2.0, 3.0, 3.0]], dtype=torch.float64)
+    draw = {u: int(inverse_cdf(cdf, torch.tensor([[u]], dtype=torch.float64))) for u in (0.0, 0.6, 0.7, 1.0)}
+    # u = 0 skips the leading token of mass 0; u = 1 (rounding up to the total) stops at the last
+    # token of mass > 0, not at the trailing one of mass 0
+    assert draw == {0.0: 1, 0.6: 1, 0.7: 3, 1.0: 3}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_sampling_non_finite_logits_is_an_error_naming_them(bad):
+    logits = torch.zeros(2, 5)
+    logits[1, 2] = bad
+    with pytest.raises(ValueError, match="logits must be finite"):
+        _sample(logits, 1.0, None, None, None)
+    with pytest.raises(ValueError, match="logits must be finite"):  # every token filtered away
+        _sample(torch.full((1, 3), -math.inf), 1.0, None, None, None)
 
 
 def test_positions_from_mask_by_hand():
