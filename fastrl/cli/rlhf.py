@@ -351,7 +351,7 @@ def read_dataset(path: Path, split: str | None):
         import datasets
     except ImportError:
         raise ValueError(f"{path} is a directory: reading a dataset saved with save_to_disk needs the datasets "
-                         "package (pip install 'fastrl[rlhf]')") from None
+                         "package (the rlhf extra: pip install 'torch-fastrl[rlhf]')") from None
     try:
         data = datasets.load_from_disk(str(path))
     except FileNotFoundError:  # what datasets raises for a directory it did not write

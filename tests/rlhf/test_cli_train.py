@@ -278,3 +278,12 @@ def test_a_bad_dataset_directory_is_one_line_naming_it(tmp_path, capsys, data, m
     assert err.startswith("fastrl rlhf train grpo: [data") and err.count("\n") == 1, err
     assert message in err, err
     assert not (out / "metrics.csv").exists()
+
+
+def test_a_dataset_directory_without_the_datasets_package_says_what_to_install(tmp_path, monkeypatch):
+    from fastrl.cli.rlhf import read_prompts
+
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(ValueError, match=r"is a directory: reading a dataset saved with save_to_disk needs the "
+                                         r"datasets package \(the rlhf extra: pip install 'torch-fastrl\[rlhf\]'\)"):
+        read_prompts(tmp_path)
