@@ -232,7 +232,8 @@ def test_data_from_a_dataset_saved_to_disk_trains_as_the_file_does(tmp_path, alg
     datasets = pytest.importorskip("datasets")
     config = write_run(tmp_path, algo)
     from_file = tmp_path / "from-file"
-    assert cli.main(["rlhf", "train", algo, "--config", config, "--out", str(from_file), "--quiet", "--steps", "2"]) == 0
+    assert cli.main(["rlhf", "train", algo, "--config", config, "--out", str(from_file), "--quiet",
+                     "--steps", "2"]) == 0  # fmt: skip
     spec = tmp_path / "spec"
     if algo == "dpo":
         records = [json.loads(line) for line in (spec / "pairs.jsonl").read_text().splitlines()]
