@@ -86,6 +86,9 @@ def test_a_run_stopped_part_way_is_reported_as_it_stands_then_continued(tmp_path
     with pytest.raises(SystemExit):  # nothing to report
         study.main([*args, "--no-train", "--seeds", "1"])
     assert study.checkpoint_progress(path) == (8192, 16384)
+    with pytest.raises(SystemExit):  # another budget would lose the part-way run, or change it mid-way
+        study.main([*args[:7], "ppo=24576", *args[8:]])
+    assert study.checkpoint_progress(path) == (8192, 16384)
     assert study.main(args) == 0
     assert study.checkpoint_progress(path) == (16384, 16384)
     assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["frames"]["mean"] == 16384

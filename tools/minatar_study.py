@@ -52,7 +52,7 @@ def checkpoint_progress(path: Path) -> tuple[int, int]:
 def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
     """One run of the CLI, in its own directory (returned). A run whose checkpoint holds ``frames``
     is left as it is; one stopped part-way through the same budget (Ctrl-C checkpoints) continues
-    exactly where it stopped; any other starts anew."""
+    exactly where it stopped; a new one starts (see :func:`check_budgets` for the rest)."""
     path = run_dir(args.out, algo, game, seed)
     done, budget = checkpoint_progress(path)
     if done >= frames:
@@ -71,6 +71,20 @@ def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
     with open(path.with_suffix(".log"), "a" if budget == frames else "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return path
+
+
+def check_budgets(jobs, frames: dict, out: Path) -> list[str]:
+    """Why the study cannot run (empty: it can): a run stopped part-way through another budget than
+    the one asked for would be lost, as continuing it with another budget would change it mid-way
+    (PPO's step size anneals over the budget)."""
+    problems = []
+    for algo, game, seed in jobs:
+        path = run_dir(out, algo, game, seed)
+        done, budget = checkpoint_progress(path)
+        if done < budget and budget != frames[(algo, game)]:
+            problems.append(f"{path} holds {done} frames of a {budget}-frame run, and --frames asks for "
+                            f"{frames[(algo, game)]}: ask for {budget} to continue it, or remove it to start anew")
+    return problems
 
 
 def read_run(path: Path, target: float | None) -> dict:
@@ -208,6 +222,9 @@ def main(argv=None) -> int:
             p.error(f"--no-train: no runs of these algorithms, games and seeds in {args.out}")
         done = [run_dir(args.out, *j) for j in jobs]
     else:
+        problems = check_budgets(jobs, frames, args.out)
+        if problems:
+            p.error("; ".join(problems))
         with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on the processes
             done = list(pool.map(lambda j: train(*j, frames[j[:2]], args), jobs))
     results: dict = {}
