@@ -1,12 +1,15 @@
 """Seeds x games x algorithms of `fastrl train` on MinAtar, and the results table of docs/trainers.md.
 
     python tools/minatar_study.py --algos ppo dqn --games Breakout SpaceInvaders --seeds 0 1 2 \\
-        --frames ppo=5000000 ppo:SpaceInvaders=2000000 dqn=300000 --jobs 2 --out runs/minatar-study \\
-        --json bench/results/minatar-study-cpu-2core.json --plot docs/images/minatar-study.png
+        --frames ppo=5000000 ppo:SpaceInvaders=2000000 dqn=5000000 --checkpoint-every 25000 --jobs 2 \\
+        --out runs/minatar-study --json docs/results/minatar-study-cpu-2core.json \\
+        --plot docs/images/minatar-study.png
 
 Each run is the CLI with the tuned defaults (fastrl/algos/defaults.py) and a frame budget, in its own
 process (``--jobs`` at a time, ``--cpu-threads`` torch threads each); a run whose checkpoint already
-holds its budget is not run again, so an interrupted study continues where it stopped. Then, per
+holds its budget is not run again, and one stopped part-way (Ctrl-C checkpoints it, as do
+``--checkpoint-every`` iterations) continues exactly where it stopped, so a study of runs longer than
+a sitting is done in pieces; ``--no-train`` reports the runs as they stand. Then, per
 algorithm and game: the mean and spread over seeds of the return of the last 100 training episodes at
 the end, of a greedy evaluation of the final policy, of the wall time, and the frames at which each
 seed first reached the published figure (if it did), next to that figure; and the learning curves
