@@ -64,6 +64,9 @@ def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     before = (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns
     assert study.main(args) == 0  # the checkpoint holds 8192 frames: not trained again
     assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
+    with pytest.raises(SystemExit):  # a longer budget would start anew, losing the finished run
+        study.main([*args[:7], "ppo=16384", *args[9:]])
+    assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
     for frames in (["ppo=10"], ["dqn:Freeway=10"]):  # a budget for every algorithm and game
         with pytest.raises(SystemExit):
             study.main(["--algos", "dqn", "--games", "Breakout", "--frames", *frames])

@@ -56,7 +56,8 @@ def checkpoint_progress(path: Path) -> tuple[int, int]:
 def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
     """One run of the CLI, in its own directory (returned). A run whose checkpoint holds ``frames``
     is left as it is; one stopped part-way through the same budget (Ctrl-C checkpoints) continues
-    exactly where it stopped; a new one starts (see :func:`check_budgets` for the rest)."""
+    exactly where it stopped; without a checkpoint a new one starts (:func:`check_budgets` refuses
+    the rest first)."""
     path = run_dir(args.out, algo, game, seed)
     done, budget = checkpoint_progress(path)
     if done >= frames:
@@ -78,16 +79,16 @@ def train(algo: str, game: str, seed: int, frames: int, args) -> Path:
 
 
 def check_budgets(jobs, frames: dict, out: Path) -> list[str]:
-    """Why the study cannot run (empty: it can): a run stopped part-way through another budget than
-    the one asked for would be lost, as continuing it with another budget would change it mid-way
-    (PPO's step size anneals over the budget)."""
+    """Why the study cannot run (empty: it can): a run of another budget than the one asked for,
+    short of it, would be lost by starting anew, and continuing it with another budget would change
+    it mid-way (PPO's step size anneals over the budget)."""
     problems = []
     for algo, game, seed in jobs:
         path = run_dir(out, algo, game, seed)
         done, budget = checkpoint_progress(path)
-        if done < budget and budget != frames[(algo, game)]:
+        if budget and budget != frames[(algo, game)] and done < frames[(algo, game)]:
             problems.append(f"{path} holds {done} frames of a {budget}-frame run, and --frames asks for "
-                            f"{frames[(algo, game)]}: ask for {budget} to continue it, or remove it to start anew")
+                            f"{frames[(algo, game)]}: ask for {budget} to keep it, or remove it to start anew")
     return problems
 
 
