@@ -127,6 +127,8 @@ _LOSS_TESTS = ["tests/ops/test_opinfo.py", "tests/ops/test_ppo_loss.py", "tests/
 _ENV_TESTS = ["tests/envs/test_vector.py", "tests/envs/test_parity.py", "tests/envs/test_properties.py",
               "tests/envs/test_large_batches.py"]
 
+_MINATAR_TESTS = ["tests/envs/test_minatar.py"]
+
 CPP_MUTANTS = [
     CppMutant("gae-no-termination", "csrc/core/returns.h",
               "const T bootstrap = terminated(t, j) ? T(0) : next_value;", "const T bootstrap = next_value;",
@@ -155,6 +157,16 @@ CPP_MUTANTS = [
     CppMutant("cartpole-x-threshold", "csrc/core/envs/cartpole.h",
               "const T x_threshold = T(2.4)", "const T x_threshold = T(2.5)",
               "wrong constant: CartPole terminates at |x| > 2.5 instead of 2.4", _ENV_TESTS),
+    CppMutant("seaquest-fish-drawn-when-moving", "csrc/core/minatar/seaquest.h",
+              "      draw_entity(obs, e_fish, i, 5);", "      if (moves) draw_entity(obs, e_fish, i, 5);",
+              "dropped draw: the step draws a fish only in the frames it moves", _MINATAR_TESTS),
+    CppMutant("seaquest-facing-forgotten", "csrc/core/minatar/seaquest.h",
+              "s[kSubOr] = (a == 3) | (s[kSubOr] & (a != 1));", "s[kSubOr] = (a == 3);",
+              "wrong select: the sub faces left after any action but r", _MINATAR_TESTS),
+    CppMutant("seaquest-trail-off-grid", "csrc/core/minatar/seaquest.h",
+              "* kChannels + 3] |= (back_x >= 0) & (back_x <= 9);", "* kChannels + 3] |= 1;",
+              "dropped check: an entity on the grid's edge draws a trail on the cell it came from off the grid "
+              "(clamped onto its own)", _MINATAR_TESTS),
 ]
 
 

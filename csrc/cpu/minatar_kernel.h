@@ -90,7 +90,7 @@ void minatar_step_range(const core::minatar::MinAtarBatch<Game, T>& b, int64_t b
       }
       core::minatar::StepStream rng(b.seeds[j], b.first_env + j, b.resets[j], b.elapsed[j],
                                           {{w[0][i], w[1][i], w[2][i], w[3][i]}});
-      core::minatar::step_env(b, j, rng, true);
+      core::minatar::step_env(b, j, rng);
     }
   }
 }

@@ -37,7 +37,7 @@ __global__ void minatar_kernel(core::minatar::MinAtarBatch<Game, T> b) {
     core::minatar::reset_env(b, j);
   } else {
     core::minatar::StepStream rng = core::minatar::step_stream(b, j);
-    core::minatar::step_env(b, j, rng, /*obs_zeroed=*/true);
+    core::minatar::step_env(b, j, rng);
   }
 }
 

@@ -63,14 +63,15 @@ FASTRL_HD StepStream step_stream(const MinAtarBatch<Game, T>& b, int64_t j) {
 }
 
 // One step of env j (the actions are checked by the caller), drawing from rng (env j's
-// step_stream). obs_zeroed: env j's bytes of obs and final_obs are zero already. rng is taken by
-// reference: a copy of it is read back as 16-byte words just after its fields were stored one by
-// one, which stalls the CPU (no store-to-load forwarding; 10% of a Seaquest step).
+// step_stream), into obs and final_obs whose bytes for env j the caller has zeroed (the kernels
+// zero whole outputs at once). rng is taken by reference: a copy of it is read back as 16-byte
+// words just after its fields were stored one by one, which stalls the CPU (no store-to-load
+// forwarding; 10% of a Seaquest step).
 template <typename Game, typename T>
-FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j, StepStream& rng, bool obs_zeroed) {
+FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j, StepStream& rng) {
   if (!b.same_step && b.autoreset[j]) {
     // NEXT_STEP: an env that ended on the previous step is reset instead; its action is ignored.
-    reset_env(b, j, obs_zeroed);
+    reset_env(b, j, /*obs_zeroed=*/true);
     b.reward[j] = T(0);
     b.terminated[j] = b.truncated[j] = b.done[j] = 0;
     b.final_return[j] = T(0);
@@ -84,15 +85,20 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j, StepStream& r
   // step with validate=False) is the no-op, rather than a read past action_set.
   const uint64_t index = static_cast<uint64_t>(b.action[j]);
   int32_t a = index < static_cast<uint64_t>(b.num_actions) ? b.action_set[index] : 0;
-  if (draw_rand(rng) < b.sticky_action_prob) a = s[0];
+  a = draw_rand(rng) < b.sticky_action_prob ? s[0] : a;  // a select: a branch mispredicts 1 in 10
   s[0] = a;
   bool term;
-  const T r = static_cast<T>(Game::step(s + 1, a, b.ramping, rng, term));
+  T r;
+  if constexpr (observes_in_step<Game>()) {
+    r = static_cast<T>(Game::step(s + 1, a, b.ramping, rng, term, b.obs + j * b.kObs));
+  } else {
+    r = static_cast<T>(Game::step(s + 1, a, b.ramping, rng, term));
+  }
   const int32_t length = elapsed + static_cast<int32_t>(elapsed != kMaxElapsed);
   const bool trunc = static_cast<uint32_t>(length) >= b.max_episode_steps;
   const bool done = term || trunc;
   const T ret = b.episode_return[j] + r;
-  b.observe(j, b.obs, obs_zeroed);
+  if constexpr (!observes_in_step<Game>()) b.observe(j, b.obs, /*zeroed=*/true);
   b.reward[j] = r;
   b.terminated[j] = term;
   b.truncated[j] = trunc;
@@ -102,17 +108,11 @@ FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j, StepStream& r
   b.final_return[j] = done ? ret : T(0);
   b.final_length[j] = done ? length : 0;
   if (b.same_step) {
-    b.observe(j, b.final_obs, obs_zeroed);
+    b.observe(j, b.final_obs, /*zeroed=*/true);
     if (done) reset_env(b, j);  // clears obs before drawing the new episode's
   } else {
     b.autoreset[j] = done;
   }
-}
-
-template <typename Game, typename T>
-FASTRL_HD void step_env(const MinAtarBatch<Game, T>& b, int64_t j) {
-  StepStream rng = step_stream(b, j);
-  step_env(b, j, rng, false);
 }
 
 }  // namespace fastrl::core::minatar

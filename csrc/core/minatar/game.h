@@ -11,6 +11,9 @@
 //   step(s, action, ramping, rng, terminal) -> reward   one frame of the package's act(), in
 //                           place; action is one of the package's six (n, l, u, r, d, f)
 //   observe(s, obs)         obs [10, 10, C] of state s, as 0/1 bytes
+// A game whose frame is cheaper drawn as it goes (Seaquest's lists) sets kObservesInStep and
+// takes step(s, action, ramping, rng, terminal, obs), which also draws the new state into obs
+// (zeroed), as observe would.
 // Games mirror the package's source statement by statement, including its known bugs (each one
 // is named where it happens and listed in docs/envs.md). core/minatar/batch.h runs them over a
 // batch, with sticky actions, time limit, autoreset and episode statistics.
@@ -32,6 +35,20 @@ struct StateField {
   int count;
   int32_t low, high;
 };
+
+// Whether Game::step draws the observation too (see above).
+template <typename Game, typename = void>
+struct ObservesInStep {
+  static constexpr bool value = false;
+};
+template <typename Game>
+struct ObservesInStep<Game, decltype(void(Game::kObservesInStep))> {
+  static constexpr bool value = Game::kObservesInStep;
+};
+template <typename Game>
+constexpr bool observes_in_step() {
+  return ObservesInStep<Game>::value;
+}
 
 template <size_t N>
 constexpr int state_dim(const std::array<StateField, N>& fields) {

@@ -111,6 +111,15 @@ struct Seaquest {
       for (int k = 0; k < kAttrs; ++k) at(n(), k) = v[k];
       ++n();
     }
+    // append(v) if `add`, without branching on it (the sub's shots: a coin flip per step under
+    // random actions): the slot is rewritten with its own values when nothing is appended.
+    FASTRL_HD void append_if(bool add, const int32_t (&v)[kAttrs]) const {
+      const bool room = n() < kCap;
+      const int slot = room ? n() : kCap - 1;
+      add = add & room;
+      for (int k = 0; k < kAttrs; ++k) at(slot, k) = add ? v[k] : at(slot, k);
+      n() += add;
+    }
     // list.remove of entry i: the later ones move up; the freed slot is zeroed.
     FASTRL_HD void remove(int i) const {
       for (int j = i; j + 1 < n(); ++j) {
@@ -170,6 +179,7 @@ struct Seaquest {
   // The step of an entry moving right (lr 1) or left (lr 0), in arithmetic: GCC branches on
   // `lr ? 1 : -1`, a coin flip per entry.
   FASTRL_HD static int32_t dx(int32_t lr) { return 2 * lr - 1; }
+  FASTRL_HD static int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
   // Python's a // b for b > 0 (oxygen may be -1 in the frame it runs out).
   FASTRL_HD static int32_t floor_div(int32_t a, int32_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -223,8 +233,13 @@ struct Seaquest {
     return r;
   }
 
+  // The frame of the package's act(), and its state() of the new state, into obs (zeroed): each
+  // enemy, enemy bullet and diver is drawn where its loop leaves it (no later loop moves or
+  // removes one), which spares a second loop over every list and its mispredicted exit, env
+  // after env. Friendly bullets can still be shot down after their loop: they are drawn last.
+  static constexpr bool kObservesInStep = true;
   template <typename Rng>
-  FASTRL_HD static int32_t step(int32_t* s, int32_t a, bool ramping, Rng& rng, bool& terminal) {
+  FASTRL_HD static int32_t step(int32_t* s, int32_t a, bool ramping, Rng& rng, bool& terminal, uint8_t* obs) {
     int32_t r = 0;
     terminal = false;
     const Bullets f_bullets{s + kFBulletList};
@@ -244,20 +259,16 @@ struct Seaquest {
       s[kDSpawnTimer] = kDiverSpawnSpeed;
     }
 
-    if (a == 5 && s[kShotTimer] == 0) {  // f
-      f_bullets.append({sub_x, sub_y, s[kSubOr]});
-      s[kShotTimer] = kShotCoolDown;
-    } else if (a == 1) {  // l
-      sub_x = sub_x - 1 < 0 ? 0 : sub_x - 1;
-      s[kSubOr] = 0;
-    } else if (a == 3) {  // r
-      sub_x = sub_x + 1 > 9 ? 9 : sub_x + 1;
-      s[kSubOr] = 1;
-    } else if (a == 2) {  // u
-      sub_y = sub_y - 1 < 0 ? 0 : sub_y - 1;
-    } else if (a == 4) {  // d
-      sub_y = sub_y + 1 > 8 ? 8 : sub_y + 1;
-    }
+    // The action (n, l, u, r, d, f), in arithmetic and selects: a branch on it mispredicts
+    // under random actions (a fifth of a step's mispredictions). l and r face the sub; f fires
+    // when the cooldown is over (and a full list drops the shot, the cooldown starts anyway).
+    const int32_t mx = (a == 3) - (a == 1), my = (a == 4) - (a == 2);
+    sub_x = clamp(sub_x + mx, 0, 9);
+    sub_y = clamp(sub_y + my, 0, 8);
+    s[kSubOr] = (a == 3) | (s[kSubOr] & (a != 1));
+    const bool fires = (a == 5) & (s[kShotTimer] == 0);
+    f_bullets.append_if(fires, {sub_x, sub_y, s[kSubOr]});
+    s[kShotTimer] = fires ? kShotCoolDown : s[kShotTimer];
 
     // Friendly bullets, in reverse: each one hits the first fish, else the first sub, on its cell.
     for (int i = f_bullets.n() - 1; i >= 0; --i) {
@@ -298,9 +309,12 @@ struct Seaquest {
         } else if (x == sub_x && divers.at(i, kY) == sub_y && s[kDiverCount] < 6) {
           divers.remove(i);
           s[kDiverCount] += 1;
+        } else {
+          draw_entity(obs, divers, i, 9);
         }
       } else {
         divers.at(i, kMoveTimer) -= 1;
+        draw_entity(obs, divers, i, 9);
       }
     }
 
@@ -332,6 +346,7 @@ struct Seaquest {
         e_subs.remove(i);
       } else {
         for (int k = 0; k < 5; ++k) e_subs.at(i, k) = sub[k];
+        draw_entity(obs, e_subs, i, 6);
       }
     }
 
@@ -344,7 +359,11 @@ struct Seaquest {
       terminal |= (x == sub_x) & (y == sub_y);
       x += dx(e_bullets.at(i, kLr));
       terminal |= (x == sub_x) & (y == sub_y);
-      if (x < 0 || x > 9) e_bullets.remove(i);
+      if (x < 0 || x > 9) {
+        e_bullets.remove(i);
+      } else {
+        draw(obs, y, x, 4);
+      }
     }
 
     // Enemy fish, in reverse: they move when their timer is due.
@@ -360,64 +379,86 @@ struct Seaquest {
       terminal |= hit;
       if (moves && (x < 0 || x > 9)) {
         e_fish.remove(i);
-      } else if (moves && !hit && f_bullets.n() > 0) {
+        continue;
+      }
+      if (moves && !hit && f_bullets.n() > 0) {
         const int bullet = f_bullets.find(x, y);
         if (bullet >= 0) {
           e_fish.remove(i);
           f_bullets.remove(bullet);
           r += 1;
+          continue;
         }
       }
+      draw_entity(obs, e_fish, i, 5);
     }
 
     s[kESpawnTimer] -= s[kESpawnTimer] > 0;
     s[kDSpawnTimer] -= s[kDSpawnTimer] > 0;
     s[kShotTimer] -= s[kShotTimer] > 0;
     if (s[kOxygen] <= 0) terminal = true;
-    if (sub_y > 0) {
-      s[kOxygen] -= 1;
-      s[kSurface] = 0;
-    } else if (!s[kSurface]) {
+    // Below the top row oxygen runs down; arriving on it surfaces (rare: the only branch).
+    const bool below = sub_y > 0;
+    s[kOxygen] -= below;
+    if ((sub_y | s[kSurface]) == 0) {  // one branch: `!below && ...` branches on below first
       if (s[kDiverCount] == 0) {
         terminal = true;
       } else {
         r += surface(s, ramping);
       }
     }
+    s[kSurface] = below ? 0 : s[kSurface];
+    draw_list<kFBullets, 3>(obs, s + kFBulletList, 2, false);
+    draw_sub_and_gauges(s, obs);
     return r;
   }
 
   FASTRL_HD static void draw(uint8_t* obs, int32_t y, int32_t x, int c) { obs[(y * kCols + x) * kChannels + c] = 1; }
 
-  // The entries of a list in channel c, with their trail (the cell behind them, if on the grid)
-  // unless c is a bullet's.
+  // Entry i of a list in channel c, and its trail (the cell behind it, if on the grid).
+  template <typename List>
+  FASTRL_HD static void draw_entity(uint8_t* obs, const List& l, int i, int c) {
+    const int32_t x = l.at(i, kX), y = l.at(i, kY);
+    draw(obs, y, x, c);
+    // The trail or-ed in at a cell on the grid (a branch on it would be a coin flip).
+    const int32_t back_x = x - dx(l.at(i, kLr));
+    obs[(y * kCols + clamp(back_x, 0, 9)) * kChannels + 3] |= (back_x >= 0) & (back_x <= 9);
+  }
+
+  // The entries of a list in channel c, with their trail unless c is a bullet's.
   template <int kCap, int kAttrs>
   FASTRL_HD static void draw_list(uint8_t* obs, const int32_t* list, int c, bool with_trail) {
     const List<kCap, kAttrs, const int32_t> l{list};
     for (int i = 0; i < l.n(); ++i) {
-      const int32_t x = l.at(i, kX), y = l.at(i, kY);
-      draw(obs, y, x, c);
-      const int32_t back_x = x - dx(l.at(i, kLr));
-      if (with_trail && back_x >= 0 && back_x <= 9) draw(obs, y, back_x, 3);
+      if (with_trail) {
+        draw_entity(obs, l, i, c);
+      } else {
+        draw(obs, l.at(i, kY), l.at(i, kX), c);
+      }
     }
   }
 
-  // obs [10, 10, 10] zeroed by the caller. The sub's back is on the grid (fastrl.envs refuses a
-  // sub facing the side it is on: unreachable, and the package would draw it off the grid).
-  FASTRL_HD static void observe(const int32_t* s, uint8_t* obs) {
+  // The sub, and the gauges: cells [0, oxygen * 10 // 200) and [9 - diver_count, 9) of the
+  // bottom row (none when diver_count <= 0). Each gauge cell is written, 1 or 0 (their channels
+  // are theirs alone), as a loop of variable length mispredicts its exit. The sub's back is on
+  // the grid (fastrl.envs refuses a sub facing the side it is on: unreachable, and the package
+  // would draw it off the grid).
+  FASTRL_HD static void draw_sub_and_gauges(const int32_t* s, uint8_t* obs) {
     const int32_t sub_x = s[kSubX], sub_y = s[kSubY];
     draw(obs, sub_y, sub_x, 0);
     draw(obs, sub_y, sub_x - dx(s[kSubOr]), 1);
     const int32_t oxygen = s[kOxygen] > 0 ? s[kOxygen] : 0;
-    // The gauges: cells [0, oxygen * 10 // 200) and [9 - diver_count, 9) of the bottom row (none
-    // when diver_count <= 0). Each cell is written, 1 or 0 (their channels are theirs alone), as
-    // a loop of variable length mispredicts its exit.
     const int32_t oxygen_cells = oxygen * 10 / kMaxOxygen, divers_from = 9 - s[kDiverCount];
     uint8_t* bottom = obs + 9 * kCols * kChannels;
     for (int32_t x = 0; x < kCols; ++x) {
       bottom[x * kChannels + 7] = x < oxygen_cells;
       bottom[x * kChannels + 8] = x >= divers_from && x < 9;
     }
+  }
+
+  // obs [10, 10, 10] of state s, zeroed by the caller (a reset's; a step draws its own).
+  FASTRL_HD static void observe(const int32_t* s, uint8_t* obs) {
+    draw_sub_and_gauges(s, obs);
     draw_list<kFBullets, 3>(obs, s + kFBulletList, 2, false);
     draw_list<kEBullets, 3>(obs, s + kEBulletList, 4, false);
     draw_list<kEnemies, 4>(obs, s + kFishList, 5, true);
