@@ -28,6 +28,7 @@ import gymnasium
 import torch
 
 from fastrl import distributed, envs, ops
+from fastrl.utils import stopping
 from fastrl.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastrl.utils.config import (
     NON_NEGATIVE,
@@ -52,6 +53,7 @@ from fastrl.utils.rundir import (
     remove_orphan_temp_files,
 )
 from fastrl.utils.seeding import rng_state, seed_everything, set_rng_state
+from fastrl.utils.stopping import StopRequest
 
 # 2: RNG states as tensors and plain values, loadable with weights_only=True; 3: adds the finished
 # episodes not yet logged (a format-2 checkpoint lost them: it loads with none)
@@ -176,6 +178,7 @@ class Trainer:
         self._resume_dir: Path | None = None  # the directory of the checkpoint this trainer resumed
         self._writing_run = False  # whether train() has claimed out_dir
         self._saved_step: int | None = None  # step of the checkpoint in out_dir, if any
+        self.stop_request = StopRequest()  # request(): end train() early, saving (fastrl.utils.stopping)
         with self._threads():
             # The same seed on every rank: networks start equal and the shared draws (action noise
             # for the whole batch, minibatch permutations) stay in step across ranks.
@@ -344,10 +347,15 @@ class Trainer:
         """Train until ``total_steps`` (or until ``until_step``, to train in segments: the result is
         the same as one call), then save the checkpoint and the plot when there is an out_dir.
 
-        Ctrl-C (KeyboardInterrupt) saves them too, then propagates. NaN or Inf in a logged metric
-        or in the weights raises TrainingDiverged, leaving the last good checkpoint in place."""
+        Ctrl-C (KeyboardInterrupt) saves them too, then propagates. ``stop_request.request()``
+        (``fastrl train`` calls it on SIGTERM) ends training at the next iteration (under torchrun:
+        the next logged one, where the ranks agree) and saves as at the end; ``stop_request.stopped``
+        tells.
+        NaN or Inf in a logged metric or in the weights raises TrainingDiverged, leaving the last
+        good checkpoint in place."""
         cfg = self.config
         until_step = cfg.total_steps if until_step is None else min(until_step, cfg.total_steps)
+        self.stop_request.stopped = False
         with self._threads(), self._run_log() as logger:
             try:
                 self._loop(until_step, logger)
@@ -390,7 +398,8 @@ class Trainer:
             evaluate = cfg.eval_every and self.global_step >= self._next_eval
             # The end of a segment (until_step) is no reason to log: training in segments logs
             # the rows of one call.
-            if evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= cfg.total_steps:
+            logged = evaluate or self.iteration % cfg.log_every == 0 or self.global_step >= cfg.total_steps
+            if logged:
                 row = self._log_row(metrics)
                 if evaluate:
                     self._next_eval += cfg.eval_every
@@ -408,6 +417,13 @@ class Trainer:
             if self.out_dir is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
                 self.save()
             if solved:
+                break
+            # Under torchrun the ranks agree at logged iterations, which they already meet at (an
+            # all-reduce more at every one): a rank alone would leave the others in a collective.
+            # A request in the last iteration is moot: the run is done.
+            agree = self.global_step < until_step and (logged or not self.world.distributed)
+            if agree and stopping.agreed(self.stop_request.requested, self.device):
+                self.stop_request.honour()
                 break
 
     def _train_iteration(self) -> dict[str, torch.Tensor]:

@@ -139,7 +139,9 @@ def _config_class(algo: str) -> type:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from fastrl import distributed
     from fastrl.rlhf.run import run_config, train_run
+    from fastrl.utils.stopping import EXIT_SIGTERM, StopRequest
 
     flags = flag_values(args, _config_class(args.algo))
     if args.resume:
@@ -177,15 +179,20 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.resume:  # under torchrun rank 0 alone writes the run directory
         _on_rank_0(lambda: _copy_run_file(args.config, spec, out, args.overwrite))
     print(f"fastrl: rlhf {args.algo}, {steps} steps, run directory {out}")
+    resume = f"continue with: fastrl rlhf train {args.algo} --resume {out}"
     try:
-        rows = train_run(trainer, prompts, steps, out, checkpoint_every=every, resume=bool(args.resume),
-                         overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+        with StopRequest() as stop:  # SIGTERM (a scheduler's notice): stop after the step, saving
+            rows = train_run(trainer, prompts, steps, out, checkpoint_every=every, resume=bool(args.resume),
+                             overwrite=args.overwrite, progress=not args.quiet, stop=stop)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"\nfastrl: interrupted; wrote {out}/checkpoint.pt (continue with: "
-              f"fastrl rlhf train {args.algo} --resume {out})", file=sys.stderr)
+        print(f"\nfastrl: interrupted; wrote {out}/checkpoint.pt ({resume})", file=sys.stderr)
         return 130
     except ValueError as exc:  # what the trainer finds in the data or a reward function's values
         raise UsageError(str(exc)) from None
+    if stop.stopped:  # every rank stopped after the same step; rank 0 says so
+        if distributed.current().is_main:
+            print(f"fastrl: stopped by SIGTERM; wrote {out}/checkpoint.pt ({resume})", file=sys.stderr)
+        return EXIT_SIGTERM
     last = ", ".join(f"{k} {v:.4g}" for k, v in rows[-1].items()) if rows else "nothing left to train"
     print(f"fastrl: step {steps}: {last}")
     print(f"fastrl: wrote {out}/metrics.csv, learning_curve.png, checkpoint.pt")

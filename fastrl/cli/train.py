@@ -2,7 +2,8 @@
 
 Bad input (a config value, a --config file, a checkpoint, a run directory) is one line on stderr
 and exit code 2, before any work; a run that diverges (NaN/Inf) exits 1; Ctrl-C saves a checkpoint
-and the plot and exits 130."""
+and the plot and exits 130; SIGTERM (a job scheduler's notice) ends training at the next iteration,
+saves them and exits 143."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from fastrl.cli.flags import (
     flag_values,
     read_config_file,
 )
+from fastrl.utils.stopping import EXIT_SIGTERM
 
 # Config fields a resumed run may change (with a printed notice); any other flag that differs from
 # the checkpoint's config would change the algorithm mid-run, and is refused.
@@ -92,13 +94,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = trainer.config
     print(f"fastrl: {args.algo} on {cfg.env_id}, {cfg.num_envs} envs, {cfg.total_steps} steps, device {cfg.device}")
     start = time.perf_counter()
+    resume = f"continue with: fastrl train {args.algo} --resume {trainer.out_dir}"
     try:
-        summary = trainer.train()
+        with trainer.stop_request:  # SIGTERM (a scheduler's notice): stop at the next iteration, saving
+            summary = trainer.train()
     except KeyboardInterrupt:
         print(f"\nfastrl: interrupted at step {trainer.global_step}; wrote {trainer.out_dir}/checkpoint.pt and "
-              f"learning_curve.png (continue with: fastrl train {args.algo} --resume {trainer.out_dir})",
-              file=sys.stderr)
+              f"learning_curve.png ({resume})", file=sys.stderr)
         return 130
+    if trainer.stop_request.stopped:  # every rank stopped at the same iteration; rank 0 says so
+        if trainer.world.is_main:
+            print(f"fastrl: stopped by SIGTERM at step {trainer.global_step}; wrote {trainer.out_dir}/checkpoint.pt "
+                  f"and learning_curve.png ({resume})", file=sys.stderr)
+        return EXIT_SIGTERM
     print(f"fastrl: trained {summary['steps']} steps in {time.perf_counter() - start:.1f} s; mean return "
           f"of the last 100 training episodes {summary['return_last100']:.1f}")
     if args.final_eval:

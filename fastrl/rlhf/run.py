@@ -41,6 +41,7 @@ from fastrl import distributed
 from fastrl.algos.common import TrainingDiverged
 from fastrl.rlhf.rollout import check_iterations, prompt_batches, step_on
 from fastrl.rlhf.sharding import full_state_dict, load_full_state_dict
+from fastrl.utils import stopping
 from fastrl.utils.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -50,6 +51,7 @@ from fastrl.utils.checkpoint import (
 from fastrl.utils.logging import RunLogger
 from fastrl.utils.rundir import RunLock, check_new_run, clear_run, remove_orphan_temp_files
 from fastrl.utils.seeding import rng_state, seed_everything, set_rng_state
+from fastrl.utils.stopping import StopRequest
 
 __all__ = ["train_run", "run_config", "save_run", "load_run"]
 
@@ -60,7 +62,7 @@ _PLOTTED = ("score", "kl", "loss", "value_loss", "margin", "accuracy")
 
 def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_every: int = 0,
               resume: bool = False, overwrite: bool = False, progress: bool = False,
-              on_step=None) -> list[dict[str, float]]:  # fmt: skip
+              on_step=None, stop: StopRequest | None = None) -> list[dict[str, float]]:  # fmt: skip
     """Train ``trainer`` until ``steps`` steps on batches drawn from ``prompts`` (any kind
     ``fastrl.rlhf.data.prompt_source`` takes; None for a DPOTrainer, which has its pairs), logging and checkpointing to
     ``out_dir`` (see the module's docstring).
@@ -68,6 +70,8 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
     ``resume``: continue the run in ``out_dir`` from its checkpoint (the trainer must be built with
     the run's config). Otherwise ``out_dir`` must not hold a run unless ``overwrite``.
     ``on_step(iteration, metrics, generation)`` after each step (iteration counts from 0).
+    ``stop``: a StopRequest (``fastrl rlhf train`` sets it on SIGTERM); once requested, on any rank,
+    training ends after the step, saving as at the end, and ``stop.stopped`` is set.
     Ctrl-C saves the checkpoint and the plot, then propagates (one that comes mid-step saves the
     partly updated policy: the resumed run is then not an exact continuation). A logged metric
     that is NaN or Inf raises TrainingDiverged; it and any other error leave the last checkpoint
@@ -125,6 +129,10 @@ def train_run(trainer, prompts, steps: int, out_dir: str | Path, *, checkpoint_e
                     saved = step
                 if on_step is not None:
                     on_step(step - 1, metrics, gen)
+                # every rank asks at every step (one all-reduce of a flag: a step is long)
+                if stop is not None and step < steps and stopping.agreed(stop.requested, trainer.device):
+                    stop.honour()
+                    break
         except KeyboardInterrupt:
             # keep what was trained (every rank: the write gathers); sharded models would need every
             # rank inside the same collectives, which may be elsewhere

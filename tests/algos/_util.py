@@ -1,7 +1,10 @@
-"""Helpers of the trainer tests: tiny configs that train in a fraction of a second, and the CLI
-run in-process with its exit code and output."""
+"""Helpers of the trainer tests: tiny configs that train in a fraction of a second, the CLI run
+in-process with its exit code and output, and a real CLI process signalled while it trains."""
 
 from __future__ import annotations
+
+import signal
+import time
 
 from fastrl import cli
 
@@ -51,3 +54,17 @@ def assert_one_line_error(rc: int, err: str, *fragments: str, code: int = 2) -> 
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+def sigterm_once_logging(proc, metrics_csv, rows: int, timeout: float = 180) -> str:
+    """Send the running ``fastrl train`` process ``proc`` SIGTERM once its metrics.csv holds
+    ``rows`` lines; its stderr when it has exited."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not metrics_csv.is_file() or len(metrics_csv.read_text().splitlines()) < rows:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start training"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        proc.kill()

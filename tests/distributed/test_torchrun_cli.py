@@ -79,3 +79,22 @@ def test_rlhf_train_under_two_ranks_writes_one_run_and_resumes_exactly(tmp_path)
     assert run_ranks(_rlhf_cli, argv=[*train, "--resume", str(resumed), "--steps", "4"]) == [0, 0]
     assert rows(resumed) == rows(straight)
     assert run_ranks(_rlhf_cli, argv=[*train, "--config", config, "--out", str(straight)]) == [2, 2]
+
+
+def test_sigterm_to_torchrun_stops_every_rank_at_one_iteration_and_saves(tmp_path):
+    """torchrun passes SIGTERM (a scheduler's notice) on to its workers: they agree on an iteration,
+    save the run there (both ranks' envs) and rank 0 says so. torchrun itself then exits 1."""
+    from tests.algos._util import sigterm_once_logging
+
+    out = tmp_path / "run"
+    flags = [f if f != "96" else str(10**9) for f in FLAGS]  # --total-steps: until stopped
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             "-m", "fastrl", *flags, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    err = sigterm_once_logging(proc, out / "metrics.csv", rows=4)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and 0 < state["global_step"] < 10**9
+    assert err.count("fastrl: stopped by SIGTERM") == 1, err[-3000:]
+    assert f"stopped by SIGTERM at step {state['global_step']};" in err

@@ -184,3 +184,34 @@ def test_totals_that_do_not_split_over_the_processes_are_config_errors(monkeypat
         (field, message), (field2, message2) = errors
         assert field == "num_envs" and "num_envs = 3 must be a multiple of the number of processes (2)" in message
         assert field2 == "batch_size" and "batch_size = 5 must be a multiple" in message2
+
+
+def _stopped_by_one_rank(rank, out_dir):
+    """A stop requested on rank 1 alone, in iteration 0 (a signal that reached one rank); rows are
+    logged every 2 iterations, where the ranks agree. Then the run resumed to its end."""
+    cls = ALGOS["ppo"]
+    config = cls.Config(**{**RESUMED["ppo"], "log_every": 2})
+    trainer = cls(config, out_dir=out_dir)
+    train_iteration = trainer.train_iteration
+
+    def requesting(*args):
+        if rank == 1 and trainer.iteration == 0:
+            trainer.stop_request.request()
+        return train_iteration(*args)
+
+    trainer.train_iteration = requesting
+    trainer.train()
+    stopped_at = (trainer.iteration, trainer.stop_request.stopped)
+    resumed = cls.from_checkpoint(out_dir, out_dir=out_dir)
+    resumed.train()
+    return stopped_at, _parameters(resumed)
+
+
+def test_a_stop_on_one_rank_stops_every_rank_at_the_same_logged_iteration(tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    whole = run_ranks(_train, timeout=300, algo="ppo", config=RESUMED["ppo"], out_dir=tmp_path / "whole")[0]["params"]
+    ranks = run_ranks(_stopped_by_one_rank, timeout=300, out_dir=tmp_path / "stopped")
+    assert [stopped_at for stopped_at, _ in ranks] == [(2, True), (2, True)]
+    for _, params in ranks:
+        for k in whole:
+            assert torch.equal(params[k], whole[k]), k

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -21,7 +23,7 @@ CONFIG = {  # GRPO and PPO fields kept tiny; the ones the other trainer lacks ar
     "ppo": "batch_size = 4\nmax_new_tokens = 4\nlearning_rate = 0.01\n",
     "dpo": "batch_size = 2\nlearning_rate = 0.01\n",
 }
-CALLS = {"count": 0, "crash_at": None}
+CALLS = {"count": 0, "crash_at": None, "sigterm_at": None}
 
 
 class Crash(Exception):
@@ -30,10 +32,13 @@ class Crash(Exception):
 
 def on_topic(prompts: list[str], completions: list[str]) -> list[float]:
     """Share of the completion's characters that occur in the prompt (0 for an empty one); raises
-    Crash at call ``CALLS["crash_at"]`` (a run killed mid-way)."""
+    Crash at call ``CALLS["crash_at"]`` (a run killed mid-way), sends this process SIGTERM at call
+    ``CALLS["sigterm_at"]`` (a job scheduler's notice)."""
     CALLS["count"] += 1
     if CALLS["count"] == CALLS["crash_at"]:
         raise Crash
+    if CALLS["count"] == CALLS["sigterm_at"]:
+        os.kill(os.getpid(), signal.SIGTERM)
     return [sum(c in p for c in r) / len(r) if r else 0.0 for p, r in zip(prompts, completions)]
 
 
@@ -46,7 +51,7 @@ NOT_CALLABLE = 3
 
 @pytest.fixture(autouse=True)
 def calls():
-    CALLS.update(count=0, crash_at=None)
+    CALLS.update(count=0, crash_at=None, sigterm_at=None)
     threads = torch.get_num_threads()
     yield CALLS
     torch.set_num_threads(threads)
@@ -127,6 +132,21 @@ def test_a_crashed_run_resumes_exactly(tmp_path, calls):
     assert cli.main(["rlhf", "train", "grpo", "--resume", str(crashed), "--quiet"]) == 0
     assert rows(crashed) == rows(straight)
     assert rows(crashed, clock=True)[:2] == before[:2] and calls["count"] == 2  # steps 3 and 4 alone
+
+
+def test_sigterm_ends_the_run_after_the_step_with_a_checkpoint_it_resumes_from_exactly(tmp_path, calls, capsys):
+    config = write_run(tmp_path, "grpo")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert cli.main(["rlhf", "train", "grpo", "--config", config, "--out", str(straight), "--quiet"]) == 0
+    calls.update(count=0, sigterm_at=3)  # in step 3's rollout; the periodic checkpoint is step 2's
+    capsys.readouterr()
+    assert cli.main(["rlhf", "train", "grpo", "--config", config, "--out", str(stopped), "--quiet"]) == 143
+    err = capsys.readouterr().err
+    assert f"stopped by SIGTERM; wrote {stopped}/checkpoint.pt" in err and f"--resume {stopped}" in err
+    assert run_config(stopped) and len(rows(stopped)) == 3 and (stopped / "learning_curve.png").is_file()
+    calls.update(count=0, sigterm_at=None)
+    assert cli.main(["rlhf", "train", "grpo", "--resume", str(stopped), "--quiet"]) == 0
+    assert rows(stopped) == rows(straight) and calls["count"] == 1  # step 4 alone: step 3 was saved
 
 
 def test_out_in_the_run_file_is_relative_to_it(tmp_path):

@@ -15,6 +15,7 @@ from fastrl.rlhf.ppo import PPOTrainer, RLHFPPOConfig
 from fastrl.rlhf.run import run_config, train_run
 from fastrl.utils.checkpoint import CheckpointError, load_checkpoint
 from fastrl.utils.rundir import RunDirError
+from fastrl.utils.stopping import StopRequest
 from tests.rlhf._tiny import PROMPTS, TOK, tiny_models
 
 STEPS = 5
@@ -200,6 +201,20 @@ def test_ctrl_c_saves_the_checkpoint_and_the_plot(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_run(_grpo(*tiny_models()), PROMPTS, 5, tmp_path, checkpoint_every=2, on_step=interrupt)
     assert load_checkpoint(tmp_path)["step"] == 3
+    assert (tmp_path / "learning_curve.png").is_file()
+
+
+@pytest.mark.parametrize(("at", "stopped_after"), [(1, 2), (STEPS - 1, None)])
+def test_a_stop_request_ends_the_run_after_the_step_unless_it_was_the_last(tmp_path, at, stopped_after):
+    stop = StopRequest()
+
+    def request(it, metrics, gen):
+        if it == at:
+            stop.request()
+
+    rows = train_run(_grpo(*tiny_models()), PROMPTS, STEPS, tmp_path, checkpoint_every=4, on_step=request, stop=stop)
+    assert stop.stopped == (stopped_after is not None)
+    assert len(rows) == load_checkpoint(tmp_path)["step"] == (stopped_after or STEPS)
     assert (tmp_path / "learning_curve.png").is_file()
 
 
