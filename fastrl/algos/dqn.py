@@ -32,7 +32,10 @@ class DQNConfig(TrainConfig):
     num_envs: int = 8
     """environments stepped in parallel (each iteration steps all of them once)"""
     learning_rate: float = 1e-3
-    """Adam step size"""
+    """the optimizer's step size"""
+    optimizer: str = "adam"
+    """adam, or rmsprop: centred RMSProp with squared-gradient momentum 0.95 and eps 0.01, as the
+    MinAtar paper's DQN (the minatar package's examples/dqn.py) builds torch's RMSprop"""
     buffer_size: int = 50_000
     """replay capacity in transitions"""
     batch_size: int = 128
@@ -75,7 +78,7 @@ class DQNConfig(TrainConfig):
         "n_step": POSITIVE, "tau": Range(0, 1, low_open=True), "target_update_every": POSITIVE,
         "train_every": POSITIVE, "gradient_steps": POSITIVE, "learning_starts": NON_NEGATIVE,
         "start_epsilon": UNIT, "end_epsilon": UNIT, "exploration_fraction": UNIT,
-        "exploration_steps": NON_NEGATIVE, "loss": ("huber", "mse"),
+        "exploration_steps": NON_NEGATIVE, "loss": ("huber", "mse"), "optimizer": ("adam", "rmsprop"),
         "max_grad_norm": POSITIVE, "hidden": POSITIVE,
     }
 
@@ -179,8 +182,11 @@ class DQN(Trainer):
             q = QNetwork(self.obs_dim, self.action_dim, tuple(cfg.hidden))
         self.q = q.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
+        if cfg.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(self.q.parameters(), lr=cfg.learning_rate, alpha=0.95, eps=0.01,
+                                                 centered=True)
+        else:  # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
+            self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         # This rank's share of the capacity, for its envs: the same number of steps per env
         # Images are stored as the env gives them (MinAtar: bool, 8x smaller than float32).
         space_dtype = torch.from_numpy(np.empty(0, self.env.single_observation_space.dtype)).dtype

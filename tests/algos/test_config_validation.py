@@ -56,7 +56,7 @@ OUT_OF_RANGE_DQN = [
     ("buffer_size", 0), ("batch_size", 0), ("n_step", 0), ("tau", 0.0), ("tau", 1.5), ("target_update_every", 0),
     ("train_every", 0), ("gradient_steps", 0), ("learning_starts", -1), ("start_epsilon", 2.0),
     ("end_epsilon", -0.1), ("exploration_fraction", 1.5), ("exploration_steps", -1), ("loss", "l1"),
-    ("max_grad_norm", -1.0),
+    ("max_grad_norm", -1.0), ("optimizer", "sgd"),
     ("hidden", (0,)), ("seed", -1), ("env_id", "Pendulum-v1"),
 ]
 

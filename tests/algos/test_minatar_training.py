@@ -207,4 +207,5 @@ def test_the_cli_starts_minatar_runs_with_the_tuned_defaults(monkeypatch, tmp_pa
     assert dqn.target_update_every * dqn.num_envs == 1_000  # frames between target syncs
     assert dqn.exploration_steps == 100_000  # frames of epsilon decay, however long the run
     assert dqn.gradient_steps == dqn.num_envs  # one gradient step per frame
+    assert (dqn.optimizer, dqn.learning_rate) == ("rmsprop", 2.5e-4)
     assert all(env_id in TUNED[algo] for algo in ALGOS for env_id in fastrl.envs.MINATAR_ENVS)

@@ -250,3 +250,25 @@ def test_dqn_first_update_is_at_learning_starts_and_n_step(learning_starts, n_st
                       buffer_size=64, hidden=(8,)))
     trained = [("td_loss" in t.train_iteration()) for _ in range(6)]
     assert trained == [i + 1 >= first_update for i in range(6)]
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_dqn_first_gradient_step_by_hand(optimizer):
+    """The first update of each parameter from its (clipped) gradient g: centred RMSProp as the
+    MinAtar paper's code has it (squared-gradient momentum 0.95, eps 0.01 outside the root), and
+    Adam (its first step is lr * g / (|g| + eps): about lr * sign(g))."""
+    lr = 1e-3
+    t = DQN(DQNConfig(env_id="CartPole-v1", num_envs=2, total_steps=64, batch_size=8, buffer_size=64,
+                      learning_rate=lr, optimizer=optimizer, hidden=(8,)))
+    for _ in range(6):
+        t._collect()
+    before = [p.detach().clone() for p in t.q.parameters()]
+    t.learn_on(*t.sample_windows())
+    for p, p0 in zip(t.q.parameters(), before):
+        g = p.grad
+        if optimizer == "rmsprop":
+            square, mean = 0.05 * g * g, 0.05 * g  # the running averages after one step from 0
+            expected = p0 - lr * g / ((square - mean * mean).sqrt() + 0.01)
+        else:
+            expected = p0 - lr * g / (g.abs() + 1e-8)
+        torch.testing.assert_close(p.detach(), expected, rtol=1e-5, atol=1e-7)

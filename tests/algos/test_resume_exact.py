@@ -19,6 +19,9 @@ CASES = {
     "dqn": ("dqn", dict(num_envs=8, total_steps=8 * 24, learning_starts=32, batch_size=16, buffer_size=256,
                         target_update_every=4, train_every=2, hidden=(16, 16), eval_every=8 * 6,
                         eval_episodes=2), 11),
+    # centred RMSProp keeps a running mean of the gradients as well as of their squares
+    "dqn-rmsprop": ("dqn", dict(num_envs=8, total_steps=8 * 24, learning_starts=32, batch_size=16, buffer_size=256,
+                                target_update_every=4, train_every=2, hidden=(16, 16), optimizer="rmsprop"), 11),
     "reinforce": ("reinforce", dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 6, hidden=(16, 16)), 3),
     "reinforce-monte-carlo": ("reinforce", dict(num_envs=4, num_steps=16, total_steps=4 * 16 * 6,
                                                 hidden=(16, 16), baseline=False), 3),
