@@ -106,11 +106,7 @@ struct Seaquest {
     T* s;
     FASTRL_HD T& n() const { return s[0]; }
     FASTRL_HD T& at(int i, int k) const { return s[1 + k * kCap + i]; }
-    FASTRL_HD void append(const int32_t (&v)[kAttrs]) const {
-      if (n() == kCap) return;
-      for (int k = 0; k < kAttrs; ++k) at(n(), k) = v[k];
-      ++n();
-    }
+    FASTRL_HD void append(const int32_t (&v)[kAttrs]) const { append_if(true, v); }
     // append(v) if `add`, without branching on it (the sub's shots: a coin flip per step under
     // random actions): the slot is rewritten with its own values when nothing is appended.
     FASTRL_HD void append_if(bool add, const int32_t (&v)[kAttrs]) const {
