@@ -17,11 +17,8 @@
 #include <cstring>
 #include <type_traits>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
-
 #include "core/envs/batch.h"
+#include "cpu/philox_avx2.h"
 
 namespace fastrl::cpu {
 
@@ -50,20 +47,6 @@ struct WordStream {
   double uniform(double low, double high) { return core::uniform_from(next_double(), low, high); }
 };
 
-using core::kPhiloxM0, core::kPhiloxM1, core::kPhiloxW0, core::kPhiloxW1;
-
-#if defined(__AVX2__)
-// The (hi, lo) words of the 32 x 32 -> 64-bit products a * m of 8 lanes: even lanes in one
-// multiply, odd lanes in another, blended back. GCC's own vectorization of the scalar loop below
-// shuffles twice as much; this halves the cost of a reset (csrc/cpu/envs_avx2.cpp only).
-inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
-  const __m256i even = _mm256_mul_epu32(a, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-#endif
-
 // Philox words of the next reset of envs idx[0..k): exactly core::ResetStream's.
 template <int kWords>
 inline void reset_words(const int64_t* seeds, const int64_t* resets, int64_t first_env,
@@ -88,29 +71,13 @@ inline void reset_words(const int64_t* seeds, const int64_t* resets, int64_t fir
     uint32_t* w2 = out.w[4 * block + 2];
     uint32_t* w3 = out.w[4 * block + 3];
 #if defined(__AVX2__)
-    const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
-    const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
     for (int i = 0; i < k; i += 8) {
-      auto load = [i](const uint32_t* p) {
-        return _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i));
-      };
-      __m256i c0 = _mm256_set1_epi32(block), c1 = load(r0), c2 = load(r1), c3 = load(env);
-      __m256i key0 = load(k0), key1 = load(k1);
-      for (int round = 0; round < 10; ++round) {
-        __m256i hi0, lo0, hi1, lo1;
-        mulhilo8(c0, m0, hi0, lo0);
-        mulhilo8(c2, m1, hi1, lo1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), key0);
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1);
-        c1 = lo1;
-        c3 = lo0;
-        key0 = _mm256_add_epi32(key0, _mm256_set1_epi32(static_cast<int>(kPhiloxW0)));
-        key1 = _mm256_add_epi32(key1, _mm256_set1_epi32(static_cast<int>(kPhiloxW1)));
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + i), c0);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + i), c1);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2 + i), c2);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3 + i), c3);
+      __m256i c0 = _mm256_set1_epi32(block), c1 = load8(r0 + i), c2 = load8(r1 + i), c3 = load8(env + i);
+      philox4x32_10_x8(c0, c1, c2, c3, load8(k0 + i), load8(k1 + i));
+      store8(w0 + i, c0);
+      store8(w1 + i, c1);
+      store8(w2 + i, c2);
+      store8(w3 + i, c3);
     }
 #else
     // core::philox4x32_10 on scalar words (GCC vectorizes it there, not through the struct).

@@ -92,6 +92,9 @@ struct Cpu {
   static void step(const core::minatar::MinAtarBatch<Game, T>& b, bool /*same_step: in b*/) {
     check_action_values(b);
     at::parallel_for(0, b.n, kMinAtarGrain, [&b](int64_t begin, int64_t end) {
+#if defined(FASTRL_WITH_AVX2)
+      if (avx2::enabled()) return avx2::minatar_step_range(b, begin, end);
+#endif
       minatar_step_range(b, begin, end);
     });
   }

@@ -6,7 +6,7 @@
 //      instead of a short `rep stos` per env, and the lines stay in cache for the draws;
 //   2. a vectorized loop computes the first Philox block of every env's step stream (its sticky
 //      draw and the game's first draw): ten rounds of two 32 x 32 -> 64-bit products that would
-//      otherwise run one env at a time;
+//      otherwise run one env at a time (explicit AVX2 in the AVX2 build, cpu/philox_avx2.h);
 //   3. a scalar loop steps the envs (core::minatar::step_env) from those words, prefetching the
 //      state of the envs just ahead where rows are long (Seaquest).
 // The draws are the same numbers, in the same order, as core::minatar::StepStream's (the CUDA
@@ -18,33 +18,56 @@
 #include <cstring>
 
 #include "core/minatar/batch.h"
+#include "cpu/philox_avx2.h"
 
 namespace fastrl::cpu {
 
 // 64 envs: up to 64 KB of observations (Seaquest's 1000 bytes each), which stay in L2.
 constexpr int64_t kMinAtarChunk = 64;
 
-// The words of block 0 of the step streams of envs [lo, lo + m), word-major: w[word][i].
+// The words of block 0 of the step streams of envs [lo, lo + m), word-major: w[word][i]:
+// core::philox4x32_10 on the counter (2^31, elapsed, resets, env) under the key seed.
 template <typename Game, typename T>
 inline void step_first_blocks(const core::minatar::MinAtarBatch<Game, T>& b, int64_t lo, int m,
                               uint32_t (&w)[4][kMinAtarChunk]) {
-  const int64_t* seeds = b.seeds + lo;
-  const int64_t* resets = b.resets + lo;
-  const int32_t* elapsed = b.elapsed + lo;
+  static_assert(kMinAtarChunk % 8 == 0, "whole vectors");
+  alignas(32) uint32_t k0[kMinAtarChunk], k1[kMinAtarChunk], c1[kMinAtarChunk],
+      c2[kMinAtarChunk], c3[kMinAtarChunk];
   const uint32_t env0 = static_cast<uint32_t>(b.first_env + lo);
-  // core::philox4x32_10 on the counter (2^31, elapsed, resets, env), on scalar words (vectorized).
+  // Whole vectors of 8: the lanes past m compute words nobody reads, from defined inputs.
+  const int padded = (m + 7) / 8 * 8;
+#pragma omp simd
+  for (int i = 0; i < padded; ++i) {
+    const bool live = i < m;
+    const uint64_t seed = live ? static_cast<uint64_t>(b.seeds[lo + i]) : 0;
+    k0[i] = static_cast<uint32_t>(seed);
+    k1[i] = static_cast<uint32_t>(seed >> 32);
+    c1[i] = live ? static_cast<uint32_t>(b.elapsed[lo + i]) : 0;
+    c2[i] = live ? static_cast<uint32_t>(b.resets[lo + i]) : 0;
+    c3[i] = env0 + static_cast<uint32_t>(i);
+  }
+#if defined(__AVX2__)
+  for (int i = 0; i < m; i += 8) {
+    __m256i x0 = _mm256_set1_epi32(static_cast<int>(0x80000000u)), x1 = load8(c1 + i);
+    __m256i x2 = load8(c2 + i), x3 = load8(c3 + i);
+    philox4x32_10_x8(x0, x1, x2, x3, load8(k0 + i), load8(k1 + i));
+    store8(w[0] + i, x0);
+    store8(w[1] + i, x1);
+    store8(w[2] + i, x2);
+    store8(w[3] + i, x3);
+  }
+#else
+  // On scalar words: GCC vectorizes the rounds there, not through the Philox4x32 struct.
 #pragma omp simd
   for (int i = 0; i < m; ++i) {
-    const uint64_t seed = static_cast<uint64_t>(seeds[i]);
-    uint32_t c0 = 0x80000000u, c1 = static_cast<uint32_t>(elapsed[i]);
-    uint32_t c2 = static_cast<uint32_t>(resets[i]), c3 = env0 + static_cast<uint32_t>(i);
-    core::philox4x32_10_words(c0, c1, c2, c3, static_cast<uint32_t>(seed),
-                              static_cast<uint32_t>(seed >> 32));
-    w[0][i] = c0;
-    w[1][i] = c1;
-    w[2][i] = c2;
-    w[3][i] = c3;
+    uint32_t x0 = 0x80000000u, x1 = c1[i], x2 = c2[i], x3 = c3[i];
+    core::philox4x32_10_words(x0, x1, x2, x3, k0[i], k1[i]);
+    w[0][i] = x0;
+    w[1][i] = x1;
+    w[2][i] = x2;
+    w[3][i] = x3;
   }
+#endif
 }
 
 // Rows longer than kPrefetchRow bytes (Seaquest's, 3.2 KB) have the starts of their fields

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import importlib.util
 import resource
 import zlib
@@ -30,7 +31,7 @@ from fastrl.envs.minatar.render import PALETTES
 from fastrl.envs.minatar.spec import FALLBACK_PARAMS, fallback_games
 from fastrl.envs.rng import reset_uniforms, step_uniforms
 from tests.conftest import backend as use_backend
-from tests.conftest import requires_native
+from tests.conftest import here_and_on_baseline_kernels, requires_native
 from tests.envs.minatar_package import SEAQUEST_LISTS, extract, inject, package_env
 from tests.envs.test_vector import compiled_rollout_matches_eager
 
@@ -395,6 +396,36 @@ def test_native_equals_fallback(same_step):
             _native.set_backend("auto")
     for a, b in zip(outs["native"], outs["torch"], strict=True):
         assert torch.equal(a, b)
+
+
+def minatar_rollout_digests() -> list[tuple[str, str]]:
+    """Digests of every output and state of native rollouts of every game: both autoreset modes,
+    both return dtypes, 77 envs (two chunks of cpu/minatar_kernel.h, the second's 13 not whole
+    vectors of 8) and 5, episodes cut at 40 steps."""
+    digests = []
+    for env_id in (i for i in MINATAR_ENVS if i.endswith("-v0")):
+        for dtype in (torch.float32, torch.float64):
+            for mode in ("next_step", "same_step"):
+                for n in (77, 5):
+                    env = fenvs.make(env_id, n, seed=n, dtype=dtype, autoreset_mode=mode, max_episode_steps=40)
+                    g = torch.Generator().manual_seed(n)
+                    outs = [env.reset()[0]]
+                    for _ in range(120):
+                        obs, r, te, tr, info = env.step(torch.randint(0, 6, (n,), generator=g))
+                        outs += [obs, r, te, tr, info["episode"]["r"], info["episode"]["l"], env.get_state()]
+                        outs += [info["final_obs"]] if mode == "same_step" else []
+                    data = b"".join(x.numpy().tobytes() for x in outs)
+                    digests.append((f"{env_id} {dtype} {mode} n={n}", hashlib.sha256(data).hexdigest()))
+    return digests
+
+
+@requires_native
+def test_baseline_cpu_build_matches_avx2(tmp_path):
+    """The AVX2 build of the step (its Philox words 8 envs at a time) and the baseline build
+    (ATEN_CPU_CAPABILITY=default: what a CPU without AVX2 runs) give bit-identical rollouts."""
+    got, baseline = here_and_on_baseline_kernels(__name__, "minatar_rollout_digests", tmp_path)
+    differ = [what for (what, a), (_, b) in zip(got, baseline) if a != b]
+    assert not differ, f"{len(differ)} rollouts differ, first: {differ[:5]}"
 
 
 @pytest.mark.cuda

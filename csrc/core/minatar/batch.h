@@ -17,7 +17,7 @@ namespace fastrl::core::minatar {
 
 // The keyword arguments of every game (the package's Environment's), in the order the ops take
 // them.
-constexpr std::array kParams{real_param("sticky_action_prob", 0.1),
+inline constexpr std::array kParams{real_param("sticky_action_prob", 0.1),
                              flag_param("difficulty_ramping", true)};
 
 template <typename Game, typename T>

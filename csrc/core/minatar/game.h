@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 
 #include "core/common.h"
 #include "core/rng.h"
@@ -50,7 +51,7 @@ constexpr bool observes_in_step() {
   return ObservesInStep<Game>::value;
 }
 
-template <size_t N>
+template <std::size_t N>
 constexpr int state_dim(const std::array<StateField, N>& fields) {
   int n = 0;
   for (const StateField& f : fields) n += f.count;

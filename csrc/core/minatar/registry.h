@@ -1,6 +1,6 @@
 // The native MinAtar games: each one's header and its line in FASTRL_MINATAR_GAMES. This list
-// drives the MinAtar ops' dispatch on the id (ops/minatar.h visit_game) and what
-// _C.minatar_games() tells Python (fastrl.envs.minatar). A new game: its header (the interface
+// drives the MinAtar ops' dispatch on the id (ops/minatar.h visit_game), the AVX2 build of the
+// CPU step (cpu/envs_avx2.cpp) and what _C.minatar_games() tells Python (fastrl.envs.minatar). A new game: its header (the interface
 // in core/minatar/game.h), an #include and a line here, and its PyTorch fallback in
 // fastrl/envs/minatar/games.py.
 #pragma once
