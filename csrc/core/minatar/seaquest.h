@@ -414,10 +414,11 @@ struct Seaquest {
   // Entry i of a list in channel c, and its trail (the cell behind it, if on the grid).
   template <typename List>
   FASTRL_HD static void draw_entity(uint8_t* obs, const List& l, int i, int c) {
-    const int32_t x = l.at(i, kX), y = l.at(i, kY);
+    // Every field read before the first store: a byte store may alias the state (uint8_t), so a
+    // read after it waits for it (2% of a step).
+    const int32_t x = l.at(i, kX), y = l.at(i, kY), back_x = x - dx(l.at(i, kLr));
     draw(obs, y, x, c);
     // The trail or-ed in at a cell on the grid (a branch on it would be a coin flip).
-    const int32_t back_x = x - dx(l.at(i, kLr));
     obs[(y * kCols + clamp(back_x, 0, 9)) * kChannels + 3] |= (back_x >= 0) & (back_x <= 9);
   }
 
@@ -440,11 +441,11 @@ struct Seaquest {
   // the grid (fastrl.envs refuses a sub facing the side it is on: unreachable, and the package
   // would draw it off the grid).
   FASTRL_HD static void draw_sub_and_gauges(const int32_t* s, uint8_t* obs) {
-    const int32_t sub_x = s[kSubX], sub_y = s[kSubY];
-    draw(obs, sub_y, sub_x, 0);
-    draw(obs, sub_y, sub_x - dx(s[kSubOr]), 1);
+    const int32_t sub_x = s[kSubX], sub_y = s[kSubY], back_x = sub_x - dx(s[kSubOr]);
     const int32_t oxygen = s[kOxygen] > 0 ? s[kOxygen] : 0;
     const int32_t oxygen_cells = oxygen * 10 / kMaxOxygen, divers_from = 9 - s[kDiverCount];
+    draw(obs, sub_y, sub_x, 0);
+    draw(obs, sub_y, back_x, 1);
     uint8_t* bottom = obs + 9 * kCols * kChannels;
     for (int32_t x = 0; x < kCols; ++x) {
       bottom[x * kChannels + 7] = x < oxygen_cells;
