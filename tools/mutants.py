@@ -167,6 +167,14 @@ CPP_MUTANTS = [
               "* kChannels + 3] |= (back_x >= 0) & (back_x <= 9);", "* kChannels + 3] |= 1;",
               "dropped check: an entity on the grid's edge draws a trail on the cell it came from off the grid "
               "(clamped onto its own)", _MINATAR_TESTS),
+    CppMutant("minatar-partial-vector", "csrc/cpu/minatar_kernel.h",
+              "const int padded = (m + 7) / 8 * 8;", "const int padded = m / 8 * 8;",
+              "off-by-one vector: the envs of a chunk's last, partial vector of 8 draw from counters never "
+              "written", _MINATAR_TESTS),
+    CppMutant("philox-x8-key", "csrc/cpu/philox_avx2.h",
+              "key1 = _mm256_add_epi32(key1, w1);", "key1 = _mm256_add_epi32(key1, w0);",
+              "wrong constant: the AVX2 Philox bumps its second key by the first key's increment",
+              _MINATAR_TESTS),
 ]
 
 
