@@ -1,6 +1,6 @@
-// cpu::step_range, cpu::actions_valid and cpu::minatar_step_range built with -mavx2 (and without -mfma: no fused
-// multiply-adds, so every result is bit-identical to the baseline build's; -ffp-contract=off
-// applies to every file anyway).
+// cpu::step_range, cpu::actions_valid and cpu::minatar_step_range built with -mavx2 (and without
+// -mfma: no fused multiply-adds, so every result is bit-identical to the baseline build's;
+// -ffp-contract=off applies to every file anyway).
 // `flatten` inlines the whole step into each entry point, so no inline function compiled here
 // for AVX2 can be picked by the linker for the baseline build's callers.
 #include "cpu/envs_avx2.h"
