@@ -62,8 +62,14 @@ def test_a_tiny_study_end_to_end_and_a_rerun_skips_finished_runs(tmp_path):
     assert (row["algo"], row["game"], row["frames"]["mean"]) == ("ppo", "Breakout", 8192)
     assert (tmp_path / "r.png").stat().st_size > 0
     before = (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns
+    # a run of another study, on a machine that kept no runs/: only the JSON holds it
+    payload["runs"]["dqn-Freeway"] = [{**_run(2, 500, 5.0, 1.5, 2.0, None), "curve": [[500, 5.0, 1.5]]}]
+    (tmp_path / "r.json").write_text(json.dumps(payload))
     assert study.main(args) == 0  # the checkpoint holds 8192 frames: not trained again
     assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [(r["algo"], r["game"], r["seeds"]) for r in rows] == [("ppo", "Breakout", [0]), ("dqn", "Freeway", [2])]
+    assert rows[0]["frames"]["mean"] == 8192 and rows[1]["return_last100"]["mean"] == 1.5
     with pytest.raises(SystemExit):  # a longer budget would start anew, losing the finished run
         study.main([*args[:7], "ppo=16384", *args[9:]])
     assert (tmp_path / "runs" / "ppo-Breakout-s0" / "metrics.csv").stat().st_mtime_ns == before
@@ -97,6 +103,23 @@ def test_a_run_stopped_part_way_is_reported_as_it_stands_then_continued(tmp_path
     assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["frames"]["mean"] == 16384
     assert (path / "metrics.csv").read_text().splitlines()[1] == first_row  # continued, not started anew
     assert study.checkpoint_progress(runs / "none") == (0, 0)
+
+
+def test_merge_keeps_the_earlier_runs_this_study_did_not_report(tmp_path):
+    def run(seed, ret):
+        return {**_run(seed, 1000, 60.0, ret, ret, None), "curve": [[0, 0.0, 0.0], [1000, 60.0, ret]]}
+
+    earlier = {"runs": {"ppo-Breakout": [run(0, 1.0), run(1, 2.0)], "dqn-Breakout": [run(0, 3.0)]}}
+    (tmp_path / "r.json").write_text(json.dumps(earlier))
+    now = {("ppo", "Breakout"): [run(0, 10.0), run(2, 20.0)], ("ppo", "Freeway"): [run(0, 30.0)]}
+    merged, kept = study.merge_earlier(now, tmp_path / "r.json")
+    assert list(merged) == [("ppo", "Breakout"), ("dqn", "Breakout"), ("ppo", "Freeway")]  # the file's order first
+    # seed 0 reported now replaces the file's; seed 1 is kept; runs in the order of their seeds
+    assert [(r["seed"], r["return_last100"]) for r in merged[("ppo", "Breakout")]] == [(0, 10.0), (1, 2.0), (2, 20.0)]
+    assert merged[("dqn", "Breakout")][0]["curve"] == [(0, 0.0, 0.0), (1000, 60.0, 3.0)]
+    assert kept == ["ppo Breakout seed 1", "dqn Breakout seed 0"]
+    row = next(r for r in study.summarize(merged) if (r["algo"], r["game"]) == ("ppo", "Breakout"))
+    assert row["seeds"] == [0, 1, 2] and row["return_last100"]["mean"] == pytest.approx(32 / 3)
 
 
 @pytest.mark.parametrize("n", [1, 5, 200, 201, 1000, 37_501])

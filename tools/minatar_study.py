@@ -9,7 +9,9 @@ Each run is the CLI with the tuned defaults (fastrl/algos/defaults.py) and a fra
 process (``--jobs`` at a time, ``--cpu-threads`` torch threads each); a run whose checkpoint already
 holds its budget is not run again, and one stopped part-way (Ctrl-C checkpoints it, as do
 ``--checkpoint-every`` iterations) continues exactly where it stopped, so a study of runs longer than
-a sitting is done in pieces; ``--no-train`` reports the runs as they stand. Then, per
+a sitting is done in pieces; ``--no-train`` reports the runs as they stand. ``--json`` keeps the
+runs an earlier study wrote there that this one did not report (another algorithm, game or seed),
+so the table stays whole when the machine that ran them does not keep ``--out``. Then, per
 algorithm and game: the mean and spread over seeds of the return of the last 100 training episodes at
 the end, of a greedy evaluation of the final policy, of the wall time, and the frames at which each
 seed first reached the published figure (if it did), next to that figure; and the learning curves
@@ -114,6 +116,23 @@ def greedy_eval(algo: str, path: Path, episodes: int) -> float:
         return statistics.fmean(trainer.evaluate(episodes))
 
 
+def merge_earlier(results: dict, path: Path) -> tuple[dict, list[str]]:
+    """``results`` with the runs of ``path`` (an earlier ``--json``) that it lacks added: those of
+    another algorithm, game or seed; a run reported now replaces the earlier one of its seed. Groups
+    keep the file's order (new ones after it) and their runs the order of their seeds. Also returns
+    what was kept from the file ("dqn Breakout seed 1")."""
+    earlier = json.loads(path.read_text())["runs"]
+    merged = {tuple(key.split("-", 1)): runs for key, runs in earlier.items()}
+    kept = []
+    for key in merged:  # the file's runs, but for a seed reported now
+        now = {r["seed"] for r in results.get(key, [])}
+        merged[key] = [{**r, "curve": [tuple(c) for c in r["curve"]]} for r in merged[key] if r["seed"] not in now]
+        kept += [f"{key[0]} {key[1]} seed {r['seed']}" for r in merged[key]]
+    for key, runs in results.items():
+        merged[key] = sorted(merged.get(key, []) + runs, key=lambda r: r["seed"])
+    return merged, kept
+
+
 def thin(curve: list, points: int = 200) -> list:
     """About ``points`` rows of a curve, evenly spaced, and its last (DQN logs every 4 frames)."""
     step = max(1, len(curve) // points)
@@ -210,7 +229,8 @@ def main(argv=None) -> int:
                    help="report on the runs as their checkpoints stand (a run under way, or stopped part-way)")
     p.add_argument("--eval-episodes", type=int, default=64)
     p.add_argument("--out", type=Path, default=Path("runs/minatar-study"))
-    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--json", type=Path, help="write the results here (keeping the runs of other algorithms, games "
+                   "or seeds it holds)")
     p.add_argument("--plot", type=Path, help="write the learning curves here (PNG)")
     args = p.parse_args(argv)
     budgets = {k: int(float(v)) for k, v in (f.split("=") for f in args.frames)}
@@ -239,6 +259,10 @@ def main(argv=None) -> int:
         results.setdefault((algo, game), []).append(run)
         print(f"{algo} {game} seed {seed}: {run['frames']} frames in {run['wall_s'] / 60:.1f} min, "
               f"return_last100 {run['return_last100']:.2f}, greedy {run['greedy_eval']:.2f}", flush=True)
+    if args.json and args.json.exists():
+        results, kept = merge_earlier(results, args.json)
+        if kept:
+            print(f"kept from {args.json}: {', '.join(kept)}", flush=True)
     rows = summarize(results)
     print(markdown(rows))
     if args.json:
