@@ -18,6 +18,7 @@ from bench.conftest import sync
 from fastrl.algos import DQN, PPO, DQNConfig, PPOConfig
 from fastrl.algos.defaults import tuned_defaults
 from fastrl.envs import make
+from fastrl.nn import linear
 
 SEEDS = range(5)
 
@@ -90,9 +91,16 @@ MINATAR_ITERATIONS = {"ppo": 1, "dqn": 100}  # iterations per round: 8192 and 40
 MINATAR_ROUNDS = 5
 
 
+# On the CPU also with the conv net's widest layer on torch's own (MKL) GEMMs, the baseline of
+# fastrl.nn.Linear's oneDNN path ("auto": where this machine takes it, fastrl/nn/linear.py).
+MKL_GEMMS = pytest.param("cpu", "mkl", marks=pytest.mark.skipif(not linear.ONEDNN, reason="oneDNN path not taken"))
+
+
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def test_minatar_breakout_throughput(benchmark, algo, device):
+@pytest.mark.parametrize("device,gemm", [("cpu", "auto"), MKL_GEMMS, pytest.param("cuda", "auto", marks=pytest.mark.cuda)])
+def test_minatar_breakout_throughput(benchmark, monkeypatch, algo, device, gemm):
+    if gemm == "mkl":
+        monkeypatch.setattr(linear, "ONEDNN", False)
     cls, cfg_cls = {"ppo": (PPO, PPOConfig), "dqn": (DQN, DQNConfig)}[algo]
     values = tuned_defaults(algo, "MinAtar/Breakout-v1")
     if algo == "dqn":
@@ -111,7 +119,7 @@ def test_minatar_breakout_throughput(benchmark, algo, device):
             sync(device)
 
         benchmark.group = f"{algo} MinAtar/Breakout-v1 training throughput {device} n={cfg.num_envs}"
-        benchmark.extra_info["impl"] = f"fastrl_{algo}"
+        benchmark.extra_info["impl"] = f"fastrl_{algo}" if gemm == "auto" else f"{algo}_on_mkl_gemms"  # a baseline
         benchmark.pedantic(run, rounds=MINATAR_ROUNDS, iterations=1)
         frames = (trainer.global_step - start) // MINATAR_ROUNDS
         rate = frames / benchmark.stats.stats.median

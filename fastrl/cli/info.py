@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
               f"(parallel_for used {threads} of {torch.get_num_threads()} threads); CPU kernels: "
               f"{'AVX2' if info['avx2'] else 'baseline x86-64 / portable (no AVX2, or ATEN_CPU_CAPABILITY=default)'}")
     print(f"backend     {_native.get_backend()} (FASTRL_BACKEND or fastrl.set_backend)")
+    from fastrl.nn import linear
+
+    print(f"nn          fastrl.nn.Linear in float32 on the CPU: {'oneDNN' if linear.ONEDNN else 'torch'}'s GEMMs "
+          "(FASTRL_ONEDNN_LINEAR=auto|0|1)")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print("ops         " + "  ".join(f"{d.type:>6}" for d in devices))
     for op in NATIVE_OPS:

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from fastrl.nn.linear import Linear
+
 
 def _orthogonal(layer: nn.Module, gain: float) -> nn.Module:
     nn.init.orthogonal_(layer.weight, gain)
@@ -38,7 +40,8 @@ class MinAtarTorso(nn.Module):
         self.obs_shape = _checked_shape(obs_shape)
         h, w, c = self.obs_shape
         self.conv = _orthogonal(nn.Conv2d(c, channels, kernel_size=3), math.sqrt(2))
-        self.fc = _orthogonal(nn.Linear(channels * (h - 2) * (w - 2), hidden), math.sqrt(2))
+        # the widest layer: oneDNN's GEMMs where MKL's are slow (fastrl/nn/linear.py)
+        self.fc = _orthogonal(Linear(channels * (h - 2) * (w - 2), hidden), math.sqrt(2))
         self.out_features = hidden
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -147,3 +147,13 @@ def test_cli_info_reports_the_build(capsys):
         assert op in out
     if _native._C is not None:
         assert "CPU kernels: " + ("AVX2" if _native.build_info["avx2"] else "baseline") in out
+
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_cli_info_says_which_gemms_the_linear_layers_use(capsys, monkeypatch, onednn):
+    from fastrl.nn import linear
+
+    monkeypatch.setattr(linear, "ONEDNN", onednn)
+    assert cli.main(["info"]) == 0
+    assert f"fastrl.nn.Linear in float32 on the CPU: {'oneDNN' if onednn else 'torch'}'s GEMMs" in capsys.readouterr().out
