@@ -97,7 +97,8 @@ MKL_GEMMS = pytest.param("cpu", "mkl", marks=pytest.mark.skipif(not linear.ONEDN
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
-@pytest.mark.parametrize("device,gemm", [("cpu", "auto"), MKL_GEMMS, pytest.param("cuda", "auto", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("device,gemm", [("cpu", "auto"), MKL_GEMMS,
+                                         pytest.param("cuda", "auto", marks=pytest.mark.cuda)])
 def test_minatar_breakout_throughput(benchmark, monkeypatch, algo, device, gemm):
     if gemm == "mkl":
         monkeypatch.setattr(linear, "ONEDNN", False)

@@ -156,4 +156,5 @@ def test_cli_info_says_which_gemms_the_linear_layers_use(capsys, monkeypatch, on
 
     monkeypatch.setattr(linear, "ONEDNN", onednn)
     assert cli.main(["info"]) == 0
-    assert f"fastrl.nn.Linear in float32 on the CPU: {'oneDNN' if onednn else 'torch'}'s GEMMs" in capsys.readouterr().out
+    gemms = "oneDNN" if onednn else "torch"
+    assert f"fastrl.nn.Linear in float32 on the CPU: {gemms}'s GEMMs" in capsys.readouterr().out
