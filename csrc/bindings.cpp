@@ -32,6 +32,10 @@ TORCH_LIBRARY(fastrl, m) {
   def_with_tensor_hyper(m,
       "discounted_returns(Tensor rewards, Tensor done, Tensor bootstrap, Tensor? mask, "
       "float gamma) -> Tensor");
+  // Centred RMSProp's step in place (core/rmsprop.h); tensors i of the four lists alike in dtype
+  // (float32/float64), device, shape and strides, and dense.
+  m.def("rmsprop_centered_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] square_avgs, "
+        "Tensor(c!)[] grad_avgs, float lr, float alpha, float eps) -> ()");
   // Batched environments, stepped in place: state [S, N] SoA, per-env counters [N]; `params` are
   // the env's keyword arguments in the order of its kParams (core/envs/<env>.h, _C.native_envs).
   m.def("env_reset(str env, Tensor(a!) state, Tensor(b!) elapsed, Tensor(c!) episode_return, "

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from fastrl import distributed
 from fastrl.algos.common import TrainConfig, Trainer, bootstrapped_returns
 from fastrl.nn import ConvQNetwork, QNetwork
+from fastrl.optim import RMSprop
 from fastrl.utils.config import NON_NEGATIVE, POSITIVE, UNIT, ConfigError, Range, Rule
 
 
@@ -183,8 +184,8 @@ class DQN(Trainer):
         self.q = q.to(self.device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         if cfg.optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(self.q.parameters(), lr=cfg.learning_rate, alpha=0.95, eps=0.01,
-                                                 centered=True)
+            # fastrl's: torch's, its step one fused kernel (a quarter of a MinAtar DQN frame's time before)
+            self.optimizer = RMSprop(self.q.parameters(), lr=cfg.learning_rate, alpha=0.95, eps=0.01, centered=True)
         else:  # fused: one kernel updates every parameter (3x faster than the per-tensor loop for small nets)
             self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.learning_rate, fused=True)
         # This rank's share of the capacity, for its envs: the same number of steps per env

@@ -4,7 +4,8 @@ extension has kernels for the device, else its PyTorch reference/fallback.
 Name of each op module = name of its kernel files (csrc/cpu/<op>.cpp, csrc/cuda/<op>.cu),
 tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py). Beside them:
 ``chunked_linear`` (the fused-linear base of the ``*_from_hidden`` losses) and ``plain_losses``
-(value and Gaussian-policy losses in plain PyTorch, no kernel).
+(value and Gaussian-policy losses in plain PyTorch, no kernel). ``rmsprop`` is an optimizer's step
+(fastrl.optim.RMSprop's), not a loss or an env.
 """
 
 from fastrl.ops.plain_losses import gaussian_ppo_loss, value_loss
@@ -18,6 +19,7 @@ from fastrl.ops.ppo_loss import (
     token_logprobs,
 )
 from fastrl.ops.returns import discounted_returns, gae, rollout_next_values
+from fastrl.ops.rmsprop import rmsprop_centered_
 
 __all__ = [
     "gae",
@@ -28,6 +30,7 @@ __all__ = [
     "token_logprobs",
     "value_loss",
     "gaussian_ppo_loss",
+    "rmsprop_centered_",
     "KL_ESTIMATORS",  # the values of kl_estimator=
     "NORMALIZATIONS",  # the values of normalize=
     "IMPORTANCE_LEVELS",  # the values of importance_level=
@@ -47,4 +50,5 @@ NATIVE_OPS = {
     "token_logprobs": ("fastrl.ops.ppo_loss", _TOKEN),
     "envs": ("fastrl.envs.vector", ("env_reset", "env_step")),
     "minatar": ("fastrl.envs.minatar.vector", ("minatar_reset", "minatar_step")),
+    "rmsprop_centered_": ("fastrl.ops.rmsprop", ("rmsprop_centered_",)),
 }

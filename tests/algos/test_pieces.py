@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+import fastrl.optim
 from fastrl.algos import A2C, DQN, PPO, A2CConfig, DQNConfig, PPOConfig, Reinforce, ReinforceConfig
 from fastrl.algos.common import field_docs
 from fastrl.algos.dqn import ReplayBuffer, linear_schedule, n_step_targets
@@ -260,6 +261,7 @@ def test_dqn_first_gradient_step_by_hand(optimizer):
     lr = 1e-3
     t = DQN(DQNConfig(env_id="CartPole-v1", num_envs=2, total_steps=64, batch_size=8, buffer_size=64,
                       learning_rate=lr, optimizer=optimizer, hidden=(8,)))
+    assert isinstance(t.optimizer, fastrl.optim.RMSprop if optimizer == "rmsprop" else torch.optim.Adam)
     for _ in range(6):
         t._collect()
     before = [p.detach().clone() for p in t.q.parameters()]
