@@ -128,6 +128,7 @@ _ENV_TESTS = ["tests/envs/test_vector.py", "tests/envs/test_parity.py", "tests/e
               "tests/envs/test_large_batches.py"]
 
 _MINATAR_TESTS = ["tests/envs/test_minatar.py"]
+_RMSPROP_TESTS = ["tests/ops/test_rmsprop.py"]
 
 CPP_MUTANTS = [
     CppMutant("gae-no-termination", "csrc/core/returns.h",
@@ -175,6 +176,15 @@ CPP_MUTANTS = [
               "key1 = _mm256_add_epi32(key1, w1);", "key1 = _mm256_add_epi32(key1, w0);",
               "wrong constant: the AVX2 Philox bumps its second key by the first key's increment",
               _MINATAR_TESTS),
+    CppMutant("rmsprop-avx2-unfused", "csrc/cpu/rmsprop_avx2.cpp",
+              "const auto sq = O::fmadd(O::mul(w, g), g, O::mul(O::load(square_avg + i), alpha));",
+              "const auto sq = O::add(O::mul(O::mul(w, g), g), O::mul(O::load(square_avg + i), alpha));",
+              "wrong rounding: the AVX2 RMSProp rounds the squared-gradient average twice (torch's addcmul_ once)",
+              _RMSPROP_TESTS),
+    CppMutant("rmsprop-avx2-tail", "csrc/cpu/rmsprop_avx2.cpp",
+              "  cpu::rmsprop_centered_range(param, grad, square_avg, grad_avg, i, end, h);\n", "",
+              "dropped tail: the elements after a parameter's last full vector of 8 (4) are never updated",
+              _RMSPROP_TESTS),
 ]
 
 
