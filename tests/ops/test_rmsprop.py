@@ -300,3 +300,15 @@ def test_opcheck_and_torchscript():
     scripted(got["params"], got["grads"], got["square_avgs"], got["grad_avgs"])
     oracle_(want["params"], want["grads"], want["square_avgs"], want["grad_avgs"], 1e-3, 0.9, 1e-8)
     assert_states_same_bits(got, want)
+
+
+@requires_native
+def test_a_non_finite_gradient_stays_in_its_element():
+    s = state([(9,), (33,)], torch.float32, "cpu")
+    s["grads"][0][3] = float("nan")
+    s["grads"][1][20] = float("inf")
+    with backend("native"):
+        got = steps(ops.rmsprop_centered_, s, n=1)
+    assert_states_same_bits(got, steps(oracle_, s, n=1))
+    bad = [p.isfinite().logical_not().nonzero().flatten().tolist() for p in got["params"]]
+    assert bad == [[3], [20]]
