@@ -4,10 +4,13 @@ extension has kernels for the device, else its PyTorch reference/fallback.
 Name of each op module = name of its kernel files (csrc/cpu/<op>.cpp, csrc/cuda/<op>.cu),
 tests (tests/ops/test_<op>.py) and benchmark (bench/bench_<op>.py). Beside them:
 ``chunked_linear`` (the fused-linear base of the ``*_from_hidden`` losses) and ``plain_losses``
-(value and Gaussian-policy losses in plain PyTorch, no kernel). ``rmsprop`` is an optimizer's step
-(fastrl.optim.RMSprop's), not a loss or an env.
+(value and Gaussian-policy losses in plain PyTorch, no kernel). ``rmsprop`` holds an optimizer's
+step (fastrl.optim.RMSprop's), in place and with no outputs or gradients: so it is not in
+``__all__``, whose ops the generic op suite (tests/ops/opinfo.py) checks; tests/ops/test_rmsprop.py
+has its own checks.
 """
 
+from fastrl.ops import rmsprop  # noqa: F401  (registers its fake kernel, as the others' imports do)
 from fastrl.ops.plain_losses import gaussian_ppo_loss, value_loss
 from fastrl.ops.ppo_loss import (
     IMPORTANCE_LEVELS,
@@ -19,7 +22,6 @@ from fastrl.ops.ppo_loss import (
     token_logprobs,
 )
 from fastrl.ops.returns import discounted_returns, gae, rollout_next_values
-from fastrl.ops.rmsprop import rmsprop_centered_
 
 __all__ = [
     "gae",
@@ -30,7 +32,6 @@ __all__ = [
     "token_logprobs",
     "value_loss",
     "gaussian_ppo_loss",
-    "rmsprop_centered_",
     "KL_ESTIMATORS",  # the values of kl_estimator=
     "NORMALIZATIONS",  # the values of normalize=
     "IMPORTANCE_LEVELS",  # the values of importance_level=
