@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch.optim.rmsprop import rmsprop as torch_rmsprop
 
-from fastrl.ops.rmsprop import _dense, rmsprop_centered_
+from fastrl.ops.rmsprop import layout_problem, rmsprop_centered_unchecked_
 
 __all__ = ["RMSprop"]
 
@@ -45,9 +45,10 @@ class RMSprop(torch.optim.RMSprop):
             params, grads, square_avgs, grad_avgs, momentum_buffers, steps = [], [], [], [], [], []
             has_complex = self._init_group(group, params, grads, square_avgs, momentum_buffers, grad_avgs, steps)
             fused = self.fuses(group) and not has_complex and params
-            if fused and _kernel_takes(params, grads, square_avgs, grad_avgs):
+            if fused and layout_problem(params, grads, square_avgs, grad_avgs) is None:
                 torch._foreach_add_(steps, 1)
-                rmsprop_centered_(params, grads, square_avgs, grad_avgs, group["lr"], group["alpha"], group["eps"])
+                hypers = group["lr"], group["alpha"], group["eps"]  # checked by torch's constructor
+                rmsprop_centered_unchecked_(params, grads, square_avgs, grad_avgs, *hypers)
             else:
                 torch_rmsprop(
                     params, grads, square_avgs, grad_avgs, momentum_buffers, steps, lr=group["lr"],
@@ -57,11 +58,3 @@ class RMSprop(torch.optim.RMSprop):
                     capturable=group["capturable"], has_complex=has_complex)
         return loss
 
-
-def _kernel_takes(params, grads, square_avgs, grad_avgs) -> bool:
-    """The kernel's layout (fastrl.ops.rmsprop_centered_): float32/float64 on one device, dense,
-    each gradient and state laid out as its parameter (torch's zeros_like state is)."""
-    device = params[0].device
-    return all(p.dtype in (torch.float32, torch.float64) and p.device == device and _dense(p)
-               and all((t.dtype, t.device, t.shape, t.stride()) == (p.dtype, device, p.shape, p.stride()) for t in ts)
-               for p, *ts in zip(params, grads, square_avgs, grad_avgs))

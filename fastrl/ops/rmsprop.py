@@ -56,19 +56,28 @@ def _check(params, grads, square_avgs, grad_avgs, lr, alpha, eps) -> None:
     for name, x, lo, hi in (("lr", lr, 0.0, math.inf), ("alpha", alpha, 0.0, 1.0), ("eps", eps, 0.0, math.inf)):
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not lo <= x <= hi:
             raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {x!r}")
+    problem = layout_problem(params, grads, square_avgs, grad_avgs)
+    if problem is not None:
+        raise problem[0](problem[1])
+
+
+def layout_problem(params, grads, square_avgs, grad_avgs) -> tuple[type[Exception], str] | None:
+    """Why the kernels cannot take these lists (the exception type and message), or None:
+    tensor i of each alike in dtype (float32 or float64), device, shape and strides, and dense.
+    fastrl.optim.RMSprop asks it to choose between the kernel and torch's own update."""
     for i, p in enumerate(params):
         if p.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"params[{i}] must be float32 or float64, got {p.dtype}")
+            return TypeError, f"params[{i}] must be float32 or float64, got {p.dtype}"
         if p.device != params[0].device:
-            raise ValueError(f"params[{i}] is on {p.device} but params[0] is on {params[0].device}")
+            return ValueError, f"params[{i}] is on {p.device} but params[0] is on {params[0].device}"
         if not _dense(p):
-            raise ValueError(f"params[{i}] must be dense (no gaps or overlaps), got strides {p.stride()}")
-        for name in ("grads", "square_avgs", "grad_avgs"):
-            t = lists[name][i]
+            return ValueError, f"params[{i}] must be dense (no gaps or overlaps), got strides {p.stride()}"
+        for name, t in (("grads", grads[i]), ("square_avgs", square_avgs[i]), ("grad_avgs", grad_avgs[i])):
             if (t.dtype, t.device, t.shape, t.stride()) != (p.dtype, p.device, p.shape, p.stride()):
-                raise ValueError(f"{name}[{i}] must have params[{i}]'s dtype, device, shape and strides "
-                                 f"({p.dtype}, {p.device}, {tuple(p.shape)}, {p.stride()}), got "
-                                 f"({t.dtype}, {t.device}, {tuple(t.shape)}, {t.stride()})")
+                return ValueError, (f"{name}[{i}] must have params[{i}]'s dtype, device, shape and strides "
+                                    f"({p.dtype}, {p.device}, {tuple(p.shape)}, {p.stride()}), got "
+                                    f"({t.dtype}, {t.device}, {tuple(t.shape)}, {t.stride()})")
+    return None
 
 
 def rmsprop_centered_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
@@ -83,6 +92,12 @@ def rmsprop_centered_(params: Sequence[torch.Tensor], grads: Sequence[torch.Tens
         lr: step size, >= 0. alpha: the averages' decay, in [0, 1]. eps: added to the root, >= 0.
     """
     _check(params, grads, square_avgs, grad_avgs, lr, alpha, eps)
+    rmsprop_centered_unchecked_(params, grads, square_avgs, grad_avgs, lr, alpha, eps)
+
+
+def rmsprop_centered_unchecked_(params, grads, square_avgs, grad_avgs, lr: float, alpha: float, eps: float) -> None:
+    """:func:`rmsprop_centered_` on arguments already checked (fastrl.optim.RMSprop's, whose
+    layout :func:`layout_problem` passed and whose hyper-parameters torch's optimizer checked)."""
     if not params:
         return
     if _native.use_native(params[0].device):

@@ -149,8 +149,8 @@ def test_the_optimizer_is_torchs_with_a_fused_step(monkeypatch, backend_name):
     if backend_name == "native" and _native._C is None:
         pytest.skip("fastrl._C not built")
     calls = []
-    kernel = ops.rmsprop_centered_
-    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_", lambda *a: (calls.append(len(a[0])), kernel(*a)))
+    kernel = ops.rmsprop_centered_unchecked_
+    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_unchecked_", lambda *a: (calls.append(len(a[0])), kernel(*a)))
     ours, theirs = tiny_net(), tiny_net()
     with backend(backend_name):
         opt = train(fastrl.optim.RMSprop, ours, **PAPER)
@@ -171,7 +171,7 @@ def test_the_optimizer_is_torchs_with_a_fused_step(monkeypatch, backend_name):
 @pytest.mark.parametrize("kw", [dict(centered=False), dict(momentum=0.9), dict(weight_decay=0.1),
                                 dict(maximize=True), dict(lr=torch.tensor(1e-3)), dict(foreach=True)], ids=str)
 def test_other_configurations_run_torchs_update(monkeypatch, kw):
-    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_", lambda *a: pytest.fail("the fused kernel ran"))
+    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_unchecked_", lambda *a: pytest.fail("the fused kernel ran"))
     args = {**PAPER, **kw}
     if kw.get("foreach"):  # the fused conditions hold; foreach is torch's loop choice, ignored by the kernel
         monkeypatch.undo()
@@ -183,7 +183,7 @@ def test_other_configurations_run_torchs_update(monkeypatch, kw):
 
 
 def test_differentiable_steps_are_torchs(monkeypatch):
-    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_", lambda *a: pytest.fail("the fused kernel ran"))
+    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_unchecked_", lambda *a: pytest.fail("the fused kernel ran"))
     errors = []
     for cls in (fastrl.optim.RMSprop, torch.optim.RMSprop):
         with pytest.raises(RuntimeError) as e:  # torch's: a leaf parameter updated in place under autograd
@@ -193,7 +193,7 @@ def test_differentiable_steps_are_torchs(monkeypatch):
 
 
 def test_layouts_the_kernel_does_not_take_run_torchs_update(monkeypatch):
-    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_", lambda *a: pytest.fail("the fused kernel ran"))
+    monkeypatch.setattr(fastrl.optim, "rmsprop_centered_unchecked_", lambda *a: pytest.fail("the fused kernel ran"))
     for make in (lambda: torch.nn.Parameter(torch.randn(6, 4, dtype=torch.float16)),  # dtype
                  lambda: torch.nn.Parameter(torch.randn(6, 8)[:, ::2])):  # not dense
         p, q = make(), None
