@@ -93,21 +93,28 @@ MINATAR_ROUNDS = 5
 
 # On the CPU also with the conv net's widest layer on torch's own (MKL) GEMMs, the baseline of
 # fastrl.nn.Linear's oneDNN path ("auto": where this machine takes it, fastrl/nn/linear.py).
-MKL_GEMMS = pytest.param("cpu", "mkl", marks=pytest.mark.skipif(not linear.ONEDNN, reason="oneDNN path not taken"))
+# DQN also with torch's RMSprop, the baseline of fastrl.optim.RMSprop's fused step.
+MKL_GEMMS = pytest.param("cpu", "mkl_gemms", marks=pytest.mark.skipif(not linear.ONEDNN, reason="oneDNN path not taken"))
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
-@pytest.mark.parametrize("device,gemm", [("cpu", "auto"), MKL_GEMMS,
-                                         pytest.param("cuda", "auto", marks=pytest.mark.cuda)])
-def test_minatar_breakout_throughput(benchmark, monkeypatch, algo, device, gemm):
-    if gemm == "mkl":
+@pytest.mark.parametrize("device,variant", [("cpu", "auto"), MKL_GEMMS, ("cpu", "torch_rmsprop"),
+                                            pytest.param("cuda", "auto", marks=pytest.mark.cuda)])
+def test_minatar_breakout_throughput(benchmark, monkeypatch, algo, device, variant):
+    if variant == "mkl_gemms":
         monkeypatch.setattr(linear, "ONEDNN", False)
+    if variant == "torch_rmsprop" and algo != "dqn":
+        pytest.skip("PPO uses Adam")
     cls, cfg_cls = {"ppo": (PPO, PPOConfig), "dqn": (DQN, DQNConfig)}[algo]
     values = tuned_defaults(algo, "MinAtar/Breakout-v1")
     if algo == "dqn":
         values["learning_starts"] = 256
     cfg = cfg_cls(**values, seed=0, device=device)
     trainer = cls(cfg)
+    if variant == "torch_rmsprop":
+        group = trainer.optimizer.param_groups[0]
+        trainer.optimizer = torch.optim.RMSprop(trainer.q.parameters(), lr=group["lr"], alpha=group["alpha"],
+                                                eps=group["eps"], centered=group["centered"])
     iterations = MINATAR_ITERATIONS[algo]
     with trainer._threads():
         while trainer.global_step < 512:  # past learning_starts, and one PPO iteration as warm-up
@@ -120,7 +127,7 @@ def test_minatar_breakout_throughput(benchmark, monkeypatch, algo, device, gemm)
             sync(device)
 
         benchmark.group = f"{algo} MinAtar/Breakout-v1 training throughput {device} n={cfg.num_envs}"
-        benchmark.extra_info["impl"] = f"fastrl_{algo}" if gemm == "auto" else f"{algo}_on_mkl_gemms"  # a baseline
+        benchmark.extra_info["impl"] = f"fastrl_{algo}" if variant == "auto" else f"{algo}_on_{variant}"  # baselines
         benchmark.pedantic(run, rounds=MINATAR_ROUNDS, iterations=1)
         frames = (trainer.global_step - start) // MINATAR_ROUNDS
         rate = frames / benchmark.stats.stats.median
