@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from fastrl.ops import gaussian_ppo_loss, ppo_loss, ppo_loss_from_hidden, token_logprobs, value_loss
 from fastrl.ops.ppo_loss import KL_ESTIMATORS, NORMALIZATIONS, PpoOptions, _aggregate
-from tests.conftest import requires_native, run_with_baseline_cpu_kernels
+from tests.conftest import backend, requires_native, run_with_baseline_cpu_kernels
 from tests.ops.helpers import FULL_OPTIONS, make_inputs
 from tests.ops.opinfo import BRANCH_OPTIONS, OPS_BY_NAME, branch_inputs, ppo_tolerances
 from tests.ops.oracles import ppo_loss_loop, token_logprobs_loop
@@ -171,6 +171,32 @@ def test_clipped_tokens_with_infinite_ratio(backend):
     torch.testing.assert_close(loss, loss_big, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(grad, grad_big, rtol=1e-5, atol=1e-7)
     assert stats["ratio_max"].item() == math.inf and stats["clip_fraction"] == stats_big["clip_fraction"]
+
+
+@requires_native
+def test_sequence_level_infinite_ratio_is_its_sequence_s():
+    """With importance_level="sequence" an infinite ratio is its whole sequence's: the upper clip
+    holds for its tokens with A > 0 (finite gradient), but one with A < 0 and no dual clip makes
+    the loss +inf and that token's gradient row non-finite, except at banned logits, which keep 0
+    natively (the reference's log_softmax backward makes them 0 * inf = NaN) (docs/errors.md)."""
+    inputs = make_inputs((3, 5), 9, seed=17, banned=0.3)
+    del inputs["mask"]
+    inputs["old_logprobs"][1, 2] = -math.inf
+    inputs["advantages"][1] = torch.tensor([0.5, 1.0, 0.7, -1.0, -0.4])
+    options = dict(FULL_OPTIONS, dual_clip=None, importance_level="sequence")
+    with backend("native"):
+        loss, _, grad = run(ppo_loss, inputs, **options)
+    with backend("torch"):
+        loss_ref, _, grad_ref = run(ppo_loss, inputs, **options)
+    assert loss.item() == loss_ref.item() == math.inf
+    unbounded = torch.zeros(3, 5, 1, dtype=torch.bool)
+    unbounded[1, 3:] = True
+    banned = inputs["logits"].detach() == -math.inf
+    assert (grad[unbounded & banned] == 0).all() and grad_ref[unbounded & banned].isnan().all()
+    assert not grad[unbounded & ~banned].isfinite().any()
+    assert grad[~unbounded.expand_as(grad)].isfinite().all()
+    torch.testing.assert_close(grad[~unbounded.expand_as(grad)], grad_ref[~unbounded.expand_as(grad)],
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_zero_kl_coef_ignores_an_overflowing_kl_estimate(backend):

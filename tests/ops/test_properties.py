@@ -332,9 +332,9 @@ def test_ppo_loss_native_matches_reference(tokens, options, dtype, layout, nan_r
     want = ppo_loss_reference(logits, **args, **options)
     want_grads = torch.autograd.grad(upstream * want[0], base)
     if options["importance_level"] == "sequence":
-        # A NaN logit or an infinite ratio makes a whole sequence's gradient non-finite: in its
-        # other rows the reference's log_softmax backward spreads that to banned logits (0 * inf),
-        # where the kernel keeps 0 (NaN in a NaN logit's own row).
+        # A NaN logit or an infinite ratio is its whole sequence's: in the rows it makes
+        # non-finite, the reference's log_softmax backward spreads that to banned logits
+        # (0 * inf), where the kernel keeps 0 (but NaN in a NaN logit's own row).
         banned_nan = base.isneginf() & want_grads[0].isnan()
         kept = grads[0][banned_nan]
         assert ((kept == 0) | kept.isnan()).all(), "a banned logit got a gradient"
