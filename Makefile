@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fastrl-installed
 SOURCES := pyproject.toml CMakeLists.txt $(shell find csrc -type f 2>/dev/null)
 
-.PHONY: setup run test test-sanitize bench check-cuda check-cuda-build check-gpu-script mutants mutants-ci clean
+.PHONY: setup run test fuzz test-sanitize bench check-cuda check-cuda-build check-gpu-script mutants mutants-ci clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,12 @@ test-sanitize: setup
 
 # Mutation testing (docs/testing.md): mutants of the references, rollout, sampling and trainers,
 # then the hand-made C++ mutants, each in a scratch copy under /tmp/mut (about 1.5 h on 2 cores).
+# The property tests' search (CI's `make test` runs a fixed 60 examples of each): 1000 fresh random
+# examples a test; HYPOTHESIS_SEED=N repeats a search.
+fuzz: setup
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest tests -m hypothesis -q \
+		$(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
+
 mutants: setup
 	mkdir -p build
 	$(BIN)/python tools/mutants.py --preset all --json build/mutants.json
