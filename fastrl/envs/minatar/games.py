@@ -567,11 +567,12 @@ class Seaquest(Game):
             divers.dead[:, i] |= on | gone | picked
             s[:, self.DIVER_COUNT] += (on | picked).long()
 
-        # Enemy subs: they move, meet the sub or a bullet, and fire (removed ones too).
-        alive = e_subs.alive()
-        for i in e_subs.slots():
-            act = alive[:, i]
-            x, y, lr, timer, shot = e_subs.v[:, :, i].clone().unbind(1)
+        def enemy_moves(enemies, i, act):
+            """Enemy i (a sub or a fish): on the sub's cell it ends the episode; on its move timer
+            it moves, off the grid it is gone, onto the sub it ends the episode, onto a friendly
+            bullet it is shot (reward 1). Returns its cell after the move."""
+            nonlocal terminal, reward
+            x, y, lr, timer = enemies.v[:, :4, i].clone().unbind(1)
             terminal |= act & at_sub(x, y)
             moves = act & (timer == 0)
             x = torch.where(moves, x + sign_of(lr), x)
@@ -580,12 +581,20 @@ class Seaquest(Game):
             terminal |= meets
             hit = f_bullets.find(x, y, moves & ~gone & ~meets)
             reward += hit.long()
+            enemies.v[:, 0, i] = x
+            enemies.v[:, 3, i] = torch.where(moves, move_speed, torch.where(act, timer - 1, timer))
+            enemies.dead[:, i] |= gone | hit
+            return x, y, lr
+
+        # Enemy subs: they move, meet the sub or a bullet, and fire (removed ones too).
+        alive = e_subs.alive()
+        for i in e_subs.slots():
+            act = alive[:, i]
+            shot = e_subs.v[:, 4, i].clone()
+            x, y, lr = enemy_moves(e_subs, i, act)
             fires = act & (shot == 0)
             e_bullets.append(fires, (x, y, lr))
-            e_subs.v[:, 0, i] = x
-            e_subs.v[:, 3, i] = torch.where(moves, move_speed, torch.where(act, timer - 1, timer))
             e_subs.v[:, 4, i] = torch.where(fires, self.ENEMY_SHOT_INTERVAL, torch.where(act, shot - 1, shot))
-            e_subs.dead[:, i] |= gone | hit
 
         # Enemy bullets: on the sub's cell before or after moving, they end the episode.
         alive = e_bullets.alive()
@@ -602,19 +611,7 @@ class Seaquest(Game):
         # Enemy fish.
         alive = e_fish.alive()
         for i in e_fish.slots():
-            act = alive[:, i]
-            x, y, lr, timer = e_fish.v[:, :, i].clone().unbind(1)
-            terminal |= act & at_sub(x, y)
-            moves = act & (timer == 0)
-            x = torch.where(moves, x + sign_of(lr), x)
-            gone = moves & off(x)
-            meets = moves & ~gone & at_sub(x, y)
-            terminal |= meets
-            hit = f_bullets.find(x, y, moves & ~gone & ~meets)
-            reward += hit.long()
-            e_fish.v[:, 0, i] = x
-            e_fish.v[:, 3, i] = torch.where(moves, move_speed, torch.where(act, timer - 1, timer))
-            e_fish.dead[:, i] |= gone | hit
+            enemy_moves(e_fish, i, alive[:, i])
 
         for entries in (f_bullets, e_bullets, e_fish, e_subs, divers):
             entries.compact()
