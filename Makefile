@@ -53,14 +53,14 @@ test-sanitize: setup
 		--capture=sys  # C-level stderr (the sanitizer report) stays visible
 	$(BIN)/python tools/coverage_gate.py cpp --build $(SAN_DIR)
 
-# Mutation testing (docs/testing.md): mutants of the references, rollout, sampling and trainers,
-# then the hand-made C++ mutants, each in a scratch copy under /tmp/mut (about 1.5 h on 2 cores).
 # The property tests' search (CI's `make test` runs a fixed 60 examples of each): 1000 fresh random
 # examples a test; HYPOTHESIS_SEED=N repeats a search.
 fuzz: setup
 	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest tests -m hypothesis -q \
 		$(if $(HYPOTHESIS_SEED),--hypothesis-seed=$(HYPOTHESIS_SEED))
 
+# Mutation testing (docs/testing.md): mutants of the references, rollout, sampling and trainers,
+# then the hand-made C++ mutants, each in a scratch copy under /tmp/mut (about 1.5 h on 2 cores).
 mutants: setup
 	mkdir -p build
 	$(BIN)/python tools/mutants.py --preset all --json build/mutants.json
